@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` (main job on the demo data) and `make test`.
+# Both create the virtual environment on first use.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+export EMOHEAD_MIRROR ?= $(abspath ../shared)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: venv demo test test-all lint bench clean-demo
+
+venv: $(VENV)/.installed
+
+# torch==2.13.0 resolves to the local CPU wheel; every pin is in requirements.txt (no
+# unpinned package can drag in a CUDA torch). Never add torchaudio / torchvision here.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: venv
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --printshellcmds
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-all: venv
+	$(BIN)/python -m pytest -m "" 
+
+lint: venv
+	$(BIN)/snakemake --lint --configfile config/demo.yaml
+	$(BIN)/snakefmt --check .
+
+bench: venv
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean-demo:
+	rm -rf results resources logs benchmarks .snakemake

@@ -1,0 +1,22 @@
+# EmoHead pipeline: raw emotional talking-face videos -> person-specific, emotion-controllable
+# talking head -> the paper's tables. See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# Every stage registers its final targets in TARGETS[stage] (a list of paths).
+TARGETS = {}
+
+
+include: "rules/common.smk"
+include: "rules/preprocess.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        lambda wildcards: [p for stage in TARGETS.values() for p in stage],

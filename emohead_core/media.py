@@ -1,0 +1,228 @@
+"""Video and audio I/O through ffmpeg (system binary if present, else imageio-ffmpeg's).
+
+No torchaudio / torchvision: frames are decoded to NumPy through an ffmpeg pipe, audio is
+decoded and resampled by ffmpeg and read with soundfile.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import EmoheadInputError
+from .io import atomic_path
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary: ``$EMOHEAD_FFMPEG``, then ``ffmpeg`` on PATH, then imageio-ffmpeg's."""
+    env = os.environ.get("EMOHEAD_FFMPEG")
+    if env:
+        return env
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError as e:  # pragma: no cover - dependency is pinned
+        raise RuntimeError("no ffmpeg: install imageio-ffmpeg or put ffmpeg on PATH") from e
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run_ffmpeg(args: list[str], *, input_path: str | Path | None = None) -> subprocess.CompletedProcess:
+    """Run ffmpeg quietly; on failure raise an error naming the input file and ffmpeg's message."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
+        raise EmoheadInputError(
+            "ffmpeg failed: " + " | ".join(msg),
+            path=input_path,
+            fix="check that the file is a readable audio/video file (try playing it with ffmpeg).",
+        )
+    return proc
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    has_video: bool
+    has_audio: bool
+    audio_rate: int | None
+
+
+_DUR = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VID = re.compile(r"Stream #\S+.*Video: .*?, (\d{2,5})x(\d{2,5})[, \[]")
+_FPS = re.compile(r"(\d+(?:\.\d+)?) (?:fps|tbr)")
+_AUD = re.compile(r"Stream #\S+.*Audio: .*?(\d+) Hz")
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read container metadata by parsing ``ffmpeg -i`` (imageio-ffmpeg ships no ffprobe)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmoheadInputError("file not found.", path=path, fix="check the dataset root / sample table.")
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True)
+    text = proc.stderr.decode(errors="replace")
+    if "Invalid data found" in text or "Stream #" not in text:
+        raise EmoheadInputError(
+            "not a readable audio/video file.", path=path, fix="re-download or re-encode the file."
+        )
+    dur = None
+    m = _DUR.search(text)
+    if m:
+        h, mi, s = m.groups()
+        dur = int(h) * 3600 + int(mi) * 60 + float(s)
+    width = height = fps = None
+    has_video = False
+    for line in text.splitlines():
+        if "Video:" in line and "Stream #" in line:
+            mv = _VID.search(line)
+            if mv and "attached pic" not in line:
+                has_video = True
+                width, height = int(mv.group(1)), int(mv.group(2))
+                mf = _FPS.search(line)
+                fps = float(mf.group(1)) if mf else None
+                break
+    ma = _AUD.search(text)
+    return MediaInfo(
+        path=str(path),
+        duration_s=dur,
+        width=width,
+        height=height,
+        fps=fps,
+        has_video=has_video,
+        has_audio=ma is not None,
+        audio_rate=int(ma.group(1)) if ma else None,
+    )
+
+
+def iter_frames(
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    pix_fmt: str = "bgr24",
+) -> Iterator[np.ndarray]:
+    """Decode frames as uint8 HxWx3 arrays (BGR by default, as OpenCV / 3DDFA expect).
+
+    ``fps`` resamples to a constant frame rate (ffmpeg ``fps`` filter: duplicates/drops frames
+    on the nearest-timestamp rule); ``size`` = (width, height) rescales.
+    """
+    info = probe(path)
+    if not info.has_video:
+        raise EmoheadInputError("has no video stream.", path=path, fix="give a video file for this sample.")
+    w, h = (info.width, info.height) if size is None else size
+    filters = []
+    if fps is not None:
+        filters.append(f"fps={fps}")
+    if size is not None:
+        filters.append(f"scale={w}:{h}")
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path)]
+    if filters:
+        args += ["-vf", ",".join(filters)]
+    args += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
+    nbytes = w * h * 3
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        while True:
+            buf = proc.stdout.read(nbytes)
+            if len(buf) < nbytes:
+                break
+            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
+    finally:
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        rc = proc.wait()
+        if rc not in (0, None) and rc > 0 and err:
+            raise EmoheadInputError("ffmpeg failed while decoding: " + err.strip()[-400:], path=path)
+
+
+def read_frames(path: str | Path, **kw) -> np.ndarray:
+    """All frames as one (T, H, W, 3) uint8 array (see :func:`iter_frames`)."""
+    frames = list(iter_frames(path, **kw))
+    if not frames:
+        raise EmoheadInputError("decoded zero frames.", path=path, fix="check the video is not empty or corrupt.")
+    return np.stack(frames)
+
+
+def write_video(
+    frames: np.ndarray | list[np.ndarray],
+    path: str | Path,
+    fps: float,
+    *,
+    audio: str | Path | None = None,
+    pix_fmt_in: str = "bgr24",
+    crf: int = 18,
+) -> None:
+    """Encode frames (T, H, W, 3 uint8, BGR by default) as H.264 mp4, optionally muxing audio.
+
+    Written atomically. Height and width must be even (yuv420p).
+    """
+    frames = list(frames)
+    if not frames:
+        raise ValueError(f"no frames to write to {path}")
+    h, w = frames[0].shape[:2]
+    with atomic_path(path) as tmp:
+        args = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", pix_fmt_in, "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
+        ]
+        if audio is not None:
+            args += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-shortest"]
+        args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "veryfast",
+                 "-r", str(fps), "-movflags", "+faststart", str(tmp)]
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        for f in frames:
+            proc.stdin.write(np.ascontiguousarray(f, dtype=np.uint8).tobytes())
+        proc.stdin.close()
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed writing {path}: {err[-400:]}")
+
+
+def extract_audio(src: str | Path, dst_wav: str | Path, *, sample_rate: int = 16000) -> None:
+    """Decode the audio of ``src`` to a mono PCM16 wav at ``sample_rate`` (atomic)."""
+    info = probe(src)
+    if not info.has_audio:
+        raise EmoheadInputError("has no audio stream.", path=src, fix="give a clip with speech audio.")
+    with atomic_path(dst_wav) as tmp:
+        run_ffmpeg(
+            ["-i", str(src), "-vn", "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", "wav", str(tmp)],
+            input_path=src,
+        )
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Mono float32 waveform in [-1, 1] at ``sample_rate``. Wavs at the right rate are read
+    directly with soundfile; anything else is decoded/resampled by ffmpeg."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise EmoheadInputError("audio file not found.", path=path)
+    if path.suffix.lower() in {".wav", ".flac"}:
+        try:
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as e:
+            raise EmoheadInputError(f"unreadable audio ({e}).", path=path, fix="re-encode as PCM wav.") from e
+        if sr == sample_rate:
+            return data.mean(axis=1).astype(np.float32)
+    proc = run_ffmpeg(
+        ["-i", str(path), "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"], input_path=path
+    )
+    return np.frombuffer(proc.stdout, np.float32).copy()
