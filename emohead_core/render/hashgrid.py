@@ -1,0 +1,203 @@
+"""Multiresolution hash-grid encoding (instant-ngp, Mueller et al. 2022), two backends.
+
+Both backends share one parameter layout, the one tiny-cuda-nn (tcnn) uses, so a table can be
+copied between them verbatim:
+
+* level ``l`` has scale ``s_l = N_min * b**l - 1`` and resolution ``r_l = ceil(s_l) + 1``;
+* its table holds ``n_l = min(next_multiple(r_l**3, 8), 2**log2_T)`` entries of ``F`` features;
+  the flat parameter vector is the concatenation of levels, entry-major (``[offset_l + i*F + f]``);
+* a point ``x`` in [0, 1]^3 maps to ``p = x * s_l + 0.5``; ``floor(p)`` is the lower corner and
+  ``p - floor(p)`` the trilinear weight;
+* a corner ``c`` is indexed densely (``c0 + c1 r + c2 r^2``) when ``r_l**3 <= n_l`` (coarse levels
+  that fit the table), else by the spatial hash ``(c0 * 1) ^ (c1 * 2654435761) ^ (c2 *
+  805459861)`` in uint32 arithmetic; either index is taken modulo ``n_l``;
+* the output is level-major: ``out[..., l*F + f]``.
+
+``TorchHashGrid`` runs on CPU and CUDA; ``TcnnHashGrid`` wraps ``tinycudann.Encoding`` and is
+only built when tinycudann imports and CUDA is available (``make_hash_grid(backend="auto")``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+PRIMES = (1, 2654435761, 805459861)  # instant-ngp spatial hash primes
+_U32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class HashGridConfig:
+    n_levels: int = 16
+    n_features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_resolution: int = 16
+    per_level_scale: float = 1.447269237440378  # 16 -> 2048 over 16 levels (instant-ngp)
+
+    @staticmethod
+    def from_dict(d: dict | None) -> "HashGridConfig":
+        d = dict(d or {})
+        if "finest_resolution" in d:
+            fin = float(d.pop("finest_resolution"))
+            L = int(d.get("n_levels", 16))
+            base = float(d.get("base_resolution", 16))
+            d["per_level_scale"] = math.exp(math.log(fin / base) / max(L - 1, 1))
+        return HashGridConfig(**d)
+
+    @property
+    def out_dim(self) -> int:
+        return self.n_levels * self.n_features_per_level
+
+
+def level_layout(cfg: HashGridConfig) -> list[dict]:
+    """Per-level scale, resolution, table size, offset (in entries) and dense flag (tcnn's)."""
+    out, offset = [], 0
+    T = 1 << cfg.log2_hashmap_size
+    for lvl in range(cfg.n_levels):
+        scale = math.exp2(lvl * math.log2(cfg.per_level_scale)) * cfg.base_resolution - 1.0
+        res = int(math.ceil(scale)) + 1
+        dense_size = res**3
+        n = min(((dense_size + 7) // 8) * 8, T)
+        out.append(dict(scale=scale, resolution=res, size=n, offset=offset, dense=dense_size <= n))
+        offset += n
+    return out
+
+
+def n_params(cfg: HashGridConfig) -> int:
+    lay = level_layout(cfg)
+    return (lay[-1]["offset"] + lay[-1]["size"]) * cfg.n_features_per_level
+
+
+_CORNERS = torch.tensor([[(i >> 0) & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=torch.int64)
+
+
+class TorchHashGrid(nn.Module):
+    """Pure-PyTorch hash grid with tcnn's layout, hashing and trilinear interpolation.
+
+    ``forward(x)``: x (N, 3) in [0, 1]^3 -> (N, n_levels * F). All levels are processed in one
+    vectorised gather; gradients reach the flat ``params`` table through autograd.
+    """
+
+    def __init__(self, cfg: HashGridConfig, init_scale: float = 1e-4):
+        super().__init__()
+        self.cfg = cfg
+        lay = level_layout(cfg)
+        self.params = nn.Parameter(torch.empty(n_params(cfg)).uniform_(-init_scale, init_scale))
+        self.register_buffer("_scale", torch.tensor([l["scale"] for l in lay], dtype=torch.float32), False)
+        self.register_buffer("_res", torch.tensor([l["resolution"] for l in lay], dtype=torch.int64), False)
+        self.register_buffer("_size", torch.tensor([l["size"] for l in lay], dtype=torch.int64), False)
+        self.register_buffer("_offset", torch.tensor([l["offset"] for l in lay], dtype=torch.int64), False)
+        self.register_buffer("_dense", torch.tensor([l["dense"] for l in lay], dtype=torch.bool), False)
+        self.register_buffer("_corners", _CORNERS.clone(), False)
+        self.register_buffer("_primes", torch.tensor(PRIMES, dtype=torch.int64), False)
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        F = self.cfg.n_features_per_level
+        L = self.cfg.n_levels
+        x = x.float()
+        pos = x[:, None, :] * self._scale[None, :, None] + 0.5  # (N, L, 3)
+        pos_grid = torch.floor(pos)
+        frac = pos - pos_grid  # trilinear weights
+        pos_grid = pos_grid.long()
+        corner = pos_grid[:, :, None, :] + self._corners[None, None]  # (N, L, 8, 3)
+        res = self._res[None, :, None]
+        dense_idx = corner[..., 0] + corner[..., 1] * res + corner[..., 2] * res * res
+        h = (corner * self._primes) & _U32
+        hash_idx = h[..., 0] ^ h[..., 1] ^ h[..., 2]
+        idx = torch.where(self._dense[None, :, None], dense_idx, hash_idx)
+        idx = torch.remainder(idx, self._size[None, :, None]) + self._offset[None, :, None]
+        # corner weights: prod_d (c_d ? frac_d : 1 - frac_d)
+        c = self._corners.to(frac.dtype)[None, None]  # (1, 1, 8, 3)
+        w = torch.prod(c * frac[:, :, None, :] + (1 - c) * (1 - frac[:, :, None, :]), dim=-1)  # (N,L,8)
+        table = self.params.view(-1, F)
+        feats = table[idx.reshape(-1)].view(x.shape[0], L, 8, F)
+        out = (w[..., None] * feats).sum(dim=2)  # (N, L, F)
+        return out.reshape(x.shape[0], L * F)
+
+
+def tcnn_available() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import tinycudann  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+class TcnnHashGrid(nn.Module):
+    """tinycudann ``HashGrid`` encoding with the same config and parameter layout (CUDA only)."""
+
+    def __init__(self, cfg: HashGridConfig):
+        super().__init__()
+        import tinycudann as tcnn  # import-guarded: only when the backend is requested
+
+        self.cfg = cfg
+        self.enc = tcnn.Encoding(
+            3,
+            {
+                "otype": "HashGrid",
+                "n_levels": cfg.n_levels,
+                "n_features_per_level": cfg.n_features_per_level,
+                "log2_hashmap_size": cfg.log2_hashmap_size,
+                "base_resolution": cfg.base_resolution,
+                "per_level_scale": cfg.per_level_scale,
+                "interpolation": "Linear",
+            },
+            dtype=torch.float32,
+        )
+        if self.enc.params.numel() != n_params(cfg):
+            raise RuntimeError(
+                f"tcnn hash grid has {self.enc.params.numel()} params, layout expects {n_params(cfg)}"
+            )
+
+    @property
+    def params(self) -> torch.Tensor:
+        return self.enc.params
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.enc(x.contiguous()).float()
+
+
+def make_hash_grid(cfg: HashGridConfig | dict, backend: str = "auto") -> nn.Module:
+    """``backend``: 'torch', 'tcnn', or 'auto' (tcnn when importable on CUDA, else torch)."""
+    if isinstance(cfg, dict):
+        cfg = HashGridConfig.from_dict(cfg)
+    if backend == "auto":
+        backend = "tcnn" if tcnn_available() else "torch"
+    if backend == "tcnn":
+        return TcnnHashGrid(cfg)
+    if backend == "torch":
+        return TorchHashGrid(cfg)
+    raise ValueError(f"unknown hash grid backend {backend!r} (torch | tcnn | auto)")
+
+
+def copy_table(src: nn.Module, dst: nn.Module) -> None:
+    """Copy hash-table contents between backends (same layout)."""
+    with torch.no_grad():
+        dst.params.copy_(src.params.detach().to(dst.params.device, dst.params.dtype))
+
+
+__all__ = [
+    "HashGridConfig",
+    "TorchHashGrid",
+    "TcnnHashGrid",
+    "make_hash_grid",
+    "tcnn_available",
+    "level_layout",
+    "n_params",
+    "copy_table",
+    "PRIMES",
+    "asdict",
+]
