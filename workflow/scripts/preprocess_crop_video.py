@@ -1,0 +1,17 @@
+"""Rule crop_video: 25 fps face crop + per-frame boxes of one clip."""
+
+from emohead_core import preprocess
+from emohead_core.logutil import log_to
+
+with log_to(snakemake.log[0]):
+    opts = dict(snakemake.params.opts)
+    summary = preprocess.crop_clip(
+        snakemake.input.video,
+        snakemake.input.onnx,
+        snakemake.output.video,
+        snakemake.output.boxes,
+        crop_size=int(snakemake.params.crop_size),
+        opts=opts,
+        threads=snakemake.threads,
+    )
+    print(summary)
