@@ -1,0 +1,157 @@
+"""Per-clip expression extraction: frames -> per-frame 3DDFA_V2 params, landmarks, pose, MAR.
+
+Detection policy (``detect_every`` = k):
+
+* k = 1: the face detector runs on every frame; each frame is fitted from its own box in two
+  passes (box ROI, then landmark ROI); both passes are batched over frames.
+* k > 1: the detector runs on frames 0, k, 2k, ... (two-pass fit from the box); the frames in
+  between are tracked as in upstream 3DDFA_V2's video demo: the ROI comes from the previous
+  frame's landmarks. A tracked ROI smaller than upstream's 2020 px^2 area, or a frame without
+  previous landmarks, triggers detection.
+
+Frames where no face can be fitted get their values linearly interpolated from the nearest
+fitted frames (``detected`` False, ``roi_source`` 0); a clip without any face is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import media
+from ..errors import EmoheadInputError
+from . import tddfa as T
+from .facemodel import FaceModel
+from .schema import ROI_DETECTED, ROI_INTERPOLATED, ROI_TRACKED, SCHEMA_VERSION, write_expression
+
+MIN_TRACK_AREA = 2020.0  # upstream demo_video.py re-detects below this ROI area (px^2)
+
+
+def _bbox_of(lm: np.ndarray) -> np.ndarray:
+    return np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max(), np.nan], np.float32)
+
+
+def fit_frames(fm: FaceModel, frames: list[np.ndarray] | np.ndarray, detect_every: int = 1,
+               chunk: int = 64) -> dict[str, np.ndarray]:
+    """Fit every frame; returns the per-frame arrays of the schema (without frame/time)."""
+    n = len(frames)
+    k = max(1, int(detect_every))
+    params = np.full((n, T.N_PARAMS), np.nan, np.float32)
+    lms = np.full((n, 68, 3), np.nan, np.float32)
+    rois = np.full((n, 4), np.nan, np.float32)
+    boxes = np.full((n, 5), np.nan, np.float32)
+    source = np.zeros(n, np.int8)
+
+    if k == 1:
+        for s in range(0, n, chunk):
+            idx, imgs, bxs = [], [], []
+            for t in range(s, min(n, s + chunk)):
+                b = fm.detect(frames[t])
+                if len(b):
+                    idx.append(t)
+                    imgs.append(frames[t])
+                    bxs.append(b[0])
+            if idx:
+                p, lm, r = fm.fit_boxes(imgs, np.stack(bxs))
+                params[idx], lms[idx], rois[idx], boxes[idx] = p, lm, r, np.stack(bxs)
+                source[idx] = ROI_DETECTED
+        # frames without a detection: track from the previous fitted frame, as for k > 1
+        for t in np.flatnonzero(source == 0):
+            if t > 0 and source[t - 1] != ROI_INTERPOLATED:
+                p, lm, r = fm.fit_landmarks([frames[t]], lms[t - 1][None])
+                params[t], lms[t], rois[t], boxes[t] = p[0], lm[0], r[0], _bbox_of(lms[t - 1])
+                source[t] = ROI_TRACKED
+    else:
+        prev = None
+        for t in range(n):
+            fitted = False
+            if prev is not None and t % k != 0:
+                roi = T.roi_box_from_landmarks(prev)
+                if (roi[2] - roi[0]) * (roi[3] - roi[1]) >= MIN_TRACK_AREA:
+                    p, lm, r = fm.fit_landmarks([frames[t]], prev[None])
+                    boxes[t] = _bbox_of(prev)
+                    source[t] = ROI_TRACKED
+                    fitted = True
+            if not fitted:
+                b = fm.detect(frames[t])
+                if len(b):
+                    p, lm, r = fm.fit_boxes([frames[t]], b[:1])
+                    boxes[t] = b[0]
+                    source[t] = ROI_DETECTED
+                    fitted = True
+                elif prev is not None:
+                    p, lm, r = fm.fit_landmarks([frames[t]], prev[None])
+                    boxes[t] = _bbox_of(prev)
+                    source[t] = ROI_TRACKED
+                    fitted = True
+            if fitted:
+                params[t], lms[t], rois[t] = p[0], lm[0], r[0]
+                prev = lms[t]
+
+    valid = source != ROI_INTERPOLATED
+    if not valid.any():
+        raise EmoheadInputError("no face found in any frame.")
+    if not valid.all():
+        tt = np.arange(n)
+        for arr in (params, rois, boxes):
+            flat = arr.reshape(n, -1)
+            for j in range(flat.shape[1]):
+                col = flat[:, j]
+                ok = valid & np.isfinite(col)
+                if ok.any():
+                    col[~valid] = np.interp(tt[~valid], tt[ok], col[ok])
+        lms[~valid] = T.reconstruct_landmarks(params[~valid], rois[~valid], fm.bfm)
+    pose = T.pose_from_params(params)
+    pose_p, shape_p, exp_p = params[:, :12], params[:, 12:52], params[:, 52:62]
+    return {
+        "detected": valid,
+        "roi_source": source,
+        "box": boxes,
+        "roi_box": rois,
+        "pose": pose_p,
+        "shape": shape_p,
+        "exp": exp_p,
+        "landmarks": lms,
+        "yaw": pose["yaw"].astype(np.float32),
+        "pitch": pose["pitch"].astype(np.float32),
+        "roll": pose["roll"].astype(np.float32),
+        "scale": pose["scale"].astype(np.float32),
+        "mar": T.mouth_aspect_ratio(lms),
+        "params": params,
+    }
+
+
+def extract_clip(video_path: str | os.PathLike, fm: FaceModel, out_path: str | os.PathLike | None = None, *,
+                 detect_every: int = 1, fps: float | None = None) -> dict[str, np.ndarray]:
+    """Decode ``video_path`` (resampled to ``fps`` if given), fit every frame, and write the
+    schema Parquet to ``out_path`` when given. Returns the arrays (reader layout + 'params')."""
+    video_path = Path(video_path)
+    info = media.probe(video_path)
+    frames = media.read_frames(video_path, fps=fps) if fps else media.read_frames(video_path)
+    if len(frames) == 0:
+        raise EmoheadInputError("video has no frames.", path=video_path, fix="re-run preprocessing for this sample.")
+    rate = float(fps or info.fps or 25.0)
+    try:
+        data = fit_frames(fm, frames, detect_every=detect_every)
+    except EmoheadInputError as e:
+        raise EmoheadInputError(str(e), path=video_path,
+                                fix="check the crop video shows a face (preprocessing crop box).") from e
+    n = len(frames)
+    data["frame"] = np.arange(n, dtype=np.int32)
+    data["time_s"] = np.arange(n, dtype=np.float64) / rate
+    if out_path is not None:
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "video": video_path.name,
+            "fps": rate,
+            "detect_every": int(detect_every),
+            "backend": fm.backend,
+            "widen_factor": fm.widen_factor,
+            "n_frames": n,
+            "n_interpolated": int((~data["detected"]).sum()),
+            "assets": fm.asset_hashes(),
+        }
+        write_expression(out_path, data, meta)
+    return data
