@@ -1,0 +1,369 @@
+"""Training data for the audio-expression module: clips of (v~, e~, gamma~, alpha) at 25 fps,
+the eq. (13) cross-individual pairing, and fast window gathering for frame batches.
+
+The in-memory :class:`Corpus` is what training and evaluation consume; :func:`load_corpus`
+builds it from the pipeline's ``results/`` (sample table, expression Parquet, feature cache,
+hyperplanes), and tests build it directly from synthetic arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import EmoheadInputError
+
+MODALITIES = ("v", "e", "gamma")
+
+
+@dataclass
+class Clip:
+    sample_id: str
+    actor: str
+    emotion: str
+    sentence: str
+    split: str
+    feats: dict[str, np.ndarray]  # modality -> (T, D) float32
+    alpha: np.ndarray | None = None  # (T, m) targets (3DDFA expression); None for audio-only
+    alpha_mask: np.ndarray | None = None  # (T,) bool: frame has a detected face
+    w_z: np.ndarray | None = None  # (m,) unit normal of the hyperplane of this clip's emotion
+
+    @property
+    def T(self) -> int:
+        return int(next(iter(self.feats.values())).shape[0])
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.alpha is not None and bool(np.any(self.alpha_mask))
+
+
+@dataclass
+class Corpus:
+    clips: list[Clip]
+    silence: dict[str, np.ndarray]  # modality -> (D,) silence-padding vector
+    m: int = 10
+    meta: dict = field(default_factory=dict)
+
+    def dims(self) -> dict[str, int]:
+        return {k: int(v.shape[0]) for k, v in self.silence.items()}
+
+
+def partners_of(clip: Clip, clips: list[Clip]) -> list[int]:
+    """Eq. (13) pairing rule: indices of clips of ANOTHER individual with the SAME emotion tag
+    and the same split that have expression targets; those that also share the sentence are
+    preferred (if any exist, only they are returned)."""
+    cand = [
+        j
+        for j, c in enumerate(clips)
+        if c.actor != clip.actor and c.emotion == clip.emotion and c.split == clip.split and c.has_alpha
+    ]
+    same = [j for j in cand if clips[j].sentence == clip.sentence]
+    return same if same else cand
+
+
+def aligned_frame(i: np.ndarray, t_src: int, t_dst: int) -> np.ndarray:
+    """Frame of the partner clip at the same relative time (clips of the same sentence)."""
+    if t_src <= 1:
+        return np.zeros_like(i)
+    return np.clip(np.rint(i * (t_dst - 1) / (t_src - 1)).astype(np.int64), 0, t_dst - 1)
+
+
+class FrameTable:
+    """All frames of a set of clips, flattened, with per-frame causal windows (silence-padded)
+    and targets, as torch tensors for fast batch gathering.
+
+    Global feature row 0 of each modality is the silence vector; clip c's frame t is row
+    1 + offset[c] + t."""
+
+    def __init__(self, corpus: Corpus, clip_ids: list[int], context: int, *, pairing_pool: list[int] | None = None):
+        clips = corpus.clips
+        self.corpus = corpus
+        self.clip_ids = list(clip_ids)
+        self.context = context
+        offsets, total = [], 0
+        for c in self.clip_ids:
+            offsets.append(total)
+            total += clips[c].T
+        self.offsets = offsets
+        self.n_frames = total
+        self.feats = {}
+        for k in MODALITIES:
+            rows = [corpus.silence[k][None].astype(np.float32)] + [clips[c].feats[k].astype(np.float32) for c in self.clip_ids]
+            self.feats[k] = torch.from_numpy(np.concatenate(rows, 0))
+        m = corpus.m
+        win = np.zeros((total, context), dtype=np.int64)
+        alpha = np.zeros((total, m), dtype=np.float32)
+        own = np.zeros(total, dtype=bool)
+        w_z = np.zeros((total, m), dtype=np.float32)
+        clip_of = np.zeros(total, dtype=np.int64)
+        frame_of = np.zeros(total, dtype=np.int64)
+        rel = np.arange(-context + 1, 1)
+        for c, off in zip(self.clip_ids, offsets):
+            clip = clips[c]
+            T = clip.T
+            t = np.arange(T)
+            j = t[:, None] + rel[None, :]
+            win[off : off + T] = np.where(j >= 0, 1 + off + j, 0)
+            if clip.alpha is not None:
+                alpha[off : off + T] = clip.alpha[:T]
+                own[off : off + T] = clip.alpha_mask[:T]
+            if clip.w_z is not None:
+                w_z[off : off + T] = clip.w_z
+            clip_of[off : off + T] = c
+            frame_of[off : off + T] = t
+        self.win = torch.from_numpy(win)
+        self.alpha = torch.from_numpy(alpha)
+        self.own = torch.from_numpy(own)
+        self.w_z = torch.from_numpy(w_z)
+        self.clip_of = clip_of
+        self.frame_of = frame_of
+
+        # eq. (13) partners: a padded candidate table of partner targets per frame
+        pool = self.clip_ids if pairing_pool is None else pairing_pool
+        pool_clips = [clips[p] for p in pool]
+        cand_rows: list[list[np.ndarray]] = [[] for _ in range(total)]
+        self.partner_alpha_bank = []
+        bank_off = 0
+        bank_rows = []
+        for c, off in zip(self.clip_ids, offsets):
+            clip = clips[c]
+            partners = [pool[j] for j in partners_of(clip, pool_clips)]
+            t = np.arange(clip.T)
+            per_frame = []
+            for p in partners:
+                pc = clips[p]
+                f = aligned_frame(t, clip.T, pc.T)
+                ok = pc.alpha_mask[f]
+                rows = np.where(ok, bank_off + f, -1)
+                per_frame.append(rows)
+                bank_rows.append(pc.alpha.astype(np.float32))
+                bank_off += pc.T
+            if per_frame:
+                stacked = np.stack(per_frame, 1)  # (T, P)
+                for tt in range(clip.T):
+                    cand_rows[off + tt] = stacked[tt][stacked[tt] >= 0]
+        p_max = max([len(r) for r in cand_rows] + [1])
+        cand = np.full((total, p_max), -1, dtype=np.int64)
+        n_cand = np.zeros(total, dtype=np.int64)
+        for r, rows in enumerate(cand_rows):
+            cand[r, : len(rows)] = rows
+            n_cand[r] = len(rows)
+        self.partner_cand = torch.from_numpy(cand)
+        self.partner_n = torch.from_numpy(n_cand)
+        self.partner_bank = torch.from_numpy(
+            np.concatenate(bank_rows, 0) if bank_rows else np.zeros((1, m), dtype=np.float32)
+        )
+        # frames usable for training: own target or at least one partner target
+        self.usable = torch.nonzero(self.own | (self.partner_n > 0)).squeeze(1)
+
+    def windows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        w = self.win[idx]  # (B, L)
+        return tuple(self.feats[k][w] for k in MODALITIES)  # type: ignore[return-value]
+
+    def sample_batch(self, batch_size: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        pick = torch.randint(len(self.usable), (batch_size,), generator=gen)
+        idx = self.usable[pick]
+        u = torch.rand(batch_size, generator=gen)
+        n = self.partner_n[idx]
+        k = torch.clamp((u * n).long(), max=torch.clamp(n - 1, min=0))
+        rows = self.partner_cand[idx, k]
+        has_partner = n > 0
+        partner_alpha = self.partner_bank[torch.clamp(rows, min=0)]
+        v, e, g = self.windows(idx)
+        return {
+            "v": v,
+            "e": e,
+            "gamma": g,
+            "alpha": self.alpha[idx],
+            "own": self.own[idx],
+            "alpha_bar": partner_alpha,
+            "has_partner": has_partner,
+            "w_z": self.w_z[idx],
+        }
+
+
+def feature_stats(corpus: Corpus, clip_ids: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-dimension mean/std of each raw feature over the given clips' frames."""
+    out = {}
+    for k in MODALITIES:
+        x = np.concatenate([corpus.clips[c].feats[k] for c in clip_ids], 0).astype(np.float64)
+        out[k] = (x.mean(0).astype(np.float32), x.std(0).astype(np.float32))
+    return out
+
+
+def alpha_mean(corpus: Corpus, clip_ids: list[int]) -> np.ndarray:
+    """Mean target alpha over the detected frames of the given clips (constant-mean predictor)."""
+    xs = [corpus.clips[c].alpha[corpus.clips[c].alpha_mask] for c in clip_ids if corpus.clips[c].has_alpha]
+    if not xs:
+        raise EmoheadInputError("no training clip has expression targets (video frames with a detected face)")
+    return np.concatenate(xs, 0).mean(0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- results/ readers
+
+
+def read_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames (T,), alpha (T, 10), detected (T,) bool) from an expression Parquet."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmoheadInputError("expression Parquet missing", path=path, fix="run the expression rule first")
+    try:
+        from ..expression.schema import read_expression  # issue 3's schema module
+    except ImportError:  # pragma: no cover - before the expression stage lands
+        read_expression = None
+    if read_expression is not None:
+        d = read_expression(path)
+        exp = np.asarray(d["exp"], dtype=np.float32)
+        frames = np.asarray(d.get("frame", np.arange(len(exp))), dtype=np.int64)
+        det = np.asarray(d.get("detected", np.ones(len(exp), bool)), dtype=bool)
+        return frames, exp, det
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    if "exp" in df.columns:
+        exp = np.stack(df["exp"].to_numpy()).astype(np.float32)
+    else:
+        cols = [c for c in df.columns if c.startswith("exp_")]
+        exp = df[sorted(cols, key=lambda c: int(c.split("_")[1]))].to_numpy(np.float32)
+    frames = df["frame"].to_numpy(np.int64) if "frame" in df else np.arange(len(exp))
+    det = df["detected"].to_numpy(bool) if "detected" in df else np.ones(len(exp), bool)
+    return frames, exp, det
+
+
+def read_feature(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(frames (T,), feats (T, D) float32, meta) from a feature-cache Parquet."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmoheadInputError("feature cache file missing", path=path, fix="run the features rule first")
+    try:
+        from ..features import read_features  # issue 4's cache reader
+    except ImportError:  # pragma: no cover - before the features stage lands
+        read_features = None
+    if read_features is not None:
+        frames, feats, meta = read_features(path)
+        return np.asarray(frames, np.int64), np.asarray(feats, np.float32), dict(meta or {})
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    col = [c for c in t.column_names if c != "frame"][0]
+    feats = np.stack(t.column(col).to_numpy(zero_copy_only=False)).astype(np.float32)
+    frames = t.column("frame").to_numpy().astype(np.int64) if "frame" in t.column_names else np.arange(len(feats))
+    meta = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
+    return frames, feats, meta
+
+
+def silence_vector(modality_meta: dict, dim: int, encoder: str | None = None) -> np.ndarray:
+    """Silence-padding vector for one feature stream: the features stage's silence embedding
+    when it provides one (meta key ``silence`` or its ``silence_vector`` helper), else zeros."""
+    s = modality_meta.get("silence")
+    if s is not None:
+        import json
+
+        arr = np.asarray(json.loads(s) if isinstance(s, (str, bytes)) else s, dtype=np.float32)
+        if arr.shape == (dim,):
+            return arr
+    return np.zeros(dim, dtype=np.float32)
+
+
+def load_hyperplanes_any(path: str | Path) -> dict[str, np.ndarray]:
+    """{emotion: unit w_z (m,)} from a hyperplanes.json (expression stage's loader when present)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EmoheadInputError("hyperplanes.json missing", path=path, fix="run the hyperplanes rule first")
+    try:
+        from ..hyperplanes import load_hyperplanes  # issue 3
+    except ImportError:  # pragma: no cover
+        load_hyperplanes = None
+    if load_hyperplanes is not None:
+        hp = load_hyperplanes(path)
+        out = {}
+        for emo, val in hp.items():
+            w = val[0] if isinstance(val, (tuple, list)) else getattr(val, "w_z", val)
+            out[str(emo)] = np.asarray(w, dtype=np.float32)
+        return out
+    import json
+
+    raw = json.loads(path.read_text())
+    raw = raw.get("hyperplanes", raw)
+    out = {}
+    for emo, val in raw.items():
+        w = val["w_z"] if isinstance(val, dict) else val
+        w = np.asarray(w, dtype=np.float32)
+        out[emo] = w / max(np.linalg.norm(w), 1e-12)
+    return out
+
+
+def load_corpus(
+    results_dir: str | Path,
+    dataset: str,
+    encoders: dict[str, str],
+    *,
+    samples=None,
+    hyperplane_actor: str | None = None,
+) -> Corpus:
+    """Build the corpus of one dataset from ``results/``.
+
+    encoders: modality ('v', 'e', 'gamma') -> encoder name, the ``{encoder}`` directory of
+    ``results/{dataset}/features/{encoder}/{sample}.parquet``. Samples with split ``unused`` are
+    dropped. Every video sample's alpha comes from ``results/{dataset}/expression/{sample}.parquet``
+    (frames with no detected face are masked out). w_z of a clip: the hyperplane of its emotion
+    from its own actor's ``hyperplanes/{actor}/hyperplanes.json``, or (audio-only actors, or when
+    ``hyperplane_actor`` is set) from ``hyperplane_actor`` / the first actor that has them.
+    """
+    import pandas as pd
+
+    root = Path(results_dir) / dataset
+    if samples is None:
+        p = root / "samples.parquet"
+        if not p.is_file():
+            raise EmoheadInputError("sample table missing", path=p, fix="run the preprocess rule first")
+        samples = pd.read_parquet(p)
+    samples = samples[samples["split"].isin(["train", "test"])]
+    hp_by_actor: dict[str, dict[str, np.ndarray]] = {}
+    for actor in sorted(samples["actor"].astype(str).unique()):
+        p = root / "hyperplanes" / actor / "hyperplanes.json"
+        if p.is_file():
+            hp_by_actor[actor] = load_hyperplanes_any(p)
+    if hyperplane_actor is not None and str(hyperplane_actor) not in hp_by_actor:
+        raise EmoheadInputError(
+            f"no hyperplanes for actor {hyperplane_actor}",
+            path=root / "hyperplanes" / str(hyperplane_actor) / "hyperplanes.json",
+            fix="set audio2exp.hyperplane_actor to an actor with video, or null",
+        )
+    fallback_actor = str(hyperplane_actor) if hyperplane_actor is not None else (sorted(hp_by_actor)[0] if hp_by_actor else None)
+    clips, silence = [], {}
+    m = 10
+    for r in samples.sort_values("sample_id").itertuples(index=False):
+        sid = str(r.sample_id)
+        feats, frames_k = {}, {}
+        for k in MODALITIES:
+            frames, f, meta = read_feature(root / "features" / encoders[k] / f"{sid}.parquet")
+            feats[k], frames_k[k] = f, frames
+            if k not in silence:
+                silence[k] = silence_vector(meta, f.shape[1], encoders[k])
+        T = min(len(f) for f in feats.values())
+        feats = {k: v[:T] for k, v in feats.items()}
+        alpha = mask = None
+        if str(r.video_path):
+            fr, exp, det = read_alpha(root / "expression" / f"{sid}.parquet")
+            m = exp.shape[1]
+            alpha = np.zeros((T, m), np.float32)
+            mask = np.zeros(T, bool)
+            ok = (fr >= 0) & (fr < T)
+            alpha[fr[ok]] = exp[ok]
+            mask[fr[ok]] = det[ok]
+        actor = str(r.actor)
+        hp = hp_by_actor.get(str(hyperplane_actor) if hyperplane_actor is not None else actor)
+        if hp is None and fallback_actor is not None:
+            hp = hp_by_actor[fallback_actor]
+        w_z = None if hp is None else hp.get(str(r.emotion))
+        clips.append(
+            Clip(sid, actor, str(r.emotion), str(r.sentence), str(r.split), feats, alpha, mask,
+                 None if w_z is None else np.asarray(w_z, np.float32))
+        )
+    if not clips:
+        raise EmoheadInputError("no train/test samples", path=root / "samples.parquet")
+    return Corpus(clips, silence, m=m, meta={"dataset": dataset, "encoders": dict(encoders), "hyperplane_actors": sorted(hp_by_actor)})

@@ -1,0 +1,279 @@
+"""Training (eq. 13 contrastive regression loss, Adam; Appendix C) with exact resume, and the
+test-split evaluation (Table VI RMSE) against a constant-mean predictor."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io import atomic_path, write_json_atomic, write_text_atomic
+from .data import Corpus, FrameTable, alpha_mean, feature_stats
+from .model import ModelConfig, build_model, refine
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 20000  # Appendix C
+    lr: float = 5e-4  # Appendix C
+    batch_size: int = 64
+    rho: float = 0.5  # eq. (13), Table VI
+    seed: int = 0
+    ckpt_every: int = 1000
+    keep_ckpts: int = 2
+    log_every: int = 10
+
+
+def contrastive_loss(alpha_hat, alpha, own, alpha_bar, has_partner, rho: float):
+    """eq. (13): ||alpha^A - alpha_hat^A||_2 + rho ||alpha^Abar - alpha_hat^A||_2 per frame, mean
+    over the batch. A term is dropped where its target does not exist (``own``: A's frame has a
+    detected face; ``has_partner``: another individual with the same tag (and sentence) exists).
+    Returns (loss, own-term mean, partner-term mean)."""
+    l_own = torch.linalg.vector_norm(alpha - alpha_hat, dim=-1) * own.to(alpha_hat.dtype)
+    l_bar = torch.linalg.vector_norm(alpha_bar - alpha_hat, dim=-1) * has_partner.to(alpha_hat.dtype)
+    return (l_own + rho * l_bar).mean(), l_own.mean(), l_bar.mean()
+
+
+def split_ids(corpus: Corpus, split: str) -> list[int]:
+    return [i for i, c in enumerate(corpus.clips) if c.split == split]
+
+
+def _fingerprint(corpus: Corpus, mcfg: ModelConfig, tcfg: TrainConfig) -> str:
+    t = asdict(tcfg)
+    for k in ("iterations", "ckpt_every", "keep_ckpts", "log_every"):
+        t.pop(k)
+    data = [(c.sample_id, c.split, c.T, c.has_alpha) for c in corpus.clips]
+    s = json.dumps([mcfg.to_dict(), t, data], sort_keys=True, default=str)
+    return hashlib.sha256(s.encode()).hexdigest()[:16]
+
+
+def init_model(corpus: Corpus, mcfg: ModelConfig, train_ids: list[int], seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(mcfg)
+    stats = feature_stats(corpus, train_ids)
+    for k, norm in (("v", model.norm_v), ("e", model.norm_e), ("gamma", model.norm_gamma)):
+        norm.set_stats(torch.from_numpy(stats[k][0]), torch.from_numpy(stats[k][1]))
+    # Start alpha_tilde at the training mean (bias of FFN_1's output layer); tau starts near 0.
+    with torch.no_grad():
+        model.FFN_1[-1].bias.copy_(torch.from_numpy(alpha_mean(corpus, train_ids)))
+    return model
+
+
+def _ckpts(ckpt_dir: Path) -> list[Path]:
+    return sorted(ckpt_dir.glob("iter_*.pt"))
+
+
+def _save_ckpt(ckpt_dir: Path, state: dict, keep: int) -> None:
+    target = ckpt_dir / f"iter_{state['iteration']:07d}.pt"
+    with atomic_path(target) as tmp:
+        torch.save(state, tmp)
+    for old in _ckpts(ckpt_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+class Interrupt(Exception):
+    """Raised by the ``stop_at`` hook (tests simulate a killed job with it)."""
+
+
+def train(
+    corpus: Corpus,
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    stop_at: int | None = None,
+    progress: bool = True,
+    hyperplanes: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Train and write ``out_dir/model.pt``, ``loss.csv``, ``loss.png``; checkpoints in
+    ``out_dir/ckpt/`` every ``ckpt_every`` iterations; an existing checkpoint with the same
+    fingerprint (model, data, loss and optimiser settings) is resumed exactly (model, Adam
+    state, RNG states, iteration, loss history). ``stop_at``: raise :class:`Interrupt` after
+    that many iterations (tests)."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "ckpt"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    torch.use_deterministic_algorithms(True)
+    train_ids = split_ids(corpus, "train")
+    if not train_ids:
+        from ..errors import EmoheadInputError
+
+        raise EmoheadInputError("no clip in the train split", fix="check the sample table's split column")
+    table = FrameTable(corpus, train_ids, mcfg.context)
+    if len(table.usable) == 0:
+        from ..errors import EmoheadInputError
+
+        raise EmoheadInputError("no training frame has an expression target (own or paired)")
+    fp = _fingerprint(corpus, mcfg, tcfg)
+    model = init_model(corpus, mcfg, train_ids, tcfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    gen = torch.Generator().manual_seed(tcfg.seed + 1)
+    start, history = 0, []
+    existing = _ckpts(ckpt_dir) if resume else []
+    if existing:
+        st = torch.load(existing[-1], map_location="cpu", weights_only=False)
+        if st.get("fingerprint") == fp and st["iteration"] <= tcfg.iterations:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            gen.set_state(st["generator"])
+            torch.set_rng_state(st["torch_rng"])
+            start, history = st["iteration"], list(st["history"])
+        else:
+            for p in existing:  # a different run's checkpoints: start fresh
+                p.unlink(missing_ok=True)
+    model.train()
+    bar = tqdm(range(start, tcfg.iterations), initial=start, total=tcfg.iterations, disable=not progress,
+               desc=f"audio2exp {mcfg.architecture} d={mcfg.d} n={mcfg.n}", mininterval=2.0)
+    for it in bar:
+        b = table.sample_batch(tcfg.batch_size, gen)
+        alpha_tilde, tau = model(b["v"], b["e"], b["gamma"])
+        alpha_hat = refine(alpha_tilde, tau, b["w_z"]) if mcfg.refinement else alpha_tilde  # eq. (14)
+        loss, l_own, l_bar = contrastive_loss(alpha_hat, b["alpha"], b["own"], b["alpha_bar"], b["has_partner"], tcfg.rho)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append((it + 1, float(loss), float(l_own), float(l_bar)))
+        if (it + 1) % tcfg.log_every == 0:
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        if (it + 1) % tcfg.ckpt_every == 0 or it + 1 == tcfg.iterations:
+            _save_ckpt(
+                ckpt_dir,
+                {
+                    "iteration": it + 1,
+                    "fingerprint": fp,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                },
+                tcfg.keep_ckpts,
+            )
+        if stop_at is not None and it + 1 >= stop_at:
+            raise Interrupt(f"stopped at iteration {it + 1}")
+    bar.close()
+    model_path = out_dir / "model.pt"
+    save_model(model, mcfg, model_path, corpus=corpus, train_ids=train_ids, hyperplanes=hyperplanes,
+               extra={"train": asdict(tcfg), "fingerprint": fp})
+    write_loss_curves(history, out_dir / "loss.csv", out_dir / "loss.png")
+    return model_path
+
+
+def save_model(model, mcfg: ModelConfig, path: Path, *, corpus: Corpus, train_ids, hyperplanes=None, extra=None) -> None:
+    if hyperplanes is None:
+        # w_z per emotion as seen in training (one hyperplane set per emotion tag)
+        hyperplanes = {}
+        for c in corpus.clips:
+            if c.w_z is not None and c.emotion not in hyperplanes:
+                hyperplanes[c.emotion] = c.w_z
+    payload = {
+        "model_config": mcfg.to_dict(),
+        "state_dict": model.state_dict(),
+        "silence": {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in corpus.silence.items()},
+        "alpha_mean": torch.from_numpy(alpha_mean(corpus, train_ids)),
+        "hyperplanes": {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in hyperplanes.items()},
+        "encoders": corpus.meta.get("encoders", {}),
+        "dataset": corpus.meta.get("dataset"),
+        **(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    mcfg = ModelConfig.from_dict(payload["model_config"])
+    model = build_model(mcfg)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, payload
+
+
+def write_loss_curves(history, csv_path: Path, png_path: Path) -> None:
+    with atomic_path(csv_path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["iteration", "loss", "loss_own", "loss_partner"])
+            w.writerows(history)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = np.asarray(history, dtype=np.float64).reshape(-1, 4)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if len(h):
+        k = max(1, len(h) // 100)
+        smooth = lambda x: np.convolve(x, np.ones(k) / k, mode="valid")  # noqa: E731
+        xs = h[k - 1 :, 0]
+        ax.plot(xs, smooth(h[:, 1]), label="L_reg^const (eq. 13)")
+        ax.plot(xs, smooth(h[:, 2]), label="own term", alpha=0.7)
+        ax.plot(xs, smooth(h[:, 3]), label="cross-individual term", alpha=0.7)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def predict_clip_windows(model, v, e, g, w_z, refinement: bool, chunk: int = 4096):
+    outs = []
+    for s in range(0, v.shape[0], chunk):
+        a, t = model(v[s : s + chunk], e[s : s + chunk], g[s : s + chunk])
+        outs.append((a, t))
+    alpha_tilde = torch.cat([o[0] for o in outs])
+    tau = torch.cat([o[1] for o in outs])
+    alpha_hat = refine(alpha_tilde, tau, w_z) if refinement else alpha_tilde
+    return alpha_hat, alpha_tilde, tau
+
+
+def evaluate(corpus: Corpus, model_path: str | Path, split: str = "test") -> dict:
+    """RMSE of alpha_hat (and alpha_tilde) vs 3DDFA alpha over the detected frames of the
+    split's clips with video, and the RMSE of the constant training-mean predictor."""
+    model, payload = load_model(model_path)
+    mcfg = ModelConfig.from_dict(payload["model_config"])
+    ids = [i for i in split_ids(corpus, split) if corpus.clips[i].has_alpha]
+    if not ids:
+        from ..errors import EmoheadInputError
+
+        raise EmoheadInputError(f"no {split} clip with expression targets to evaluate on")
+    table = FrameTable(corpus, ids, mcfg.context)
+    v, e, g = table.windows(torch.arange(table.n_frames))
+    alpha_hat, alpha_tilde, tau = predict_clip_windows(model, v, e, g, table.w_z, mcfg.refinement)
+    mask = table.own
+    target = table.alpha[mask]
+    mean = payload["alpha_mean"]
+
+    def rmse(pred):
+        return float(torch.sqrt(torch.mean((pred - target) ** 2)))
+
+    per_clip = {}
+    for c in ids:
+        sel = torch.from_numpy(table.clip_of == c) & mask
+        per_clip[corpus.clips[c].sample_id] = float(torch.sqrt(torch.mean((alpha_hat[sel] - table.alpha[sel]) ** 2)))
+    return {
+        "split": split,
+        "n_clips": len(ids),
+        "n_frames": int(mask.sum()),
+        "rmse_alpha_hat": rmse(alpha_hat[mask]),
+        "rmse_alpha_tilde": rmse(alpha_tilde[mask]),
+        "rmse_constant_mean": rmse(mean.expand_as(target)),
+        "tau_mean": float(tau[mask].mean()),
+        "tau_std": float(tau[mask].std()) if int(mask.sum()) > 1 else 0.0,
+        "per_clip_rmse_alpha_hat": per_clip,
+        "model_config": payload["model_config"],
+        "train_config": payload.get("train", {}),
+    }
