@@ -1,0 +1,480 @@
+"""Emotion hyperplanes in the 3DMM expression space (paper Sec. III-B, eq. 9/14; Appendix B).
+
+Training (Appendix B, "Pre-training hyperplane"), per target character (or pooled):
+
+1. every frame's 10-d expression alpha is labelled with its clip's emotion (train split);
+2. frames are split into ``n_groups`` = 5 MAR groups of equal width between the minimum and
+   maximum mouth aspect ratio;
+3. for each emotion z (one-vs-rest), every (MAR group, class) cell is sampled to the same
+   quota, so positives (z) and negatives (other emotions) are balanced and evenly spread over
+   the groups (see :func:`balanced_indices`);
+4. a linear SVM (scikit-learn ``LinearSVC``, hinge loss) is fit on standardised alpha; its
+   normal is mapped back to the raw expression space and normalised: w_z (unit), b such that
+   the signed distance of alpha to the hyperplane is ``w_z . alpha + b``.
+
+Refinement (eq. 9): ``alpha_hat = alpha_tilde + tau * w_z``; :func:`timeline_directions`
+switches w_1 -> w_2 at given times with a linear ramp (Appendix B (3)).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import EmoheadInputError
+from .io import atomic_path, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+M_EXP = 10  # Table V: dimension of the emotion hyperplane m
+
+
+# ----------------------------------------------------------------------------- MAR groups
+
+
+def mar_group_edges(mar: np.ndarray, n_groups: int = 5) -> np.ndarray:
+    """``n_groups + 1`` equally spaced edges between min and max MAR ("arithmetic groups")."""
+    mar = np.asarray(mar, np.float64)
+    lo, hi = float(np.min(mar)), float(np.max(mar))
+    if hi <= lo:
+        hi = lo + 1e-9
+    return np.linspace(lo, hi, n_groups + 1)
+
+
+def mar_groups(mar: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Group index 0..n_groups-1 of each frame (the maximum falls in the last group)."""
+    n_groups = len(edges) - 1
+    g = np.searchsorted(edges, np.asarray(mar, np.float64), side="right") - 1
+    return np.clip(g, 0, n_groups - 1).astype(np.int64)
+
+
+def balanced_indices(positive: np.ndarray, groups: np.ndarray, n_groups: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a training set with equal counts in every (MAR group, class) cell.
+
+    Usable groups are those with at least one positive and one negative frame. The quota per
+    cell is q = round(mean over usable groups of min(#pos, #neg)) (at least 1). A cell with at
+    least q frames is subsampled without replacement, a smaller one is oversampled with
+    replacement. Returns (indices, per-group counts of the training set (pos + neg), length
+    n_groups; 0 for unusable groups).
+    """
+    positive = np.asarray(positive, bool)
+    usable = [g for g in range(n_groups)
+              if (positive & (groups == g)).any() and (~positive & (groups == g)).any()]
+    counts = np.zeros(n_groups, np.int64)
+    if not usable:
+        return np.zeros(0, np.int64), counts
+    q = max(1, int(round(np.mean([min((positive & (groups == g)).sum(), (~positive & (groups == g)).sum())
+                                   for g in usable]))))
+    out = []
+    for g in usable:
+        for cls in (True, False):
+            cell = np.flatnonzero((positive == cls) & (groups == g))
+            out.append(rng.choice(cell, size=q, replace=len(cell) < q))
+        counts[g] = 2 * q
+    return np.concatenate(out), counts
+
+
+# ----------------------------------------------------------------------------- SVM
+
+
+def fit_linear_svm(X: np.ndarray, y: np.ndarray, C: float = 1.0, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Linear SVM on standardised features; returns (w_z unit normal, b) in the RAW space so
+    that ``w_z . x + b`` is the signed distance to the hyperplane (positive side = y True)."""
+    from sklearn.svm import LinearSVC
+
+    X = np.asarray(X, np.float64)
+    mu = X.mean(0)
+    sigma = X.std(0)
+    sigma[sigma < 1e-12] = 1.0
+    Xs = (X - mu) / sigma
+    clf = LinearSVC(C=C, loss="hinge", dual=True, max_iter=20000, random_state=seed)
+    clf.fit(Xs, np.asarray(y, bool))
+    w_s, b_s = clf.coef_[0], float(clf.intercept_[0])
+    # w_s . (x - mu) / sigma + b_s = (w_s / sigma) . x + (b_s - (w_s / sigma) . mu)
+    w_raw = w_s / sigma
+    b_raw = b_s - float(w_raw @ mu)
+    norm = float(np.linalg.norm(w_raw))
+    if norm == 0.0:
+        raise EmoheadInputError("the SVM found no separating direction (all weights zero).")
+    return w_raw / norm, b_raw / norm
+
+
+def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+    """(accuracy, balanced accuracy = mean of the per-class recalls)."""
+    y_true, y_pred = np.asarray(y_true, bool), np.asarray(y_pred, bool)
+    acc = float((y_true == y_pred).mean())
+    recalls = [float((y_pred[y_true == c] == c).mean()) for c in (True, False) if (y_true == c).any()]
+    return acc, float(np.mean(recalls))
+
+
+def blocked_folds(clip_ids: np.ndarray, n_folds: int) -> np.ndarray:
+    """Fold of each frame: each clip is cut into ``n_folds`` contiguous time blocks, block j of
+    every clip goes to fold j (neighbouring, nearly identical frames rarely straddle folds)."""
+    clip_ids = np.asarray(clip_ids)
+    folds = np.zeros(len(clip_ids), np.int64)
+    for c in np.unique(clip_ids):
+        idx = np.flatnonzero(clip_ids == c)
+        folds[idx] = np.minimum((np.arange(len(idx)) * n_folds) // max(len(idx), 1), n_folds - 1)
+    return folds
+
+
+@dataclass
+class Hyperplane:
+    emotion: str
+    w_z: np.ndarray  # (10,) unit normal, raw expression space
+    b: float
+    n_pos: int
+    n_neg: int
+    group_counts: list[int]
+    cv: dict = field(default_factory=dict)  # acc/bacc for balanced/unbalanced sampling
+    train_acc: float = float("nan")
+
+    def distance(self, alpha: np.ndarray) -> np.ndarray:
+        return np.asarray(alpha, np.float64) @ self.w_z + self.b
+
+
+def train_hyperplanes(X: np.ndarray, mar: np.ndarray, labels: Sequence[str], clip_ids: Sequence[str], *,
+                      emotions: Sequence[str] | None = None, n_groups: int = 5, C: float = 1.0,
+                      cv_folds: int = 5, seed: int = 0) -> dict:
+    """One-vs-rest hyperplane per emotion with MAR-balanced sampling (Appendix B).
+
+    X: (N, 10) expression alpha; mar: (N,); labels: emotion per frame; clip_ids: clip per
+    frame (for the blocked cross-validation). Returns {"hyperplanes": {emotion: Hyperplane},
+    "mar_edges": (n_groups + 1,), "skipped": {emotion: reason}}.
+    """
+    X = np.asarray(X, np.float64)
+    if X.ndim != 2 or X.shape[1] != M_EXP:
+        raise EmoheadInputError(f"expected expression frames of shape (N, {M_EXP}), got {X.shape}.")
+    mar = np.asarray(mar, np.float64)
+    labels = np.asarray(labels, dtype=object)
+    clip_ids = np.asarray(clip_ids, dtype=object)
+    finite = np.isfinite(X).all(1) & np.isfinite(mar)
+    X, mar, labels, clip_ids = X[finite], mar[finite], labels[finite], clip_ids[finite]
+    edges = mar_group_edges(mar, n_groups)
+    groups = mar_groups(mar, edges)
+    emos = list(emotions) if emotions is not None else sorted(set(labels))
+    folds = blocked_folds(clip_ids, cv_folds) if cv_folds >= 2 else None
+    out, skipped = {}, {}
+    for z in emos:
+        pos = labels == z
+        if pos.sum() < 2 or (~pos).sum() < 2:
+            skipped[z] = f"{int(pos.sum())} positive / {int((~pos).sum())} negative frames"
+            log.warning("hyperplane %s skipped: %s", z, skipped[z])
+            continue
+        rng = np.random.default_rng([seed, emos.index(z)])
+        idx, counts = balanced_indices(pos, groups, n_groups, rng)
+        if len(idx) == 0:
+            skipped[z] = "no MAR group holds both positives and negatives"
+            continue
+        w_z, b = fit_linear_svm(X[idx], pos[idx], C=C, seed=seed)
+        train_acc = _scores(pos[idx], X[idx] @ w_z + b > 0)[0]
+        cv = {}
+        if folds is not None:
+            res = {"balanced": [], "unbalanced": []}
+            for f in range(cv_folds):
+                tr, te = folds != f, folds == f
+                if not te.any() or pos[tr].sum() < 1 or (~pos[tr]).sum() < 1:
+                    continue
+                tr_idx = np.flatnonzero(tr)
+                b_idx, _ = balanced_indices(pos[tr_idx], groups[tr_idx], n_groups, rng)
+                for scheme, sel in (("balanced", tr_idx[b_idx]), ("unbalanced", tr_idx)):
+                    if len(sel) == 0 or len(set(pos[sel])) < 2:
+                        continue
+                    w, bb = fit_linear_svm(X[sel], pos[sel], C=C, seed=seed)
+                    res[scheme].append(_scores(pos[te], X[te] @ w + bb > 0))
+            for scheme, vals in res.items():
+                if vals:
+                    cv[f"acc_{scheme}"] = float(np.mean([v[0] for v in vals]))
+                    cv[f"bacc_{scheme}"] = float(np.mean([v[1] for v in vals]))
+        out[z] = Hyperplane(z, w_z, float(b), int(pos.sum()), int((~pos).sum()), counts.tolist(), cv, train_acc)
+    return {"hyperplanes": out, "mar_edges": edges, "skipped": skipped, "n_frames": int(len(X))}
+
+
+# ----------------------------------------------------------------------------- frames of a dataset
+
+
+def collect_frames(samples, expression_paths: dict[str, str | os.PathLike], *, actor: str | None = None,
+                   splits: Iterable[str] = ("train",)) -> dict[str, np.ndarray]:
+    """Gather labelled frames: samples is the sample table (DataFrame); expression_paths maps
+    sample_id -> expression Parquet. ``actor`` None / 'all' pools every actor."""
+    from .expression.schema import read_expression
+
+    df = samples
+    df = df[df["split"].isin(list(splits)) & (df["video_path"] != "") & (df["emotion"] != "unknown")]
+    if actor not in (None, "all"):
+        df = df[df["actor"].astype(str) == str(actor)]
+    X, M, L, C = [], [], [], []
+    for _, r in df.iterrows():
+        sid = r["sample_id"]
+        if sid not in expression_paths:
+            continue
+        e = read_expression(expression_paths[sid])
+        keep = e["detected"]
+        X.append(e["exp"][keep])
+        M.append(e["mar"][keep])
+        L += [r["emotion"]] * int(keep.sum())
+        C += [sid] * int(keep.sum())
+    if not X:
+        raise EmoheadInputError(f"no labelled video frames for actor {actor!r} in splits {list(splits)}.",
+                                fix="check the dataset's sample table and hyperplanes.splits / actors.")
+    return {"exp": np.concatenate(X), "mar": np.concatenate(M), "emotion": np.array(L, dtype=object),
+            "clip": np.array(C, dtype=object)}
+
+
+# ----------------------------------------------------------------------------- persistence
+
+
+def accuracy_table(result: dict) -> list[dict]:
+    rows = []
+    for z, h in result["hyperplanes"].items():
+        rows.append({"emotion": z, "n_pos": h.n_pos, "n_neg": h.n_neg,
+                     "bacc_balanced": h.cv.get("bacc_balanced", float("nan")),
+                     "bacc_unbalanced": h.cv.get("bacc_unbalanced", float("nan")),
+                     "acc_balanced": h.cv.get("acc_balanced", float("nan")),
+                     "acc_unbalanced": h.cv.get("acc_unbalanced", float("nan"))})
+    return rows
+
+
+def accuracy_markdown(rows: list[dict], title: str = "") -> str:
+    head = ("| emotion | frames (+/-) | CV balanced acc., MAR-balanced | CV balanced acc., unbalanced "
+            "| CV acc., MAR-balanced | CV acc., unbalanced |\n| --- | --- | --- | --- | --- | --- |\n")
+    body = "".join(
+        f"| {r['emotion']} | {r['n_pos']}/{r['n_neg']} | {r['bacc_balanced']:.3f} | {r['bacc_unbalanced']:.3f} "
+        f"| {r['acc_balanced']:.3f} | {r['acc_unbalanced']:.3f} |\n" for r in rows)
+    if rows:
+        mean = {k: np.nanmean([r[k] for r in rows]) for k in ("bacc_balanced", "bacc_unbalanced", "acc_balanced",
+                                                              "acc_unbalanced")}
+        body += (f"| **mean** | | {mean['bacc_balanced']:.3f} | {mean['bacc_unbalanced']:.3f} "
+                 f"| {mean['acc_balanced']:.3f} | {mean['acc_unbalanced']:.3f} |\n")
+    return (f"{title}\n\n" if title else "") + head + body
+
+
+def save_hyperplanes(result: dict, out_dir: str | os.PathLike, *, meta: dict | None = None,
+                     frames: dict | None = None, plots: bool = True) -> dict[str, Path]:
+    """Write hyperplanes.json, hyperplanes.parquet, accuracy.csv/.md and the plots."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hp = result["hyperplanes"]
+    doc = {
+        "meta": meta or {},
+        "m": M_EXP,
+        "mar_edges": np.asarray(result["mar_edges"]).tolist(),
+        "n_frames": result.get("n_frames"),
+        "skipped": result.get("skipped", {}),
+        "hyperplanes": {z: {"w_z": h.w_z.tolist(), "b": h.b, "n_pos": h.n_pos, "n_neg": h.n_neg,
+                            "group_counts": h.group_counts, "cv": h.cv, "train_acc": h.train_acc}
+                        for z, h in hp.items()},
+    }
+    paths = {"json": out_dir / "hyperplanes.json", "parquet": out_dir / "hyperplanes.parquet",
+             "csv": out_dir / "accuracy.csv", "md": out_dir / "accuracy.md"}
+    write_json_atomic(paths["json"], doc)
+    zs = list(hp)
+    table = pa.table({
+        "emotion": pa.array(zs, pa.string()),
+        "w_z": pa.FixedSizeListArray.from_arrays(
+            pa.array(np.concatenate([hp[z].w_z for z in zs]) if zs else np.zeros(0), pa.float64()), M_EXP),
+        "b": pa.array([hp[z].b for z in zs], pa.float64()),
+        "n_pos": pa.array([hp[z].n_pos for z in zs], pa.int64()),
+        "n_neg": pa.array([hp[z].n_neg for z in zs], pa.int64()),
+        "group_counts": pa.array([hp[z].group_counts for z in zs], pa.list_(pa.int64())),
+        **{f"cv_{k}": pa.array([hp[z].cv.get(k, float("nan")) for z in zs], pa.float64())
+           for k in ("acc_balanced", "acc_unbalanced", "bacc_balanced", "bacc_unbalanced")},
+    }).replace_schema_metadata({b"emohead.hyperplanes": json.dumps(
+        {"mar_edges": doc["mar_edges"], "meta": doc["meta"]}).encode()})
+    with atomic_path(paths["parquet"]) as tmp:
+        pq.write_table(table, tmp)
+    rows = accuracy_table(result)
+    with atomic_path(paths["csv"]) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.4f")
+    title = "Cross-validated accuracy of the emotion hyperplanes"
+    if meta:
+        title += f" ({meta.get('dataset', '')} actor {meta.get('actor', '')})"
+    write_text_atomic(paths["md"], accuracy_markdown(rows, title))
+    if plots:
+        paths.update(plot_hyperplanes(result, out_dir, frames))
+    return paths
+
+
+def load_hyperplanes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, float]]:
+    """{emotion: (w_z (10,) unit normal, b)} from hyperplanes.json / .parquet or their folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "hyperplanes.json"
+    if not path.is_file():
+        raise EmoheadInputError("hyperplanes file not found.", path=path,
+                                fix="run the expression stage's hyperplanes rule for this actor.")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(path)
+        W = t.column("w_z").combine_chunks().flatten().to_numpy().reshape(-1, M_EXP)
+        return {z: (W[i].astype(np.float64), float(b))
+                for i, (z, b) in enumerate(zip(t.column("emotion").to_pylist(), t.column("b").to_pylist()))}
+    doc = json.loads(path.read_text())
+    return {z: (np.asarray(h["w_z"], np.float64), float(h["b"])) for z, h in doc["hyperplanes"].items()}
+
+
+# ----------------------------------------------------------------------------- refinement
+
+
+def refine(alpha_tilde, tau, w_z):
+    """Eq. (9): alpha_hat = alpha_tilde + tau * w_z^T.
+
+    alpha_tilde: (..., 10) (NumPy or torch); tau: scalar, (...,) per frame or (..., 1);
+    w_z: (10,) or per-frame (..., 10)."""
+    ndim = getattr(alpha_tilde, "ndim", np.ndim(alpha_tilde))
+    if getattr(tau, "ndim", 0) == ndim - 1 and ndim >= 1 and getattr(tau, "ndim", 0) > 0:
+        tau = tau[..., None]
+    return alpha_tilde + tau * w_z
+
+
+_TIMELINE_ITEM = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(?:s)?\s*:\s*([A-Za-z_]+)\s*$")
+
+
+def parse_timeline(spec: str) -> list[tuple[float, str]]:
+    """"0:happy,2.5:sad" -> [(0.0, 'happy'), (2.5, 'sad')] (sorted, times in seconds)."""
+    items = []
+    for part in [p for p in spec.split(",") if p.strip()]:
+        m = _TIMELINE_ITEM.match(part)
+        if not m:
+            raise EmoheadInputError(f"bad emotion timeline item {part!r} in {spec!r}.",
+                                    fix='write "<seconds>:<emotion>,..." e.g. "0:happy,2.5:sad".')
+        items.append((float(m.group(1)), m.group(2).lower()))
+    if not items:
+        raise EmoheadInputError(f"empty emotion timeline {spec!r}.", fix='e.g. "0:happy".')
+    items.sort(key=lambda x: x[0])
+    return items
+
+
+@dataclass
+class TimelineDirections:
+    W: np.ndarray  # (T, 10) per-frame direction sum_k weights[:, k] * w_k
+    weights: np.ndarray  # (T, K) per-frame weight of each emotion (rows sum to 1)
+    emotions: list[str]
+
+
+def timeline_directions(timeline: Sequence[tuple[float, str]] | str, n_frames: int, fps: float,
+                        hyperplanes: dict[str, tuple[np.ndarray, float]], ramp_s: float = 0.5) -> TimelineDirections:
+    """Per-frame emotion direction for a timeline (Appendix B (3)).
+
+    At each switch time t_s from w_1 to w_2, the weight of w_2 ramps linearly from 0 to 1 over
+    ``ramp_s`` seconds centred on t_s (ramp_s = 0: hard switch at t_s); w_1 gets 1 minus that.
+    Before the first entry its emotion holds. Refine with ``refine(alpha, tau, W)``.
+    """
+    if isinstance(timeline, str):
+        timeline = parse_timeline(timeline)
+    timeline = sorted(timeline, key=lambda x: x[0])
+    missing = [z for _, z in timeline if z not in hyperplanes]
+    if missing:
+        raise EmoheadInputError(f"no hyperplane for emotion(s) {sorted(set(missing))}; have {sorted(hyperplanes)}.",
+                                fix="use an emotion of the target character's hyperplanes.json.")
+    emotions = list(dict.fromkeys(z for _, z in timeline))
+    t = np.arange(n_frames, dtype=np.float64) / float(fps)
+    weights = np.zeros((n_frames, len(emotions)))
+    weights[:, emotions.index(timeline[0][1])] = 1.0
+    for (t_s, z_new) in timeline[1:]:
+        if ramp_s > 0:
+            lam = np.clip((t - t_s) / ramp_s + 0.5, 0.0, 1.0)
+        else:
+            lam = (t >= t_s).astype(np.float64)
+        weights *= (1.0 - lam)[:, None]
+        weights[:, emotions.index(z_new)] += lam
+    Wz = np.stack([np.asarray(hyperplanes[z][0], np.float64) for z in emotions])
+    return TimelineDirections(weights @ Wz, weights, emotions)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plot_hyperplanes(result: dict, out_dir: str | os.PathLike, frames: dict | None) -> dict[str, Path]:
+    """distances.png (signed distances, positives vs negatives per emotion), projection.png
+    (2-D PCA of all frames with the normals drawn), cv_accuracy.png (bar chart)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    hp = result["hyperplanes"]
+    zs = list(hp)
+    paths = {}
+    colors = {z: plt.cm.tab10(i % 10) for i, z in enumerate(zs)}
+    if frames is not None and zs:
+        X, L = np.asarray(frames["exp"], np.float64), np.asarray(frames["emotion"], dtype=object)
+        ncol = min(3, len(zs))
+        nrow = math.ceil(len(zs) / ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+        for ax, z in zip(axes.flat, zs):
+            d = hp[z].distance(X)
+            bins = np.linspace(d.min(), d.max(), 30)
+            ax.hist(d[L != z], bins=bins, alpha=0.6, density=True, label="other emotions", color="grey")
+            ax.hist(d[L == z], bins=bins, alpha=0.6, density=True, label=z, color=colors[z])
+            ax.axvline(0, color="k", lw=1)
+            ax.set_title(f"{z}: signed distance")
+            ax.legend(fontsize=7)
+        for ax in list(axes.flat)[len(zs):]:
+            ax.axis("off")
+        fig.tight_layout()
+        paths["distances"] = out_dir / "distances.png"
+        _savefig(fig, paths["distances"])
+        plt.close(fig)
+
+        mu = X.mean(0)
+        _, _, Vt = np.linalg.svd(X - mu, full_matrices=False)
+        P = Vt[:2]
+        Y = (X - mu) @ P.T
+        fig, ax = plt.subplots(figsize=(6, 5))
+        for z in sorted(set(L)):
+            sel = L == z
+            ax.scatter(Y[sel, 0], Y[sel, 1], s=5, alpha=0.5, color=colors.get(z, "grey"), label=z)
+        # arrows: in-plane part of each unit normal, the longest drawn at 60% of the data range
+        vs = {z: P @ hp[z].w_z for z in zs}
+        longest = max(float(np.linalg.norm(v)) for v in vs.values()) or 1.0
+        scale = 0.6 * float(np.abs(Y).max() or 1.0) / longest
+        for z in zs:
+            v = vs[z]
+            ax.annotate("", xy=(v[0] * scale, v[1] * scale), xytext=(0, 0),
+                        arrowprops=dict(arrowstyle="->", color=colors[z], lw=2))
+            ax.text(v[0] * scale * 1.08, v[1] * scale * 1.08, z, color=colors[z], fontsize=8)
+        ax.set_xlabel("PC 1 of expression alpha")
+        ax.set_ylabel("PC 2")
+        ax.set_title("frames and normals w_z projected on PC 1-2 (relative length)")
+        ax.legend(fontsize=7, markerscale=3)
+        fig.tight_layout()
+        paths["projection"] = out_dir / "projection.png"
+        _savefig(fig, paths["projection"])
+        plt.close(fig)
+
+    rows = accuracy_table(result)
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 1), 3.5))
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["bacc_balanced"] for r in rows], 0.4, label="MAR-balanced sampling")
+    ax.bar(x + 0.2, [r["bacc_unbalanced"] for r in rows], 0.4, label="unbalanced")
+    ax.axhline(0.5, color="k", lw=0.8, ls="--")
+    ax.set_xticks(x, [r["emotion"] for r in rows])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("CV balanced accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths["cv_accuracy"] = out_dir / "cv_accuracy.png"
+    _savefig(fig, paths["cv_accuracy"])
+    plt.close(fig)
+    return paths
+
+
+def _savefig(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
