@@ -276,7 +276,7 @@ def test_training_beats_constant_mean_on_synthetic(tmp_path, variant):
     path = train(corpus, mcfg, tcfg, tmp_path, progress=False)
     ev = evaluate(corpus, path)
     assert ev["n_frames"] > 100
-    assert ev["rmse_alpha_hat"] < 0.6 * ev["rmse_constant_mean"], ev
+    assert ev["rmse_alpha_hat"] < 0.75 * ev["rmse_constant_mean"], ev
     assert (tmp_path / "loss.png").stat().st_size > 1000
     rows = (tmp_path / "loss.csv").read_text().splitlines()
     assert len(rows) == 301 and rows[0].startswith("iteration,loss")
@@ -288,3 +288,55 @@ def test_without_refinement_ignores_hyperplanes(tmp_path):
     path = train(corpus, mcfg, TrainConfig(iterations=5, batch_size=8), tmp_path, progress=False)
     ev = evaluate(corpus, path)
     assert ev["rmse_alpha_hat"] == ev["rmse_alpha_tilde"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    corpus = synthetic_corpus(frames=40)
+    out = tmp_path_factory.mktemp("a2e")
+    path = train(corpus, _tiny_cfgs(), TrainConfig(iterations=30, batch_size=16, ckpt_every=10), out, progress=False)
+    return corpus, path
+
+
+def test_predict_alpha_matches_training_forward_and_refines(trained):
+    from emohead_core.audio2exp.infer import predict_alpha
+    from emohead_core.audio2exp.train import load_model
+
+    corpus, path = trained
+    clip = corpus.clips[0]
+    pred = predict_alpha(path.parent, clip.feats, emotion=clip.emotion)
+    T = clip.T
+    assert pred.alpha_hat.shape == (T, 10) and pred.tau.shape == (T,)
+    # same numbers as a direct forward pass on the training-time windows
+    net, _ = load_model(path)
+    table = FrameTable(corpus, [0], net.cfg.context)
+    with torch.no_grad():
+        a, t = net(*table.windows(torch.arange(T)))
+    np.testing.assert_allclose(pred.alpha_tilde, a.numpy(), atol=1e-5)
+    np.testing.assert_allclose(pred.alpha_hat, (a + t[:, None] * torch.from_numpy(clip.w_z)).numpy(), atol=1e-5)
+    # intensity 0 -> no refinement; fixed tau moves exactly intensity along w_z
+    p0 = predict_alpha(path, clip.feats, emotion=clip.emotion, intensity=0.0)
+    np.testing.assert_allclose(p0.alpha_hat, p0.alpha_tilde)
+    pf = predict_alpha(path, clip.feats, emotion="sad", intensity=2.0, tau_mode="fixed")
+    w_sad = next(c.w_z for c in corpus.clips if c.emotion == "sad")
+    np.testing.assert_allclose(pf.alpha_hat - pf.alpha_tilde, np.tile(2.0 * w_sad, (T, 1)), atol=1e-5)
+    # a checkpoint works as well as the final model
+    pc = predict_alpha(sorted((path.parent / "ckpt").glob("iter_*.pt"))[-1], clip.feats, emotion=clip.emotion)
+    np.testing.assert_allclose(pc.alpha_hat, pred.alpha_hat, atol=1e-6)
+
+
+def test_predict_alpha_timeline_switches_hyperplane(trained):
+    from emohead_core.audio2exp.infer import predict_alpha
+
+    corpus, path = trained
+    clip = corpus.clips[0]
+    w = {c.emotion: c.w_z for c in corpus.clips}
+    pred = predict_alpha(path, clip.feats, timeline="0:happy,0.8:sad", ramp_s=0.4, tau_mode="fixed")
+    np.testing.assert_allclose(pred.w[0], w["happy"], atol=1e-6)  # before the switch
+    np.testing.assert_allclose(pred.w[-1], w["sad"], atol=1e-6)  # after the ramp
+    mid = int(0.8 * 25)  # centre of the ramp: half of each
+    np.testing.assert_allclose(pred.w[mid], 0.5 * w["happy"] + 0.5 * w["sad"], atol=0.06)
+    with pytest.raises(Exception):
+        predict_alpha(path, clip.feats, emotion="contempt")  # no hyperplane for it
+    with pytest.raises(Exception):
+        predict_alpha(path, {k: v[:, :-1] for k, v in clip.feats.items()}, emotion="sad")  # wrong dims

@@ -239,7 +239,7 @@ def read_feature(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     if not path.is_file():
         raise EmoheadInputError("feature cache file missing", path=path, fix="run the features rule first")
     try:
-        from ..features import read_features  # issue 4's cache reader
+        from ..features.cache import read_features  # issue 4's cache reader
     except ImportError:  # pragma: no cover - before the features stage lands
         read_features = None
     if read_features is not None:

@@ -115,6 +115,7 @@ def train(
 
         raise EmoheadInputError("no training frame has an expression target (own or paired)")
     fp = _fingerprint(corpus, mcfg, tcfg)
+    meta = model_meta(corpus, train_ids, hyperplanes)
     model = init_model(corpus, mcfg, train_ids, tcfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
     gen = torch.Generator().manual_seed(tcfg.seed + 1)
@@ -142,9 +143,9 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append((it + 1, float(loss), float(l_own), float(l_bar)))
+        history.append((it + 1, loss.item(), l_own.item(), l_bar.item()))
         if (it + 1) % tcfg.log_every == 0:
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         if (it + 1) % tcfg.ckpt_every == 0 or it + 1 == tcfg.iterations:
             _save_ckpt(
                 ckpt_dir,
@@ -156,6 +157,8 @@ def train(
                     "generator": gen.get_state(),
                     "torch_rng": torch.get_rng_state(),
                     "history": history,
+                    "model_config": mcfg.to_dict(),
+                    "meta": meta,
                 },
                 tcfg.keep_ckpts,
             )
@@ -163,35 +166,48 @@ def train(
             raise Interrupt(f"stopped at iteration {it + 1}")
     bar.close()
     model_path = out_dir / "model.pt"
-    save_model(model, mcfg, model_path, corpus=corpus, train_ids=train_ids, hyperplanes=hyperplanes,
-               extra={"train": asdict(tcfg), "fingerprint": fp})
+    save_model(model, mcfg, model_path, meta=meta, extra={"train": asdict(tcfg), "fingerprint": fp})
     write_loss_curves(history, out_dir / "loss.csv", out_dir / "loss.png")
     return model_path
 
 
-def save_model(model, mcfg: ModelConfig, path: Path, *, corpus: Corpus, train_ids, hyperplanes=None, extra=None) -> None:
+def model_meta(corpus: Corpus, train_ids, hyperplanes=None) -> dict:
+    """What inference needs besides the weights: silence vectors, training alpha mean, the w_z
+    per emotion seen in training (or given), encoder names."""
     if hyperplanes is None:
-        # w_z per emotion as seen in training (one hyperplane set per emotion tag)
         hyperplanes = {}
         for c in corpus.clips:
             if c.w_z is not None and c.emotion not in hyperplanes:
                 hyperplanes[c.emotion] = c.w_z
-    payload = {
-        "model_config": mcfg.to_dict(),
-        "state_dict": model.state_dict(),
+    return {
         "silence": {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in corpus.silence.items()},
         "alpha_mean": torch.from_numpy(alpha_mean(corpus, train_ids)),
         "hyperplanes": {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in hyperplanes.items()},
-        "encoders": corpus.meta.get("encoders", {}),
+        "encoders": dict(corpus.meta.get("encoders", {})),
         "dataset": corpus.meta.get("dataset"),
-        **(extra or {}),
     }
+
+
+def save_model(model, mcfg: ModelConfig, path: Path, *, meta: dict, extra=None) -> None:
+    payload = {"model_config": mcfg.to_dict(), "state_dict": model.state_dict(), **meta, **(extra or {})}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    """A trained module from ``model.pt``, its directory, or a training checkpoint
+    (``ckpt/iter_*.pt``). Returns (model in eval mode, payload with the inference metadata)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt" if (path / "model.pt").is_file() else max(path.glob("ckpt/iter_*.pt"), default=path / "model.pt")
+    if not path.is_file():
+        from ..errors import EmoheadInputError
+
+        raise EmoheadInputError("audio2exp model not found", path=path,
+                                fix="train it: snakemake results/<dataset>/audio2exp/<variant>/model.pt")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if "state_dict" not in payload:  # a checkpoint
+        payload = {"model_config": payload["model_config"], "state_dict": payload["model"], **payload["meta"]}
     mcfg = ModelConfig.from_dict(payload["model_config"])
     model = build_model(mcfg)
     model.load_state_dict(payload["state_dict"])

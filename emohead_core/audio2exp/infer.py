@@ -1,0 +1,169 @@
+"""Inference API of the audio-expression module: audio features (or a wav) + an emotion tag or
+a timeline of tags + an intensity -> per-frame alpha_hat at 25 fps (eqs. 8-9, Appendix B (3)).
+
+    from emohead_core.audio2exp.infer import predict_alpha
+    pred = predict_alpha("results/cremad/audio2exp/main", wav="speech.wav",
+                         feature_config=cfg["features"], timeline="0:happy,2.5:sad", intensity=1.0)
+    pred.alpha_hat  # (T, 10) float32, frame i covers [i/25, (i+1)/25) s of the audio
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import EmoheadInputError
+from .data import MODALITIES, read_feature
+from .train import load_model, predict_clip_windows
+
+
+@dataclass
+class Prediction:
+    alpha_hat: np.ndarray  # (T, m) refined expression (eq. 9) -> renderer input
+    alpha_tilde: np.ndarray  # (T, m) FFN_1 output (eq. 8)
+    tau: np.ndarray  # (T,) FFN_2 output (eq. 8)
+    tau_used: np.ndarray  # (T,) the weight applied along w (intensity-scaled, see tau_mode)
+    w: np.ndarray  # (T, m) per-frame hyperplane direction (w_z, or the timeline's ramp)
+    emotions: list[str]
+    fps: float = 25.0
+
+
+def _windows(feats: dict[str, np.ndarray], silence: dict[str, np.ndarray], context: int):
+    T = min(int(f.shape[0]) for f in feats.values())
+    rel = np.arange(-context + 1, 1)
+    j = np.arange(T)[:, None] + rel[None, :]
+    idx = torch.from_numpy(np.where(j >= 0, j + 1, 0))
+    out = []
+    for k in MODALITIES:
+        s = np.asarray(silence[k], np.float32)[None]
+        table = torch.from_numpy(np.concatenate([s, np.asarray(feats[k][:T], np.float32)], 0))
+        out.append(table[idx])
+    return T, out
+
+
+def load_feature_files(paths: dict[str, str | Path]) -> dict[str, np.ndarray]:
+    """{'v','e','gamma'} -> feature-cache Parquet paths -> arrays (T, D)."""
+    return {k: read_feature(paths[k])[1] for k in MODALITIES}
+
+
+def features_from_wav(wav: str | Path, feature_config: dict, encoders: dict[str, str]) -> dict[str, np.ndarray]:
+    """Compute v~, e~, gamma~ of a wav with the features stage's encoders (the same encoder
+    names the model was trained with). Integration point with ``emohead_core.features``."""
+    try:
+        from ..features import encode_wav  # issue 4: (wav, encoder name, feature config) -> (T, D)
+    except ImportError as exc:  # pragma: no cover - until the features stage provides it
+        raise EmoheadInputError(
+            "computing features from a wav needs emohead_core.features.encode_wav",
+            path=wav,
+            fix="pass precomputed features (features=...) or run the features stage first",
+        ) from exc
+    return {k: np.asarray(encode_wav(wav, encoders[k], feature_config), np.float32) for k in MODALITIES}
+
+
+def _directions(hyperplanes: dict[str, np.ndarray], T: int, fps: float, emotion, timeline, ramp_s: float):
+    hp = {k: (np.asarray(v, np.float64), 0.0) for k, v in hyperplanes.items()}
+    if timeline is None:
+        if emotion is None:
+            raise EmoheadInputError("predict_alpha needs an emotion tag or a timeline",
+                                    fix='pass emotion="happy" or timeline="0:happy,2.5:sad"')
+        timeline = [(0.0, str(emotion))]
+    try:
+        from ..hyperplanes import timeline_directions  # issue 3 (Appendix B (3) ramp)
+    except ImportError:  # pragma: no cover - before the hyperplanes module lands
+        timeline_directions = None
+    if timeline_directions is not None:
+        td = timeline_directions(timeline, T, fps, hp, ramp_s=ramp_s)
+        return td.W.astype(np.float32), list(td.emotions)
+    if isinstance(timeline, str):  # pragma: no cover
+        timeline = [(float(a), b) for a, b in (p.split(":") for p in timeline.split(","))]
+    missing = [z for _, z in timeline if z not in hp]
+    if missing:  # pragma: no cover
+        raise EmoheadInputError(f"no hyperplane for {missing}; have {sorted(hp)}")
+    t = np.arange(T) / fps
+    timeline = sorted(timeline)
+    W = np.tile(hp[timeline[0][1]][0], (T, 1))
+    for t_s, z in timeline[1:]:  # pragma: no cover
+        lam = np.clip((t - t_s) / ramp_s + 0.5, 0, 1) if ramp_s > 0 else (t >= t_s).astype(float)
+        W = (1 - lam)[:, None] * W + lam[:, None] * hp[z][0]
+    return W.astype(np.float32), list(dict.fromkeys(z for _, z in timeline))
+
+
+def predict_alpha(
+    model: str | Path | tuple,
+    features: dict[str, np.ndarray | str | Path] | None = None,
+    *,
+    wav: str | Path | None = None,
+    feature_config: dict | None = None,
+    emotion: str | None = None,
+    timeline: str | Sequence[tuple[float, str]] | None = None,
+    intensity: float | Sequence[float] | np.ndarray = 1.0,
+    tau_mode: str = "model",
+    hyperplanes: str | Path | dict | None = None,
+    ramp_s: float = 0.5,
+    fps: float = 25.0,
+) -> Prediction:
+    """Per-frame alpha_hat (T, m) at 25 fps for one utterance.
+
+    model: ``results/{dataset}/audio2exp/{variant}`` directory, its ``model.pt``, a training
+        checkpoint, or an already loaded ``(module, payload)`` from :func:`train.load_model`.
+    features: {'v', 'e', 'gamma'} -> (T, D) arrays or feature-cache Parquet paths; or
+    wav (+ feature_config, the config's ``features:`` section): features computed with the
+        encoders the model was trained on.
+    emotion: tag z for the whole clip, or timeline: ``"0:happy,2.5:sad"`` / [(t_s, tag), ...]
+        (switch w_1 -> w_2 with a linear ramp of ``ramp_s`` seconds, Appendix B (3)).
+    intensity: scalar or per-frame (T,) factor on tau.
+    tau_mode: ``"model"``: tau_used = intensity * tau from FFN_2 (eqs. 8-9 as trained);
+        ``"fixed"``: tau_used = intensity (Appendix B's manual probing along w_z).
+    hyperplanes: w_z to use (hyperplanes.json path / {emotion: w or (w, b)}); default: the
+        hyperplanes the model was trained with. Ignored by a w/o-refinement model
+        (alpha_hat = alpha_tilde; the renderer then takes [z; alpha_tilde]).
+    """
+    net, payload = load_model(model) if not isinstance(model, tuple) else model
+    mcfg = net.cfg
+    if features is None:
+        if wav is None:
+            raise EmoheadInputError("predict_alpha needs features or a wav")
+        features = features_from_wav(wav, feature_config or {}, payload.get("encoders", {}))
+    feats = {}
+    for k in MODALITIES:
+        f = features[k]
+        feats[k] = read_feature(f)[1] if isinstance(f, (str, Path)) else np.asarray(f, np.float32)
+    silence = {k: np.asarray(v, np.float32) for k, v in payload["silence"].items()}
+    for k, dim in (("v", mcfg.dim_v), ("e", mcfg.dim_e), ("gamma", mcfg.dim_gamma)):
+        if feats[k].ndim != 2 or feats[k].shape[1] != dim:
+            raise EmoheadInputError(f"feature {k} has shape {feats[k].shape}, the model expects (T, {dim})",
+                                    fix="use the encoders the model was trained with")
+    if hyperplanes is None:
+        hp = {k: np.asarray(v, np.float32) for k, v in payload["hyperplanes"].items()}
+    elif isinstance(hyperplanes, (str, Path)):
+        from .data import load_hyperplanes_any
+
+        hp = load_hyperplanes_any(hyperplanes)
+    else:
+        hp = {k: np.asarray(v[0] if isinstance(v, (tuple, list)) else v, np.float32) for k, v in hyperplanes.items()}
+    T, (v, e, g) = _windows(feats, silence, mcfg.context)
+    W, emotions = _directions(hp, T, fps, emotion, timeline, ramp_s)
+    with torch.no_grad():
+        _, alpha_tilde, tau = predict_clip_windows(net, v, e, g, torch.zeros(T, mcfg.m), refinement=False)
+    inten = np.broadcast_to(np.asarray(intensity, np.float32), (T,)) if np.ndim(intensity) == 0 else np.asarray(intensity, np.float32)
+    if inten.shape != (T,):
+        raise EmoheadInputError(f"intensity has {inten.shape[0]} values for {T} frames")
+    if tau_mode == "model":
+        tau_used = inten * tau.numpy()
+    elif tau_mode == "fixed":
+        tau_used = inten.copy()
+    else:
+        raise EmoheadInputError(f"tau_mode must be 'model' or 'fixed', got {tau_mode!r}")
+    a_t = alpha_tilde.numpy()
+    if mcfg.refinement:
+        from .model import refine
+
+        alpha_hat = refine(torch.from_numpy(a_t), torch.from_numpy(tau_used.astype(np.float32)), torch.from_numpy(W)).numpy()  # eq. (9)
+    else:
+        alpha_hat = a_t.copy()
+    return Prediction(alpha_hat.astype(np.float32), a_t.astype(np.float32), tau.numpy().astype(np.float32),
+                      tau_used.astype(np.float32), W, emotions, fps)

@@ -1,0 +1,59 @@
+"""Entry points of the Snakemake rules (``workflow/scripts/audio2exp_*.py`` only call these)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..io import write_json_atomic
+from .config import make_configs
+from .data import Corpus, load_corpus
+from .train import evaluate, train
+
+log = logging.getLogger(__name__)
+
+
+def encoders_of(section: dict) -> dict[str, str]:
+    enc = dict(section.get("features") or {})
+    missing = [k for k in ("v", "e", "gamma") if not enc.get(k)]
+    if missing:
+        from ..errors import EmoheadInputError
+
+        raise EmoheadInputError(
+            f"audio2exp.features lacks encoder names for {missing}",
+            fix="set audio2exp.features.{v,e,gamma} to the features stage's {encoder} names",
+        )
+    return enc
+
+
+def corpus_for(results_dir: str | Path, dataset: str, section: dict) -> Corpus:
+    return load_corpus(results_dir, dataset, encoders_of(section), hyperplane_actor=section.get("hyperplane_actor"))
+
+
+def train_variant(results_dir, dataset: str, section: dict, variant: str, out_dir, *, threads: int = 1,
+                  progress: bool = True) -> Path:
+    torch.set_num_threads(max(1, int(threads)))
+    corpus = corpus_for(results_dir, dataset, section)
+    mcfg, tcfg = make_configs(section, variant, corpus.dims(), m=corpus.m)
+    n_train = sum(c.split == "train" for c in corpus.clips)
+    log.info("dataset %s variant %s: %d clips (%d train), dims %s", dataset, variant, len(corpus.clips), n_train,
+             corpus.dims())
+    log.info("model %s", mcfg.to_dict())
+    log.info("train %s", tcfg)
+    return train(corpus, mcfg, tcfg, out_dir, progress=progress)
+
+
+def evaluate_variant(results_dir, dataset: str, section: dict, variant: str, model_path, out_json, *,
+                     threads: int = 1) -> dict:
+    torch.set_num_threads(max(1, int(threads)))
+    corpus = corpus_for(results_dir, dataset, section)
+    ev = evaluate(corpus, model_path, split="test")
+    ev_train = evaluate(corpus, model_path, split="train")
+    ev.update({"dataset": dataset, "variant": variant, "rmse_train_alpha_hat": ev_train["rmse_alpha_hat"],
+               "rmse_train_constant_mean": ev_train["rmse_constant_mean"]})
+    write_json_atomic(out_json, ev)
+    log.info("test RMSE alpha_hat %.4f (alpha_tilde %.4f) vs constant mean %.4f over %d frames",
+             ev["rmse_alpha_hat"], ev["rmse_alpha_tilde"], ev["rmse_constant_mean"], ev["n_frames"])
+    return ev
