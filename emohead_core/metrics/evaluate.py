@@ -1,0 +1,269 @@
+"""Per-clip evaluation: one (generated, ground-truth) pair -> one row per metric.
+
+Row schema (``results/metrics/clips/{method}/{group}/{clip}.parquet``):
+dataset, method, clip, metric, value (float; NaN when not computed), note ("n/a: <why>" when
+value is NaN), n_frames, emotion, generated, ground_truth. FID needs sets of frames, so the
+Inception features of both sides are stored beside it (``.fid.npz``) and pooled per dataset and
+method by the tables; the per-clip "FID (clip)" row is the FID of that clip's frames only.
+
+``MetricSuite`` loads every configured model once from the ``metrics:`` config section; a metric
+whose model is not configured yields a NaN row with the note naming the config key to set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import EmoheadInputError
+from . import au as AU
+from . import emotion as ER
+from . import fid as FID
+from . import image as IM
+from . import landmarks as LM
+from . import lpips as LP
+from . import sync as SY
+from .weights import resolve_weights
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["dataset", "method", "clip", "metric", "value", "note", "n_frames", "emotion", "generated",
+           "ground_truth"]
+# metrics computed without a reference (also for the "Groundtruth" row of Tables I/II)
+NO_REFERENCE = ["LSE-C", "LSE-D", "Sync offset", "ER", "ER (3DMM-exp baseline)"]
+GROUNDTRUTH_METHOD = "groundtruth"
+
+
+class Unavailable(Exception):
+    """A metric cannot be computed for a stated, non-bug reason (no model configured, no face)."""
+
+
+@dataclass
+class Pair:
+    dataset: str
+    method: str
+    clip: str
+    generated: str
+    ground_truth: str
+    emotion: str | None = None
+    audio: str | None = None  # 16 kHz speech for Sync when the generated video has no audio
+    audio_start_s: float = 0.0
+    reference_free_only: bool = False  # the ground-truth row: only Sync / ER
+
+
+@dataclass
+class MetricSuite:
+    cfg: dict = field(default_factory=dict)
+    face_model: object | None = None  # emohead_core.expression.FaceModel for the 3ddfa backend
+    er_baseline: ER.ExpEmotionBaseline | None = None
+    threads: int = 1
+
+    def __post_init__(self):
+        import torch
+
+        torch.set_num_threads(max(1, int(self.threads)))
+        c = self.cfg
+        self.fps = float(c.get("fps", 25))
+        lp = c.get("lpips") or {}
+        b = resolve_weights(lp.get("backbone"), key="metrics.lpips.backbone")
+        h = resolve_weights(lp.get("heads"), key="metrics.lpips.heads")
+        self.lpips = LP.LPIPSAlex.from_files(b, h) if (b and h) else None
+        fw = resolve_weights((c.get("fid") or {}).get("weights"), key="metrics.fid.weights")
+        self.inception = FID.InceptionFeatures(fw) if fw else None
+        self.fid_max_frames = (c.get("fid") or {}).get("max_frames")
+        lmc = c.get("lmd") or {}
+        self.lmd_backends = list(lmc.get("backends") or [])
+        self.lmd_detect_every = int(lmc.get("detect_every", 1))
+        dp = resolve_weights(lmc.get("dlib_predictor"), key="metrics.lmd.dlib_predictor") if "dlib" in self.lmd_backends else None
+        self.dlib = LM.DlibLandmarks(dp) if dp else None
+        sc = c.get("syncnet") or {}
+        sw = resolve_weights(sc.get("weights"), key="metrics.syncnet.weights")
+        self.syncnet = SY.SyncNet.load(sw) if sw else None
+        self.vshift = int(sc.get("vshift", SY.VSHIFT))
+        ec = c.get("er") or {}
+        em = resolve_weights(ec.get("model"), key="metrics.er.model")
+        self.fer = (ER.TFLiteFER(em, classes=ec.get("classes"), threads=self.threads,
+                                 face_crop=bool(ec.get("face_crop", True))) if em else None)
+        ac = c.get("aue") or {}
+        self.openface_dir = ac.get("openface_dir")
+        am = resolve_weights(ac.get("model"), key="metrics.aue.model")
+        self.au_model = AU.TorchScriptAU(am, ac.get("au_names") or [], int(ac.get("size", 224))) if am else None
+
+
+def _row(pair: Pair, metric: str, value: float | None, note: str = "", n: int = 0) -> dict:
+    v = float("nan") if value is None else float(value)
+    if not np.isfinite(v) and not np.isinf(v) and not note:
+        note = "n/a: not computable for this clip"
+    return {"dataset": pair.dataset, "method": pair.method, "clip": pair.clip, "metric": metric, "value": v,
+            "note": note, "n_frames": int(n), "emotion": pair.emotion or "", "generated": str(pair.generated),
+            "ground_truth": str(pair.ground_truth)}
+
+
+def _speech(pair: Pair, n_frames: int, fps: float) -> np.ndarray:
+    from .. import media
+
+    gen_info = media.probe(pair.generated)
+    if gen_info.has_audio:
+        return media.load_audio(pair.generated, SY.SAMPLE_RATE)
+    if pair.audio:
+        a = media.load_audio(pair.audio, SY.SAMPLE_RATE)
+        s = int(round(pair.audio_start_s * SY.SAMPLE_RATE))
+        return a[s: s + int(np.ceil(n_frames / fps * SY.SAMPLE_RATE))]
+    gt_info = media.probe(pair.ground_truth)
+    if gt_info.has_audio:
+        return media.load_audio(pair.ground_truth, SY.SAMPLE_RATE)
+    raise Unavailable("n/a: no audio (generated and ground-truth videos have none, pair has no audio)")
+
+
+def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """All metric rows of one clip and the FID features {'gen': (T, 2048), 'gt': (T, 2048)}."""
+    from .. import media
+
+    gen_bgr = media.read_frames(pair.generated, fps=suite.fps)
+    gt_bgr = gen_bgr if pair.reference_free_only else media.read_frames(pair.ground_truth, fps=suite.fps)
+    ap = IM.align_frames(gen_bgr, gt_bgr, suite.fps)
+    n = len(ap.gen)
+    gen_bgr_al = np.ascontiguousarray(ap.gen[..., ::-1])
+    gt_bgr_al = np.ascontiguousarray(ap.gt[..., ::-1])
+    rows: list[dict] = []
+    feats: dict[str, np.ndarray] = {}
+
+    def run(metric, fn):
+        try:
+            out = fn()
+        except Unavailable as e:
+            rows.append(_row(pair, metric, None, str(e), n))
+            return None
+        except EmoheadInputError as e:
+            rows.append(_row(pair, metric, None, f"n/a: {e}", n))
+            return None
+        if isinstance(out, dict):
+            for k, v in out.items():
+                rows.append(_row(pair, k, v, "" if np.isfinite(v) or np.isinf(v) else "n/a: no face fitted", n))
+        else:
+            rows.append(_row(pair, metric, out, "", n))
+        return out
+
+    if not pair.reference_free_only:
+        run("SSIM", lambda: IM.ssim(ap.gen, ap.gt))
+        run("PSNR", lambda: IM.psnr(ap.gen, ap.gt))
+
+        def _lpips():
+            if suite.lpips is None:
+                raise Unavailable("n/a: set metrics.lpips.backbone and metrics.lpips.heads")
+            return float(LP.lpips_frames(suite.lpips, ap.gen, ap.gt).mean())
+
+        run("LPIPS", _lpips)
+
+        def _fid():
+            if suite.inception is None:
+                raise Unavailable("n/a: set metrics.fid.weights")
+            idx = FID.subsample(n, suite.fid_max_frames)
+            feats["gen"] = suite.inception(ap.gen[idx])
+            feats["gt"] = suite.inception(ap.gt[idx])
+            return FID.fid_from_features(feats["gen"], feats["gt"]) if len(idx) > 1 else float("nan")
+
+        run("FID (clip)", _fid)
+
+    # 3DDFA fit of generated frames (LMD and the ER baseline share it)
+    tddfa_gen = tddfa_gt = None
+    need_3ddfa = ("3ddfa" in suite.lmd_backends and not pair.reference_free_only) or suite.er_baseline is not None
+    if need_3ddfa and suite.face_model is not None:
+        try:
+            tddfa_gen = LM.tddfa_fit(suite.face_model, gen_bgr_al, suite.lmd_detect_every)
+            if not pair.reference_free_only:
+                tddfa_gt = LM.tddfa_fit(suite.face_model, gt_bgr_al, suite.lmd_detect_every)
+        except EmoheadInputError as e:
+            log.warning("3DDFA fit failed on %s: %s", pair.clip, e)
+
+    if not pair.reference_free_only:
+        for bi, backend in enumerate(suite.lmd_backends or ["3ddfa"]):
+            suffix = "" if bi == 0 else f" ({backend})"
+
+            def _lmd(backend=backend, suffix=suffix):
+                if not suite.lmd_backends:
+                    raise Unavailable("n/a: set metrics.lmd.backends")
+                if backend == "3ddfa":
+                    if tddfa_gen is None or tddfa_gt is None:
+                        raise Unavailable("n/a: no 3DDFA face model (expression assets) or no face fitted")
+                    g, t = tddfa_gen["landmarks"], tddfa_gt["landmarks"]
+                elif backend == "dlib":
+                    if suite.dlib is None:
+                        raise Unavailable("n/a: set metrics.lmd.dlib_predictor")
+                    g, t = suite.dlib(ap.gen), suite.dlib(ap.gt)
+                else:
+                    raise Unavailable(f"n/a: unknown landmark backend {backend!r}")
+                return {f"M-LMD{suffix}": LM.m_lmd(g, t), f"F-LMD{suffix}": LM.f_lmd(g, t)}
+
+            out = run(f"M-LMD{suffix}", _lmd)
+            if out is None:  # the F-LMD row says the same
+                rows.append({**rows[-1], "metric": f"F-LMD{suffix}"})
+
+        def _aue():
+            if suite.openface_dir:
+                base = Path(suite.openface_dir)
+                g = base / pair.method / pair.dataset / f"{pair.clip}.csv"
+                t = base / GROUNDTRUTH_METHOD / pair.dataset / f"{pair.clip}.csv"
+                if g.is_file() and t.is_file():
+                    return AU.aue(AU.read_openface_csv(g), AU.read_openface_csv(t))
+                if suite.au_model is None:
+                    raise Unavailable(f"n/a: OpenFace CSVs {g} / {t} missing")
+            if suite.au_model is None:
+                raise Unavailable("n/a: set metrics.aue.openface_dir or metrics.aue.model")
+            return AU.aue(suite.au_model(ap.gen), suite.au_model(ap.gt))
+
+        run("AUE", _aue)
+
+    def _sync():
+        if suite.syncnet is None:
+            raise Unavailable("n/a: set metrics.syncnet.weights")
+        audio = _speech(pair, n, suite.fps)
+        try:
+            r = SY.lse(suite.syncnet, gen_bgr_al, audio, suite.vshift)
+        except ValueError as e:
+            raise Unavailable(f"n/a: {e}") from e
+        return {"LSE-C": r.lse_c, "LSE-D": r.lse_d, "Sync offset": float(r.offset)}
+
+    if run("LSE-C", _sync) is None:
+        rows.append({**rows[-1], "metric": "LSE-D"})
+        rows.append({**rows[-1], "metric": "Sync offset"})
+
+    def _er():
+        if suite.fer is None:
+            raise Unavailable("n/a: set metrics.er.model")
+        if not pair.emotion or pair.emotion == "unknown":
+            raise Unavailable("n/a: clip has no target emotion tag")
+        if pair.emotion not in suite.fer.classes:
+            raise Unavailable(f"n/a: classifier has no class {pair.emotion!r}")
+        return ER.accuracy(suite.fer.predict(gen_bgr_al), pair.emotion, suite.fer.classes)
+
+    run("ER", _er)
+
+    def _er_base():
+        if suite.er_baseline is None:
+            raise Unavailable("n/a: no ER baseline model (metrics.er.baseline, needs expression stage)")
+        if not pair.emotion or pair.emotion == "unknown":
+            raise Unavailable("n/a: clip has no target emotion tag")
+        if pair.emotion not in suite.er_baseline.classes:
+            raise Unavailable(f"n/a: baseline was not trained on {pair.emotion!r} clips")
+        if tddfa_gen is None:
+            raise Unavailable("n/a: no 3DDFA fit of the generated frames")
+        return ER.accuracy(suite.er_baseline.predict(tddfa_gen["exp"]), pair.emotion, suite.er_baseline.classes)
+
+    run("ER (3DMM-exp baseline)", _er_base)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df, feats
+
+
+def write_clip_outputs(df: pd.DataFrame, feats: dict[str, np.ndarray], parquet_path, npz_path) -> None:
+    from ..io import atomic_path
+
+    with atomic_path(parquet_path) as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(npz_path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, gen=feats.get("gen", np.zeros((0, 2048))), gt=feats.get("gt", np.zeros((0, 2048))))
