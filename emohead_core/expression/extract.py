@@ -47,8 +47,8 @@ def fit_frames(fm: FaceModel, frames: list[np.ndarray] | np.ndarray, detect_ever
     if k == 1:
         for s in range(0, n, chunk):
             idx, imgs, bxs = [], [], []
-            for t in range(s, min(n, s + chunk)):
-                b = fm.detect(frames[t])
+            dets = fm.detect_batch([frames[t] for t in range(s, min(n, s + chunk))])
+            for t, b in zip(range(s, min(n, s + chunk)), dets):
                 if len(b):
                     idx.append(t)
                     imgs.append(frames[t])

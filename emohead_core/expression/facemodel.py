@@ -118,12 +118,23 @@ class FaceModel:
     @property
     def detector(self):
         if self._detector is None:
-            self._detector = _default_detector(self.assets_dir, self.onnx_dir, self.providers)
+            self._detector = _default_detector(self.assets_dir, self.onnx_dir, self.providers,
+                                               self.detect_threshold, self._threads)
         return self._detector
 
     def detect(self, img: np.ndarray) -> np.ndarray:
         """(N, 5) face boxes with score >= detect_threshold, best first."""
-        boxes = np.asarray(self.detector.detect(img), np.float32).reshape(-1, 5)
+        return self._clean(self.detector.detect(img))
+
+    def detect_batch(self, frames: list[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+        """Boxes of each frame; one batched detector call when the detector supports it and
+        the frames share a size."""
+        if hasattr(self.detector, "detect_batch") and len({f.shape for f in frames}) == 1:
+            return [self._clean(b) for b in self.detector.detect_batch(np.stack(frames))]
+        return [self.detect(f) for f in frames]
+
+    def _clean(self, boxes) -> np.ndarray:
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 5)
         boxes = boxes[boxes[:, 4] >= self.detect_threshold]
         return boxes[np.argsort(-boxes[:, 4], kind="stable")]
 
@@ -176,24 +187,15 @@ class FaceModel:
         return out
 
 
-def _default_detector(assets_dir: Path, onnx_dir: Path, providers: list[str]):
-    """FaceBoxes from the preprocessing stage (emohead_core.facedetect), ONNX exported once."""
-    try:
-        from .. import facedetect
-    except ImportError as e:  # pragma: no cover - the spine provides it
-        raise EmoheadInputError("emohead_core.facedetect (FaceBoxes) is not available.",
-                                fix="pass detector= to FaceModel or install the preprocessing stage.") from e
+def _default_detector(assets_dir: Path, onnx_dir: Path, providers: list[str], threshold: float = 0.5,
+                      threads: int | None = None):
+    """FaceBoxes of the preprocessing stage (emohead_core.facedetect), ONNX exported once."""
+    from .. import facedetect
+
     onnx_path = onnx_dir / FACEBOXES_ONNX
     if not onnx_path.is_file():
-        exporter = getattr(facedetect, "export_onnx", None)
-        if exporter is None:
-            raise EmoheadInputError("FaceBoxes ONNX model not found.", path=onnx_path,
-                                    fix="run the rule export_faceboxes_onnx first.")
-        exporter(assets_dir / FACEBOXES_PTH, onnx_path)
-    det = facedetect.FaceDetector(str(onnx_path), providers=providers)
-    if not hasattr(det, "onnx_path"):
-        try:
-            det.onnx_path = onnx_path
-        except AttributeError:
-            pass
+        facedetect.export_onnx(assets_dir / FACEBOXES_PTH, onnx_path)
+    det = facedetect.FaceDetector(str(onnx_path), providers=providers, threshold=threshold,
+                                  threads=int(threads or 0))
+    det.onnx_path = onnx_path
     return det
