@@ -90,6 +90,15 @@ DEFAULT_SPLITS = {
     "crema_d": {"train_s": 120.0, "test_s": 60.0},
 }
 
+# Paper Appendix C: crops of 512 x 512 (MEAD) and 340 x 340 (CREMA-D).
+DEFAULT_CROP_SIZE = {"mead": 512, "crema_d": 340, "folder": 512}
+
+
+def crop_size(spec: dict) -> int:
+    """The square crop size of a dataset: ``crop_size`` in its config, else the paper's."""
+    return int(spec.get("crop_size") or DEFAULT_CROP_SIZE[spec["kind"]])
+
+
 _CREMA_RE = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emo>[A-Z]{3})_(?P<level>[A-Z]{2})$")
 _LEVEL_RE = re.compile(r"^level_(?P<k>\d+)$")
 

@@ -32,6 +32,7 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
         yield tmp_path
         if not tmp_path.exists():
             raise FileNotFoundError(f"atomic write produced no file for {target}")
+        _default_mode(tmp_path, 0o666)
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -49,12 +50,21 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        _default_mode(tmp, 0o777)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _default_mode(path: Path, base: int) -> None:
+    """mkstemp/mkdtemp create 0600/0700 entries; give outputs the usual umask-derived mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, base & ~umask)
 
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:

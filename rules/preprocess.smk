@@ -74,8 +74,8 @@ rule crop_video:
         "../envs/preprocess.yaml"
     threads: 1
     params:
-        crop_size=lambda wildcards: config["datasets"][wildcards.dataset].get(
-            "crop_size", 512
+        crop_size=lambda wildcards: ehdatasets.crop_size(
+            config["datasets"][wildcards.dataset]
         ),
         opts=config["preprocess"],
     script:

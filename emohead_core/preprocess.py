@@ -1,0 +1,316 @@
+"""Per-clip preprocessing (paper Sec. IV-A, Appendix C): 25 fps face crops and 16 kHz audio.
+
+:func:`crop_clip`:
+
+1. decode the clip resampled to a constant ``fps`` (ffmpeg ``fps`` filter);
+2. detect faces with FaceBoxes every ``detect_every`` frames (:class:`~emohead_core.facedetect.FaceDetector`),
+   follow one face (the detection overlapping the previous box most, else the best score),
+   record per frame the box, score and a ``detected`` flag, and fill frames without a
+   detection by linear interpolation between detected frames (nearest at the ends);
+3. fail with :class:`~emohead_core.errors.EmoheadInputError` when a face was found in fewer
+   than ``min_face_fraction`` of the frames checked;
+4. derive ONE square crop box for the whole clip (no jitter): centre = median of the box
+   centres, side = ``crop_scale`` x the 95th percentile of the box size, shifted (and if needed
+   shrunk) to lie inside the frame;
+5. crop + resize to ``crop_size`` and encode H.264 at ``fps`` CFR with ffmpeg (same ``fps``
+   filter as step 1, so the frame count matches the boxes table); write the boxes table as
+   Parquet. Both outputs are written atomically.
+
+:func:`extract_clip_audio` writes a 16 kHz mono PCM16 wav; for a video sample it is padded
+with silence or trimmed to exactly ``n_frames / fps`` seconds of the cropped video.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import media
+from .errors import EmoheadInputError
+from .facedetect import FaceDetector, box_iou
+from .io import atomic_path
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "fps": 25,
+    "sample_rate": 16000,
+    "device": "cpu",
+    "min_face_fraction": 0.5,
+    "detect_threshold": 0.5,
+    "detect_every": 1,
+    "detect_max_side": 640,
+    "detect_batch": 8,
+    "crop_scale": 2.0,
+}
+
+BOX_COLUMNS = [
+    "frame", "time_s", "x1", "y1", "x2", "y2", "score", "detected", "checked",
+    "crop_x1", "crop_y1", "crop_x2", "crop_y2", "crop_size", "src_width", "src_height", "fps",
+]
+
+
+def _opts(opts: dict | None) -> dict[str, Any]:
+    out = dict(DEFAULTS)
+    out.update({k: v for k, v in (opts or {}).items() if v is not None})
+    return out
+
+
+def providers_for(device: str) -> list[str]:
+    """onnxruntime providers for config ``preprocess.device`` (cuda falls back to CPU with a
+    warning when onnxruntime has no CUDA provider)."""
+    import onnxruntime as ort
+
+    if device == "cuda":
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        log.warning("preprocess.device=cuda but onnxruntime has no CUDA provider; using CPU")
+    return ["CPUExecutionProvider"]
+
+
+def select_track(dets_per_frame: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """One face per frame: the detection with the highest IoU with the last chosen box (when
+    > 0.3), else the highest score. Returns boxes (T, 4) (NaN where none) and scores (T,)."""
+    t = len(dets_per_frame)
+    boxes = np.full((t, 4), np.nan, np.float64)
+    scores = np.full(t, np.nan, np.float64)
+    last = None
+    for i, d in enumerate(dets_per_frame):
+        if d is None or len(d) == 0:
+            continue
+        j = 0
+        if last is not None and len(d) > 1:
+            iou = box_iou(last[None], d)[0]
+            if iou.max() > 0.3:
+                j = int(iou.argmax())
+        boxes[i] = d[j, :4]
+        scores[i] = d[j, 4]
+        last = d[j, :4]
+    return boxes, scores
+
+
+def interpolate_boxes(boxes: np.ndarray, have: np.ndarray) -> np.ndarray:
+    """Linear interpolation of the rows of ``boxes`` (T, 4) where ``have`` is False, from the
+    rows where it is True (constant extrapolation at the ends)."""
+    idx = np.nonzero(have)[0]
+    if len(idx) == 0:
+        raise ValueError("no box to interpolate from")
+    t = np.arange(len(boxes))
+    return np.stack([np.interp(t, idx, boxes[idx, c]) for c in range(4)], axis=1)
+
+
+def stable_crop_box(boxes: np.ndarray, width: int, height: int, crop_scale: float) -> tuple[int, int, int]:
+    """One square crop (x, y, side) in source pixels for the whole clip: centre = median box
+    centre, side = ``crop_scale`` x the 95th percentile of max(box w, box h); moved (and shrunk
+    if larger than the frame) to lie inside the frame. ``side`` is even."""
+    cx = np.median((boxes[:, 0] + boxes[:, 2]) / 2)
+    cy = np.median((boxes[:, 1] + boxes[:, 3]) / 2)
+    size = np.percentile(np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]), 95)
+    side = int(round(crop_scale * size))
+    side = max(2, min(side, width, height))
+    side -= side % 2
+    x = int(round(cx - side / 2))
+    y = int(round(cy - side / 2))
+    x = min(max(x, 0), width - side)
+    y = min(max(y, 0), height - side)
+    return x, y, side
+
+
+def detect_clip(frames_iter, detector: FaceDetector, *, every: int = 1, batch: int = 8):
+    """Run ``detector`` on every ``every``-th frame and on the last frame (batched), so
+    interpolation never extrapolates at the end. Returns (n_frames, frame size (w, h), list of
+    detections per frame, None for frames not checked)."""
+    dets: list[np.ndarray | None] = []
+    pending: list[tuple[int, np.ndarray]] = []
+    size = None
+    last_frame = None
+
+    def flush():
+        if pending:
+            out = detector.detect_batch(np.stack([f for _, f in pending]))
+            for (i, _), d in zip(pending, out):
+                dets[i] = d
+            pending.clear()
+
+    n = 0
+    for i, frame in enumerate(frames_iter):
+        n = i + 1
+        if size is None:
+            size = (frame.shape[1], frame.shape[0])
+        dets.append(None)
+        last_frame = frame
+        if i % every == 0:
+            pending.append((i, frame))
+            if len(pending) >= batch:
+                flush()
+    if n and (n - 1) % every != 0:
+        pending.append((n - 1, last_frame))
+    flush()
+    return n, size, dets
+
+
+def crop_clip(
+    video: str | os.PathLike,
+    onnx_path: str | os.PathLike,
+    out_video: str | os.PathLike,
+    out_boxes: str | os.PathLike,
+    *,
+    crop_size: int,
+    opts: dict | None = None,
+    threads: int = 1,
+    detector: FaceDetector | None = None,
+) -> dict[str, Any]:
+    """Crop one clip (see the module docstring). Returns a summary dict."""
+    o = _opts(opts)
+    fps = float(o["fps"])
+    every = int(o["detect_every"])
+    if crop_size % 2:
+        raise EmoheadInputError(f"crop_size {crop_size} must be even (H.264 yuv420p).", path="config datasets.<name>.crop_size")
+    if detector is None:
+        detector = FaceDetector(
+            onnx_path,
+            providers_for(o["device"]),
+            threshold=float(o["detect_threshold"]),
+            max_side=int(o["detect_max_side"]) if o["detect_max_side"] else None,
+            threads=threads,
+        )
+    info = media.probe(video)
+    if not info.has_video:
+        raise EmoheadInputError("has no video stream.", path=video, fix="give a video file for this sample.")
+    frames = media.iter_frames(video, fps=fps)
+    n, size, dets = detect_clip(frames, detector, every=every, batch=int(o["detect_batch"]))
+    if n == 0:
+        raise EmoheadInputError("decoded zero frames.", path=video, fix="check the video is not empty or corrupt.")
+    width, height = size
+    checked = np.array([d is not None for d in dets])
+    boxes, scores = select_track(dets)
+    detected = ~np.isnan(scores)
+    n_checked = int(checked.sum())
+    n_found = int(detected.sum())
+    frac = n_found / max(n_checked, 1)
+    if n_found == 0 or frac < float(o["min_face_fraction"]):
+        raise EmoheadInputError(
+            f"a face was found in only {n_found} of {n_checked} checked frames ({frac:.0%}); "
+            f"preprocess.min_face_fraction is {float(o['min_face_fraction']):.0%}.",
+            path=video,
+            fix="remove this clip from the dataset, or lower preprocess.min_face_fraction / "
+            "preprocess.detect_threshold if the face is small or partly hidden.",
+        )
+    filled = interpolate_boxes(boxes, detected)
+    x, y, side = stable_crop_box(filled[detected], width, height, float(o["crop_scale"]))
+
+    # crop + resize + encode with ffmpeg, same fps filter as the decode above
+    with atomic_path(out_video) as tmp:
+        media.run_ffmpeg(
+            [
+                "-i", str(video), "-an",
+                "-vf", f"fps={fps},crop={side}:{side}:{x}:{y},scale={crop_size}:{crop_size}:flags=bicubic,setsar=1",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+                "-r", str(fps), "-fps_mode", "cfr", "-threads", str(max(1, threads)),
+                "-movflags", "+faststart", str(tmp),
+            ],
+            input_path=video,
+        )
+        n_out = sum(1 for _ in media.iter_frames(tmp))
+        if n_out != n:
+            raise RuntimeError(f"{video}: cropped video has {n_out} frames, detection saw {n}")
+
+    table = pd.DataFrame(
+        {
+            "frame": np.arange(n, dtype=np.int32),
+            "time_s": np.arange(n, dtype=np.float64) / fps,
+            "x1": filled[:, 0].astype(np.float32),
+            "y1": filled[:, 1].astype(np.float32),
+            "x2": filled[:, 2].astype(np.float32),
+            "y2": filled[:, 3].astype(np.float32),
+            "score": scores.astype(np.float32),
+            "detected": detected,
+            "checked": checked,
+            "crop_x1": np.int32(x),
+            "crop_y1": np.int32(y),
+            "crop_x2": np.int32(x + side),
+            "crop_y2": np.int32(y + side),
+            "crop_size": np.int32(crop_size),
+            "src_width": np.int32(width),
+            "src_height": np.int32(height),
+            "fps": np.float32(fps),
+        },
+        columns=BOX_COLUMNS,
+    )
+    with atomic_path(out_boxes) as tmp:
+        table.to_parquet(tmp, index=False)
+    summary = {
+        "video": str(video),
+        "frames": n,
+        "checked": n_checked,
+        "detected": n_found,
+        "crop_box": [x, y, x + side, y + side],
+        "crop_size": crop_size,
+        "providers": getattr(detector, "providers", None),
+    }
+    log.info("cropped %s: %s", video, summary)
+    return summary
+
+
+def read_boxes(path: str | os.PathLike) -> pd.DataFrame:
+    df = pd.read_parquet(path)
+    missing = [c for c in BOX_COLUMNS if c not in df.columns]
+    if missing:
+        raise EmoheadInputError(f"boxes table lacks columns {missing}.", path=path, fix="rerun rule crop_video.")
+    return df
+
+
+def crop_to_source(points_xy: np.ndarray, boxes: pd.DataFrame) -> np.ndarray:
+    """Map (..., 2) pixel coordinates of the cropped video back to source-video pixels."""
+    r = boxes.iloc[0]
+    s = (r["crop_x2"] - r["crop_x1"]) / r["crop_size"]
+    return np.asarray(points_xy, np.float64) * s + np.array([r["crop_x1"], r["crop_y1"]], np.float64)
+
+
+def source_to_crop(points_xy: np.ndarray, boxes: pd.DataFrame) -> np.ndarray:
+    """Map (..., 2) source-video pixel coordinates into the cropped video's pixels."""
+    r = boxes.iloc[0]
+    s = r["crop_size"] / (r["crop_x2"] - r["crop_x1"])
+    return (np.asarray(points_xy, np.float64) - np.array([r["crop_x1"], r["crop_y1"]], np.float64)) * s
+
+
+def extract_clip_audio(
+    src: str | os.PathLike,
+    dst_wav: str | os.PathLike,
+    *,
+    sample_rate: int = 16000,
+    fps: float = 25.0,
+    boxes_path: str | os.PathLike | None = None,
+    n_frames: int | None = None,
+) -> dict[str, Any]:
+    """16 kHz mono PCM16 wav of ``src``. For a video sample (``boxes_path`` or ``n_frames``
+    given) the audio is zero-padded or trimmed at the end to ``n_frames / fps`` seconds, the
+    exact length of the cropped video."""
+    import soundfile as sf
+
+    info = media.probe(src)
+    if not info.has_audio:
+        raise EmoheadInputError("has no audio stream.", path=src, fix="give a clip with speech audio.")
+    wav = media.load_audio(src, sample_rate)
+    if wav.size == 0:
+        raise EmoheadInputError("decoded zero audio samples.", path=src, fix="check the audio track.")
+    orig = len(wav)
+    if boxes_path is not None and n_frames is None:
+        n_frames = len(read_boxes(boxes_path))
+    if n_frames is not None:
+        target = int(round(n_frames / fps * sample_rate))
+        if orig >= target:
+            wav = wav[:target]
+        else:
+            wav = np.concatenate([wav, np.zeros(target - orig, np.float32)])
+    with atomic_path(dst_wav) as tmp:
+        sf.write(str(tmp), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    summary = {"src": str(src), "samples": len(wav), "decoded_samples": orig, "sample_rate": sample_rate,
+               "n_frames": n_frames}
+    log.info("audio %s", summary)
+    return summary
