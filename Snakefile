@@ -14,6 +14,8 @@ TARGETS = {}
 
 include: "rules/common.smk"
 include: "rules/preprocess.smk"
+include: "rules/features.smk"
+include: "rules/audio2exp.smk"
 
 
 rule all:

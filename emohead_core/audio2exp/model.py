@@ -19,6 +19,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+# eq. (9)/(14): alpha_hat = alpha_tilde + tau * w_z^T. The one implementation lives with the
+# hyperplanes (works on torch tensors, per-frame tau and per-frame w_z); re-exported here.
+from ..hyperplanes import refine  # noqa: F401
+
 M_EXP = 10  # alpha in R^10 (3DDFA expression, Table V)
 
 
@@ -219,11 +223,6 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     raise ValueError(f"unknown audio2exp architecture {cfg.architecture!r} (fused_attn | transformer)")
 
 
-def refine(alpha_tilde: torch.Tensor, tau: torch.Tensor, w_z: torch.Tensor) -> torch.Tensor:
-    """eq. (9)/(14): alpha_hat = alpha_tilde + tau * w_z^T.
-
-    alpha_tilde (..., m); tau (...) scalar per frame; w_z (m,) or per-frame (..., m)."""
-    return alpha_tilde + tau.unsqueeze(-1) * w_z
 
 
 def renderer_input_without_refinement(z: int | torch.Tensor, alpha_tilde: torch.Tensor) -> torch.Tensor:

@@ -57,3 +57,46 @@ def evaluate_variant(results_dir, dataset: str, section: dict, variant: str, mod
     log.info("test RMSE alpha_hat %.4f (alpha_tilde %.4f) vs constant mean %.4f over %d frames",
              ev["rmse_alpha_hat"], ev["rmse_alpha_tilde"], ev["rmse_constant_mean"], ev["n_frames"])
     return ev
+
+
+# --------------------------------------------------------------------------- Snakemake helpers
+# (rules/audio2exp.smk calls these; kept here so the .smk holds only rules, as the linter wants)
+
+
+def smk_datasets(config: dict, samples: dict) -> list[str]:
+    """Datasets to train on: audio2exp.datasets, or every labelled dataset (not kind folder)."""
+    names = (config.get("audio2exp") or {}).get("datasets")
+    if names is None:
+        names = [ds for ds, spec in config["datasets"].items() if spec["kind"] != "folder"]
+    return [ds for ds in names if ds in samples]
+
+
+def smk_variants(config: dict) -> list[str]:
+    """Variants to run: audio2exp.run_variants, or every entry of audio2exp.variants."""
+    a2e = config.get("audio2exp") or {}
+    run = a2e.get("run_variants")
+    return list(a2e.get("variants") or {"main": {}}) if run is None else list(run)
+
+
+def smk_section(config: dict, variant: str) -> dict:
+    """The config section with only this variant (edits of other variants trigger no rerun)."""
+    a2e = config.get("audio2exp") or {}
+    variants = a2e.get("variants") or {"main": {}}
+    return {**a2e, "variants": {variant: variants.get(variant) or {}}}
+
+
+def smk_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
+    """Inputs of training/evaluation: sample table, feature files of every train/test sample for
+    the three encoders, expression Parquet of the video samples, hyperplanes of their actors."""
+    df = samples[dataset]
+    df = df[df["split"].isin(["train", "test"])]
+    encoders = sorted(set(((config.get("audio2exp") or {}).get("features") or {}).values()))
+    video = df[df["video_path"] != ""]
+    return {
+        "samples": f"{results}/{dataset}/samples.parquet",
+        "features": [f"{results}/{dataset}/features/{enc}/{s}.parquet" for enc in encoders for s in df["sample_id"]],
+        "expression": [f"{results}/{dataset}/expression/{s}.parquet" for s in video["sample_id"]],
+        "hyperplanes": [
+            f"{results}/{dataset}/hyperplanes/{a}/hyperplanes.json" for a in sorted(video["actor"].astype(str).unique())
+        ],
+    }
