@@ -89,26 +89,50 @@ def _verify(asset: Asset, path: Path, *, source: str) -> None:
 
 
 def _fetch_git(asset: Asset, dest_tmp: Path) -> None:
+    """Clone ``asset.git_url`` at the pinned commit (full or abbreviated id) and copy ``git_path``."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     with tempfile.TemporaryDirectory(prefix="emohead-git-") as td:
-        def git(*args, cwd=None):
-            r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
-            if r.returncode != 0:
+        def git(*args, check=True):
+            r = subprocess.run(["git", "-C", td, *args], capture_output=True, text=True, env=env)
+            if check and r.returncode != 0:
                 raise AssetError(
-                    f"git {' '.join(args[:2])} failed for asset {asset.name!r}: {r.stderr.strip()[-300:]}",
+                    f"git {args[0]} failed for asset {asset.name!r}: {r.stderr.strip()[-300:]}",
                     path=asset.git_url,
                     fix="set assets.mirror (or EMOHEAD_MIRROR) to a directory holding "
                     f"{asset.mirror}, or make {asset.git_url} reachable.",
                 )
             return r
 
-        git("init", "-q", td)
-        git("-C", td, "fetch", "-q", "--depth", "1", asset.git_url, asset.git_commit or "HEAD")
-        if asset.git_commit and len(asset.git_commit) < 40:
-            # short commit ids cannot be fetched directly: fetch everything, then resolve
-            git("-C", td, "fetch", "-q", asset.git_url)
-        git("-C", td, "checkout", "-q", "FETCH_HEAD" if not asset.git_commit else asset.git_commit,
-            "--", asset.git_path)
-        shutil.copyfile(Path(td) / asset.git_path, dest_tmp)
+        git("init", "-q")
+        commit = asset.git_commit
+        fetched = False
+        if commit and len(commit) == 40:
+            # a full id can be fetched alone (shallow); servers that refuse get a full fetch
+            fetched = git("fetch", "-q", "--depth", "1", asset.git_url, commit, check=False).returncode == 0
+        if not fetched:
+            git("fetch", "-q", "--tags", asset.git_url, "+refs/heads/*:refs/remotes/origin/*")
+        if commit:
+            r = git("rev-parse", "--verify", "-q", f"{commit}^{{commit}}", check=False)
+            if r.returncode != 0:
+                raise AssetError(
+                    f"commit {commit} not found in {asset.git_url} for asset {asset.name!r}.",
+                    path=asset.git_url,
+                    fix="fix the pinned commit in config/assets.yaml.",
+                )
+            rev = r.stdout.strip()
+        else:
+            rev = "FETCH_HEAD"
+        r = git("cat-file", "-e", f"{rev}:{asset.git_path}", check=False)
+        if r.returncode != 0:
+            raise AssetError(
+                f"{asset.git_path} not found at commit {rev} of {asset.git_url} for asset {asset.name!r}.",
+                path=asset.git_url,
+                fix="fix git.path in config/assets.yaml.",
+            )
+        # binary-safe copy of the blob
+        with open(dest_tmp, "wb") as f:
+            subprocess.run(["git", "-C", td, "cat-file", "blob", f"{rev}:{asset.git_path}"],
+                           stdout=f, check=True, env=env)
 
 
 def _fetch_url(asset: Asset, dest_tmp: Path) -> None:
