@@ -126,7 +126,10 @@ def run_audio_features(cfg: dict[str, Any], encoder: str, audio: str | Path, out
     T = target_frames(audio, frames_ref, sec["fps"], sec["sample_rate"], wave)
     enc = get_encoder(cfg, encoder, threads)
     store = FeatureStore(sec["store"])
-    key = cache_key(a_sha, {**enc.identity(), "dtype": sec["dtype"]}, T, sec["fps"])
+    # chunking changes values at chunk borders of attention models: part of the identity
+    ident = {**enc.identity(), "dtype": sec["dtype"], "chunk_s": float(sec["chunk_s"]),
+             "context_s": float(sec["context_s"])}
+    key = cache_key(a_sha, ident, T, sec["fps"])
     hit = store.lookup(encoder, key)
     if hit is None:
         feats = encode_audio(enc, wave, T, sec["fps"], float(sec["chunk_s"]), float(sec["context_s"]))
@@ -213,3 +216,32 @@ def extract_clips(cfg: dict[str, Any], dataset: str, clips: Iterable[dict[str, A
                 st = run_audio_features(cfg, n, c["audio"], out, c.get("frames_ref"), threads)
             counts[st] += 1
     return counts
+
+
+# ---- Snakemake helpers (rules/features.smk) ----
+
+def smk_job_config(cfg: dict[str, Any], results: str, encoder: str | None = None, asr: bool = False) -> dict:
+    """The part of the config one feature job depends on, passed as its ``params`` so that
+    editing another encoder's entry does not re-trigger this job."""
+    sec = settings(cfg)
+    pname, prof = active_profile(cfg)
+    keep = {k: sec[k] for k in ("profile", "dtype", "chunk_s", "context_s", "threads", "store")}
+    sub: dict[str, Any] = {"encoders": {encoder: prof["encoders"][encoder]} if encoder else {}}
+    if asr:
+        sub["asr"] = prof.get("asr")
+    pre = cfg.get("preprocess") or {}
+    return {"results_dir": results,
+            "preprocess": {"fps": pre.get("fps", 25), "sample_rate": pre.get("sample_rate", 16000)},
+            "features": {**keep, "profiles": {pname: sub}}}
+
+
+def smk_inputs(cfg: dict[str, Any], samples: dict, results: str, dataset: str, sample: str) -> dict[str, str]:
+    """Inputs of a feature job: the 16 kHz wav, plus the crop's boxes (T) for video samples."""
+    inputs = {"audio": f"{results}/{dataset}/audio/{sample}.wav"}
+    df = samples[dataset]
+    row = df[df["sample_id"] == sample]
+    if len(row) != 1:
+        raise EmoheadInputError(f"unknown sample {sample!r} of dataset {dataset!r}.")
+    if settings(cfg)["align_to_crop"] and row.iloc[0]["video_path"]:
+        inputs["frames"] = f"{results}/{dataset}/crop/{sample}.boxes.parquet"
+    return inputs
