@@ -171,7 +171,7 @@ def list_root(
             continue
         rel = PurePosixPath(p.relative_to(path).as_posix())
         if keep(rel):
-            entries.append(Entry(rel, p, str(p.resolve())))
+            entries.append(Entry(rel, p, os.path.abspath(p)))
     return entries, str(path)
 
 
