@@ -3,7 +3,7 @@ a timeline of tags + an intensity -> per-frame alpha_hat at 25 fps (eqs. 8-9, Ap
 
     from emohead_core.audio2exp.infer import predict_alpha
     pred = predict_alpha("results/cremad/audio2exp/main", wav="speech.wav",
-                         feature_config=cfg["features"], timeline="0:happy,2.5:sad", intensity=1.0)
+                         config=cfg, timeline="0:happy,2.5:sad", intensity=1.0)
     pred.alpha_hat  # (T, 10) float32, frame i covers [i/25, (i+1)/25) s of the audio
 """
 
@@ -50,18 +50,43 @@ def load_feature_files(paths: dict[str, str | Path]) -> dict[str, np.ndarray]:
     return {k: read_feature(paths[k])[1] for k in MODALITIES}
 
 
-def features_from_wav(wav: str | Path, feature_config: dict, encoders: dict[str, str]) -> dict[str, np.ndarray]:
-    """Compute v~, e~, gamma~ of a wav with the features stage's encoders (the same encoder
-    names the model was trained with). Integration point with ``emohead_core.features``."""
-    try:
-        from ..features import encode_wav  # issue 4: (wav, encoder name, feature config) -> (T, D)
-    except ImportError as exc:  # pragma: no cover - until the features stage provides it
+def features_from_wav(wav: str | Path, config: dict, encoders: dict[str, str], *, transcript=None,
+                      threads: int | None = None) -> dict[str, np.ndarray]:
+    """v~, e~, gamma~ (T, D) of a wav on the 25 fps grid, computed with the features stage's
+    encoders (``emohead_core.features``) named ``encoders`` (those the model was trained with)
+    from the pipeline ``config`` (its ``features`` and ``preprocess`` sections). T =
+    round(duration * fps). gamma~: the transcript (a (token, start_s, end_s) table or
+    transcript Parquet; default: the profile's ASR) with words assigned to frames (Fig. 9)."""
+    import pandas as pd
+
+    from ..features import n_frames_for, read_transcript
+    from ..features.encoders import encode_audio
+    from ..features.pipeline import encoder_specs, get_asr, get_encoder, settings, text_frame_features
+    from ..media import load_audio
+
+    sec = settings(config)
+    specs = encoder_specs(config)
+    missing = [n for n in encoders.values() if n not in specs]
+    if missing:
         raise EmoheadInputError(
-            "computing features from a wav needs emohead_core.features.encode_wav",
-            path=wav,
-            fix="pass precomputed features (features=...) or run the features stage first",
-        ) from exc
-    return {k: np.asarray(encode_wav(wav, encoders[k], feature_config), np.float32) for k in MODALITIES}
+            f"the model was trained on encoders {encoders}, the config's features profile has {sorted(specs)}",
+            fix="select the features profile the model was trained with (features.profile)",
+        )
+    fps, sr = sec["fps"], sec["sample_rate"]
+    wave = load_audio(wav, sr)
+    T = n_frames_for(len(wave) / sr, fps)
+    out = {}
+    for k in ("v", "e"):
+        enc = get_encoder(config, encoders[k], threads)
+        out[k] = encode_audio(enc, wave, T, fps, float(sec["chunk_s"]), float(sec["context_s"]))
+    if transcript is None:
+        df = get_asr(config, threads).transcribe(wave)
+    elif isinstance(transcript, pd.DataFrame):
+        df = transcript
+    else:
+        df = read_transcript(transcript)
+    out["gamma"] = text_frame_features(get_encoder(config, encoders["gamma"], threads), df, T, fps)
+    return {k: np.asarray(v, np.float32) for k, v in out.items()}
 
 
 def _directions(hyperplanes: dict[str, np.ndarray], T: int, fps: float, emotion, timeline, ramp_s: float):
@@ -97,7 +122,8 @@ def predict_alpha(
     features: dict[str, np.ndarray | str | Path] | None = None,
     *,
     wav: str | Path | None = None,
-    feature_config: dict | None = None,
+    config: dict | None = None,
+    transcript=None,
     emotion: str | None = None,
     timeline: str | Sequence[tuple[float, str]] | None = None,
     intensity: float | Sequence[float] | np.ndarray = 1.0,
@@ -111,8 +137,8 @@ def predict_alpha(
     model: ``results/{dataset}/audio2exp/{variant}`` directory, its ``model.pt``, a training
         checkpoint, or an already loaded ``(module, payload)`` from :func:`train.load_model`.
     features: {'v', 'e', 'gamma'} -> (T, D) arrays or feature-cache Parquet paths; or
-    wav (+ feature_config, the config's ``features:`` section): features computed with the
-        encoders the model was trained on.
+    wav (+ config, the pipeline config; optional transcript table/Parquet, else the features
+        profile's ASR): features computed with the encoders the model was trained on.
     emotion: tag z for the whole clip, or timeline: ``"0:happy,2.5:sad"`` / [(t_s, tag), ...]
         (switch w_1 -> w_2 with a linear ramp of ``ramp_s`` seconds, Appendix B (3)).
     intensity: scalar or per-frame (T,) factor on tau.
@@ -127,7 +153,10 @@ def predict_alpha(
     if features is None:
         if wav is None:
             raise EmoheadInputError("predict_alpha needs features or a wav")
-        features = features_from_wav(wav, feature_config or {}, payload.get("encoders", {}))
+        if config is None:
+            raise EmoheadInputError("predict_alpha(wav=...) needs the pipeline config (features profile)",
+                                    fix="pass config=emohead_core.config.load_config(...)")
+        features = features_from_wav(wav, config, payload.get("encoders", {}), transcript=transcript)
     feats = {}
     for k in MODALITIES:
         f = features[k]

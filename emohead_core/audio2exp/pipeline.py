@@ -15,6 +15,17 @@ from .train import evaluate, train
 log = logging.getLogger(__name__)
 
 
+def resolve_encoders(config: dict) -> dict[str, str]:
+    """{'v','e','gamma'} -> {encoder} names: audio2exp.features, or (null) the roles of the
+    active features profile (emohead_core.features.role_encoders)."""
+    enc = (config.get("audio2exp") or {}).get("features")
+    if enc:
+        return dict(enc)
+    from ..features import role_encoders
+
+    return role_encoders(config)
+
+
 def encoders_of(section: dict) -> dict[str, str]:
     enc = dict(section.get("features") or {})
     missing = [k for k in ("v", "e", "gamma") if not enc.get(k)]
@@ -82,7 +93,7 @@ def smk_section(config: dict, variant: str) -> dict:
     """The config section with only this variant (edits of other variants trigger no rerun)."""
     a2e = config.get("audio2exp") or {}
     variants = a2e.get("variants") or {"main": {}}
-    return {**a2e, "variants": {variant: variants.get(variant) or {}}}
+    return {**a2e, "features": resolve_encoders(config), "variants": {variant: variants.get(variant) or {}}}
 
 
 def smk_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
@@ -90,7 +101,7 @@ def smk_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
     the three encoders, expression Parquet of the video samples, hyperplanes of their actors."""
     df = samples[dataset]
     df = df[df["split"].isin(["train", "test"])]
-    encoders = sorted(set(((config.get("audio2exp") or {}).get("features") or {}).values()))
+    encoders = sorted(set(resolve_encoders(config).values()))
     video = df[df["video_path"] != ""]
     return {
         "samples": f"{results}/{dataset}/samples.parquet",
