@@ -16,10 +16,11 @@ venv: $(VENV)/.installed
 
 # torch==2.13.0 resolves to the local CPU wheel; every pin is in requirements.txt (no
 # unpinned package can drag in a CUDA torch). Never add torchaudio / torchvision here.
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 

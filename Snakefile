@@ -16,6 +16,7 @@ include: "rules/common.smk"
 include: "rules/preprocess.smk"
 include: "rules/features.smk"
 include: "rules/audio2exp.smk"
+include: "rules/metrics.smk"
 
 
 rule all:

@@ -1,0 +1,129 @@
+"""The catalogue of clips to evaluate (built at Snakemake parse time).
+
+Sources, each giving (method, group, clip) -> generated video, ground-truth video, audio, emotion:
+
+* ``ours``: the renderer's test clips ``results/render/{subject}/test_render.mp4`` vs
+  ``test_gt.mp4`` (dataset, sample, frame range and emotion tag from ``test_meta.json`` at run
+  time); group ``render``.
+* ``metrics.pairs``: any (generated, ground-truth) pairs listed in the config.
+* ``metrics.baselines_dir``: baseline methods' videos dropped by the user as
+  ``{baselines_dir}/{method}/{dataset}/{sample}.mp4`` (SadTalker, LivePortrait, EAMM, EAT, EDTalk,
+  ...), compared with ``results/{dataset}/crop/{sample}.mp4``.
+* ``reencode``: the crop re-encoded at a low quality (``metrics.reencode.crf``), a degraded copy
+  that exercises every metric before any renderer exists (demo).
+* ``groundtruth``: the crop itself, for the "Groundtruth" row (Sync. and ER only, as the paper).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+SLUG = re.compile(r"[^A-Za-z0-9_.\-]+")
+COLUMNS = ["method", "group", "clip", "dataset", "generated", "ground_truth", "audio", "emotion",
+           "reference_free", "meta"]
+
+
+def slug(s: str) -> str:
+    return SLUG.sub("_", str(s)).strip("_") or "x"
+
+
+def eval_samples(table: pd.DataFrame, split: str | None) -> list[str]:
+    """Video samples of ``split`` (all video samples when that split has none)."""
+    vid = table[table["video_path"] != ""]
+    if split:
+        sel = vid[vid["split"] == split]
+        if len(sel):
+            vid = sel
+    return list(vid["sample_id"])
+
+
+def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], results: str,
+                render_subjects: dict | list | None = None) -> pd.DataFrame:
+    rows = []
+    split = mcfg.get("split", "test")
+    eval_ds = mcfg.get("datasets") or [d for d in samples]
+
+    def emo(ds, s):
+        t = samples[ds]
+        hit = t[t["sample_id"] == s]
+        return str(hit["emotion"].iloc[0]) if len(hit) else ""
+
+    def add(method, group, clip, dataset, gen, gt, audio="", emotion="", ref_free=False, meta=""):
+        rows.append(dict(method=slug(method), group=slug(group), clip=slug(clip), dataset=dataset,
+                         generated=str(gen), ground_truth=str(gt), audio=str(audio or ""),
+                         emotion=emotion or "", reference_free=bool(ref_free), meta=str(meta or "")))
+
+    # renderer outputs
+    if mcfg.get("render", True) and render_subjects:
+        subj = render_subjects if isinstance(render_subjects, dict) else {s: "" for s in render_subjects}
+        for s, ds in subj.items():
+            base = f"{results}/render/{s}"
+            add("ours", "render", s, ds or "", f"{base}/test_render.mp4", f"{base}/test_gt.mp4",
+                meta=f"{base}/test_meta.json")
+    # explicit pairs
+    for i, p in enumerate(mcfg.get("pairs") or []):
+        add(p.get("method", "pair"), p.get("dataset", "pairs"), p.get("clip", Path(p["generated"]).stem),
+            p.get("dataset", ""), p["generated"], p["ground_truth"], p.get("audio", ""), p.get("emotion", ""))
+    # baselines dropped by the user
+    bdir = mcfg.get("baselines_dir")
+    if bdir and Path(bdir).is_dir():
+        for mdir in sorted(Path(bdir).iterdir()):
+            if not mdir.is_dir():
+                continue
+            for ds in eval_ds:
+                if ds not in samples:
+                    continue
+                known = set(samples[ds][samples[ds]["video_path"] != ""]["sample_id"])
+                for v in sorted((mdir / ds).glob("*.mp4")) if (mdir / ds).is_dir() else []:
+                    if v.stem in known:
+                        add(mdir.name, ds, v.stem, ds, v, f"{results}/{ds}/crop/{v.stem}.mp4",
+                            f"{results}/{ds}/audio/{v.stem}.wav", emo(ds, v.stem))
+    # re-encoded crops (demo pair) and the ground-truth row
+    rc = mcfg.get("reencode") or {}
+    for ds in (rc.get("datasets") or []) if rc.get("enabled", bool(rc)) else []:
+        if ds not in samples:
+            continue
+        for s in eval_samples(samples[ds], split):
+            add("reencode", ds, s, ds, f"{results}/metrics/reencode/{ds}/{s}.mp4",
+                f"{results}/{ds}/crop/{s}.mp4", f"{results}/{ds}/audio/{s}.wav", emo(ds, s))
+    for ds in mcfg.get("groundtruth_datasets") or []:
+        if ds not in samples:
+            continue
+        for s in eval_samples(samples[ds], split):
+            crop = f"{results}/{ds}/crop/{s}.mp4"
+            add("groundtruth", ds, s, ds, crop, crop, f"{results}/{ds}/audio/{s}.wav", emo(ds, s), ref_free=True)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.drop_duplicates(subset=["method", "group", "clip"], keep="first").reset_index(drop=True)
+
+
+def resolve_pair(row: dict, results: str):
+    """A :class:`~emohead_core.metrics.evaluate.Pair` from a catalogue row; renderer rows read
+    ``test_meta.json`` (dataset, sample, first frame, fps, emotion) for the labels and the speech."""
+    import json
+
+    from .evaluate import Pair
+
+    pair = Pair(dataset=row.get("dataset") or "", method=row["method"], clip=row["clip"],
+                generated=row["generated"], ground_truth=row["ground_truth"], emotion=row.get("emotion") or None,
+                audio=row.get("audio") or None, reference_free_only=bool(row.get("reference_free")))
+    meta_path = row.get("meta")
+    if meta_path and Path(meta_path).is_file():
+        meta = json.loads(Path(meta_path).read_text())
+        pair.dataset = pair.dataset or str(meta.get("dataset", ""))
+        pair.emotion = pair.emotion or meta.get("emotion") or meta.get("emotion_tag")
+        sample = meta.get("sample") or meta.get("sample_id")
+        fps = float(meta.get("fps", 25))
+        start = meta.get("frame_start")
+        if start is None:
+            rng = meta.get("frame_range") or meta.get("frames")
+            start = rng[0] if isinstance(rng, (list, tuple)) and rng else 0
+        if pair.dataset and sample:
+            wav = Path(results) / pair.dataset / "audio" / f"{sample}.wav"
+            if wav.is_file():
+                pair.audio = str(wav)
+                pair.audio_start_s = float(start) / fps
+    pair.dataset = pair.dataset or row.get("group", "")
+    return pair

@@ -1,0 +1,394 @@
+"""Tables I, II, IV and VI regenerated from ``results/`` (Markdown, LaTeX, CSV).
+
+Measured rows aggregate the per-clip metric rows (mean over clips; FID pooled over every frame of
+a dataset/method's clips), human-evaluation means, and the audio-expression test RMSE
+(``results/{dataset}/audio2exp/{variant}/eval.json``). The paper's published numbers are shown
+alongside in separate rows whose ``Source`` is ``paper``. A cell that could not be measured
+carries its reason ("n/a: set metrics.syncnet.weights"), never a number.
+
+Table ids: ``table_I`` (MEAD-kind datasets, paper Table I), ``table_II`` (CREMA-D-kind datasets,
+paper Table II), ``table_I_{dataset}`` for other datasets (no paper rows), ``table_IV``
+(ablations), ``table_VI`` (loss ablations and hyperparameters).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_path, write_text_atomic
+from . import fid as FID
+from . import paper as P
+from .evaluate import GROUNDTRUTH_METHOD, NO_REFERENCE
+
+PAPER = "paper"
+NR = "n.r."  # not reported in the paper
+LEGEND = ("Source `paper`: numbers published in the paper; `measured`: this run. "
+          "n.r.: not reported in the paper; -: not applicable (as in the paper); "
+          "n/a: could not be measured, with the reason.")
+MEASURED = "measured"
+KIND_TABLE = {"mead": ("table_I", "MEAD", P.TABLE_I), "crema_d": ("table_II", "CREMA-D", P.TABLE_II)}
+TITLES = {
+    "table_I": "Table I: Quantitative comparison and human evaluation on MEAD",
+    "table_II": "Table II: Quantitative comparison and human evaluation on CREMA-D",
+    "table_IV": "Table IV: Ablation studies",
+    "table_VI": "Table VI: Ablation studies of loss implementation and hyperparameters",
+}
+HUMAN = ["Fidelity", "Coherence", "Empathy"]
+# (header, metric(s), decimals); a pair of metrics is shown "m/f"
+MAIN_COLS = [
+    ("SSIM ↑", "SSIM", 3), ("PSNR ↑", "PSNR", 3), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("FID ↓", "FID", 1),
+    ("AUE ↓", "AUE", 2), ("Sync. ↑", "LSE-C", 2), ("ER ↑", "ER", 2), ("Fidelity ↑", "Fidelity", 1),
+    ("Coherence ↑", "Coherence", 1), ("Empathy ↑", "Empathy", 1),
+]
+EXTRA_COLS = [
+    ("LPIPS ↓", "LPIPS", 3), ("LSE-D ↓", "LSE-D", 2), ("M/F-LMD (dlib) ↓", ("M-LMD (dlib)", "F-LMD (dlib)"), 3),
+    ("ER (3DMM-exp baseline) ↑", "ER (3DMM-exp baseline)", 2),
+]
+ABLATION_COLS = MAIN_COLS[:7] + [EXTRA_COLS[0]]
+VI_COLS = [("RMSE ↓", "RMSE", 2), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("AUE ↓", "AUE", 2), ("ER ↑", "ER", 2)]
+
+
+# ---------------------------------------------------------------------------- aggregation
+
+def read_clip_rows(paths: list[str | Path]) -> pd.DataFrame:
+    frames = [pd.read_parquet(p) for p in paths]
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "method", "clip", "metric", "value", "note"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def aggregate(rows: pd.DataFrame, fid_files: list[str | Path] | None = None,
+              fid_min_frames: int = 2) -> pd.DataFrame:
+    """Long table (dataset, method, metric, value, note, n_clips): mean over clips of finite
+    values (+inf kept: PSNR of identical clips), the most frequent n/a note when none is finite,
+    and 'FID' pooled over the clips' frame features."""
+    out = []
+    for (ds, m, met), g in rows.groupby(["dataset", "method", "metric"], sort=False):
+        v = g["value"].to_numpy(float)
+        ok = ~np.isnan(v)
+        if ok.any():
+            out.append({"dataset": ds, "method": m, "metric": met, "value": float(np.mean(v[ok])), "note": "",
+                        "n_clips": int(ok.sum())})
+        else:
+            notes = Counter(n for n in g["note"] if n)
+            out.append({"dataset": ds, "method": m, "metric": met, "value": np.nan,
+                        "note": notes.most_common(1)[0][0] if notes else "n/a", "n_clips": 0})
+    # pooled FID per dataset/method from the per-clip features
+    pooled: dict[tuple[str, str], list] = {}
+    for f in fid_files or []:
+        f = Path(f)
+        meta = f.with_name(f.name.replace(".fid.npz", ".parquet"))
+        if not meta.is_file():
+            continue
+        clip = pd.read_parquet(meta, columns=["dataset", "method"]).iloc[0]
+        z = np.load(f)
+        if len(z["gen"]):
+            pooled.setdefault((clip["dataset"], clip["method"]), []).append((z["gen"], z["gt"]))
+    fid_rows = {}
+    for (ds, m), parts in pooled.items():
+        gen = np.concatenate([a for a, _ in parts])
+        gt = np.concatenate([b for _, b in parts])
+        if len(gen) >= fid_min_frames:
+            fid_rows[(ds, m)] = {"dataset": ds, "method": m, "metric": "FID",
+                                 "value": FID.fid_from_features(gen, gt), "note": "", "n_clips": len(parts)}
+    for (ds, m), g in rows.groupby(["dataset", "method"], sort=False):
+        if (ds, m) in fid_rows:
+            out.append(fid_rows[(ds, m)])
+            continue
+        clip_fid = g[g["metric"] == "FID (clip)"]
+        if len(clip_fid) and m != GROUNDTRUTH_METHOD:
+            notes = Counter(n for n in clip_fid["note"] if n)
+            out.append({"dataset": ds, "method": m, "metric": "FID", "value": np.nan,
+                        "note": notes.most_common(1)[0][0] if notes else "n/a: no Inception features",
+                        "n_clips": 0})
+    return pd.DataFrame(out, columns=["dataset", "method", "metric", "value", "note", "n_clips"])
+
+
+# ---------------------------------------------------------------------------- formatting
+
+def fmt(value, decimals: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if np.isnan(value):
+        return "n/a"
+    if np.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{decimals}f}"
+
+
+@dataclass
+class Lookup:
+    """Cell values of one (dataset, method) from the aggregated table (+ human-eval rows)."""
+
+    agg: pd.DataFrame
+    missing_note: dict = field(default_factory=dict)  # method -> note when it has no rows at all
+
+    def get(self, ds: str, method: str, metric: str):
+        a = self.agg
+        hit = a[(a["dataset"] == ds) & (a["method"] == method) & (a["metric"] == metric)]
+        if len(hit) == 0:
+            return None
+        r = hit.iloc[0]
+        return (r["note"] or "n/a") if np.isnan(r["value"]) else float(r["value"])
+
+    def has(self, ds, method) -> bool:
+        a = self.agg
+        return bool(((a["dataset"] == ds) & (a["method"] == method)).any())
+
+
+def _cell(values, decimals, ref_free_only=False, metric=None) -> str:
+    if ref_free_only and metric is not None and not _ref_free(metric):
+        return "-"
+    if isinstance(values, tuple):
+        a, b = values
+        if isinstance(a, str) and isinstance(b, str) and a == b:
+            return a
+        if a is None and b is None:
+            return "-"
+        return f"{fmt(a, decimals)}/{fmt(b, decimals)}"
+    return fmt(values, decimals)
+
+
+def _ref_free(metric) -> bool:
+    ms = metric if isinstance(metric, tuple) else (metric,)
+    return all(m in NO_REFERENCE or m in HUMAN for m in ms)
+
+
+NOT_COMPUTED = "n/a: not computed in this run"
+
+
+def _measured_cells(look: Lookup, ds: str, method: str, cols, human_note: str) -> list[str]:
+    cells = []
+    gt = method == GROUNDTRUTH_METHOD
+
+    def get(m):
+        v = look.get(ds, method, m)
+        return v if v is not None else (human_note if m in HUMAN else NOT_COMPUTED)
+
+    for _, metric, dec in cols:
+        if gt and not _ref_free(metric):
+            cells.append("-")
+            continue
+        vals = tuple(get(m) for m in metric) if isinstance(metric, tuple) else get(metric)
+        cells.append(_cell(vals, dec))
+    return cells
+
+
+def _note_once(note: str, applicable: list[bool]) -> list[str]:
+    """A row without any measurement: the reason in its first applicable cell, 'n/a' after."""
+    out, said = [], False
+    for a in applicable:
+        if not a:
+            out.append("-")
+        else:
+            out.append("n/a" if said else note)
+            said = True
+    return out
+
+
+def _paper_cells(values: dict, cols) -> list[str]:
+    cells = []
+    for _, metric, dec in cols:
+        if isinstance(metric, tuple):
+            vals = tuple(values.get(m, NR) if m in values else NR for m in metric)
+            if all(v == NR for v in vals):
+                cells.append(NR)
+                continue
+        else:
+            vals = values[metric] if metric in values else NR
+        cells.append(_cell(vals, dec))
+    return cells
+
+
+# ---------------------------------------------------------------------------- tables
+
+@dataclass
+class TableSpec:
+    datasets: dict  # dataset name -> kind
+    methods: list[str] = field(default_factory=lambda: ["SadTalker", "LivePortrait", "EAMM", "EAT", "EDTalk",
+                                                         "ours", GROUNDTRUTH_METHOD])
+    method_names: dict = field(default_factory=dict)
+    method_notes: dict = field(default_factory=dict)  # method -> n/a note when no clip was evaluated
+    human_note: str = "n/a: no filled sheets in metrics.human.filled_dir"
+    ablations: list = field(default_factory=list)  # [{label, method}]
+    loss_ablations: list = field(default_factory=list)  # [{label, variant, method}]
+    paper: bool = True
+
+    def name(self, method: str) -> str:
+        default = {"ours": "Ours", GROUNDTRUTH_METHOD: "Groundtruth"}.get(method, method)
+        return self.method_names.get(method, default)
+
+
+def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
+    """Tables I / II (and one per dataset of another kind)."""
+    look = Lookup(agg)
+    cols = MAIN_COLS + EXTRA_COLS
+    header = ["Method", "Source", "Dataset", *[h for h, _, _ in cols], "Clips"]
+    tables: dict[str, list] = {}
+    # paper rows first
+    if spec.paper:
+        for kind, (tid, label, rows) in KIND_TABLE.items():
+            tables.setdefault(tid, [])
+            for name, vals in rows:
+                tables[tid].append([name, PAPER, label, *_paper_cells(vals, cols), "-"])
+    measured_methods = list(dict.fromkeys(list(spec.methods) + list(agg["method"].unique())))
+    for ds, kind in spec.datasets.items():
+        tid = KIND_TABLE[kind][0] if kind in KIND_TABLE else f"table_I_{ds}"
+        tables.setdefault(tid, [])
+        for m in measured_methods:
+            if look.has(ds, m):
+                note = spec.human_note
+                cells = _measured_cells(look, ds, m, cols, note)
+                n = agg[(agg["dataset"] == ds) & (agg["method"] == m)]["n_clips"].max()
+            elif kind in KIND_TABLE:
+                note = spec.method_notes.get(m, f"n/a: no clips of {m} evaluated for {ds}")
+                cells = _note_once(note, [not (m == GROUNDTRUTH_METHOD and not _ref_free(met)) for _, met, _ in cols])
+                n = 0
+            else:
+                continue
+            tables[tid].append([spec.name(m), MEASURED, ds, *cells, str(int(n))])
+    for kind, (tid, label, _) in KIND_TABLE.items():
+        if tid in tables and not any(r[1] == MEASURED for r in tables[tid]):
+            tables[tid].append(["(this run)", MEASURED, "-",
+                                *_note_once(f"n/a: no {label} dataset configured", [True] * len(cols)), "0"])
+    return {tid: pd.DataFrame(rows, columns=header) for tid, rows in tables.items() if rows}
+
+
+def ablation_table(agg: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    look = Lookup(agg)
+    cols = ABLATION_COLS
+    rows = []
+    if spec.paper:
+        for name, vals in P.TABLE_IV:
+            rows.append([name, PAPER, "MEAD", *_paper_cells(vals, cols)])
+    for ds, kind in spec.datasets.items():
+        if kind not in KIND_TABLE:
+            continue
+        for ab in spec.ablations:
+            m = ab.get("method")
+            if m is None:
+                cells = _note_once(ab.get("note", "n/a: not implemented"), [True] * len(cols))
+            elif look.has(ds, m):
+                cells = _measured_cells(look, ds, m, cols, "n/a")
+            else:
+                cells = _note_once(f"n/a: no clips of {m} evaluated (render this variant)", [True] * len(cols))
+            rows.append([ab["label"], MEASURED, ds, *cells])
+    return pd.DataFrame(rows, columns=["Setting", "Source", "Dataset", *[h for h, _, _ in cols]])
+
+
+def read_rmse(results_dir: str | Path, dataset: str, variant: str):
+    p = Path(results_dir) / dataset / "audio2exp" / variant / "eval.json"
+    if not p.is_file():
+        return f"n/a: no {p}"
+    d = json.loads(p.read_text())
+    v = d.get("rmse_alpha_hat", d.get("rmse"))
+    return float(v) if v is not None else f"n/a: no RMSE in {p}"
+
+
+def loss_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path) -> pd.DataFrame:
+    look = Lookup(agg)
+    rows = []
+    if spec.paper:
+        for name, vals in P.TABLE_VI:
+            for ds in ("MEAD", "CREMA-D"):
+                cells = []
+                for _, metric, dec in VI_COLS:
+                    if isinstance(metric, tuple):
+                        cells.append(_cell(tuple(vals[(ds, m)] for m in metric), dec))
+                    else:
+                        cells.append(_cell(vals[(ds, metric)], dec))
+                rows.append([name, PAPER, ds, *cells])
+    for ds, kind in spec.datasets.items():
+        if kind not in KIND_TABLE:
+            continue
+        for ab in spec.loss_ablations:
+            variant, m = ab.get("variant"), ab.get("method")
+            rmse = read_rmse(results_dir, ds, variant) if variant else None
+            cells = [_cell(rmse, 2)]
+            if m is None:
+                cells += ["-"] * (len(VI_COLS) - 1)
+            elif look.has(ds, m):
+                cells += _measured_cells(look, ds, m, VI_COLS[1:], "n/a")
+            else:
+                cells += _note_once(f"n/a: no clips of {m} evaluated (render this variant)", [True] * (len(VI_COLS) - 1))
+            rows.append([ab["label"], MEASURED, ds, *cells])
+    return pd.DataFrame(rows, columns=["Setting", "Source", "Dataset", *[h for h, _, _ in VI_COLS]])
+
+
+# ---------------------------------------------------------------------------- writers
+
+def to_markdown(df: pd.DataFrame, title: str = "") -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = [f"**{title}**", ""] if title else []
+    lines.append("| " + " | ".join(esc(c) for c in df.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in df.columns) + "|")
+    for r in df.itertuples(index=False):
+        lines.append("| " + " | ".join(esc(c) for c in r) + " |")
+    lines += ["", LEGEND]
+    return "\n".join(lines) + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+        "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+
+
+def tex_escape(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in str(s))
+
+
+def to_latex(df: pd.DataFrame, title: str = "", label: str = "") -> str:
+    cols = "l" * len(df.columns)
+    out = ["\\begin{table*}[t]", "\\centering", "\\scriptsize"]
+    if title:
+        out.append(f"\\caption{{{tex_escape(title)}}}")
+    if label:
+        out.append(f"\\label{{tab:{label}}}")
+    out += [f"\\begin{{tabular}}{{{cols}}}", "\\hline",
+            " & ".join(tex_escape(c) for c in df.columns) + " \\\\", "\\hline"]
+    prev_source = None
+    for r in df.itertuples(index=False):
+        src = r[1] if len(r) > 1 else None
+        if prev_source is not None and src != prev_source:
+            out.append("\\hline")
+        prev_source = src
+        out.append(" & ".join(tex_escape(c) for c in r) + " \\\\")
+    out += ["\\hline", "\\end{tabular}", "\\end{table*}"]
+    return "\n".join(out) + "\n"
+
+
+def write_table(df: pd.DataFrame, out_dir: str | Path, tid: str, title: str | None = None) -> list[Path]:
+    out_dir = Path(out_dir)
+    title = title or TITLES.get(tid, tid.replace("_", " "))
+    paths = [out_dir / f"{tid}.md", out_dir / f"{tid}.tex", out_dir / f"{tid}.csv"]
+    write_text_atomic(paths[0], to_markdown(df, title))
+    write_text_atomic(paths[1], to_latex(df, title, tid))
+    with atomic_path(paths[2]) as tmp:
+        df.to_csv(tmp, index=False)
+    return paths
+
+
+def build_all(clip_parquets, fid_files, spec: TableSpec, results_dir, out_dir,
+              human_rows: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    rows = read_clip_rows(clip_parquets)
+    agg = aggregate(rows, fid_files)
+    if human_rows is not None and len(human_rows):
+        h = human_rows.rename(columns={"n": "n_clips"}).assign(note="")
+        agg = pd.concat([agg, h[["dataset", "method", "metric", "value", "note", "n_clips"]]], ignore_index=True)
+    tables = main_tables(agg, spec)
+    tables["table_IV"] = ablation_table(agg, spec)
+    tables["table_VI"] = loss_table(agg, spec, results_dir)
+    for tid, df in tables.items():
+        title = TITLES.get(tid) or f"Table I/II layout: dataset {tid[len('table_I_'):]}"
+        write_table(df, out_dir, tid, title)
+    with atomic_path(Path(out_dir) / "summary.csv") as tmp:
+        agg.to_csv(tmp, index=False)
+    return tables
