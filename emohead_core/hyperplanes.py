@@ -56,15 +56,20 @@ def mar_groups(mar: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(g, 0, n_groups - 1).astype(np.int64)
 
 
+QUOTAS = ("max", "mean", "min")
+
+
 def balanced_indices(positive: np.ndarray, groups: np.ndarray, n_groups: int,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                     rng: np.random.Generator, quota: str = "max") -> tuple[np.ndarray, np.ndarray]:
     """Indices of a training set with equal counts in every (MAR group, class) cell.
 
     Usable groups are those with at least one positive and one negative frame. The quota per
-    cell is q = round(mean over usable groups of min(#pos, #neg)) (at least 1). A cell with at
-    least q frames is subsampled without replacement, a smaller one is oversampled with
-    replacement. Returns (indices, per-group counts of the training set (pos + neg), length
-    n_groups; 0 for unusable groups).
+    cell is q = max (default) / mean / min over usable groups of min(#pos, #neg) (at least 1).
+    A cell with at least q frames is subsampled without replacement, a smaller one is
+    oversampled with replacement. With "max" no frame of the best-filled group's smaller class
+    is dropped (least variance, see docs/decisions.md); "min" never duplicates frames but can
+    leave only a handful of frames when one MAR group is sparse. Returns (indices, per-group
+    counts of the training set (pos + neg), length n_groups; 0 for unusable groups).
     """
     positive = np.asarray(positive, bool)
     usable = [g for g in range(n_groups)
@@ -72,8 +77,11 @@ def balanced_indices(positive: np.ndarray, groups: np.ndarray, n_groups: int,
     counts = np.zeros(n_groups, np.int64)
     if not usable:
         return np.zeros(0, np.int64), counts
-    q = max(1, int(round(np.mean([min((positive & (groups == g)).sum(), (~positive & (groups == g)).sum())
-                                   for g in usable]))))
+    if quota not in QUOTAS:
+        raise EmoheadInputError(f"unknown quota rule {quota!r}; expected one of {QUOTAS}.",
+                                fix="set hyperplanes.quota.")
+    smaller = [min((positive & (groups == g)).sum(), (~positive & (groups == g)).sum()) for g in usable]
+    q = max(1, int(round({"max": np.max, "mean": np.mean, "min": np.min}[quota](smaller))))
     out = []
     for g in usable:
         for cls in (True, False):
@@ -144,7 +152,7 @@ class Hyperplane:
 
 def train_hyperplanes(X: np.ndarray, mar: np.ndarray, labels: Sequence[str], clip_ids: Sequence[str], *,
                       emotions: Sequence[str] | None = None, n_groups: int = 5, C: float = 1.0,
-                      cv_folds: int = 5, seed: int = 0) -> dict:
+                      cv_folds: int = 5, seed: int = 0, quota: str = "max") -> dict:
     """One-vs-rest hyperplane per emotion with MAR-balanced sampling (Appendix B).
 
     X: (N, 10) expression alpha; mar: (N,); labels: emotion per frame; clip_ids: clip per
@@ -171,7 +179,7 @@ def train_hyperplanes(X: np.ndarray, mar: np.ndarray, labels: Sequence[str], cli
             log.warning("hyperplane %s skipped: %s", z, skipped[z])
             continue
         rng = np.random.default_rng([seed, emos.index(z)])
-        idx, counts = balanced_indices(pos, groups, n_groups, rng)
+        idx, counts = balanced_indices(pos, groups, n_groups, rng, quota)
         if len(idx) == 0:
             skipped[z] = "no MAR group holds both positives and negatives"
             continue
@@ -185,7 +193,7 @@ def train_hyperplanes(X: np.ndarray, mar: np.ndarray, labels: Sequence[str], cli
                 if not te.any() or pos[tr].sum() < 1 or (~pos[tr]).sum() < 1:
                     continue
                 tr_idx = np.flatnonzero(tr)
-                b_idx, _ = balanced_indices(pos[tr_idx], groups[tr_idx], n_groups, rng)
+                b_idx, _ = balanced_indices(pos[tr_idx], groups[tr_idx], n_groups, rng, quota)
                 for scheme, sel in (("balanced", tr_idx[b_idx]), ("unbalanced", tr_idx)):
                     if len(sel) == 0 or len(set(pos[sel])) < 2:
                         continue

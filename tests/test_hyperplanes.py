@@ -1,0 +1,200 @@
+"""Emotion hyperplanes (Appendix B) on synthetic expression data with known directions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from emohead_core import hyperplanes as H
+from emohead_core.errors import EmoheadInputError
+
+K = 6
+SCALES = np.array([0.3, 0.5, 1.0, 2.0, 3.0, 0.7, 1.5, 0.4, 2.5, 1.0])  # raw-space axis scales
+
+
+def simplex_dirs(rng, k=K, dim=10):
+    """k unit vectors (regular simplex, pairwise cos -1/(k-1)) in a random (k-1)-d subspace.
+
+    For one-vs-rest with identically shaped class clouds around s * mu_j, symmetry puts the
+    separating normal of class k exactly along mu_k (sum_j mu_j = 0)."""
+    E = np.eye(k) - 1.0 / k
+    _, _, Vt = np.linalg.svd(E)
+    V = E @ Vt[: k - 1].T
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    Q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
+    return V @ Q[: k - 1], Q[k - 1:]  # (k, dim) directions, orthonormal complement rows
+
+
+def synthetic(rng, n=500, sep=2.0, noise=0.5, confound=0.0):
+    """Frames y = sep * mu_k + noise in a whitened space, raw alpha = y * SCALES.
+
+    ``confound`` > 0: a mouth-opening direction m (orthogonal to every mu) is added with
+    amplitude MAR * confound, and emotion e0 is spoken with a wider-open mouth (larger MAR), so
+    MAR and the e0 label are correlated."""
+    mu, comp = simplex_dirs(rng)
+    m_dir = comp[0]
+    X, L, M, C = [], [], [], []
+    for k in range(K):
+        # speech-like mouth openings spread over the MAR range; e0 opens wider when confounded
+        a, b = (4.0, 1.5) if (k == 0 and confound > 0) else (2.0, 2.0)
+        mar = 0.05 + 0.8 * rng.beta(a, b, size=n)
+        y = sep * mu[k] + noise * rng.normal(size=(n, 10)) + confound * mar[:, None] * m_dir
+        X.append(y * SCALES)
+        L += [f"e{k}"] * n
+        M.append(mar)
+        C += [f"clip{k}"] * n
+    truth = mu / SCALES  # normal in raw space: w_y . y = (w_y / SCALES) . alpha
+    truth /= np.linalg.norm(truth, axis=1, keepdims=True)
+    return np.concatenate(X), np.concatenate(M), np.array(L, dtype=object), np.array(C, dtype=object), truth
+
+
+def test_recovers_known_normals_in_raw_space():
+    rng = np.random.default_rng(0)
+    X, M, L, C, truth = synthetic(rng)
+    res = H.train_hyperplanes(X, M, L, C, n_groups=5, C=1.0, cv_folds=5, seed=0)
+    assert set(res["hyperplanes"]) == {f"e{k}" for k in range(K)}
+    for k in range(K):
+        h = res["hyperplanes"][f"e{k}"]
+        assert np.isclose(np.linalg.norm(h.w_z), 1.0)
+        assert h.w_z @ truth[k] >= 0.95, (k, h.w_z @ truth[k])
+        # signed distance: positives on the positive side
+        d = h.distance(X)
+        assert (d[L == f"e{k}"] > 0).mean() > 0.9 and (d[L != f"e{k}"] < 0).mean() > 0.9
+        assert h.cv["bacc_balanced"] > 0.9
+    # an identity-scaled fit would point elsewhere: the raw-space mapping matters
+    naive = truth[0] * SCALES
+    naive /= np.linalg.norm(naive)
+    assert res["hyperplanes"]["e0"].w_z @ naive < 0.95
+
+
+def test_mar_balancing_removes_mouth_confound():
+    rng = np.random.default_rng(1)
+    X, M, L, C, truth = synthetic(rng, n=600, confound=6.0)
+    res = H.train_hyperplanes(X, M, L, C, emotions=["e0"], seed=0, cv_folds=0)
+    w_bal = res["hyperplanes"]["e0"].w_z
+    w_unbal, _ = H.fit_linear_svm(X, L == "e0")
+    cos_bal, cos_unbal = float(w_bal @ truth[0]), float(w_unbal @ truth[0])
+    assert cos_bal >= 0.95, cos_bal
+    assert cos_bal > cos_unbal + 0.02, (cos_bal, cos_unbal)
+
+
+def test_balanced_sampling_equal_counts_per_group():
+    rng = np.random.default_rng(2)
+    n = 3000
+    mar = rng.gamma(2.0, 0.15, size=n)
+    pos = rng.random(n) < 0.2 + 0.5 * (mar > 0.4)  # positives skewed to open mouths
+    edges = H.mar_group_edges(mar, 5)
+    assert np.allclose(np.diff(edges), (mar.max() - mar.min()) / 5)
+    g = H.mar_groups(mar, edges)
+    assert g.min() == 0 and g.max() == 4 and g[np.argmax(mar)] == 4
+    idx, counts = H.balanced_indices(pos, g, 5, rng)
+    usable = [k for k in range(5) if (pos & (g == k)).any() and (~pos & (g == k)).any()]
+    assert len(usable) >= 4
+    per_group = [int((g[idx] == k).sum()) for k in range(5)]
+    assert per_group == counts.tolist()
+    assert len({per_group[k] for k in usable}) == 1  # equal counts in every usable group
+    for k in usable:
+        sel = idx[g[idx] == k]
+        assert pos[sel].sum() == (~pos[sel]).sum()  # balanced positives / negatives
+    # a cell with fewer frames than the quota is oversampled, others are not duplicated
+    for k in usable:
+        for cls in (True, False):
+            cell = idx[(g[idx] == k) & (pos[idx] == cls)]
+            if ((pos == cls) & (g == k)).sum() >= len(cell):
+                assert len(np.unique(cell)) == len(cell)
+
+
+def test_refine_matches_direct_computation():
+    rng = np.random.default_rng(3)
+    alpha = rng.normal(size=(7, 10))
+    w = rng.normal(size=10)
+    w /= np.linalg.norm(w)
+    assert np.allclose(H.refine(alpha, 0.8, w), alpha + 0.8 * w)  # eq. (9), scalar tau
+    tau = rng.normal(size=7)
+    direct = np.stack([alpha[t] + tau[t] * w for t in range(7)])
+    assert np.allclose(H.refine(alpha, tau, w), direct)
+    assert np.allclose(H.refine(alpha, tau[:, None], w), direct)
+    W = rng.normal(size=(7, 10))
+    assert np.allclose(H.refine(alpha, tau, W), alpha + tau[:, None] * W)
+    out = H.refine(torch.tensor(alpha), torch.tensor(tau), torch.tensor(w))
+    assert torch.allclose(out, torch.tensor(direct))
+
+
+def test_timeline_switch_with_linear_ramp():
+    assert H.parse_timeline("2.5:sad, 0:happy") == [(0.0, "happy"), (2.5, "sad")]
+    with pytest.raises(EmoheadInputError):
+        H.parse_timeline("happy")
+    rng = np.random.default_rng(4)
+    hp = {z: (v / np.linalg.norm(v), 0.1) for z, v in (("happy", rng.normal(size=10)), ("sad", rng.normal(size=10)))}
+    fps, n = 25.0, 125
+    td = H.timeline_directions("0:happy,2.5:sad", n, fps, hp, ramp_s=1.0)
+    t = np.arange(n) / fps
+    lam = np.clip((t - 2.5) / 1.0 + 0.5, 0, 1)
+    direct = (1 - lam)[:, None] * hp["happy"][0] + lam[:, None] * hp["sad"][0]
+    assert np.allclose(td.W, direct)
+    assert td.emotions == ["happy", "sad"] and np.allclose(td.weights.sum(1), 1.0)
+    assert np.allclose(td.W[t < 2.0], hp["happy"][0]) and np.allclose(td.W[t >= 3.0], hp["sad"][0])
+    assert np.allclose(td.weights[:, 1], lam)  # half-way (0.5) exactly at the switch time
+    assert np.isclose(H.timeline_directions("0:happy,2:sad", n, fps, hp, ramp_s=1.0).weights[50, 1], 0.5)
+    hard = H.timeline_directions([(0.0, "happy"), (2.5, "sad")], n, fps, hp, ramp_s=0.0)
+    assert np.allclose(hard.W[t < 2.5], hp["happy"][0]) and np.allclose(hard.W[t >= 2.5], hp["sad"][0])
+    tau = np.linspace(0, 1, n)
+    alpha = rng.normal(size=(n, 10))
+    assert np.allclose(H.refine(alpha, tau, td.W), alpha + tau[:, None] * direct)
+    with pytest.raises(EmoheadInputError, match="no hyperplane"):
+        H.timeline_directions("0:angry", n, fps, hp)
+
+
+def test_save_load_plots_and_table(tmp_path):
+    rng = np.random.default_rng(5)
+    X, M, L, C, _ = synthetic(rng, n=150)
+    res = H.train_hyperplanes(X, M, L, C, cv_folds=3)
+    paths = H.save_hyperplanes(res, tmp_path, meta={"dataset": "syn", "actor": "x"},
+                               frames={"exp": X, "emotion": L})
+    for key in ("json", "parquet", "csv", "md", "distances", "projection", "cv_accuracy"):
+        assert paths[key].is_file() and paths[key].stat().st_size > 0, key
+    for key in ("distances", "projection", "cv_accuracy"):
+        assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    a, b = H.load_hyperplanes(paths["json"]), H.load_hyperplanes(paths["parquet"])
+    assert H.load_hyperplanes(tmp_path).keys() == a.keys()
+    for z, h in res["hyperplanes"].items():
+        assert np.allclose(a[z][0], h.w_z) and np.allclose(b[z][0], h.w_z)
+        assert np.isclose(a[z][1], h.b) and np.isclose(b[z][1], h.b)
+    table = pd.read_csv(paths["csv"])
+    assert list(table["emotion"]) == list(res["hyperplanes"])
+    assert {"bacc_balanced", "bacc_unbalanced"} <= set(table.columns)
+    md = paths["md"].read_text()
+    assert "| e3 |" in md and "mean" in md
+
+
+def test_collect_frames_uses_train_split_of_actor(tmp_path):
+    from emohead_core.expression.schema import COLUMNS, write_expression
+
+    def fake_clip(path, n, exp_value, detected=None):
+        data = {}
+        for name, (_, width, dtype) in COLUMNS.items():
+            shape = (n,) if width is None else (n, width)
+            data[name] = np.zeros(shape, dtype)
+        data["frame"] = np.arange(n)
+        data["detected"] = np.ones(n, bool) if detected is None else detected
+        data["exp"][:] = exp_value
+        data["mar"][:] = 0.3
+        write_expression(path, data, {"fps": 25})
+
+    rows = []
+    for i, (actor, emo, split) in enumerate([("1", "happy", "train"), ("1", "sad", "train"),
+                                             ("1", "angry", "test"), ("2", "happy", "train")]):
+        sid = f"s{i}"
+        fake_clip(tmp_path / f"{sid}.parquet", 10, i, detected=np.arange(10) >= 2)
+        rows.append({"sample_id": sid, "actor": actor, "emotion": emo, "split": split, "video_path": "v.mp4"})
+    df = pd.DataFrame(rows)
+    paths = {r["sample_id"]: tmp_path / f"{r['sample_id']}.parquet" for r in rows}
+    f = H.collect_frames(df, paths, actor="1")
+    assert len(f["exp"]) == 16 and set(f["emotion"]) == {"happy", "sad"}  # test split, undetected frames dropped
+    assert set(np.unique(f["exp"][:, 0])) == {0.0, 1.0}
+    pooled = H.collect_frames(df, paths, actor="all", splits=("train", "test"))
+    assert len(pooled["exp"]) == 32
+    with pytest.raises(EmoheadInputError):
+        H.collect_frames(df, paths, actor="9")
