@@ -136,6 +136,7 @@ def iter_frames(
     args += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
     nbytes = w * h * 3
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finished = False
     try:
         assert proc.stdout is not None
         while True:
@@ -143,12 +144,20 @@ def iter_frames(
             if len(buf) < nbytes:
                 break
             yield np.frombuffer(buf, np.uint8).reshape(h, w, 3).copy()
+        finished = True
     finally:
+        if not finished:  # the consumer stopped early: stop ffmpeg, no error
+            proc.kill()
         proc.stdout.close()
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        proc.stderr.close()
         rc = proc.wait()
-        if rc not in (0, None) and rc > 0 and err:
-            raise EmoheadInputError("ffmpeg failed while decoding: " + err.strip()[-400:], path=path)
+        if finished and rc != 0:
+            raise EmoheadInputError(
+                "ffmpeg failed while decoding: " + err.strip()[-400:],
+                path=path,
+                fix="check that the video is readable (re-encode it with ffmpeg).",
+            )
 
 
 def read_frames(path: str | Path, **kw) -> np.ndarray:
