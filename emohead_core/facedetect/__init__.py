@@ -6,7 +6,19 @@ onnxruntime inference (CPU / CUDA providers), NumPy anchors, decoding and NMS.
 
 from .boxes import MEAN_BGR, MIN_SIZES, STEPS, VARIANCE, box_iou, decode, nms, prior_boxes
 from .detector import FaceDetector, TorchFaceDetector, default_providers, export_onnx, preprocess_bgr
-from .model import FaceBoxesNet, load_faceboxes
+
+# The torch module is imported on first use only: detection with onnxruntime (the pipeline's
+# path) and audio extraction do not pay for importing torch.
+_LAZY = {"FaceBoxesNet": "model", "load_faceboxes": "model"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FaceBoxesNet",
