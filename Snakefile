@@ -14,6 +14,7 @@ TARGETS = {}
 
 include: "rules/common.smk"
 include: "rules/preprocess.smk"
+include: "rules/expression.smk"
 include: "rules/features.smk"
 include: "rules/audio2exp.smk"
 include: "rules/metrics.smk"

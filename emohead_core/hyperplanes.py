@@ -451,7 +451,7 @@ def plot_hyperplanes(result: dict, out_dir: str | os.PathLike, frames: dict | No
         # arrows: in-plane part of each unit normal, the longest drawn at 60% of the data range
         vs = {z: P @ hp[z].w_z for z in zs}
         longest = max(float(np.linalg.norm(v)) for v in vs.values()) or 1.0
-        scale = 0.6 * float(np.abs(Y).max() or 1.0) / longest
+        scale = 0.9 * float(np.abs(Y).max(0).min() or 1.0) / longest
         for z in zs:
             v = vs[z]
             ax.annotate("", xy=(v[0] * scale, v[1] * scale), xytext=(0, 0),

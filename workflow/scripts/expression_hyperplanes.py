@@ -1,0 +1,25 @@
+"""Rule expression_hyperplanes: labelled expression frames of one actor (or 'all') ->
+MAR-balanced one-vs-rest emotion hyperplanes, accuracy table and plots (Appendix B)."""
+
+from pathlib import Path
+
+from emohead_core import datasets
+from emohead_core import hyperplanes as H
+from emohead_core.logutil import log_to
+
+with log_to(snakemake.log[0]):
+    opts = snakemake.params.opts
+    actor = snakemake.wildcards.actor
+    table = datasets.read_table(snakemake.input.samples)
+    paths = {Path(p).stem: p for p in snakemake.input.expression}
+    frames = H.collect_frames(table, paths, actor=actor, splits=opts["splits"])
+    result = H.train_hyperplanes(
+        frames["exp"], frames["mar"], frames["emotion"], frames["clip"],
+        n_groups=opts["mar_groups"], C=opts["svm_c"], cv_folds=opts["cv_folds"],
+        seed=opts["seed"], quota=opts["quota"],
+    )
+    meta = {"dataset": snakemake.wildcards.dataset, "actor": actor, "options": dict(opts),
+            "clips": sorted(set(frames["clip"]))}
+    out_dir = Path(snakemake.output[0]).parent
+    H.save_hyperplanes(result, out_dir, meta=meta, frames=frames)
+    print((out_dir / "accuracy.md").read_text())
