@@ -27,8 +27,12 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 demo: venv
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --printshellcmds
 
+# pytest's exit 5 ("no tests collected", e.g. a -m filter deselecting everything) is a failure
+# with a message, never a silent pass.
 test: venv
-	$(BIN)/python -m pytest
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (check tests/ and -m in pyproject.toml)" >&2; fi; \
+	exit $$rc
 
 test-all: venv
 	$(BIN)/python -m pytest -m "" 
