@@ -17,6 +17,7 @@ include: "rules/preprocess.smk"
 include: "rules/expression.smk"
 include: "rules/features.smk"
 include: "rules/audio2exp.smk"
+include: "rules/render.smk"
 include: "rules/metrics.smk"
 
 

@@ -71,9 +71,6 @@ def n_params(cfg: HashGridConfig) -> int:
     return (lay[-1]["offset"] + lay[-1]["size"]) * cfg.n_features_per_level
 
 
-_CORNERS = torch.tensor([[(i >> 0) & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], dtype=torch.int64)
-
-
 class TorchHashGrid(nn.Module):
     """Pure-PyTorch hash grid with tcnn's layout, hashing and trilinear interpolation.
 
@@ -91,8 +88,8 @@ class TorchHashGrid(nn.Module):
         self.register_buffer("_size", torch.tensor([l["size"] for l in lay], dtype=torch.int64), False)
         self.register_buffer("_offset", torch.tensor([l["offset"] for l in lay], dtype=torch.int64), False)
         self.register_buffer("_dense", torch.tensor([l["dense"] for l in lay], dtype=torch.bool), False)
-        self.register_buffer("_corners", _CORNERS.clone(), False)
         self.register_buffer("_primes", torch.tensor(PRIMES, dtype=torch.int64), False)
+        self._hmask = (1 << cfg.log2_hashmap_size) - 1
 
     @property
     def out_dim(self) -> int:
@@ -101,25 +98,28 @@ class TorchHashGrid(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         F = self.cfg.n_features_per_level
         L = self.cfg.n_levels
-        x = x.float()
-        pos = x[:, None, :] * self._scale[None, :, None] + 0.5  # (N, L, 3)
+        N = x.shape[0]
+        pos = x.float()[:, None, :] * self._scale[None, :, None] + 0.5  # (N, L, 3)
         pos_grid = torch.floor(pos)
         frac = pos - pos_grid  # trilinear weights
-        pos_grid = pos_grid.long()
-        corner = pos_grid[:, :, None, :] + self._corners[None, None]  # (N, L, 8, 3)
+        lo = pos_grid.long()
+        c = torch.stack([lo, lo + 1], dim=-1)  # (N, L, 3, 2): lower / upper corner per axis
+        w1 = torch.stack([1.0 - frac, frac], dim=-1)  # (N, L, 3, 2)
+        # corners enumerated as (z, y, x) in a 2x2x2 block
+        w = w1[:, :, 2, :, None, None] * w1[:, :, 1, None, :, None] * w1[:, :, 0, None, None, :]
         res = self._res[None, :, None]
-        dense_idx = corner[..., 0] + corner[..., 1] * res + corner[..., 2] * res * res
-        h = (corner * self._primes) & _U32
-        hash_idx = h[..., 0] ^ h[..., 1] ^ h[..., 2]
-        idx = torch.where(self._dense[None, :, None], dense_idx, hash_idx)
-        idx = torch.remainder(idx, self._size[None, :, None]) + self._offset[None, :, None]
-        # corner weights: prod_d (c_d ? frac_d : 1 - frac_d)
-        c = self._corners.to(frac.dtype)[None, None]  # (1, 1, 8, 3)
-        w = torch.prod(c * frac[:, :, None, :] + (1 - c) * (1 - frac[:, :, None, :]), dim=-1)  # (N,L,8)
+        dense = c[:, :, 2, :, None, None] * (res * res)[..., None, None] + c[:, :, 1, None, :, None] * res[..., None, None] \
+            + c[:, :, 0, None, None, :]
+        size = self._size[None, :, None, None, None]
+        dense = dense - size * (dense >= size)  # index % size (dense index < 2 * size)
+        h = (c * self._primes[None, None, :, None]) & _U32  # uint32 products of the spatial hash
+        # hashed levels always have size 2**log2_hashmap_size: modulo = mask
+        hashed = (h[:, :, 2, :, None, None] ^ h[:, :, 1, None, :, None] ^ h[:, :, 0, None, None, :]) & self._hmask
+        idx = torch.where(self._dense[None, :, None, None, None], dense, hashed) + self._offset[None, :, None, None, None]
         table = self.params.view(-1, F)
-        feats = table[idx.reshape(-1)].view(x.shape[0], L, 8, F)
-        out = (w[..., None] * feats).sum(dim=2)  # (N, L, F)
-        return out.reshape(x.shape[0], L * F)
+        feats = table.index_select(0, idx.reshape(-1)).view(N, L, 8, F)
+        out = torch.einsum("nlc,nlcf->nlf", w.reshape(N, L, 8), feats)
+        return out.reshape(N, L * F)
 
 
 def tcnn_available() -> bool:

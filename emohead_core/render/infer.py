@@ -1,0 +1,185 @@
+"""Inference: render clips from per-frame alpha_hat, emotion timelines, novel views, test set.
+
+Pose source: the training video's per-frame cameras (ping-pong over the training frames when the
+clip is longer, as AD-NeRF does) or one still frame; optional yaw sweep for novel views. Behind
+the head: the static background inside the pose frame's head mask, the pose frame (torso and
+the rest) elsewhere. Audio is muxed with ffmpeg (emohead_core.media).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import media
+from ..errors import EmoheadInputError
+from ..io import atomic_path, write_json_atomic
+from .camera import rotate_pose
+from .data import compose_background
+from .train import Renderer, psnr
+
+
+def pose_schedule(n: int, train_idx: np.ndarray, mode: str = "video", still: int | None = None) -> np.ndarray:
+    """Frame index of the pose source for each of ``n`` output frames."""
+    if mode == "still":
+        return np.full(n, int(train_idx[0] if still is None else still))
+    if mode != "video":
+        raise EmoheadInputError(f"unknown pose mode {mode!r}", fix="use 'video' or 'still'.")
+    seq = np.concatenate([train_idx, train_idx[::-1][1:-1]]) if len(train_idx) > 2 else np.asarray(train_idx)
+    return seq[np.arange(n) % len(seq)]
+
+
+def yaw_curve(n: int, amplitude_deg: float) -> np.ndarray:
+    """One full sine sweep of the head's yaw over the clip."""
+    return amplitude_deg * np.sin(2 * np.pi * np.arange(n) / max(n, 1))
+
+
+def render_frames(renderer: Renderer, data: dict, alphas: np.ndarray, *, pose_idx: np.ndarray,
+                  yaw_deg: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB frames for alphas (T, 10)."""
+    from tqdm import tqdm
+
+    out = []
+    for t in tqdm(range(len(alphas)), disable=not progress, desc="render", mininterval=5):
+        j = int(pose_idx[t])
+        pose = data["poses"][j]
+        if yaw_deg is not None and yaw_deg[t] != 0:
+            pose = rotate_pose(pose, float(yaw_deg[t]), renderer.box_center)
+        behind = compose_background(data["frames"][j], data["bg"], data["head_mask"][j])
+        img, _ = renderer.render_frame(pose, alphas[t], behind)
+        out.append((img * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def write_rgb_video(frames_rgb: np.ndarray, path, fps: float, audio=None) -> None:
+    media.write_video(np.ascontiguousarray(frames_rgb[..., ::-1]), path, fps, audio=audio)
+
+
+def timeline_alphas(alpha_tilde: np.ndarray, timeline: str, hyperplanes, *, intensity=1.0, fps: float = 25.0,
+                    ramp_s: float = 0.5) -> np.ndarray:
+    """alpha_hat = alpha_tilde + tau w(t) (eq. 9) with w(t) the timeline's ramped hyperplane
+    normal (Appendix B (3)); intensity tau is a number or a per-frame curve."""
+    from ..hyperplanes import load_hyperplanes, refine, timeline_directions
+
+    hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
+    T = len(alpha_tilde)
+    td = timeline_directions(timeline, T, fps, hp, ramp_s=ramp_s)
+    tau = np.asarray(intensity, np.float64)
+    if tau.ndim == 1 and tau.shape[0] != T:
+        raise EmoheadInputError(f"intensity curve has {tau.shape[0]} values for {T} frames.",
+                                fix="give one intensity value per output frame.")
+    return refine(np.asarray(alpha_tilde, np.float64), tau, td.W).astype(np.float32)
+
+
+def load_intensity(spec: str) -> float | np.ndarray:
+    """A number, or a .npy / .txt file with one value per frame."""
+    try:
+        return float(spec)
+    except ValueError:
+        p = Path(spec)
+        if not p.is_file():
+            raise EmoheadInputError("intensity is neither a number nor a file.", path=spec)
+        return np.load(p).astype(np.float32).reshape(-1) if p.suffix == ".npy" else np.loadtxt(p, np.float32).reshape(-1)
+
+
+def write_test_outputs(renderer: Renderer, data: dict, out_dir, *, subject: str, dataset: str, sample: str,
+                       audio=None) -> dict:
+    """test_render.mp4 (held-out frames from ground-truth alphas and poses), test_gt.mp4 (the
+    same frames of the crop video, same size), test_meta.json and val_psnr.json."""
+    out_dir = Path(out_dir)
+    val = np.asarray(data["val_idx"])
+    fps = float(data["fps"])
+    frames = render_frames(renderer, data, data["alpha"][val], pose_idx=val)
+    gt = data["frames"][val]
+    behind = np.stack([compose_background(data["frames"][i], data["bg"], data["head_mask"][i]) for i in val])
+    masks = data["head_mask"][val]
+    f = frames.astype(np.float32) / 255
+    g = gt.astype(np.float32) / 255
+    b = behind.astype(np.float32) / 255
+    res = dict(
+        val_psnr_head=float(np.mean([psnr(f[k], g[k], masks[k]) for k in range(len(val))])),
+        val_psnr_full=float(np.mean([psnr(f[k], g[k]) for k in range(len(val))])),
+        baseline_psnr_head=float(np.mean([psnr(b[k], g[k], masks[k]) for k in range(len(val))])),
+        baseline_psnr_full=float(np.mean([psnr(b[k], g[k]) for k in range(len(val))])),
+        n_frames=int(len(val)),
+        note="head = pixels of the per-frame head mask; baseline = nothing rendered (static background "
+             "in the head mask, ground truth elsewhere); frames as written (8-bit).",
+    )
+    t0 = int(val[0])
+    if audio is not None:  # cut the held-out span of the subject's audio
+        seg = out_dir / ".test_audio.wav"
+        media.run_ffmpeg(["-ss", f"{t0 / fps:.3f}", "-t", f"{len(val) / fps:.3f}", "-i", str(audio), "-ac", "1",
+                          "-c:a", "pcm_s16le", str(seg)], input_path=audio)
+    else:
+        seg = None
+    write_rgb_video(frames, out_dir / "test_render.mp4", fps, audio=seg)
+    write_rgb_video(gt, out_dir / "test_gt.mp4", fps, audio=seg)
+    if seg is not None:
+        seg.unlink(missing_ok=True)
+    meta = dict(subject=subject, dataset=dataset, sample=sample, frame_start=t0, frame_end=int(val[-1]) + 1,
+                n_frames=int(len(val)), fps=fps, width=int(gt.shape[2]), height=int(gt.shape[1]),
+                crop_size=int(data["crop_size"]),
+                note="frame range in the crop video (end exclusive); test_gt.mp4 is that range resized to "
+                     "the render resolution")
+    write_json_atomic(out_dir / "test_meta.json", meta)
+    write_json_atomic(out_dir / "val_psnr.json", res)
+    return res
+
+
+def novel_view_strip(renderer: Renderer, data: dict, path, *, yaws=(-30, -15, 0, 15, 30), frame: int | None = None) -> None:
+    """PNG strip of one frame rendered at several yaw angles (head rotated about its centre)."""
+    import cv2
+
+    j = int(data["val_idx"][0] if frame is None else frame)
+    imgs = render_frames(renderer, data, np.repeat(data["alpha"][j][None], len(yaws), 0),
+                         pose_idx=np.full(len(yaws), j), yaw_deg=np.asarray(yaws, np.float64))
+    tiles = []
+    for y, im in zip(yaws, imgs):
+        im = np.ascontiguousarray(im[..., ::-1])
+        cv2.putText(im, f"yaw {y:+d}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        tiles.append(im)
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), np.concatenate(tiles, axis=1))
+
+
+def emotion_switch_video(renderer: Renderer, data: dict, out_mp4, *, hyperplanes, emotions=("happy", "sad"),
+                         intensity: float = 1.0, ramp_s: float = 0.5, audio=None, max_frames: int | None = None) -> dict:
+    """Held-out span re-rendered with ground-truth alpha edited along w_1, switching to w_2 half way
+    (eq. 9 with the Appendix B (3) ramp); audio of the same span muxed."""
+    val = np.asarray(data["val_idx"])
+    if max_frames:
+        val = val[:max_frames]
+    fps = float(data["fps"])
+    T = len(val)
+    spec = f"0:{emotions[0]},{T / fps / 2:.3f}:{emotions[1]}"
+    alphas = timeline_alphas(data["alpha"][val], spec, hyperplanes, intensity=intensity, fps=fps, ramp_s=ramp_s)
+    frames = render_frames(renderer, data, alphas, pose_idx=val)
+    seg = None
+    if audio is not None:
+        seg = Path(out_mp4).parent / ".switch_audio.wav"
+        media.run_ffmpeg(["-ss", f"{val[0] / fps:.3f}", "-t", f"{T / fps:.3f}", "-i", str(audio), "-ac", "1",
+                          "-c:a", "pcm_s16le", str(seg)], input_path=audio)
+    write_rgb_video(frames, out_mp4, fps, audio=seg)
+    if seg is not None:
+        seg.unlink(missing_ok=True)
+    return dict(timeline=spec, intensity=intensity, ramp_s=ramp_s, n_frames=T)
+
+
+def render_clip(renderer: Renderer, data: dict, alphas: np.ndarray, out_mp4, *, audio=None, fps: float = 25.0,
+                pose_mode: str = "video", still: int | None = None, yaw_sweep_deg: float = 0.0,
+                progress: bool = True) -> None:
+    """Render a clip from per-frame alpha_hat (T, 10) and mux ``audio``."""
+    alphas = np.asarray(alphas, np.float32)
+    if alphas.ndim != 2 or alphas.shape[1] != data["alpha"].shape[1]:
+        raise EmoheadInputError(f"alpha must be (T, {data['alpha'].shape[1]}), got {alphas.shape}.")
+    idx = pose_schedule(len(alphas), np.asarray(data["train_idx"]), pose_mode, still)
+    yaw = yaw_curve(len(alphas), yaw_sweep_deg) if yaw_sweep_deg else None
+    frames = render_frames(renderer, data, alphas, pose_idx=idx, yaw_deg=yaw, progress=progress)
+    write_rgb_video(frames, out_mp4, fps, audio=audio)
+
+
+def subject_info(subject_dir) -> dict:
+    p = Path(subject_dir) / "subject.json"
+    return json.loads(p.read_text()) if p.is_file() else {}

@@ -1,0 +1,400 @@
+"""Training of the expression-conditioned NeRF (Sec. III-D, Appendix C).
+
+Stage 1 (steps < refine_start): L_photo = mean squared error of rays sampled inside the head
+mask (plus a fraction just outside it, whose target is the background so the field learns to be
+empty there). Stage 2: L = lambda_photo L_photo + lambda_cord L_cord + lambda_shape L_shape
+(eqs. 15-16) with L_cord / L_shape on a rendered patch covering the 3DDFA ROI of the head.
+Adam, learning rate decayed linearly. All randomness comes from one torch.Generator whose state
+is checkpointed, so a resumed run is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..io import atomic_path, write_json_atomic
+from .camera import DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF, HeadCamera, pixel_grid, ray_box
+from .data import compose_background
+from .network import EmoNeRF, NeRFConfig
+from .volume import OccupancyGrid, alpha_to_sigma_threshold, render_rays
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRAIN = dict(
+    iters=2000, rays=2048, inside_fraction=0.8, n_samples=32, lr_grid=1e-2, lr_mlp=1e-3,
+    lr_final_ratio=0.1, refine_start=None, refine_every=1, lambda_photo=1.0, lambda_cord=1e-3,
+    lambda_shape=1e-9, patch_size=64, clip_model=None, clip_prompt="a photo of a {emotion} face",
+    emotion="neutral", shape_net=None, param_stats=None, ckpt_every=500, log_every=50,
+    val_every=0, val_frames=4, seed=0,
+    occupancy=dict(res=32, update_every=16, warmup=64, alpha_threshold=0.01, decay=0.95, n_cond=2),
+)
+
+
+def train_config(cfg: dict | None) -> dict:
+    out = copy.deepcopy(DEFAULT_TRAIN)
+    for k, v in (cfg or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k].update(v)
+        else:
+            out[k] = v
+    if out["refine_start"] is None:
+        out["refine_start"] = out["iters"] // 2  # paper: L_refine in the second half
+    return out
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR in dB of images in [0, 1] (optionally over mask pixels)."""
+    d = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2
+    mse = d[mask].mean() if mask is not None else d.mean()
+    return float(10.0 * math.log10(1.0 / max(mse, 1e-12)))
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Renderer:
+    """Model + occupancy grid + head box: renders rays, patches and frames."""
+
+    def __init__(self, model: EmoNeRF, occ: OccupancyGrid, box_center=DEFAULT_BOX_CENTER,
+                 box_half=DEFAULT_BOX_HALF, n_samples: int = 32):
+        self.model, self.occ = model, occ
+        self.box_center, self.box_half = tuple(box_center), float(box_half)
+        self.n_samples = n_samples
+
+    @property
+    def device(self):
+        return self.occ.density.device
+
+    def camera(self, pose) -> HeadCamera:
+        return HeadCamera(pose, self.box_center, self.box_half)
+
+    def render_uv(self, pose, uv, alpha, bg, *, perturb=False, generator=None, use_occupancy=True):
+        o, d = self.camera(pose).rays(uv)
+        o, d = o.to(self.device), d.to(self.device)
+        a = torch.as_tensor(alpha, dtype=torch.float32, device=self.device)
+        return render_rays(self.model, o, d, a, n_samples=self.n_samples,
+                           occupancy=self.occ if use_occupancy else None, perturb=perturb,
+                           generator=generator, bg=bg)
+
+    @torch.no_grad()
+    def render_frame(self, pose, alpha, behind: np.ndarray, *, chunk: int = 16384,
+                     use_occupancy: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Full frame: the head rendered over ``behind`` (H, W, 3) uint8/float RGB.
+        Returns (image float RGB in [0, 1], accumulated opacity (H, W))."""
+        H, W = behind.shape[:2]
+        beh = torch.as_tensor(np.asarray(behind, np.float32) / (255.0 if behind.dtype == np.uint8 else 1.0))
+        beh = beh.reshape(-1, 3).to(self.device)
+        uv = pixel_grid(H, W)
+        cam = self.camera(pose)
+        o, d = cam.rays(uv)
+        hit = ray_box(o, d)[2].nonzero(as_tuple=True)[0]
+        img = beh.clone()
+        acc = torch.zeros(H * W, device=self.device)
+        a = torch.as_tensor(alpha, dtype=torch.float32, device=self.device)
+        for sl in hit.split(chunk):
+            sl_d = sl.to(self.device)
+            out = render_rays(self.model, o[sl].to(self.device), d[sl].to(self.device), a,
+                              n_samples=self.n_samples, occupancy=self.occ if use_occupancy else None,
+                              bg=beh[sl_d])
+            img[sl_d] = out["rgb"]
+            acc[sl_d] = out["acc"]
+        return img.reshape(H, W, 3).clamp(0, 1).cpu().numpy(), acc.reshape(H, W).cpu().numpy()
+
+
+def roi_uv(landmarks: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """p x p pixel coordinates covering 3DDFA's landmark ROI (tddfa.roi_box_from_landmarks)."""
+    from ..expression.tddfa import roi_box_from_landmarks
+
+    x1, y1, x2, y2 = roi_box_from_landmarks(landmarks[:, :2])
+    t = (np.arange(p) + 0.5) / p
+    us, vs = x1 + t * (x2 - x1) - 0.5, y1 + t * (y2 - y1) - 0.5
+    vv, uu = np.meshgrid(vs, us, indexing="ij")
+    return np.stack([uu.reshape(-1), vv.reshape(-1)], 1).astype(np.float32), np.array([x1, y1, x2, y2])
+
+
+def sample_image(img: np.ndarray, uv: np.ndarray) -> torch.Tensor:
+    """Bilinear samples (N, 3) of an (H, W, 3) float image at pixel coordinates uv (N, 2)."""
+    H, W = img.shape[:2]
+    t = torch.as_tensor(img, dtype=torch.float32).permute(2, 0, 1)[None]
+    g = torch.as_tensor(uv, dtype=torch.float32).clone()
+    g[:, 0] = (2 * g[:, 0] + 1) / W - 1
+    g[:, 1] = (2 * g[:, 1] + 1) / H - 1
+    s = F.grid_sample(t, g[None, None], mode="bilinear", padding_mode="border", align_corners=False)
+    return s[0, :, 0].T
+
+
+class Trainer:
+    def __init__(self, data: dict, model_cfg: dict | None, train_cfg: dict | None, *, device="auto",
+                 box: dict | None = None, clip_loss=None, shape_loss=None):
+        self.cfg = train_config(train_cfg)
+        self.model_cfg = dict(model_cfg or {})
+        self.device = pick_device(device)
+        self.data = data
+        box = box or {}
+        self.box = dict(center_um=list(box.get("center_um", DEFAULT_BOX_CENTER)),
+                        half_um=float(box.get("half_um", DEFAULT_BOX_HALF)))
+        torch.manual_seed(int(self.cfg["seed"]))  # network initialisation
+        self.model = EmoNeRF(NeRFConfig.from_dict(self.model_cfg)).to(self.device)
+        tr = data["train_idx"]
+        self.model.set_alpha_stats(data["alpha"][tr].mean(0), data["alpha"][tr].std(0))
+        oc = self.cfg["occupancy"]
+        thr = alpha_to_sigma_threshold(float(oc["alpha_threshold"]), int(self.cfg["n_samples"]))
+        self.occ = OccupancyGrid(int(oc["res"]), float(oc["decay"]), thr).to(self.device)
+        self.renderer = Renderer(self.model, self.occ, self.box["center_um"], self.box["half_um"],
+                                 int(self.cfg["n_samples"]))
+        grid_params = list(self.model.encoder.parameters())
+        gid = {id(p) for p in grid_params}
+        mlp_params = [p for p in self.model.parameters() if id(p) not in gid]
+        self.opt = torch.optim.Adam([
+            dict(params=grid_params, lr=float(self.cfg["lr_grid"])),
+            dict(params=mlp_params, lr=float(self.cfg["lr_mlp"]), weight_decay=1e-6),
+        ], betas=(0.9, 0.99), eps=1e-15)
+        iters, fin = int(self.cfg["iters"]), float(self.cfg["lr_final_ratio"])
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: 1.0 - (1.0 - fin) * min(s, iters) / max(iters, 1))  # linear schedule
+        self.gen = torch.Generator().manual_seed(int(self.cfg["seed"]))
+        self.step = 0
+        self.history: list[dict] = []
+        self.clip_loss, self.shape_loss = clip_loss, shape_loss
+        self.beta_id = torch.as_tensor(data["shape"][tr].mean(0), dtype=torch.float32, device=self.device)
+        # per-frame tensors
+        self.frames = torch.as_tensor(data["frames"])  # uint8 (T, H, W, 3)
+        self.bg = torch.as_tensor(data["bg"], dtype=torch.float32) / 255.0
+        self.masks = torch.as_tensor(data["head_mask"])
+        self.H, self.W = self.frames.shape[1:3]
+        self._pix_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ rays
+    def _pixels(self, i: int):
+        if i not in self._pix_cache:
+            m = self.masks[i]
+            inside = m.reshape(-1).nonzero(as_tuple=True)[0]
+            ys, xs = m.nonzero(as_tuple=True)
+            pad = int(0.15 * max(int(ys.max() - ys.min()), int(xs.max() - xs.min())))
+            box = torch.zeros_like(m)
+            box[max(int(ys.min()) - pad, 0):int(ys.max()) + pad + 1, max(int(xs.min()) - pad, 0):int(xs.max()) + pad + 1] = True
+            outside = (box & ~m).reshape(-1).nonzero(as_tuple=True)[0]
+            self._pix_cache[i] = (inside, outside)
+        return self._pix_cache[i]
+
+    def sample_batch(self, i: int):
+        n = int(self.cfg["rays"])
+        inside, outside = self._pixels(i)
+        n_in = n if len(outside) == 0 else int(round(n * float(self.cfg["inside_fraction"])))
+        pick = [inside[torch.randint(len(inside), (n_in,), generator=self.gen)]]
+        if n - n_in > 0:
+            pick.append(outside[torch.randint(len(outside), (n - n_in,), generator=self.gen)])
+        flat = torch.cat(pick)
+        uv = torch.stack([(flat % self.W).float(), (flat // self.W).float()], 1)
+        gt = self.frames[i].reshape(-1, 3)[flat].float() / 255.0
+        bg = self.bg.reshape(-1, 3)[flat]
+        head = self.masks[i].reshape(-1)[flat]
+        target = torch.where(head[:, None], gt, bg)  # outside the head: the field must be empty
+        return uv, target.to(self.device), bg.to(self.device)
+
+    # ------------------------------------------------------------------ stage 2
+    def refine_losses(self, i: int):
+        p = int(self.cfg["patch_size"])
+        uv, _ = roi_uv(self.data["landmarks"][i], p)
+        behind = compose_background(self.data["frames"][i], self.data["bg"], self.data["head_mask"][i])
+        bgp = sample_image(behind.astype(np.float32) / 255.0, uv).to(self.device)
+        out = self.renderer.render_uv(self.data["poses"][i], torch.as_tensor(uv), self.data["alpha"][i], bgp,
+                                      perturb=True, generator=self.gen)
+        patch = out["rgb"].T.reshape(1, 3, p, p)
+        losses = {}
+        if self.clip_loss is not None:
+            losses["cord"] = self.clip_loss(patch, self.cfg["emotion"])
+        if self.shape_loss is not None:
+            losses["shape"] = self.shape_loss(patch, self.beta_id)
+        return losses
+
+    # ------------------------------------------------------------------ step
+    def update_occupancy(self):
+        oc = self.cfg["occupancy"]
+        if self.step < int(oc["warmup"]) or self.step % int(oc["update_every"]):
+            return
+        tr = self.data["train_idx"]
+        r = self.occ.res
+        with torch.no_grad():
+            new = None
+            for _ in range(int(oc["n_cond"])):  # max over a few training expressions
+                j = int(tr[int(torch.randint(len(tr), (1,), generator=self.gen))])
+                cur = self._cell_density(torch.as_tensor(self.data["alpha"][j], device=self.device))
+                new = cur if new is None else torch.maximum(new, cur)
+            self.occ.density.copy_(torch.maximum(self.occ.density * self.occ.decay, new.reshape(r, r, r)))
+            thr = min(float(self.occ.density.mean()), self.occ.threshold)
+            self.occ.occupied.copy_(self.occ.density > thr)
+
+    @torch.no_grad()
+    def _cell_density(self, a: torch.Tensor) -> torch.Tensor:
+        r = self.occ.res
+        idx = torch.arange(r)
+        g = torch.stack(torch.meshgrid(idx, idx, idx, indexing="ij"), dim=-1).reshape(-1, 3).float()
+        x = ((g + torch.rand(g.shape, generator=self.gen)) / r * 2.0 - 1.0).to(self.device)
+        return torch.cat([self.model.density(c, a) for c in x.split(65536)])
+
+    def train_step(self) -> dict:
+        self.model.train()
+        tr = self.data["train_idx"]
+        i = int(tr[int(torch.randint(len(tr), (1,), generator=self.gen))])
+        self.update_occupancy()
+        uv, target, bg = self.sample_batch(i)
+        out = self.renderer.render_uv(self.data["poses"][i], uv, self.data["alpha"][i], bg, perturb=True,
+                                      generator=self.gen)
+        photo = F.mse_loss(out["rgb"], target)  # L_photo
+        loss = float(self.cfg["lambda_photo"]) * photo
+        row = dict(step=self.step + 1, photo=float(photo.detach()), psnr=-10 * math.log10(max(float(photo.detach()), 1e-12)))
+        if self.step >= int(self.cfg["refine_start"]) and (self.clip_loss is not None or self.shape_loss is not None) \
+                and self.step % int(self.cfg["refine_every"]) == 0:
+            ref = self.refine_losses(i)  # L_refine (eq. 16)
+            if "cord" in ref:
+                loss = loss + float(self.cfg["lambda_cord"]) * ref["cord"]
+                row["cord"] = float(ref["cord"])
+            if "shape" in ref:
+                loss = loss + float(self.cfg["lambda_shape"]) * ref["shape"]
+                row["shape"] = float(ref["shape"])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        row.update(loss=float(loss.detach()), lr=self.opt.param_groups[0]["lr"], occupied=self.occ.fraction(),
+                   n_eval=out["n_eval"])
+        return row
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, frames: np.ndarray | None = None) -> dict:
+        """PSNR of rendered held-out frames vs ground truth, and of the background-only baseline
+        (nothing rendered: background in the head mask, ground truth elsewhere)."""
+        self.model.eval()
+        val = self.data["val_idx"] if frames is None else np.asarray(frames)
+        r_head, r_full, b_head, b_full = [], [], [], []
+        for i in val:
+            gt = self.data["frames"][i].astype(np.float32) / 255.0
+            m = self.data["head_mask"][i]
+            behind = compose_background(self.data["frames"][i], self.data["bg"], m).astype(np.float32) / 255.0
+            img, _ = self.renderer.render_frame(self.data["poses"][i], self.data["alpha"][i], behind)
+            r_head.append(psnr(img, gt, m))
+            r_full.append(psnr(img, gt))
+            b_head.append(psnr(behind, gt, m))
+            b_full.append(psnr(behind, gt))
+        return dict(val_psnr_head=float(np.mean(r_head)), val_psnr_full=float(np.mean(r_full)),
+                    baseline_psnr_head=float(np.mean(b_head)), baseline_psnr_full=float(np.mean(b_full)),
+                    n_frames=int(len(val)))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return dict(model=self.model.state_dict(), occ=self.occ.state_dict(), opt=self.opt.state_dict(),
+                    sched=self.sched.state_dict(), gen=self.gen.get_state(), step=self.step,
+                    history=self.history, train_cfg=self.cfg, model_cfg=self.model_cfg, box=self.box)
+
+    def save(self, path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def load(self, path) -> None:
+        s = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(s["model"])
+        self.occ.load_state_dict(s["occ"])
+        self.opt.load_state_dict(s["opt"])
+        self.sched.load_state_dict(s["sched"])
+        self.gen.set_state(s["gen"])
+        self.step = int(s["step"])
+        self.history = list(s["history"])
+
+    def fit(self, steps: int | None = None, *, ckpt_path=None, progress: bool = True) -> list[dict]:
+        """Train until ``iters`` (or ``steps`` more), checkpointing every ``ckpt_every``."""
+        from tqdm import tqdm
+
+        end = int(self.cfg["iters"]) if steps is None else min(self.step + steps, int(self.cfg["iters"]))
+        t0 = time.perf_counter()
+        bar = tqdm(total=end - self.step, disable=not progress, desc="render train", mininterval=5)
+        while self.step < end:
+            row = self.train_step()
+            row["time_s"] = time.perf_counter() - t0
+            self.history.append(row)
+            bar.update(1)
+            if self.step % int(self.cfg["log_every"]) == 0:
+                bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.1f}", occ=f"{row['occupied']:.2f}")
+            ve = int(self.cfg["val_every"])
+            if ve and self.step % ve == 0:
+                vi = self.data["val_idx"]
+                sel = vi[np.linspace(0, len(vi) - 1, min(len(vi), int(self.cfg["val_frames"]))).astype(int)]
+                v = self.validate(sel)
+                row.update({k: v[k] for k in ("val_psnr_head", "baseline_psnr_head")})
+                log.info("step %d val PSNR head %.2f (background %.2f)", self.step, v["val_psnr_head"],
+                         v["baseline_psnr_head"])
+            if ckpt_path is not None and self.step % int(self.cfg["ckpt_every"]) == 0:
+                self.save(ckpt_path)
+        bar.close()
+        if ckpt_path is not None:
+            self.save(ckpt_path)
+        return self.history
+
+
+def write_loss_curves(history: list[dict], csv_path, png_path) -> None:
+    keys = ["step", "loss", "photo", "cord", "shape", "psnr", "lr", "occupied", "n_eval", "time_s",
+            "val_psnr_head", "baseline_psnr_head"]
+    with atomic_path(csv_path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            for r in history:
+                w.writerow(r)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([r["step"] for r in history])
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    ax[0].semilogy(steps, [r["photo"] for r in history], lw=0.6, label="L_photo")
+    ax[0].set_title("L_photo (MSE)")
+    ax[1].plot(steps, [r["psnr"] for r in history], lw=0.6, label="train rays")
+    vs = [(r["step"], r["val_psnr_head"], r["baseline_psnr_head"]) for r in history if "val_psnr_head" in r]
+    if vs:
+        vs = np.array(vs)
+        ax[1].plot(vs[:, 0], vs[:, 1], "o-", label="val (head)")
+        ax[1].plot(vs[:, 0], vs[:, 2], "--", label="background only")
+    ax[1].set_title("PSNR (dB)")
+    ax[1].legend()
+    for key in ("cord", "shape"):
+        pts = [(r["step"], r[key]) for r in history if key in r]
+        if pts:
+            pts = np.array(pts)
+            ax[2].plot(pts[:, 0], pts[:, 1] / (np.abs(pts[:, 1]).max() + 1e-12), lw=0.6, label=f"L_{key} (scaled)")
+    ax[2].set_title("L_refine terms (stage 2)")
+    ax[2].legend() if ax[2].lines else None
+    for a in ax:
+        a.set_xlabel("iteration")
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def load_renderer(ckpt_path, device="auto") -> Renderer:
+    s = torch.load(ckpt_path, map_location=pick_device(device), weights_only=False)
+    model = EmoNeRF(NeRFConfig.from_dict(s["model_cfg"])).to(pick_device(device))
+    model.load_state_dict(s["model"])
+    model.eval()
+    oc = s["train_cfg"]["occupancy"]
+    occ = OccupancyGrid(int(oc["res"]), float(oc["decay"])).to(pick_device(device))
+    occ.load_state_dict(s["occ"])
+    return Renderer(model, occ, s["box"]["center_um"], s["box"]["half_um"], int(s["train_cfg"]["n_samples"]))
+
+
+def save_json(path, obj):
+    write_json_atomic(path, obj)

@@ -1,0 +1,124 @@
+# Expression rendering module (paper Sec. III-C, III-D eqs. 15-16, Appendix C): a person-specific
+# expression-conditioned NeRF per subject (config render.subjects).
+#
+# Outputs (the results/ contract, CONTRIBUTING.md):
+#   results/render/{subject}/prepared.npz       frames, cameras, alphas, head masks, background
+#   results/render/{subject}/masks.png          head masks + landmarks + background (check)
+#   results/render/{subject}/model.pt           trained field + occupancy grid (+ ckpt/last.pt: resume)
+#   results/render/{subject}/loss.csv|png       loss curves
+#   results/render/{subject}/test_render.mp4    held-out frames rendered from GT alphas and poses
+#   results/render/{subject}/test_gt.mp4        the same frames of the crop video (same size)
+#   results/render/{subject}/test_meta.json     subject, dataset, sample, frame range, fps
+#   results/render/{subject}/val_psnr.json      validation PSNR and background-only baseline
+#   results/render/{subject}/emotion_switch.mp4 emotion switch half way (eq. 9 + ramp), audio
+#   results/render/{subject}/novel_views.png    yaw strip
+RENDER = config["render"]
+RENDER_SUBJECTS = RENDER.get("subjects", {}) or {}
+
+
+def _render_subject(wildcards):
+    return RENDER_SUBJECTS[wildcards.subject]
+
+
+def _render_prepare_inputs(wildcards):
+    s = _render_subject(wildcards)
+    return {
+        "crop": f"{RESULTS}/{s['dataset']}/crop/{s['sample']}.mp4",
+        "expression": f"{RESULTS}/{s['dataset']}/expression/{s['sample']}.parquet",
+        "bfm": asset(config["expression"]["bfm"]),
+    }
+
+
+def _render_output_inputs(wildcards):
+    s = _render_subject(wildcards)
+    return {
+        "model": f"{RESULTS}/render/{wildcards.subject}/model.pt",
+        "prepared": f"{RESULTS}/render/{wildcards.subject}/prepared.npz",
+        "audio": f"{RESULTS}/{s['dataset']}/audio/{s['sample']}.wav",
+        "hyperplanes": s["hyperplanes"],
+    }
+
+
+rule render_prepare:
+    input:
+        unpack(_render_prepare_inputs),
+    output:
+        prepared=f"{RESULTS}/render/{{subject}}/prepared.npz",
+        preview=f"{RESULTS}/render/{{subject}}/masks.png",
+    log:
+        f"{LOGS}/render/prepare/{{subject}}.log",
+    benchmark:
+        f"{BENCH}/render/prepare/{{subject}}.tsv"
+    conda:
+        "../envs/render.yaml"
+    threads: 1
+    params:
+        render=RENDER,
+    script:
+        "../workflow/scripts/render_prepare.py"
+
+
+rule render_train:
+    input:
+        prepared=rules.render_prepare.output.prepared,
+        shape_ckpt=asset(config["expression"]["checkpoint"]),
+        param_stats=asset("3ddfa_v2/param_mean_std_62d_120x120.pkl"),
+    output:
+        model=f"{RESULTS}/render/{{subject}}/model.pt",
+        loss_csv=f"{RESULTS}/render/{{subject}}/loss.csv",
+        loss_png=f"{RESULTS}/render/{{subject}}/loss.png",
+        subject_json=f"{RESULTS}/render/{{subject}}/subject.json",
+    log:
+        f"{LOGS}/render/train/{{subject}}.log",
+    benchmark:
+        f"{BENCH}/render/train/{{subject}}.tsv"
+    conda:
+        "../envs/render.yaml"
+    threads: RENDER.get("threads", 2)
+    resources:
+        gpu=RENDER.get("gpus", 0),
+    params:
+        render=RENDER,
+        subject=lambda w: _render_subject(w),
+        ckpt=lambda w: f"{RESULTS}/render/{w.subject}/ckpt/last.pt",
+    script:
+        "../workflow/scripts/render_train.py"
+
+
+rule render_outputs:
+    input:
+        unpack(_render_output_inputs),
+    output:
+        test_render=f"{RESULTS}/render/{{subject}}/test_render.mp4",
+        test_gt=f"{RESULTS}/render/{{subject}}/test_gt.mp4",
+        test_meta=f"{RESULTS}/render/{{subject}}/test_meta.json",
+        val_psnr=f"{RESULTS}/render/{{subject}}/val_psnr.json",
+        emotion_switch=f"{RESULTS}/render/{{subject}}/emotion_switch.mp4",
+        novel_views=f"{RESULTS}/render/{{subject}}/novel_views.png",
+    log:
+        f"{LOGS}/render/outputs/{{subject}}.log",
+    benchmark:
+        f"{BENCH}/render/outputs/{{subject}}.tsv"
+    conda:
+        "../envs/render.yaml"
+    threads: RENDER.get("threads", 2)
+    resources:
+        gpu=RENDER.get("gpus", 0),
+    params:
+        render=RENDER,
+        subject=lambda w: _render_subject(w),
+    script:
+        "../workflow/scripts/render_outputs.py"
+
+
+TARGETS["render"] = [
+    f"{RESULTS}/render/{s}/{f}"
+    for s in RENDER_SUBJECTS
+    for f in (
+        "val_psnr.json",
+        "loss.png",
+        "emotion_switch.mp4",
+        "novel_views.png",
+        "masks.png",
+    )
+]
