@@ -93,15 +93,15 @@ def write_features(path: str | Path, feats: np.ndarray, meta: dict[str, Any], dt
     """Write one clip's features atomically (temp file + rename)."""
     table = features_table(feats, meta, dtype)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=max(1, table.num_rows))
+        # no dictionary pages: feature values rarely repeat, and dictionary fallback pages
+        # read ~2x slower (bench/bench_features.py)
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=False,
+                       row_group_size=max(1, table.num_rows))
 
 
-def read_meta(path: str | Path) -> dict[str, Any]:
-    """The ``emohead.*`` schema metadata of a feature file (values JSON-decoded where possible;
-    ``silence`` decoded to a float32 vector)."""
-    md = pq.read_schema(path).metadata or {}
+def _decode_meta(md: dict | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for k, v in md.items():
+    for k, v in (md or {}).items():
         k, v = k.decode(), v.decode()
         if not k.startswith(META_PREFIX):
             continue
@@ -116,19 +116,26 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The ``emohead.*`` schema metadata of a feature file (values JSON-decoded where possible;
+    ``silence`` decoded to a float32 vector)."""
+    return _decode_meta(pq.read_schema(path).metadata)
+
+
 def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(frames int32 (T,), feats float32 (T, D), meta)`` of one feature file."""
     path = Path(path)
     if not path.is_file():
         raise EmoheadInputError("feature file not found.", path=path,
                                 fix="run the features stage (snakemake ... features) for this sample.")
-    table = pq.read_table(path)
-    frames = table.column("frame").to_numpy().astype(np.int32)
-    col = table.column("feature").combine_chunks()
+    table = pq.read_table(path, use_threads=False)
+    frames = table.column("frame").to_numpy().astype(np.int32, copy=False)
+    col = table.column("feature")
     D = col.type.list_size
-    feats = col.values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, D)
-    meta = read_meta(path)
-    return frames, feats, meta
+    chunks = [c.values.to_numpy(zero_copy_only=False) for c in col.chunks]
+    flat = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    feats = flat.reshape(-1, D).astype(np.float32)
+    return frames, feats, _decode_meta(table.schema.metadata)
 
 
 def open_dataset(directory: str | Path):
