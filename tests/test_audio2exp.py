@@ -340,3 +340,96 @@ def test_predict_alpha_timeline_switches_hyperplane(trained):
         predict_alpha(path, clip.feats, emotion="contempt")  # no hyperplane for it
     with pytest.raises(Exception):
         predict_alpha(path, {k: v[:, :-1] for k, v in clip.feats.items()}, emotion="sad")  # wrong dims
+
+
+def _write_results(root, corpus, encoders):
+    """Write a synthetic corpus in the results/ layout through the upstream stages' writers."""
+    import json
+
+    import pandas as pd
+
+    from emohead_core.expression.schema import COLUMNS, write_expression
+    from emohead_core.features.cache import encode_vector, write_features
+
+    ds = root / "toy"
+    rows = []
+    for c in corpus.clips:
+        rows.append({"sample_id": c.sample_id, "dataset": "toy", "actor": c.actor, "emotion": c.emotion,
+                     "intensity": None, "sentence": c.sentence, "split": c.split,
+                     "video_path": "" if c.alpha is None else f"/x/{c.sample_id}.mp4",
+                     "audio_path": f"/x/{c.sample_id}.wav", "duration_s": c.T / 25})
+        for k, name in encoders.items():
+            write_features(ds / "features" / name / f"{c.sample_id}.parquet", c.feats[k],
+                           {"encoder": name, "role": k, "silence": encode_vector(corpus.silence[k] + 0.25)},
+                           dtype="float32")
+        if c.alpha is not None:
+            T = c.T
+            data = {n: np.zeros((T,) if w is None else (T, w), dtype=dt) for n, (_, w, dt) in COLUMNS.items()}
+            data["frame"] = np.arange(T)
+            data["exp"] = c.alpha
+            data["detected"] = np.ones(T, bool)
+            data["detected"][3] = False
+            write_expression(ds / "expression" / f"{c.sample_id}.parquet", data, {"fps": 25})
+    pd.DataFrame(rows).to_parquet(ds / "samples.parquet")
+    hp = {}
+    for c in corpus.clips:
+        hp[c.emotion] = {"w_z": c.w_z.tolist(), "b": 0.1}
+    for actor in {c.actor for c in corpus.clips if c.alpha is not None}:
+        p = ds / "hyperplanes" / actor / "hyperplanes.json"
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps({"hyperplanes": hp}))
+    return ds
+
+
+def test_pipeline_reads_results_layout_and_writes_eval(tmp_path):
+    import json
+
+    from emohead_core.audio2exp.data import load_corpus
+    from emohead_core.audio2exp.pipeline import evaluate_variant, train_variant
+
+    corpus = synthetic_corpus(frames=30, audio_only=("C",))
+    encoders = {"v": "aud", "e": "emo", "gamma": "txt"}
+    _write_results(tmp_path, corpus, encoders)
+    got = load_corpus(tmp_path, "toy", encoders)
+    assert [c.sample_id for c in got.clips] == sorted(c.sample_id for c in corpus.clips)
+    by_id = {c.sample_id: c for c in corpus.clips}
+    for c in got.clips:
+        ref = by_id[c.sample_id]
+        np.testing.assert_allclose(c.feats["v"], ref.feats["v"])
+        np.testing.assert_allclose(c.w_z, ref.w_z, atol=1e-6)  # audio-only C gets A's hyperplanes
+        if ref.alpha is None:
+            assert c.alpha is None
+        else:
+            np.testing.assert_allclose(c.alpha, ref.alpha)
+            assert not c.alpha_mask[3] and c.alpha_mask.sum() == c.T - 1  # undetected frame masked
+    np.testing.assert_allclose(got.silence["gamma"], corpus.silence["gamma"] + 0.25)
+    section = {"features": encoders, "model": {"d": 16, "d_h": 16, "n": 3, "ffn": [32, 16]},
+               "train": {"iterations": 20, "batch_size": 8, "ckpt_every": 10},
+               "variants": {"main": {}, "wo_alignment": {"architecture": "transformer", "transformer_heads": 2}}}
+    out = tmp_path / "toy" / "audio2exp" / "wo_alignment"
+    model = train_variant(tmp_path, "toy", section, "wo_alignment", out, progress=False)
+    ev = evaluate_variant(tmp_path, "toy", section, "wo_alignment", model, out / "eval.json")
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["model_config"]["architecture"] == "transformer" and saved["variant"] == "wo_alignment"
+    assert saved["rmse_constant_mean"] == pytest.approx(ev["rmse_constant_mean"])
+    assert saved["n_frames"] == sum(c.T - 1 for c in corpus.clips if c.split == "test" and c.alpha is not None)
+
+
+def test_variant_config_overrides():
+    from emohead_core.audio2exp.config import make_configs
+    from emohead_core.config import load_config
+    from emohead_core.errors import EmoheadInputError
+
+    sec = load_config()["audio2exp"]
+    dims = {"v": 768, "e": 768, "gamma": 4096}
+    m, t = make_configs(sec, "main", dims)
+    assert (m.d, m.d_h, m.n, t.rho, t.lr, t.iterations) == (512, 512, 5, 0.5, 5e-4, 20000)
+    assert make_configs(sec, "d256", dims)[0].d_h == 256
+    assert make_configs(sec, "n12", dims)[0].n == 12
+    assert make_configs(sec, "rho0.7", dims)[1].rho == 0.7
+    assert make_configs(sec, "wo_alignment", dims)[0].architecture == "transformer"
+    assert make_configs(sec, "wo_refinement", dims)[0].refinement is False
+    with pytest.raises(EmoheadInputError):
+        make_configs(sec, "nope", dims)
+    with pytest.raises(EmoheadInputError):
+        make_configs({**sec, "variants": {"bad": {"dd": 3}}}, "bad", dims)
