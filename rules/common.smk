@@ -6,12 +6,13 @@
 #   audio_samples(ds)      every sample id (all have a 16 kHz wav)
 #   actors(ds)             sorted actor ids (str)
 #   samples(ds, split=None, video=None)  sample ids filtered by split and/or having video
-#   sample_row(ds, sample) one row of the table (pandas Series)
+#   sample_row(ds, sample) one row of the table (read-only dict: column -> value)
 #   asset(name)            path of a resolved asset (rule fetch_asset), name = key of config/assets.yaml
 #   RESULTS, RESOURCES, LOGS, BENCH  directories
 import os
 import re
 from pathlib import Path
+from types import MappingProxyType
 
 from snakemake.utils import validate
 
@@ -56,12 +57,19 @@ def actors(ds):
     return sorted(SAMPLES[ds]["actor"].unique())
 
 
+# sample_id -> row, per dataset: input functions call sample_row once per job, and a
+# DataFrame filter per call made DAG building quadratic (30,000 MEAD clips: bench/bench_dag.py).
+_ROW_INDEX = {}
+
+
 def sample_row(ds, sample):
-    df = SAMPLES[ds]
-    hit = df[df["sample_id"] == sample]
-    if len(hit) != 1:
+    index = _ROW_INDEX.get(ds)
+    if index is None:
+        df = SAMPLES[ds]
+        index = _ROW_INDEX[ds] = dict(zip(df["sample_id"], df.to_dict("records")))
+    if sample not in index:
         raise ValueError(f"unknown sample {sample!r} of dataset {ds!r}")
-    return hit.iloc[0]
+    return MappingProxyType(index[sample])
 
 
 def asset(name):
