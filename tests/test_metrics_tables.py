@@ -148,7 +148,8 @@ def test_pair_catalogue(tmp_path):
     (bdir / "SadTalker" / "cremad" / "unknown.mp4").write_bytes(b"")
     cfg = {"baselines_dir": str(bdir), "reencode": {"datasets": ["cremad"]}, "groundtruth_datasets": ["cremad"],
            "pairs": [{"generated": "/x/gen.mp4", "ground_truth": "/x/gt.mp4", "method": "my method"}]}
-    df = PA.build_pairs(cfg, {"cremad": {"kind": "crema_d"}}, samples, "R", {"subj": "cremad"})
+    df = PA.build_pairs(cfg, {"cremad": {"kind": "crema_d"}}, samples, "R",
+                        {"subj": {"dataset": "cremad", "sample": "s2", "emotion": "happy"}})
     keys = set(zip(df["method"], df["group"], df["clip"]))
     assert ("ours", "render", "subj") in keys
     assert ("SadTalker", "cremad", "s2") in keys and ("SadTalker", "cremad", "unknown") not in keys
@@ -164,7 +165,9 @@ def test_pair_catalogue(tmp_path):
     meta = tmp_path / "meta.json"
     meta.write_text(json.dumps({"dataset": "cremad", "sample": "s2", "frame_start": 50, "fps": 25,
                                 "emotion": "happy"}))
-    row = {**df[df["method"] == "ours"].iloc[0].to_dict(), "meta": str(meta), "dataset": ""}
+    row = df[df["method"] == "ours"].iloc[0].to_dict()
+    assert row["dataset"] == "cremad" and row["emotion"] == "happy"
+    row = {**row, "meta": str(meta), "dataset": "", "emotion": ""}
     pair = PA.resolve_pair(row, str(tmp_path))
     assert pair.dataset == "cremad" and pair.emotion == "happy" and pair.audio_start_s == 2.0
     assert pair.audio.endswith("cremad/audio/s2.wav")

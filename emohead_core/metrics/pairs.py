@@ -58,11 +58,12 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
 
     # renderer outputs
     if mcfg.get("render", True) and render_subjects:
-        subj = render_subjects if isinstance(render_subjects, dict) else {s: "" for s in render_subjects}
-        for s, ds in subj.items():
+        subj = render_subjects if isinstance(render_subjects, dict) else {s: {} for s in render_subjects}
+        for s, spec in subj.items():
+            spec = spec if isinstance(spec, dict) else {"dataset": spec or ""}
             base = f"{results}/render/{s}"
-            add("ours", "render", s, ds or "", f"{base}/test_render.mp4", f"{base}/test_gt.mp4",
-                meta=f"{base}/test_meta.json")
+            add("ours", "render", s, spec.get("dataset") or "", f"{base}/test_render.mp4", f"{base}/test_gt.mp4",
+                emotion=spec.get("emotion") or "", meta=f"{base}/test_meta.json")
     # explicit pairs
     for i, p in enumerate(mcfg.get("pairs") or []):
         add(p.get("method", "pair"), p.get("dataset", "pairs"), p.get("clip", Path(p["generated"]).stem),

@@ -11,7 +11,7 @@ with log_to(snakemake.log[0]):
     pipeline.run_clip(
         dict(snakemake.params.row),
         dict(snakemake.params.metrics),
-        snakemake.params.results,
+        str(Path(snakemake.output.rows).parents[4]),  # {results}/metrics/clips/{method}/{group}/{clip}
         snakemake.output.rows,
         snakemake.output.fid,
         assets_dir=str(Path(assets[0]).parent) if assets else None,

@@ -1,5 +1,7 @@
 """Rule tables: Tables I, II, IV, VI (Markdown, LaTeX, CSV) from results/, with paper rows."""
 
+from pathlib import Path
+
 from emohead_core.logutil import log_to
 from emohead_core.metrics import pipeline
 
@@ -7,7 +9,7 @@ with log_to(snakemake.log[0]):
     inp = snakemake.input
     tables = pipeline.make_tables(
         list(inp.rows), list(inp.fid), dict(snakemake.params.tables), dict(snakemake.params.datasets),
-        snakemake.params.results, snakemake.params.out_dir,
+        str(Path(snakemake.output.summary).parent.parent), str(Path(snakemake.output.summary).parent),
         human_key=inp.human_key if hasattr(inp, "human_key") else None,
         filled_sheets=list(inp.filled), method_notes=dict(snakemake.params.method_notes),
     )

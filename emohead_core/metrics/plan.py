@@ -1,0 +1,132 @@
+"""Parse-time plan of the metrics rules (rules/metrics.smk): which clips, which inputs.
+
+Kept out of the .smk so the Snakefile only declares rules (snakemake --lint) and so the logic is
+importable and testable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .pairs import build_pairs
+
+FACE_ASSETS = [
+    "3ddfa_v2/mb05_120x120.pth",
+    "3ddfa_v2/param_mean_std_62d_120x120.pkl",
+    "3ddfa_v2/bfm_68_landmarks.npz",
+    "3ddfa_v2/FaceBoxesProd.pth",
+]
+TABLE_IDS = ["table_I", "table_II", "table_IV", "table_VI"]
+
+
+@dataclass(repr=False)
+class MetricsPlan:
+    config: dict
+    samples: dict  # dataset -> sample table
+    results: str
+    resources: str
+    asset: Callable[[str], str]
+    has_expression: bool = False  # the expression stage's rules are included
+    render_subjects: dict | list | None = None
+    a2e_datasets: Callable[[], list] | None = None
+    a2e_variants: Callable[[], list] | None = None
+    pairs: pd.DataFrame = field(init=False)
+
+    def __post_init__(self):
+        self.met = self.config.get("metrics") or {}
+        self.tab = self.config.get("tables") or {}
+        subj = self.met.get("render_subjects")
+        if subj is None:
+            subj = self.render_subjects
+        self.render_subjects = subj or {}
+        self.pairs = build_pairs(self.met, self.config["datasets"], self.samples, self.results,
+                                 self.render_subjects)
+
+    def __repr__(self) -> str:  # short: Snakemake prints input functions by name
+        return f"MetricsPlan({len(self.pairs)} clips)"
+
+    # ------------------------------------------------------------------ per clip
+    def pair_row(self, wildcards) -> dict:
+        df = self.pairs
+        hit = df[(df["method"] == wildcards.method) & (df["group"] == wildcards.group)
+                 & (df["clip"] == wildcards.clip)]
+        if len(hit) != 1:
+            raise ValueError(f"unknown metric clip {wildcards.method}/{wildcards.group}/{wildcards.clip}")
+        return hit.iloc[0].to_dict()
+
+    def er_train_samples(self, ds: str) -> list[str]:
+        df = self.samples[ds]
+        return list(df[(df["split"] == "train") & (df["video_path"] != "")]["sample_id"])
+
+    def er_train_labels(self, ds: str) -> list[str]:
+        df = self.samples[ds].set_index("sample_id")
+        return [str(df.loc[s, "emotion"]) for s in self.er_train_samples(ds)]
+
+    def er_baseline_possible(self, ds: str) -> bool:
+        if not (self.met.get("er") or {}).get("baseline", True) or ds not in self.samples:
+            return False
+        if not self.has_expression:
+            return False
+        labels = set(self.er_train_labels(ds))
+        return len(labels) >= 2 and "unknown" not in labels
+
+    def uses_3ddfa(self, row: dict) -> bool:
+        backends = (self.met.get("lmd") or {}).get("backends") or []
+        return "3ddfa" in backends or self.er_baseline_possible(row["dataset"])
+
+    def clip_inputs(self, wildcards) -> dict:
+        row = self.pair_row(wildcards)
+        inputs = {"generated": row["generated"], "ground_truth": row["ground_truth"]}
+        if row["audio"]:
+            inputs["audio"] = row["audio"]
+        if row["meta"]:
+            inputs["meta"] = row["meta"]
+        if self.uses_3ddfa(row):
+            inputs["face_assets"] = [self.asset(a) for a in FACE_ASSETS]
+            inputs["faceboxes"] = f"{self.resources}/onnx/faceboxes.onnx"
+        if self.er_baseline_possible(row["dataset"]):
+            inputs["er_baseline"] = f"{self.results}/metrics/er_baseline/{row['dataset']}.json"
+        return inputs
+
+    def clip_outputs(self, ext: str) -> list[str]:
+        return [f"{self.results}/metrics/clips/{r.method}/{r.group}/{r.clip}.{ext}" for r in self.pairs.itertuples()]
+
+    def er_inputs(self, wildcards) -> list[str]:
+        ds = wildcards.dataset
+        return [f"{self.results}/{ds}/expression/{s}.parquet" for s in self.er_train_samples(ds)]
+
+    # ------------------------------------------------------------------ tables
+    def filled_sheets(self) -> list[str]:
+        d = (self.met.get("human") or {}).get("filled_dir")
+        return sorted(str(p) for p in Path(d).glob("*.csv")) if d and Path(d).is_dir() else []
+
+    def table_inputs(self, wildcards=None) -> dict:
+        inputs = {"rows": self.clip_outputs("parquet"), "fid": self.clip_outputs("fid.npz"),
+                  "filled": self.filled_sheets()}
+        if inputs["filled"]:
+            inputs["human_key"] = f"{self.results}/metrics/human/key.csv"
+        if self.a2e_variants is not None and self.a2e_datasets is not None:
+            run = set(self.a2e_variants())
+            wanted = {r.get("variant") for r in self.tab.get("loss_ablations") or [] if r.get("variant")}
+            inputs["rmse"] = [f"{self.results}/{ds}/audio2exp/{v}/eval.json"
+                              for ds in self.a2e_datasets() for v in sorted(wanted & run)]
+        return inputs
+
+    def method_notes(self) -> dict:
+        notes = {}
+        if not self.render_subjects:
+            notes["ours"] = "n/a: no renderer test clips (set render.subjects)"
+        bdir = self.met.get("baselines_dir")
+        for m in self.tab.get("methods") or []:
+            if m not in ("ours", "groundtruth"):
+                notes[m] = f"n/a: no videos in {bdir}/{m}/<dataset>/" if bdir else "n/a: set metrics.baselines_dir"
+        if not self.met.get("groundtruth_datasets"):
+            notes["groundtruth"] = "n/a: set metrics.groundtruth_datasets"
+        return notes
+
+    def table_outputs(self) -> list[str]:
+        return [f"{self.results}/tables/{t}.{ext}" for t in TABLE_IDS for ext in ("md", "tex", "csv")]
