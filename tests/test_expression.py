@@ -268,3 +268,14 @@ def test_bfm_pickle_needs_pinned_hash(tmp_path):
     shutil.copyfile(__file__, bad)
     with pytest.raises(EmoheadInputError, match="sha256|pin"):
         T.load_bfm_keypoints(bad)
+
+
+def test_chunked_streaming_equals_one_chunk(face_model, clip_frames):
+    from emohead_core.expression import fit_frames
+
+    frames = clip_frames("FEA")[:20]
+    for k in (1, 4):
+        whole = fit_frames(face_model, list(frames), detect_every=k, chunk=64)
+        streamed = fit_frames(face_model, iter(frames), detect_every=k, chunk=7)
+        for key in ("exp", "landmarks", "roi_source", "roi_box"):
+            assert np.allclose(whole[key], streamed[key], atol=1e-5, equal_nan=True), (k, key)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -33,62 +34,86 @@ def _bbox_of(lm: np.ndarray) -> np.ndarray:
     return np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max(), np.nan], np.float32)
 
 
-def fit_frames(fm: FaceModel, frames: list[np.ndarray] | np.ndarray, detect_every: int = 1,
-               chunk: int = 64) -> dict[str, np.ndarray]:
-    """Fit every frame; returns the per-frame arrays of the schema (without frame/time)."""
-    n = len(frames)
-    k = max(1, int(detect_every))
-    params = np.full((n, T.N_PARAMS), np.nan, np.float32)
-    lms = np.full((n, 68, 3), np.nan, np.float32)
-    rois = np.full((n, 4), np.nan, np.float32)
-    boxes = np.full((n, 5), np.nan, np.float32)
-    source = np.zeros(n, np.int8)
+def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    buf: list[np.ndarray] = []
+    for f in frames:
+        buf.append(f)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
 
-    if k == 1:
-        for s in range(0, n, chunk):
-            idx, imgs, bxs = [], [], []
-            dets = fm.detect_batch([frames[t] for t in range(s, min(n, s + chunk))])
-            for t, b in zip(range(s, min(n, s + chunk)), dets):
-                if len(b):
-                    idx.append(t)
-                    imgs.append(frames[t])
-                    bxs.append(b[0])
+
+def fit_frames(fm: FaceModel, frames: Iterable[np.ndarray], detect_every: int = 1,
+               chunk: int = 32) -> dict[str, np.ndarray]:
+    """Fit every frame; returns the per-frame arrays of the schema (without frame/time).
+
+    ``frames`` may be any iterable (e.g. :func:`emohead_core.media.iter_frames`): frames are
+    consumed ``chunk`` at a time, so memory does not grow with the clip length."""
+    k = max(1, int(detect_every))
+    P, LM, R, B, S = [], [], [], [], []
+    prev = None  # landmarks of the last fitted frame (k = 1: only if it is the previous frame)
+    t0 = 0
+    for imgs in _chunks(frames, chunk):
+        n = len(imgs)
+        params = np.full((n, T.N_PARAMS), np.nan, np.float32)
+        lms = np.full((n, 68, 3), np.nan, np.float32)
+        rois = np.full((n, 4), np.nan, np.float32)
+        boxes = np.full((n, 5), np.nan, np.float32)
+        source = np.zeros(n, np.int8)
+        if k == 1:
+            dets = fm.detect_batch(imgs)
+            idx = [j for j, b in enumerate(dets) if len(b)]
             if idx:
-                p, lm, r = fm.fit_boxes(imgs, np.stack(bxs))
-                params[idx], lms[idx], rois[idx], boxes[idx] = p, lm, r, np.stack(bxs)
+                bxs = np.stack([dets[j][0] for j in idx])
+                p, lm, r = fm.fit_boxes([imgs[j] for j in idx], bxs)
+                params[idx], lms[idx], rois[idx], boxes[idx] = p, lm, r, bxs
                 source[idx] = ROI_DETECTED
-        # frames without a detection: track from the previous fitted frame, as for k > 1
-        for t in np.flatnonzero(source == 0):
-            if t > 0 and source[t - 1] != ROI_INTERPOLATED:
-                p, lm, r = fm.fit_landmarks([frames[t]], lms[t - 1][None])
-                params[t], lms[t], rois[t], boxes[t] = p[0], lm[0], r[0], _bbox_of(lms[t - 1])
-                source[t] = ROI_TRACKED
-    else:
-        prev = None
-        for t in range(n):
-            fitted = False
-            if prev is not None and t % k != 0:
-                roi = T.roi_box_from_landmarks(prev)
-                if (roi[2] - roi[0]) * (roi[3] - roi[1]) >= MIN_TRACK_AREA:
-                    p, lm, r = fm.fit_landmarks([frames[t]], prev[None])
-                    boxes[t] = _bbox_of(prev)
-                    source[t] = ROI_TRACKED
-                    fitted = True
-            if not fitted:
-                b = fm.detect(frames[t])
-                if len(b):
-                    p, lm, r = fm.fit_boxes([frames[t]], b[:1])
-                    boxes[t] = b[0]
-                    source[t] = ROI_DETECTED
-                    fitted = True
-                elif prev is not None:
-                    p, lm, r = fm.fit_landmarks([frames[t]], prev[None])
-                    boxes[t] = _bbox_of(prev)
-                    source[t] = ROI_TRACKED
-                    fitted = True
-            if fitted:
-                params[t], lms[t], rois[t] = p[0], lm[0], r[0]
-                prev = lms[t]
+            # frames without a detection: track from the previous frame if it was fitted
+            for j in range(n):
+                before = lms[j - 1] if j > 0 else prev
+                if source[j] == ROI_INTERPOLATED and before is not None and np.isfinite(before).all():
+                    p, lm, r = fm.fit_landmarks([imgs[j]], before[None])
+                    params[j], lms[j], rois[j], boxes[j] = p[0], lm[0], r[0], _bbox_of(before)
+                    source[j] = ROI_TRACKED
+            prev = lms[-1] if source[-1] != ROI_INTERPOLATED else None
+        else:
+            for j in range(n):
+                t = t0 + j
+                fitted = False
+                if prev is not None and t % k != 0:
+                    roi = T.roi_box_from_landmarks(prev)
+                    if (roi[2] - roi[0]) * (roi[3] - roi[1]) >= MIN_TRACK_AREA:
+                        p, lm, r = fm.fit_landmarks([imgs[j]], prev[None])
+                        boxes[j] = _bbox_of(prev)
+                        source[j] = ROI_TRACKED
+                        fitted = True
+                if not fitted:
+                    b = fm.detect(imgs[j])
+                    if len(b):
+                        p, lm, r = fm.fit_boxes([imgs[j]], b[:1])
+                        boxes[j] = b[0]
+                        source[j] = ROI_DETECTED
+                        fitted = True
+                    elif prev is not None:
+                        p, lm, r = fm.fit_landmarks([imgs[j]], prev[None])
+                        boxes[j] = _bbox_of(prev)
+                        source[j] = ROI_TRACKED
+                        fitted = True
+                if fitted:
+                    params[j], lms[j], rois[j] = p[0], lm[0], r[0]
+                    prev = lms[j]
+        P.append(params)
+        LM.append(lms)
+        R.append(rois)
+        B.append(boxes)
+        S.append(source)
+        t0 += n
+    if t0 == 0:
+        raise EmoheadInputError("no frames to fit.")
+    params, lms, rois, boxes, source = (np.concatenate(a) for a in (P, LM, R, B, S))
+    n = t0
 
     valid = source != ROI_INTERPOLATED
     if not valid.any():
@@ -129,16 +154,13 @@ def extract_clip(video_path: str | os.PathLike, fm: FaceModel, out_path: str | o
     schema Parquet to ``out_path`` when given. Returns the arrays (reader layout + 'params')."""
     video_path = Path(video_path)
     info = media.probe(video_path)
-    frames = media.read_frames(video_path, fps=fps) if fps else media.read_frames(video_path)
-    if len(frames) == 0:
-        raise EmoheadInputError("video has no frames.", path=video_path, fix="re-run preprocessing for this sample.")
     rate = float(fps or info.fps or 25.0)
     try:
-        data = fit_frames(fm, frames, detect_every=detect_every)
+        data = fit_frames(fm, media.iter_frames(video_path, fps=fps), detect_every=detect_every)
     except EmoheadInputError as e:
         raise EmoheadInputError(str(e), path=video_path,
                                 fix="check the crop video shows a face (preprocessing crop box).") from e
-    n = len(frames)
+    n = len(data["exp"])
     data["frame"] = np.arange(n, dtype=np.int32)
     data["time_s"] = np.arange(n, dtype=np.float64) / rate
     if out_path is not None:
