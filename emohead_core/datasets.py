@@ -123,18 +123,26 @@ def list_root(
     resources_dir: str | os.PathLike = "resources",
     manifest: dict[str, ehassets.Asset] | None = None,
     include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
 ) -> tuple[list[Entry], str]:
     """All media files under ``root`` (a directory or ``asset:<prefix>``).
 
     Returns the entries and a human-readable description of the root for error messages.
-    ``include`` keeps only files whose name (or root-relative path) is listed.
+    ``include`` keeps only files whose name, root-relative path or stem is listed; ``exclude``
+    drops those (e.g. known-broken clips of a public dataset).
     """
     include = set(include or [])
+    exclude = set(exclude or [])
+
+    def listed(rel: PurePosixPath, names: set) -> bool:
+        return rel.name in names or str(rel) in names or rel.stem in names
 
     def keep(rel: PurePosixPath) -> bool:
         if rel.suffix.lower() not in VIDEO_EXTS | AUDIO_EXTS:
             return False
-        return not include or rel.name in include or str(rel) in include
+        if exclude and listed(rel, exclude):
+            return False
+        return not include or listed(rel, include)
 
     if root.startswith("asset:"):
         prefix = root[len("asset:") :].strip("/")
@@ -201,13 +209,20 @@ class DurationCache:
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             return float(hit[2])
         if st.st_size == 0:
-            raise EmoheadInputError("empty file (0 bytes).", path=p, fix="re-download or remove the file.")
-        info = media.probe(p)
+            raise EmoheadInputError("empty file (0 bytes).", path=p, fix="re-download it, or list it in datasets.<name>.exclude.")
+        try:
+            info = media.probe(p)
+        except EmoheadInputError as e:
+            raise EmoheadInputError(
+                "not a readable audio/video file (ffmpeg cannot parse it).",
+                path=p,
+                fix="re-download or re-encode it, or list it in datasets.<name>.exclude.",
+            ) from e
         if not info.has_video and not info.has_audio:
-            raise EmoheadInputError("no audio or video stream.", path=p, fix="re-download or remove the file.")
+            raise EmoheadInputError("no audio or video stream.", path=p, fix="re-download it, or list it in datasets.<name>.exclude.")
         if not info.duration_s or info.duration_s <= 0:
             raise EmoheadInputError(
-                "unreadable media: no duration.", path=p, fix="re-encode or remove the file."
+                "unreadable media: no duration.", path=p, fix="re-encode it, or list it in datasets.<name>.exclude."
             )
         self.data[key] = [st.st_size, st.st_mtime_ns, info.duration_s]
         self.dirty = True
@@ -255,26 +270,26 @@ def parse_crema_d(entries: list[Entry], root_desc: str) -> list[dict]:
                 "file name does not follow CREMA-D naming {actor}_{sentence}_{EMO}_{LEVEL}.{ext} "
                 "(e.g. 1001_DFA_ANG_XX.flv).",
                 path=e.local,
-                fix="rename or remove the file.",
+                fix="rename the file, or list it in datasets.<name>.exclude.",
             )
         if m["emo"] not in CREMA_EMOTIONS:
             raise EmoheadInputError(
                 f"unknown CREMA-D emotion code {m['emo']!r}; expected one of {sorted(CREMA_EMOTIONS)}.",
                 path=e.local,
-                fix="rename or remove the file.",
+                fix="rename the file, or list it in datasets.<name>.exclude.",
             )
         if m["level"] not in CREMA_LEVELS:
             raise EmoheadInputError(
                 f"unknown CREMA-D intensity code {m['level']!r}; expected one of {list(CREMA_LEVELS)}.",
                 path=e.local,
-                fix="rename or remove the file.",
+                fix="rename the file, or list it in datasets.<name>.exclude.",
             )
         bucket = videos if ext in VIDEO_EXTS else audios
         if stem in bucket:
             raise EmoheadInputError(
                 f"duplicate sample id {stem!r}: also {bucket[stem].local}.",
                 path=e.local,
-                fix="keep one file per sample id and media type.",
+                fix="keep one file per sample id and media type (datasets.<name>.exclude drops one).",
             )
         bucket[stem] = e
     rows = []
@@ -480,6 +495,7 @@ def build_table(
         resources_dir=resources_dir,
         manifest=manifest,
         include=spec.get("include"),
+        exclude=spec.get("exclude"),
     )
     if not entries:
         raise EmoheadInputError(

@@ -242,3 +242,12 @@ def test_table_roundtrip_and_duration_cache(mirror, tmp_path):
     os.utime(root / "1002_DFA_ANG_XX.mp3", ns=(1, 1))
     d = ds.build_table("c", spec, cache_path=cache).set_index("sample_id").at["1002_DFA_ANG_XX", "duration_s"]
     assert abs(d - 2.61) < 0.06
+
+
+def test_exclude_drops_broken_files(mirror, tmp_path):
+    _link(mirror / "data/crema-d/1001_DFA_ANG_XX.flv", tmp_path / "1001_DFA_ANG_XX.flv")
+    (tmp_path / "1001_DFA_SAD_XX.flv").write_bytes(b"broken")
+    with pytest.raises(EmoheadInputError, match=r"1001_DFA_SAD_XX.flv: not a readable.*datasets.<name>.exclude"):
+        ds.build_table("c", {"kind": "crema_d", "root": str(tmp_path)})
+    df = ds.build_table("c", {"kind": "crema_d", "root": str(tmp_path), "exclude": ["1001_DFA_SAD_XX"]})
+    assert list(df["sample_id"]) == ["1001_DFA_ANG_XX"]
