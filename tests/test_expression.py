@@ -279,3 +279,28 @@ def test_chunked_streaming_equals_one_chunk(face_model, clip_frames):
         streamed = fit_frames(face_model, iter(frames), detect_every=k, chunk=7)
         for key in ("exp", "landmarks", "roi_source", "roi_box"):
             assert np.allclose(whole[key], streamed[key], atol=1e-5, equal_nan=True), (k, key)
+
+
+def test_full_bfm_pickle_keypoint_rows(tddfa_dir, tmp_path):
+    """Upstream's bfm_noneck_v3.pkl layout (u, w_shp, w_exp over 3N rows, keypoints = row
+    indices x, y, z per keypoint) gives the same keypoint rows as the npz slice."""
+    from emohead_core.io import sha256_file
+
+    ref = T.load_bfm_keypoints(tddfa_dir / "bfm_68_landmarks.npz")
+    rng = np.random.default_rng(0)
+    n_vert = 500
+    kv = rng.choice(n_vert, 68, replace=False)
+    keypoints = np.stack([3 * kv, 3 * kv + 1, 3 * kv + 2], 1).reshape(-1)
+    u = rng.normal(size=(3 * n_vert, 1)).astype(np.float32)
+    w_shp = rng.normal(size=(3 * n_vert, 199)).astype(np.float32)
+    w_exp = rng.normal(size=(3 * n_vert, 29)).astype(np.float32)
+    u[keypoints, 0] = ref.u_base
+    w_shp[keypoints, :40] = ref.w_shp_base
+    w_exp[keypoints, :10] = ref.w_exp_base
+    pkl = tmp_path / "bfm_noneck_v3.pkl"
+    pkl.write_bytes(pickle.dumps({"u": u, "w_shp": w_shp, "w_exp": w_exp, "keypoints": keypoints}))
+    full = T.load_bfm_keypoints(pkl, expected_sha256=sha256_file(pkl))
+    assert np.array_equal(full.u_base, ref.u_base)
+    assert np.array_equal(full.w_shp_base, ref.w_shp_base) and np.array_equal(full.w_exp_base, ref.w_exp_base)
+    with pytest.raises(EmoheadInputError, match="sha256 mismatch"):
+        T.load_bfm_keypoints(pkl, expected_sha256="0" * 64)

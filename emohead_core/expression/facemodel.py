@@ -75,7 +75,7 @@ class FaceModel:
     """Detector + 3DDFA_V2 regressor loaded from an assets directory.
 
     assets_dir holds ``mb05_120x120.pth`` (or ``checkpoint``), ``param_mean_std_62d_120x120.pkl``,
-    ``bfm_68_landmarks.npz`` (or ``bfm_noneck_v3.pkl``, used when present) and
+    ``bfm_68_landmarks.npz`` (``bfm=`` may name upstream's ``bfm_noneck_v3.pkl`` instead) and
     ``FaceBoxesProd.pth``. ONNX files (``3ddfa_mb05.onnx``, ``faceboxes.onnx``) are looked up in
     ``onnx_dir`` (default: ``assets_dir``) and exported there once when missing.
     ``backend="torch"`` runs the PyTorch module instead of onnxruntime. ``detector`` may be any
@@ -92,8 +92,7 @@ class FaceModel:
         self.checkpoint_path = self.assets_dir / checkpoint
         self.widen_factor = float(widen_factor) if widen_factor is not None else widen_from_name(checkpoint)
         self.stats = T.load_param_stats(self.assets_dir / PARAM_STATS_FILE)
-        bfm_path = Path(bfm) if bfm else (self.assets_dir / BFM_FULL_FILE if (self.assets_dir / BFM_FULL_FILE).is_file()
-                                          else self.assets_dir / BFM68_FILE)
+        bfm_path = Path(bfm) if bfm else self.assets_dir / BFM68_FILE
         self.bfm = T.load_bfm_keypoints(bfm_path)
         self.backend = backend
         self.detect_threshold = float(detect_threshold)
