@@ -175,17 +175,42 @@ class Trainer:
         self.masks = torch.as_tensor(data["head_mask"])
         self.H, self.W = self.frames.shape[1:3]
         self._pix_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._mark_trainable_cells()
+
+    def _mark_trainable_cells(self, max_frames: int = 64) -> None:
+        """Occupancy cells whose projection never falls in a training frame's sampling region
+        can never be supervised: keep them empty."""
+        tr = self.data["train_idx"]
+        sel = tr[np.linspace(0, len(tr) - 1, min(len(tr), max_frames)).round().astype(int)]
+        X = self.occ.cell_centers().cpu().double().numpy() * self.box["half_um"] + np.asarray(self.box["center_um"])
+        seen = np.zeros(len(X), bool)
+        for i in sel:
+            P = self.data["poses"][i]
+            uv = X @ P[:2, :3].T + P[:2, 3]
+            region = self._region(int(i)).numpy()
+            u = np.round(uv[:, 0]).astype(int)
+            v = np.round(uv[:, 1]).astype(int)
+            ok = (u >= 0) & (u < self.W) & (v >= 0) & (v < self.H)
+            seen[ok] |= region[v[ok], u[ok]]
+        r = self.occ.res
+        self.occ.trainable.copy_(torch.as_tensor(seen.reshape(r, r, r), device=self.device))
+        self.occ.occupied.copy_(self.occ.trainable)  # before the first density update
 
     # ------------------------------------------------------------------ rays
+    def _region(self, i: int) -> torch.Tensor:
+        """Sampling region of frame i: the head mask's bounding box grown by 15 %."""
+        m = self.masks[i]
+        ys, xs = m.nonzero(as_tuple=True)
+        pad = int(0.15 * max(int(ys.max() - ys.min()), int(xs.max() - xs.min()))) + 1
+        box = torch.zeros_like(m)
+        box[max(int(ys.min()) - pad, 0):int(ys.max()) + pad + 1, max(int(xs.min()) - pad, 0):int(xs.max()) + pad + 1] = True
+        return box
+
     def _pixels(self, i: int):
         if i not in self._pix_cache:
             m = self.masks[i]
             inside = m.reshape(-1).nonzero(as_tuple=True)[0]
-            ys, xs = m.nonzero(as_tuple=True)
-            pad = int(0.15 * max(int(ys.max() - ys.min()), int(xs.max() - xs.min())))
-            box = torch.zeros_like(m)
-            box[max(int(ys.min()) - pad, 0):int(ys.max()) + pad + 1, max(int(xs.min()) - pad, 0):int(xs.max()) + pad + 1] = True
-            outside = (box & ~m).reshape(-1).nonzero(as_tuple=True)[0]
+            outside = (self._region(i) & ~m).reshape(-1).nonzero(as_tuple=True)[0]
             self._pix_cache[i] = (inside, outside)
         return self._pix_cache[i]
 
@@ -234,8 +259,7 @@ class Trainer:
                 cur = self._cell_density(torch.as_tensor(self.data["alpha"][j], device=self.device))
                 new = cur if new is None else torch.maximum(new, cur)
             self.occ.density.copy_(torch.maximum(self.occ.density * self.occ.decay, new.reshape(r, r, r)))
-            thr = min(float(self.occ.density.mean()), self.occ.threshold)
-            self.occ.occupied.copy_(self.occ.density > thr)
+            self.occ.refresh()
 
     @torch.no_grad()
     def _cell_density(self, a: torch.Tensor) -> torch.Tensor:
@@ -266,8 +290,9 @@ class Trainer:
                 loss = loss + float(self.cfg["lambda_shape"]) * ref["shape"]
                 row["shape"] = float(ref["shape"])
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        if loss.requires_grad:  # (no sample fell in an occupied cell: nothing to update)
+            loss.backward()
+            self.opt.step()
         self.sched.step()
         self.step += 1
         row.update(loss=float(loss.detach()), lr=self.opt.param_groups[0]["lr"], occupied=self.occ.fraction(),

@@ -37,6 +37,8 @@ class OccupancyGrid(nn.Module):
         self.threshold = threshold
         self.register_buffer("density", torch.zeros(res, res, res))
         self.register_buffer("occupied", torch.ones(res, res, res, dtype=torch.bool))
+        # cells no training ray can reach stay empty (instant-ngp's "untrained" cells)
+        self.register_buffer("trainable", torch.ones(res, res, res, dtype=torch.bool))
 
     def cell_index(self, x: torch.Tensor) -> torch.Tensor:
         i = ((x + 1.0) * 0.5 * self.res).long().clamp_(0, self.res - 1)
@@ -59,8 +61,17 @@ class OccupancyGrid(nn.Module):
             sig = torch.cat([density_fn(chunk) for chunk in x.split(65536)])
             new = torch.maximum(new, sig)
         self.density.copy_(torch.maximum(self.density * self.decay, new.reshape(r, r, r)))
-        thr = min(float(self.density.mean()), self.threshold)
-        self.occupied.copy_(self.density > thr)
+        self.refresh()
+
+    def refresh(self) -> None:
+        thr = min(float(self.density[self.trainable].mean()) if self.trainable.any() else 0.0, self.threshold)
+        self.occupied.copy_((self.density > thr) & self.trainable)
+
+    def cell_centers(self) -> torch.Tensor:
+        r = self.res
+        idx = torch.arange(r, device=self.density.device, dtype=torch.float32)
+        g = torch.stack(torch.meshgrid(idx, idx, idx, indexing="ij"), dim=-1).reshape(-1, 3)
+        return (g + 0.5) / r * 2.0 - 1.0
 
     def fraction(self) -> float:
         return float(self.occupied.float().mean())

@@ -1,0 +1,317 @@
+"""Render stage: volume rendering vs direct integration, camera ray geometry, occupancy skipping,
+a tiny training run, exact resume, CLIP and 3DDFA refinement losses through production loaders."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from emohead_core.render.camera import (DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF, HeadCamera, fit_affine_pose,
+                                        ray_box, rotate_pose, scale_pose, yaw_matrix)
+from emohead_core.render.volume import OccupancyGrid, composite, render_rays
+
+S = 32  # synthetic image size
+
+
+def _rot(rng):
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _pose(rng=None, size=S):
+    """Scaled orthographic pose like 3DDFA's after its ROI mapping (y flipped)."""
+    s = size / (2 * DEFAULT_BOX_HALF) * 0.9
+    R = np.eye(3) if rng is None else _rot(rng)
+    M = s * np.diag([1.0, -1.0, 1.0]) @ R
+    c = np.asarray(DEFAULT_BOX_CENTER)
+    t = np.array([size / 2 - 0.5, size / 2 - 0.5, 7.0]) - M @ c
+    return np.concatenate([M, t[:, None]], axis=1)
+
+
+# ----------------------------------------------------------------------------- volume rendering
+
+
+def test_composite_matches_direct_integration_of_eqs_11_12():
+    """Piecewise-constant sigma/colour along a ray: the quadrature equals eq. (11) with T(t) of
+    eq. (12) integrated numerically on a fine grid."""
+    g = torch.Generator().manual_seed(0)
+    R, N = 3, 7
+    sigma = torch.rand(R, N, generator=g) * 4
+    rgb = torch.rand(R, N, 3, generator=g)
+    deltas = torch.rand(R, N, generator=g) * 0.3 + 0.05
+    ours, acc, w = composite(sigma, rgb, deltas)
+    K = 1500  # sub-steps per interval (midpoint rule)
+    for r in range(R):
+        C = np.zeros(3)
+        opt_depth = 0.0  # integral of sigma from t_n to t
+        for i in range(N):
+            ds = float(deltas[r, i]) / K
+            for _ in range(K):
+                s_mid = opt_depth + float(sigma[r, i]) * ds / 2
+                C += float(sigma[r, i]) * rgb[r, i].numpy() * math.exp(-s_mid) * ds  # eq. (11)
+                opt_depth += float(sigma[r, i]) * ds  # eq. (12)
+        np.testing.assert_allclose(ours[r].numpy(), C, rtol=1e-4, atol=1e-6)
+        assert float(acc[r]) == pytest.approx(1 - math.exp(-opt_depth), rel=1e-5)
+
+
+def test_composite_constant_medium_closed_form():
+    sigma = torch.full((1, 50), 2.0)
+    rgb = torch.tensor([0.2, 0.4, 0.6]).expand(1, 50, 3)
+    deltas = torch.full((1, 50), 0.01)
+    c, acc, _ = composite(sigma, rgb, deltas)
+    assert float(acc[0]) == pytest.approx(1 - math.exp(-1.0), rel=1e-6)
+    np.testing.assert_allclose(c[0].numpy(), np.array([0.2, 0.4, 0.6]) * (1 - math.exp(-1.0)), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- cameras
+
+
+def test_rays_pass_through_projected_points_and_are_parallel():
+    rng = np.random.default_rng(1)
+    P = _pose(rng)
+    cam = HeadCamera(P)
+    X = np.asarray(DEFAULT_BOX_CENTER) + rng.normal(size=(20, 3)) * 50000
+    p = X @ P[:, :3].T + P[:, 3]
+    o, d = cam.rays(torch.as_tensor(p[:, :2], dtype=torch.float32))
+    xn = (X - np.asarray(DEFAULT_BOX_CENTER)) / DEFAULT_BOX_HALF
+    o, d = o.double().numpy(), d.double().numpy()
+    # distance of each normalised point to its pixel's ray
+    v = xn - o
+    dist = np.linalg.norm(v - (v * d).sum(1, keepdims=True) * d, axis=1)
+    assert dist.max() < 1e-5
+    # parallel rays, pointing away from the viewer (-z of image space)
+    assert np.allclose(d, d[0], atol=1e-6)
+    away = np.linalg.inv(P[:, :3]) @ np.array([0, 0, -1.0])
+    assert np.allclose(d[0], away / np.linalg.norm(away), atol=1e-6)
+    # points further along the ray are further from the viewer (smaller image z)
+    X2 = (o[0] + 0.5 * d[0]) * DEFAULT_BOX_HALF + np.asarray(DEFAULT_BOX_CENTER)
+    X1 = (o[0] + 0.1 * d[0]) * DEFAULT_BOX_HALF + np.asarray(DEFAULT_BOX_CENTER)
+    assert (P[2, :3] @ X2) < (P[2, :3] @ X1)
+
+
+def test_frontal_camera_looks_at_the_face():
+    d = HeadCamera(_pose()).direction.numpy()
+    assert d[2] < -0.99  # canonical -z: from the nose tip towards the back of the head
+
+
+def test_novel_view_rotation_and_affine_fit():
+    rng = np.random.default_rng(2)
+    P = _pose(rng)
+    X = np.asarray(DEFAULT_BOX_CENTER) + rng.normal(size=(30, 3)) * 40000
+    c = np.asarray(DEFAULT_BOX_CENTER)
+    Pr = rotate_pose(P, 20.0)
+    Rot = yaw_matrix(20.0)
+    lhs = X @ Pr[:, :3].T + Pr[:, 3]
+    rhs = ((X - c) @ Rot.T + c) @ P[:, :3].T + P[:, 3]
+    np.testing.assert_allclose(lhs, rhs, atol=1e-8)
+    np.testing.assert_allclose(rotate_pose(P, 0.0), P, atol=1e-12)
+    Pf, res = fit_affine_pose(X, X @ P[:, :3].T + P[:, 3])
+    assert res < 1e-6 and np.allclose(Pf, P, atol=1e-6)
+    # resizing: pixel centre (u + 0.5) k - 0.5
+    Pk = scale_pose(P, 2.0)
+    u1 = (X[0] @ P[:, :3].T + P[:, 3])[:2]
+    u2 = (X[0] @ Pk[:, :3].T + Pk[:, 3])[:2]
+    np.testing.assert_allclose(u2, (u1 + 0.5) * 2 - 0.5, atol=1e-9)
+
+
+def test_ray_box_bounds():
+    o = torch.tensor([[0.2, -0.3, 5.0], [3.0, 3.0, 5.0]])
+    d = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]])
+    near, far, hit = ray_box(o, d)
+    assert hit.tolist() == [True, False]
+    assert float(near[0]) == pytest.approx(4.0) and float(far[0]) == pytest.approx(6.0)
+
+
+# ----------------------------------------------------------------------------- occupancy
+
+
+class _Ball(torch.nn.Module):
+    """Analytic field: a coloured ball of radius 0.4 (density 20), empty elsewhere."""
+
+    def forward(self, x, d, a):
+        inside = (x.norm(dim=-1) < 0.4).float()
+        return 20 * inside, torch.sigmoid(x * 3 + a[:, :3])
+
+    def density(self, x, a):
+        return 20 * (x.norm(dim=-1) < 0.4).float()
+
+
+def test_occupancy_skips_empty_space_without_changing_the_image():
+    model = _Ball()
+    g = torch.Generator().manual_seed(0)
+    o = torch.rand(256, 3, generator=g) * 2 - 1
+    o[:, 2] = 1.5
+    d = torch.zeros_like(o)
+    d[:, 2] = -1
+    a = torch.zeros(10)
+    full = render_rays(model, o, d, a, n_samples=64)
+    occ = OccupancyGrid(res=16, decay=0.0, threshold=1.0)
+    occ.update(lambda x: model.density(x, a), generator=g)
+    # a conservative grid: cells the ball touches are occupied (corner test)
+    occ.occupied.fill_(False)
+    r = occ.res
+    idx = torch.arange(r).float()
+    gx, gy, gz = torch.meshgrid(idx, idx, idx, indexing="ij")
+    lo = torch.stack([gx, gy, gz], -1) / r * 2 - 1
+    hi = lo + 2 / r
+    nearest = torch.clamp(torch.zeros(3), lo, hi)
+    occ.occupied.copy_(nearest.norm(dim=-1) < 0.4)
+    skip = render_rays(model, o, d, a, n_samples=64, occupancy=occ)
+    assert skip["n_eval"] < 0.5 * full["n_eval"]
+    torch.testing.assert_close(skip["rgb"], full["rgb"])
+    empty = OccupancyGrid(res=8)
+    empty.occupied.fill_(False)
+    bg = torch.rand(256, 3, generator=g)
+    out = render_rays(model, o, d, a, n_samples=16, occupancy=empty, bg=bg)
+    assert out["n_eval"] == 0 and torch.equal(out["rgb"], bg)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def synthetic_subject(T=12, size=S, seed=0):
+    """A ball-shaped 'head' whose colour follows alpha[0], over a textured background."""
+    rng = np.random.default_rng(seed)
+    P = _pose(None, size)
+    alpha = rng.normal(size=(T, 10)).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    bg = np.stack([0.2 + 0.3 * xx / size, 0.6 * np.ones_like(xx), 0.3 + 0.4 * yy / size], -1)
+    c = np.array([size / 2 - 0.5, size / 2 - 0.5])
+    rad = 70000 * abs(P[0, 0])
+    disk = (xx - c[0]) ** 2 + (yy - c[1]) ** 2 < rad**2
+    frames = np.empty((T, size, size, 3), np.uint8)
+    for t in range(T):
+        col = np.array([0.5 + 0.35 * np.tanh(alpha[t, 0]), 0.3, 0.55 - 0.2 * np.tanh(alpha[t, 0])])
+        shade = 1 - 0.3 * ((xx - c[0]) ** 2 + (yy - c[1]) ** 2) / rad**2
+        img = np.where(disk[..., None], col * shade[..., None], bg)
+        frames[t] = (img * 255).round().astype(np.uint8)
+    ang = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    lm = np.stack([c[0] + 0.9 * rad * np.cos(ang), c[1] + 0.9 * rad * np.sin(ang), np.zeros(68)], -1)
+    return dict(frames=frames, bg=(bg * 255).round().astype(np.uint8), head_mask=np.repeat(disk[None], T, 0),
+                poses=np.repeat(P[None], T, 0), alpha=alpha, shape=rng.normal(size=(T, 40)).astype(np.float32),
+                landmarks=np.repeat(lm[None], T, 0).astype(np.float32), train_idx=np.arange(T - 2),
+                val_idx=np.arange(T - 2, T), fps=np.float64(25), crop_size=np.int64(size),
+                resolution=np.int64(size))
+
+
+TINY_MODEL = dict(grid=dict(n_levels=4, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4,
+                            finest_resolution=32), hidden=16, sigma_layers=1, color_hidden=16, color_layers=1)
+
+
+def _tiny_train(**kw):
+    cfg = dict(iters=60, rays=128, n_samples=12, lr_grid=3e-2, lr_mlp=1e-2, log_every=10, ckpt_every=1000,
+               occupancy=dict(res=8, warmup=10, update_every=10, n_cond=1))
+    cfg.update(kw)
+    return cfg
+
+
+def test_tiny_training_lowers_loss_and_beats_background():
+    from emohead_core.render.train import Trainer
+
+    torch.set_num_threads(1)
+    tr = Trainer(synthetic_subject(), TINY_MODEL, _tiny_train(iters=120), device="cpu")
+    v0 = tr.validate()
+    hist = tr.fit(progress=False)
+    first = np.mean([r["photo"] for r in hist[:10]])
+    last = np.mean([r["photo"] for r in hist[-10:]])
+    assert last < 0.5 * first
+    v = tr.validate()
+    assert v["val_psnr_head"] > v["baseline_psnr_head"] + 3
+    assert v["val_psnr_head"] > v0["val_psnr_head"] + 3
+    assert 0 < tr.occ.fraction() < 1  # empty space (never-seen cells at least) is skipped
+    assert not tr.occ.trainable[0, 0, 0] and tr.occ.trainable[4, 4, 4]
+
+
+def test_resume_is_exact(tmp_path):
+    from emohead_core.render.train import Trainer
+
+    torch.set_num_threads(1)
+    data = synthetic_subject()
+    a = Trainer(data, TINY_MODEL, _tiny_train(iters=30), device="cpu")
+    a.fit(progress=False)
+    b = Trainer(data, TINY_MODEL, _tiny_train(iters=30), device="cpu")
+    b.fit(steps=17, progress=False, ckpt_path=tmp_path / "ck.pt")
+    c = Trainer(data, TINY_MODEL, _tiny_train(iters=30), device="cpu")
+    c.load(tmp_path / "ck.pt")
+    assert c.step == 17
+    c.fit(progress=False)
+    for (ka, va), (kc, vc) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
+        assert torch.equal(va, vc), ka
+    assert torch.equal(a.occ.occupied, c.occ.occupied)
+    assert [r["photo"] for r in a.history] == [r["photo"] for r in c.history]
+
+
+# ----------------------------------------------------------------------------- refinement losses
+
+
+def _tiny_clip(path):
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    path.mkdir(parents=True, exist_ok=True)
+    chars = list("abcdefghijklmnopqrstuvwxyz")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in chars:
+        vocab[ch] = len(vocab)
+        vocab[ch + "</w>"] = len(vocab)
+    (path / "vocab.json").write_text(__import__("json").dumps(vocab))
+    (path / "merges.txt").write_text("#version: 0.2\n")
+    tok = CLIPTokenizer(str(path / "vocab.json"), str(path / "merges.txt"))
+    tok.save_pretrained(path)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=0, eos_token_id=1,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    torch.manual_seed(0)
+    CLIPModel(cfg).save_pretrained(path)
+    return path
+
+
+def test_clip_cord_loss_through_saved_tiny_model(tmp_path):
+    from transformers import CLIPModel
+
+    from emohead_core.render.losses import ClipEmotionLoss
+
+    path = _tiny_clip(tmp_path / "clip")
+    loss_fn = ClipEmotionLoss(str(path))
+    img = torch.rand(1, 3, 20, 20, requires_grad=True)
+    loss = loss_fn(img, "happy")
+    loss.backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
+    # -cosine similarity == -logits_per_image / logit_scale of the model's own forward pass
+    model = CLIPModel.from_pretrained(path).eval()
+    x = torch.nn.functional.interpolate(img.detach(), size=(32, 32), mode="bicubic", align_corners=False)
+    x = (x.clamp(0, 1) - loss_fn.mean) / loss_fn.std
+    tok = loss_fn.tokenizer(["a photo of a happy face"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"], pixel_values=x)
+    ref = -(out.logits_per_image / model.logit_scale.exp()).item()
+    assert float(loss.detach()) == pytest.approx(ref, abs=1e-5)
+    assert float(loss_fn(img.detach(), "sad")) != pytest.approx(float(loss.detach()), abs=1e-7)
+
+
+def test_stage_two_uses_clip_and_shape_losses(tmp_path, mirror):
+    from emohead_core.render.losses import ClipEmotionLoss, ShapeLoss
+    from emohead_core.render.train import Trainer
+
+    torch.set_num_threads(1)
+    m = mirror / "models" / "3ddfa_v2"
+    shape = ShapeLoss(m / "mb05_120x120.pth", m / "param_mean_std_62d_120x120.pkl")
+    clip = ClipEmotionLoss(str(_tiny_clip(tmp_path / "clip")))
+    tr = Trainer(synthetic_subject(), TINY_MODEL, _tiny_train(iters=6, refine_start=3, patch_size=16),
+                 device="cpu", clip_loss=clip, shape_loss=shape)
+    hist = tr.fit(progress=False)
+    assert all("cord" not in r for r in hist[:3])
+    assert all("cord" in r and "shape" in r for r in hist[3:])
+    r = hist[-1]
+    assert r["loss"] == pytest.approx(r["photo"] + 1e-3 * r["cord"] + 1e-9 * r["shape"], rel=1e-4)
+    # L_shape is differentiable w.r.t. the rendered image
+    img = torch.rand(1, 3, 24, 24, requires_grad=True)
+    shape(img, torch.zeros(40)).backward()
+    assert img.grad.abs().sum() > 0
