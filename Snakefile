@@ -19,6 +19,7 @@ include: "rules/features.smk"
 include: "rules/audio2exp.smk"
 include: "rules/render.smk"
 include: "rules/metrics.smk"
+include: "rules/cluster.smk"
 
 
 rule all:
