@@ -17,8 +17,6 @@ rule fetch_asset:
     conda:
         "../envs/preprocess.yaml"
     threads: 1
-    params:
-        mirror=config["assets"].get("mirror"),
     script:
         "../workflow/scripts/preprocess_fetch_asset.py"
 
@@ -53,7 +51,6 @@ rule sample_table:
     threads: 1
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
-        mirror=config["assets"].get("mirror"),
         resources=RESOURCES,
     script:
         "../workflow/scripts/preprocess_sample_table.py"

@@ -9,6 +9,8 @@ with log_to(snakemake.log[0]):
     name = snakemake.wildcards.name
     out = Path(snakemake.output[0])
     root = Path(str(out)[: -len(name)])  # output is <root>/<name>
-    got = assets.resolve(name, root, mirror=snakemake.params.mirror)
+    # the mirror location is read from the config, not params: moving it must not rerun jobs
+    mirror = (snakemake.config.get("assets") or {}).get("mirror")
+    got = assets.resolve(name, root, mirror=mirror)
     assert got.resolve() == out.resolve(), (got, out)
     print(f"{name} -> {got}")

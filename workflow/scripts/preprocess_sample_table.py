@@ -10,7 +10,7 @@ with log_to(snakemake.log[0]):
     table = datasets.build_table(
         ds,
         snakemake.params.spec,
-        mirror=snakemake.params.mirror,
+        mirror=(snakemake.config.get("assets") or {}).get("mirror"),
         resources_dir=snakemake.params.resources,
         cache_path=Path(snakemake.params.resources) / "cache" / f"durations_{ds}.json",
     )
