@@ -24,8 +24,10 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# SNAKEMAKE_ARGS: extra arguments, e.g. "--until crop_video extract_audio sample_table" (only
+# the preprocessing) or "-n" (dry run).
 demo: venv
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml --printshellcmds
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) --printshellcmds --configfile config/demo.yaml
 
 # pytest's exit 5 ("no tests collected", e.g. a -m filter deselecting everything) is a failure
 # with a message, never a silent pass.
