@@ -3,6 +3,7 @@
 #   snakemake --profile profiles/slurm --configfile config/demo.yaml all_preprocess
 # (`--until` cannot express "every preprocessing output": extract_audio reads crop_video's
 # boxes). Included last, after every stage has registered TARGETS[stage].
+from emohead_core.execution import sweep_stale_temps
 
 
 def _stage_targets(stage):
@@ -24,3 +25,12 @@ for _stage in (
         input:
             _stage_targets(_stage),
         localrule: True
+
+
+# Before any job runs (main Snakemake process only; cluster job steps run with --no-hooks):
+# remove the temp files that jobs killed mid-write left beside the outputs this run is about
+# to produce (emohead_core.io.atomic_path; see emohead_core/execution.py).
+onstart:
+    sweep_stale_temps(
+        (f for job in workflow.dag.needrun_jobs() for f in job.output), log=print
+    )
