@@ -108,3 +108,10 @@ TARGETS["preprocess"] = [
         + [f"{RESULTS}/{ds}/audio/{s}.wav" for s in audio_samples(ds)]
     )
 ]
+
+
+# `snakemake preprocess`: only this stage's outputs (`make demo SNAKEMAKE_ARGS=preprocess`).
+rule preprocess:
+    input:
+        TARGETS["preprocess"],
+    localrule: True
