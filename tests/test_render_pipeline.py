@@ -1,0 +1,128 @@
+"""Render stage: background / head-mask helpers, test outputs and the `emohead render` command
+(tiny synthetic subject, real ffmpeg muxing, the real hyperplane timeline helpers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_render import TINY_MODEL, _tiny_train, synthetic_subject  # noqa: E402
+
+from emohead_core.render.data import estimate_background, face_polygon  # noqa: E402
+
+
+def test_background_median_ignores_the_moving_head():
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 255, size=(24, 24, 3), dtype=np.uint8)
+    T = 9
+    frames = np.repeat(bg[None], T, 0).copy()
+    excl = np.zeros((T, 24, 24), bool)
+    for t in range(T):
+        x = 2 * t
+        frames[t, 5:15, x:x + 6] = 200  # the "head" moves across
+        excl[t, 4:16, max(x - 1, 0):x + 7] = True
+    est = estimate_background(frames, excl)
+    assert np.array_equal(est, bg)
+    # a pixel never free is inpainted from its neighbours (no zeros / garbage)
+    excl[:, 10, 10] = True
+    est2 = estimate_background(frames, excl)
+    assert abs(int(est2[10, 10, 0]) - int(np.median(bg[9:12, 9:12, 0]))) < 120
+
+
+def test_face_polygon_covers_face_and_dome_above_brows():
+    import cv2
+
+    ang = np.linspace(np.pi, 0, 17)  # jaw from left ear over the chin to the right ear (y down)
+    jaw = np.stack([50 + 30 * np.cos(ang), 50 + 35 * np.sin(ang)], 1)
+    lm = np.zeros((68, 2))
+    lm[0:17] = jaw
+    lm[17:27] = np.stack([np.linspace(30, 70, 10), np.full(10, 45.0)], 1)
+    lm[27:68] = [50, 60]
+    lm[8] = [50, 85]
+    poly = face_polygon(lm)
+    m = np.zeros((120, 120), np.uint8)
+    cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
+    assert m[60, 50] and m[80, 50]  # face
+    assert m[20, 50] and not m[2, 50]  # forehead / hair dome, bounded
+    assert not m[60, 5]
+
+
+def _subject_dir(tmp_path):
+    from emohead_core.render.train import Trainer
+
+    torch.set_num_threads(1)
+    data = synthetic_subject(T=12, size=32)
+    tr = Trainer(data, TINY_MODEL, _tiny_train(iters=40), device="cpu")
+    tr.fit(progress=False)
+    sdir = tmp_path / "render" / "synth"
+    sdir.mkdir(parents=True)
+    tr.save(sdir / "model.pt")
+    np.savez(sdir / "prepared.npz", **data)
+    hp = {"hyperplanes": {z: {"w_z": (np.eye(10)[k] * 0.5).tolist(), "b": 0.0}
+                          for k, z in enumerate(["happy", "sad", "angry"])}}
+    (sdir / "hyperplanes.json").write_text(json.dumps(hp))
+    return sdir, data
+
+
+def test_render_command_with_alpha_file_and_timeline(tmp_path):
+    from emohead_core import media
+    from emohead_core.cli import main
+
+    sdir, data = _subject_dir(tmp_path)
+    n = 20
+    np.save(tmp_path / "alpha.npy", np.repeat(data["alpha"][:1], n, 0))
+    sr = 16000
+    wav = tmp_path / "a.wav"
+    import soundfile as sf
+
+    sf.write(wav, (0.1 * np.sin(np.arange(int(sr * n / 25)) * 0.05)).astype(np.float32), sr)
+    out = tmp_path / "out.mp4"
+    rc = main(["render", "--subject-dir", str(sdir), "--audio", str(wav), "--alpha", str(tmp_path / "alpha.npy"),
+               "--timeline", "0:happy,0.4:sad", "--intensity", "3.0", "--hyperplanes",
+               str(sdir / "hyperplanes.json"), "--out", str(out), "--pose", "still"])
+    assert rc == 0
+    info = media.probe(out)
+    assert info.has_audio and info.width == 32
+    frames = media.read_frames(out)
+    assert len(frames) == n
+    # the emotion switch changes the rendered head (alpha edited along w_happy then w_sad)
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 0.5
+
+
+def test_timeline_alphas_ramp_between_hyperplanes(tmp_path):
+    from emohead_core.render.infer import timeline_alphas
+
+    hp = {"happy": (np.eye(10)[0], 0.0), "sad": (np.eye(10)[1], 0.0)}
+    a = np.zeros((50, 10), np.float32)
+    out = timeline_alphas(a, "0:happy,1.0:sad", hp, intensity=2.0, fps=25, ramp_s=0.4)
+    assert np.allclose(out[0], 2 * np.eye(10)[0]) and np.allclose(out[-1], 2 * np.eye(10)[1])
+    mid = out[25]  # t = 1.0 s: half way through the ramp (eq. 9 with a linear ramp of tau w)
+    assert np.allclose(mid[:2], [1.0, 1.0])
+    curve = np.linspace(0, 1, 50)
+    out2 = timeline_alphas(a, "0:happy", hp, intensity=curve, fps=25)
+    assert np.allclose(out2[:, 0], curve)
+
+
+def test_test_outputs_and_psnr_files(tmp_path):
+    from emohead_core import media
+    from emohead_core.render.infer import novel_view_strip, write_test_outputs
+    from emohead_core.render.train import load_renderer
+
+    sdir, data = _subject_dir(tmp_path)
+    r = load_renderer(sdir / "model.pt", "cpu")
+    res = write_test_outputs(r, data, sdir, subject="synth", dataset="d", sample="s")
+    meta = json.loads((sdir / "test_meta.json").read_text())
+    assert meta["frame_start"] == 10 and meta["frame_end"] == 12 and meta["fps"] == 25
+    assert len(media.read_frames(sdir / "test_render.mp4")) == 2 == len(media.read_frames(sdir / "test_gt.mp4"))
+    assert res["val_psnr_head"] > res["baseline_psnr_head"]
+    novel_view_strip(r, data, sdir / "nv.png", yaws=(-20, 0, 20))
+    import cv2
+
+    assert cv2.imread(str(sdir / "nv.png")).shape == (32, 96, 3)
