@@ -156,7 +156,8 @@ class ParaformerASR(ASR):
                 fix="point it at a FunASR Paraformer directory (config.yaml + model.pt + tokens).")from e
 
     def transcribe(self, wave):
-        res = self.model.generate(input=np.asarray(wave, np.float32), disable_pbar=True,
+        # output_timestamp: Paraformer's CIF-peak token timestamps (off by default in FunASR)
+        res = self.model.generate(input=np.asarray(wave, np.float32), disable_pbar=True, output_timestamp=True,
                                   batch_size_s=int(self.cfg.get("batch_size_s", 300)))
         return parse_funasr_result(res, origin=str(self.source.local_dir))
 

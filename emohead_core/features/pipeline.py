@@ -157,6 +157,7 @@ def run_transcript(cfg: dict[str, Any], audio: str | Path, out: str | Path, thre
                                            "asr": canonical_json(ident)})
         status = "computed"
     link_or_copy(path, out)
+    log.info("transcript %s: %s (key %s)", audio, status, key[:12])
     return status
 
 
@@ -188,6 +189,7 @@ def run_text_features(cfg: dict[str, Any], encoder: str, audio: str | Path, tran
         hit = store.put(encoder, key, feats, _meta(enc, sec, a_sha, T, {"transcript_sha256": tdig}), sec["dtype"])
         status = "computed"
     link_or_copy(hit, out)
+    log.info("%s %s: %s (T=%d, %d words, key %s)", encoder, audio, status, T, len(df), key[:12])
     return status
 
 
