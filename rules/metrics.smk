@@ -20,6 +20,7 @@ MPLAN = MetricsPlan(
     asset,
     has_expression="expression" in TARGETS,
     render_subjects=globals().get("RENDER_SUBJECTS"),
+    expression_onnx=globals().get("EXPR_ONNX"),
     a2e_datasets=globals().get("a2e_datasets"),
     a2e_variants=globals().get("a2e_variants"),
 )

@@ -178,7 +178,7 @@ def test_3ddfa_lmd_on_real_frames(mirror, tmp_path):
     from emohead_core.metrics import landmarks as LM
     from emohead_core.metrics.pipeline import face_model
 
-    fm = face_model(mirror / "models" / "3ddfa_v2", tmp_path / "onnx")
+    fm = face_model(mirror / "models" / "3ddfa_v2" / "mb05_120x120.pth", tmp_path / "onnx", backend="torch")
     frames = media.read_frames(mirror / "data" / "crema-d" / "1001_DFA_HAP_XX.flv", fps=25)[:14]
     frames = np.ascontiguousarray(frames[:, 20:340, 80:400])
     fit = LM.tddfa_fit(fm, frames)

@@ -25,21 +25,23 @@ def reencode(src: str | Path, dst: str | Path, crf: int = 40, fps: float = 25.0)
     media.write_video(frames, dst, fps, audio=audio, crf=int(crf))
 
 
-def face_model(assets_dir: str | Path, onnx_dir: str | Path, expression_cfg: dict | None = None, threads: int = 1):
-    """The 3DDFA_V2 FaceModel of the expression stage (PyTorch regressor, FaceBoxes ONNX)."""
+def face_model(checkpoint: str | Path, onnx_dir: str | Path, bfm: str | Path | None = None,
+               expression_cfg: dict | None = None, threads: int = 1, backend: str | None = None):
+    """The expression stage's 3DDFA_V2 FaceModel (same checkpoint, BFM, backend and detector), so
+    M/F-LMD and the ER baseline see the landmarks and parameters the pipeline uses."""
     from ..expression import FaceModel
 
     e = expression_cfg or {}
-    return FaceModel(assets_dir, onnx_dir=onnx_dir, checkpoint=e.get("checkpoint", "mb05_120x120.pth"),
-                     backend="torch", device="cpu", threads=threads,
-                     detect_threshold=float(e.get("detect_threshold", 0.5)))
+    checkpoint = Path(checkpoint)
+    return FaceModel(checkpoint.parent, onnx_dir=onnx_dir, checkpoint=checkpoint.name,
+                     widen_factor=e.get("widen_factor"), backend=backend or e.get("backend", "torch"),
+                     device=e.get("device", "cpu"), batch_size=int(e.get("batch_size", 64)), threads=threads,
+                     detect_threshold=float(e.get("detect_threshold", 0.5)), bfm=str(bfm) if bfm else None)
 
 
-def run_clip(row: dict, mcfg: dict, results: str, out_parquet, out_npz, *, assets_dir=None, onnx_dir=None,
-             expression_cfg=None, er_baseline=None, threads: int = 1) -> pd.DataFrame:
-    fm = None
-    if assets_dir and "3ddfa" in (mcfg.get("lmd") or {}).get("backends", []) or (assets_dir and er_baseline):
-        fm = face_model(assets_dir, onnx_dir, expression_cfg, threads)
+def run_clip(row: dict, mcfg: dict, results: str, out_parquet, out_npz, *, checkpoint=None, bfm=None,
+             onnx_dir=None, expression_cfg=None, backend=None, er_baseline=None, threads: int = 1) -> pd.DataFrame:
+    fm = face_model(checkpoint, onnx_dir, bfm, expression_cfg, threads, backend) if checkpoint else None
     base = ExpEmotionBaseline.load(er_baseline) if er_baseline else None
     suite = MetricSuite(mcfg, face_model=fm, er_baseline=base, threads=threads)
     pair = resolve_pair(row, results)

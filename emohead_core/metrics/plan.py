@@ -14,12 +14,7 @@ import pandas as pd
 
 from .pairs import build_pairs
 
-FACE_ASSETS = [
-    "3ddfa_v2/mb05_120x120.pth",
-    "3ddfa_v2/param_mean_std_62d_120x120.pkl",
-    "3ddfa_v2/bfm_68_landmarks.npz",
-    "3ddfa_v2/FaceBoxesProd.pth",
-]
+STATS_ASSET = "3ddfa_v2/param_mean_std_62d_120x120.pkl"
 TABLE_IDS = ["table_I", "table_II", "table_IV", "table_VI"]
 
 
@@ -32,6 +27,7 @@ class MetricsPlan:
     asset: Callable[[str], str]
     has_expression: bool = False  # the expression stage's rules are included
     render_subjects: dict | list | None = None
+    expression_onnx: str | None = None  # the expression stage's 3DDFA ONNX (EXPR_ONNX), when included
     a2e_datasets: Callable[[], list] | None = None
     a2e_variants: Callable[[], list] | None = None
     pairs: pd.DataFrame = field(init=False)
@@ -86,8 +82,13 @@ class MetricsPlan:
         if row["meta"]:
             inputs["meta"] = row["meta"]
         if self.uses_3ddfa(row):
-            inputs["face_assets"] = [self.asset(a) for a in FACE_ASSETS]
-            inputs["faceboxes"] = f"{self.resources}/onnx/faceboxes.onnx"
+            expr = self.config.get("expression") or {}
+            inputs["checkpoint"] = self.asset(expr.get("checkpoint", "3ddfa_v2/mb05_120x120.pth"))
+            inputs["stats"] = self.asset(STATS_ASSET)
+            inputs["bfm"] = self.asset(expr.get("bfm", "3ddfa_v2/bfm_68_landmarks.npz"))
+            inputs["detector"] = f"{self.resources}/onnx/faceboxes.onnx"
+            if self.expression_onnx:
+                inputs["onnx"] = self.expression_onnx
         if self.er_baseline_possible(row["dataset"]):
             inputs["er_baseline"] = f"{self.results}/metrics/er_baseline/{row['dataset']}.json"
         return inputs

@@ -2,21 +2,26 @@
 
 from pathlib import Path
 
+import torch
+
 from emohead_core.logutil import log_to
 from emohead_core.metrics import pipeline
 
 with log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
     inp = snakemake.input
-    assets = list(inp.face_assets) if hasattr(inp, "face_assets") else []
+    has = lambda k: hasattr(inp, k)  # noqa: E731
     pipeline.run_clip(
         dict(snakemake.params.row),
         dict(snakemake.params.metrics),
         str(Path(snakemake.output.rows).parents[4]),  # {results}/metrics/clips/{method}/{group}/{clip}
         snakemake.output.rows,
         snakemake.output.fid,
-        assets_dir=str(Path(assets[0]).parent) if assets else None,
-        onnx_dir=str(Path(inp.faceboxes).parent) if hasattr(inp, "faceboxes") else None,
+        checkpoint=inp.checkpoint if has("checkpoint") else None,
+        bfm=inp.bfm if has("bfm") else None,
+        onnx_dir=str(Path(inp.detector).parent) if has("detector") else None,
         expression_cfg=dict(snakemake.params.expression),
-        er_baseline=inp.er_baseline if hasattr(inp, "er_baseline") else None,
+        backend=None if has("onnx") else "torch",  # the stage's ONNX when its rule is included
+        er_baseline=inp.er_baseline if has("er_baseline") else None,
         threads=snakemake.threads,
     )
