@@ -143,6 +143,9 @@ def test_parquet_roundtrip_and_dataset(tmp_path, dtype):
     assert not [q for q in (tmp_path / "enc").iterdir() if q.name.startswith(".")]  # no temp files left
     table = open_dataset(tmp_path / "enc").to_table(columns=["frame", "feature", "__filename"])
     assert table.num_rows == total
+    if dtype == "float16":
+        with pytest.raises(EmoheadInputError, match="float32"):
+            write_features(tmp_path / "big.parquet", np.full((2, 4), 1e5, np.float32), _meta(), dtype)
     ftype = table.schema.field("feature").type
     assert ftype.list_size == 4 and ftype.value_type == (pa.float16() if dtype == "float16" else pa.float32())
 

@@ -79,6 +79,9 @@ def features_table(feats: np.ndarray, meta: dict[str, Any], dtype: str = "float1
     if not np.all(np.isfinite(feats)):
         raise ValueError("features contain NaN/inf")
     np_dtype = np.float16 if dtype == "float16" else np.float32
+    if dtype == "float16" and feats.size and float(np.abs(feats).max()) > 65504.0:
+        raise EmoheadInputError(f"feature values up to {float(np.abs(feats).max()):.3g} overflow float16.",
+                                path=str(meta.get("encoder", "features")), fix="set features.dtype: float32.")
     values = pa.array(feats.astype(np_dtype).reshape(-1), type=_pa_dtype(dtype))
     col = pa.FixedSizeListArray.from_arrays(values, D)
     md = {f"{META_PREFIX}{k}": (v if isinstance(v, str) else canonical_json(v)) for k, v in meta.items()}
