@@ -12,36 +12,15 @@
 #   results/render/{subject}/val_psnr.json      validation PSNR and background-only baseline
 #   results/render/{subject}/emotion_switch.mp4 emotion switch half way (eq. 9 + ramp), audio
 #   results/render/{subject}/novel_views.png    yaw strip
+from emohead_core.render import pipeline as rpipe
+
 RENDER = config["render"]
 RENDER_SUBJECTS = RENDER.get("subjects", {}) or {}
 
 
-def _render_subject(wildcards):
-    return RENDER_SUBJECTS[wildcards.subject]
-
-
-def _render_prepare_inputs(wildcards):
-    s = _render_subject(wildcards)
-    return {
-        "crop": f"{RESULTS}/{s['dataset']}/crop/{s['sample']}.mp4",
-        "expression": f"{RESULTS}/{s['dataset']}/expression/{s['sample']}.parquet",
-        "bfm": asset(config["expression"]["bfm"]),
-    }
-
-
-def _render_output_inputs(wildcards):
-    s = _render_subject(wildcards)
-    return {
-        "model": f"{RESULTS}/render/{wildcards.subject}/model.pt",
-        "prepared": f"{RESULTS}/render/{wildcards.subject}/prepared.npz",
-        "audio": f"{RESULTS}/{s['dataset']}/audio/{s['sample']}.wav",
-        "hyperplanes": s["hyperplanes"],
-    }
-
-
 rule render_prepare:
     input:
-        unpack(_render_prepare_inputs),
+        unpack(rpipe.smk_prepare_inputs(config, RESULTS, asset)),
     output:
         prepared=f"{RESULTS}/render/{{subject}}/prepared.npz",
         preview=f"{RESULTS}/render/{{subject}}/masks.png",
@@ -79,7 +58,7 @@ rule render_train:
         gpu=RENDER.get("gpus", 0),
     params:
         render=RENDER,
-        subject=lambda w: _render_subject(w),
+        subject=lambda w: RENDER_SUBJECTS[w.subject],
         ckpt=lambda w: f"{RESULTS}/render/{w.subject}/ckpt/last.pt",
     script:
         "../workflow/scripts/render_train.py"
@@ -87,7 +66,7 @@ rule render_train:
 
 rule render_outputs:
     input:
-        unpack(_render_output_inputs),
+        unpack(rpipe.smk_output_inputs(config, RESULTS)),
     output:
         test_render=f"{RESULTS}/render/{{subject}}/test_render.mp4",
         test_gt=f"{RESULTS}/render/{{subject}}/test_gt.mp4",
@@ -106,7 +85,7 @@ rule render_outputs:
         gpu=RENDER.get("gpus", 0),
     params:
         render=RENDER,
-        subject=lambda w: _render_subject(w),
+        subject=lambda w: RENDER_SUBJECTS[w.subject],
     script:
         "../workflow/scripts/render_outputs.py"
 

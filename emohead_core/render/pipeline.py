@@ -114,3 +114,35 @@ def step_outputs(model, prepared, out: dict, rcfg: dict, subject: str, subject_c
                                 audio=audio)
     log.info("val PSNR %s; switch %s", json.dumps(res), info)
     return res
+
+
+# ----------------------------------------------------------------------------- Snakemake input functions
+
+
+def smk_prepare_inputs(config: dict, results: str, asset):
+    """Input function of render_prepare: crop video, expression Parquet, BFM keypoints."""
+
+    def f(wildcards):
+        s = config["render"]["subjects"][wildcards.subject]
+        return {
+            "crop": f"{results}/{s['dataset']}/crop/{s['sample']}.mp4",
+            "expression": f"{results}/{s['dataset']}/expression/{s['sample']}.parquet",
+            "bfm": asset(config["expression"]["bfm"]),
+        }
+
+    return f
+
+
+def smk_output_inputs(config: dict, results: str):
+    """Input function of render_outputs: model, prepared data, the subject's audio, hyperplanes."""
+
+    def f(wildcards):
+        s = config["render"]["subjects"][wildcards.subject]
+        return {
+            "model": f"{results}/render/{wildcards.subject}/model.pt",
+            "prepared": f"{results}/render/{wildcards.subject}/prepared.npz",
+            "audio": f"{results}/{s['dataset']}/audio/{s['sample']}.wav",
+            "hyperplanes": s["hyperplanes"],
+        }
+
+    return f
