@@ -18,7 +18,7 @@ from ..errors import EmoheadInputError
 from ..io import atomic_path, write_json_atomic
 from .camera import rotate_pose
 from .data import compose_background
-from .train import Renderer, psnr
+from .train import Renderer, psnr, sampling_region
 
 
 def pose_schedule(n: int, train_idx: np.ndarray, mode: str = "video", still: int | None = None) -> np.ndarray:
@@ -48,7 +48,9 @@ def render_frames(renderer: Renderer, data: dict, alphas: np.ndarray, *, pose_id
         if yaw_deg is not None and yaw_deg[t] != 0:
             pose = rotate_pose(pose, float(yaw_deg[t]), renderer.box_center)
         behind = compose_background(data["frames"][j], data["bg"], data["head_mask"][j])
-        img, _ = renderer.render_frame(pose, alphas[t], behind)
+        # unrotated: rays only where training rays were drawn (the field is empty elsewhere)
+        region = sampling_region(data["head_mask"][j]) if yaw_deg is None or yaw_deg[t] == 0 else None
+        img, _ = renderer.render_frame(pose, alphas[t], behind, region=region)
         out.append((img * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
     return np.stack(out)
 

@@ -90,8 +90,9 @@ class Renderer:
 
     @torch.no_grad()
     def render_frame(self, pose, alpha, behind: np.ndarray, *, chunk: int = 16384,
-                     use_occupancy: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Full frame: the head rendered over ``behind`` (H, W, 3) uint8/float RGB.
+                     use_occupancy: bool = True, region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Full frame: the head rendered over ``behind`` (H, W, 3) uint8/float RGB. ``region``
+        (H, W) bool limits the rays cast (elsewhere the field was trained empty: ``behind``).
         Returns (image float RGB in [0, 1], accumulated opacity (H, W))."""
         H, W = behind.shape[:2]
         beh = torch.as_tensor(np.asarray(behind, np.float32) / (255.0 if behind.dtype == np.uint8 else 1.0))
@@ -99,7 +100,10 @@ class Renderer:
         uv = pixel_grid(H, W)
         cam = self.camera(pose)
         o, d = cam.rays(uv)
-        hit = ray_box(o, d)[2].nonzero(as_tuple=True)[0]
+        hit = ray_box(o, d)[2]
+        if region is not None:
+            hit = hit & torch.as_tensor(np.asarray(region, bool).reshape(-1))
+        hit = hit.nonzero(as_tuple=True)[0]
         img = beh.clone()
         acc = torch.zeros(H * W, device=self.device)
         a = torch.as_tensor(alpha, dtype=torch.float32, device=self.device)
@@ -111,6 +115,19 @@ class Renderer:
             img[sl_d] = out["rgb"]
             acc[sl_d] = out["acc"]
         return img.reshape(H, W, 3).clamp(0, 1).cpu().numpy(), acc.reshape(H, W).cpu().numpy()
+
+
+def sampling_region(mask: np.ndarray, grow: float = 0.15) -> np.ndarray:
+    """The head mask's bounding box grown by ``grow`` of its larger side: where training rays
+    are drawn (inside the mask: the head; around it: empty space)."""
+    m = np.asarray(mask, bool)
+    ys, xs = np.nonzero(m)
+    out = np.zeros_like(m)
+    if len(ys) == 0:
+        return out
+    pad = int(grow * max(int(ys.max() - ys.min()), int(xs.max() - xs.min()))) + 1
+    out[max(int(ys.min()) - pad, 0):int(ys.max()) + pad + 1, max(int(xs.min()) - pad, 0):int(xs.max()) + pad + 1] = True
+    return out
 
 
 def roi_uv(landmarks: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -199,12 +216,7 @@ class Trainer:
     # ------------------------------------------------------------------ rays
     def _region(self, i: int) -> torch.Tensor:
         """Sampling region of frame i: the head mask's bounding box grown by 15 %."""
-        m = self.masks[i]
-        ys, xs = m.nonzero(as_tuple=True)
-        pad = int(0.15 * max(int(ys.max() - ys.min()), int(xs.max() - xs.min()))) + 1
-        box = torch.zeros_like(m)
-        box[max(int(ys.min()) - pad, 0):int(ys.max()) + pad + 1, max(int(xs.min()) - pad, 0):int(xs.max()) + pad + 1] = True
-        return box
+        return torch.as_tensor(sampling_region(self.data["head_mask"][i]))
 
     def _pixels(self, i: int):
         if i not in self._pix_cache:
@@ -310,7 +322,8 @@ class Trainer:
             gt = self.data["frames"][i].astype(np.float32) / 255.0
             m = self.data["head_mask"][i]
             behind = compose_background(self.data["frames"][i], self.data["bg"], m).astype(np.float32) / 255.0
-            img, _ = self.renderer.render_frame(self.data["poses"][i], self.data["alpha"][i], behind)
+            img, _ = self.renderer.render_frame(self.data["poses"][i], self.data["alpha"][i], behind,
+                                                region=sampling_region(m))
             r_head.append(psnr(img, gt, m))
             r_full.append(psnr(img, gt))
             b_head.append(psnr(behind, gt, m))
