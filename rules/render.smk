@@ -32,7 +32,10 @@ rule render_prepare:
         "../envs/render.yaml"
     threads: 1
     params:
-        render=RENDER,
+        render={
+            k: RENDER.get(k)
+            for k in ("resolution", "val_fraction", "mask", "max_frames")
+        },
     script:
         "../workflow/scripts/render_prepare.py"
 
