@@ -3,12 +3,7 @@
 #   snakemake --profile profiles/slurm --configfile config/demo.yaml all_preprocess
 # (`--until` cannot express "every preprocessing output": extract_audio reads crop_video's
 # boxes). Included last, after every stage has registered TARGETS[stage].
-from emohead_core.execution import sweep_stale_temps
-
-
-def _stage_targets(stage):
-    return lambda wildcards: TARGETS.get(stage, [])
-
+from emohead_core import execution as ehexec
 
 for _stage in (
     "preprocess",
@@ -23,7 +18,7 @@ for _stage in (
         name:
             f"all_{_stage}"
         input:
-            _stage_targets(_stage),
+            lambda wildcards, stage=_stage: TARGETS.get(stage, []),
         localrule: True
 
 
@@ -31,6 +26,6 @@ for _stage in (
 # remove the temp files that jobs killed mid-write left beside the outputs this run is about
 # to produce (emohead_core.io.atomic_path; see emohead_core/execution.py).
 onstart:
-    sweep_stale_temps(
+    ehexec.sweep_stale_temps(
         (f for job in workflow.dag.needrun_jobs() for f in job.output), log=print
     )
