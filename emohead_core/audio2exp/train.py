@@ -25,6 +25,7 @@ class TrainConfig:
     lr: float = 5e-4  # Appendix C
     batch_size: int = 64
     rho: float = 0.5  # eq. (13), Table VI
+    weight_decay: float = 0.0  # not in the paper (0); L2 penalty of Adam for tiny data sets
     seed: int = 0
     ckpt_every: int = 1000
     keep_ckpts: int = 2
@@ -117,7 +118,7 @@ def train(
     fp = _fingerprint(corpus, mcfg, tcfg)
     meta = model_meta(corpus, train_ids, hyperplanes)
     model = init_model(corpus, mcfg, train_ids, tcfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     gen = torch.Generator().manual_seed(tcfg.seed + 1)
     start, history = 0, []
     existing = _ckpts(ckpt_dir) if resume else []
