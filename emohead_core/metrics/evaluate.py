@@ -239,7 +239,10 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
             raise Unavailable("n/a: clip has no target emotion tag")
         if pair.emotion not in suite.fer.classes:
             raise Unavailable(f"n/a: classifier has no class {pair.emotion!r}")
-        return ER.accuracy(suite.fer.predict(gen_bgr_al), pair.emotion, suite.fer.classes)
+        pred = suite.fer.predict(gen_bgr_al)
+        if all(p is None for p in pred):
+            raise Unavailable("n/a: no face detected in the generated frames")
+        return ER.accuracy(pred, pair.emotion, suite.fer.classes)
 
     run("ER", _er)
 
@@ -252,7 +255,10 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
             raise Unavailable(f"n/a: baseline was not trained on {pair.emotion!r} clips")
         if tddfa_gen is None:
             raise Unavailable("n/a: no 3DDFA fit of the generated frames")
-        return ER.accuracy(suite.er_baseline.predict(tddfa_gen["exp"]), pair.emotion, suite.er_baseline.classes)
+        pred = suite.er_baseline.predict(tddfa_gen["exp"])
+        if all(p is None for p in pred):
+            raise Unavailable("n/a: no face fitted on the generated frames")
+        return ER.accuracy(pred, pair.emotion, suite.er_baseline.classes)
 
     run("ER (3DMM-exp baseline)", _er_base)
     df = pd.DataFrame(rows, columns=COLUMNS)
