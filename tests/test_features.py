@@ -431,3 +431,20 @@ def test_tiny_paraformer_funasr_dir_timestamps(tmp_path):
     assert (df.end_s > df.start_s).all() and (df.start_s.diff().dropna() > 0).all()
     assert df.end_s.max() <= 2.1
     assert asr.identity()["revision"].startswith("sha256:")
+
+
+def test_prefill_then_clip_jobs_only_link(tmp_path):
+    """features.prefill = actor: one process fills the store for an actor's clips; the per-clip
+    job then hits without loading any model (the key needs only hashes)."""
+    import json
+
+    wavs = [str(_wav(tmp_path / f"s{i}.wav", 0.6 + 0.1 * i, seed=i)) for i in range(3)]
+    cfg = _cfg(tmp_path, {"mel": {"role": "e", "kind": "logmel"}})
+    man = tmp_path / "prefill" / "mel" / "actor.json"
+    assert pipeline.prefill(cfg, "mel", wavs, man) == {"computed": 3, "hit": 0}
+    assert json.loads(man.read_text())["clips"] == 3
+    pipeline._LOADED.clear()
+    for w in wavs:
+        assert pipeline.run_audio_features(cfg, "mel", w, tmp_path / "out" / f"{Path(w).stem}.parquet") == "hit"
+    assert not any(k.startswith('["enc"') for k in pipeline._LOADED)  # no encoder was built
+    assert pipeline.prefill(cfg, "mel", wavs, man) == {"computed": 0, "hit": 3}

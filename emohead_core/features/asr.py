@@ -110,9 +110,7 @@ class ASR:
         self.config_key = config_key
 
     def identity(self) -> dict[str, Any]:
-        opts = {k: v for k, v in sorted(self.cfg.items()) if k not in ("engine", "model", "revision")}
-        return {"engine": self.engine, "model": self.cfg.get("model"), "revision": self.source.revision,
-                "options": opts}
+        return asr_identity_of(self.cfg, self.source)
 
     def transcribe(self, wave: np.ndarray) -> pd.DataFrame:
         raise NotImplementedError
@@ -165,14 +163,25 @@ class ParaformerASR(ASR):
 ENGINES = {"faster_whisper": WhisperASR, "paraformer": ParaformerASR}
 
 
-def build_asr(cfg: dict[str, Any], config_key: str, threads: int | None = 1) -> ASR:
+def asr_identity_of(cfg: dict[str, Any], source: ModelSource) -> dict[str, Any]:
+    """The ASR part of a cache key (computable without loading the model)."""
+    opts = {k: v for k, v in sorted(cfg.items()) if k not in ("engine", "model", "revision")}
+    return {"engine": cfg.get("engine"), "model": cfg.get("model"), "revision": source.revision, "options": opts}
+
+
+def resolve_asr_source(cfg: dict[str, Any], config_key: str) -> ModelSource:
     engine = cfg.get("engine")
     if engine not in ENGINES:
         raise EmoheadInputError(f"unknown ASR engine {engine!r}; expected one of {sorted(ENGINES)}.",
                                 path=f"{config_key}.engine")
-    source = resolve_model_dir(cfg.get("model") or "", config_key=f"{config_key}.model",
-                               revision=cfg.get("revision"))
-    return ENGINES[engine](cfg, source, config_key, threads=threads)
+    return resolve_model_dir(cfg.get("model") or "", config_key=f"{config_key}.model",
+                             revision=cfg.get("revision"))
+
+
+def build_asr(cfg: dict[str, Any], config_key: str, threads: int | None = 1,
+              source: ModelSource | None = None) -> ASR:
+    source = source or resolve_asr_source(cfg, config_key)
+    return ENGINES[cfg["engine"]](cfg, source, config_key, threads=threads)
 
 
 def write_transcript(path: str | Path, df: pd.DataFrame, meta: dict[str, str]) -> None:

@@ -90,8 +90,7 @@ class Encoder:
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the output values (the cache key's encoder part)."""
-        return {"kind": self.kind, "model": self.model_id, "revision": self.revision,
-                "dim": self.dim, "options": dict(sorted(self.spec.options.items()))}
+        return identity_of(self.spec, self.source)
 
     def silence_vector(self) -> np.ndarray:
         raise NotImplementedError
@@ -338,12 +337,26 @@ KIND_CLASSES: dict[str, type[Encoder]] = {
 }
 
 
-def build_encoder(spec: EncoderSpec, threads: int | None = 1) -> Encoder:
+def resolve_source(spec: EncoderSpec) -> ModelSource | None:
+    """Where the encoder's weights are (None for weight-free kinds); no model is loaded."""
+    if spec.kind == "logmel":
+        return None
+    return resolve_model_dir(spec.model or "", config_key=f"{spec.config_key}.model", revision=spec.revision)
+
+
+def identity_of(spec: EncoderSpec, source: ModelSource | None) -> dict[str, Any]:
+    """The encoder identity of the cache key: kind, model id, revision (hub commit or weight
+    sha256) and options. Computable without loading the model, so a cache hit costs a hash."""
+    return {"kind": spec.kind, "model": spec.model or "none",
+            "revision": source.revision if source else "none",
+            "options": dict(sorted(spec.options.items()))}
+
+
+def build_encoder(spec: EncoderSpec, threads: int | None = 1, source: ModelSource | None = None) -> Encoder:
     """Resolve the weights (local dir / package dir / hub id) and load the encoder."""
     cls = KIND_CLASSES[spec.kind]
-    source = None
-    if spec.kind != "logmel":
-        source = resolve_model_dir(spec.model or "", config_key=f"{spec.config_key}.model", revision=spec.revision)
+    if source is None:
+        source = resolve_source(spec)
     return cls(spec, source, threads=threads)
 
 

@@ -17,13 +17,14 @@ from ..errors import EmoheadInputError
 from ..media import load_audio
 from . import asr as asrmod
 from .cache import FeatureStore, audio_sha256, cache_key, canonical_json, encode_vector, link_or_copy
-from .encoders import AudioEncoder, Encoder, EncoderSpec, TextEncoder, build_encoder, encode_audio
+from .encoders import (AudioEncoder, Encoder, EncoderSpec, TextEncoder, build_encoder, encode_audio,
+                       identity_of, resolve_source)
 from .frames import frames_from_words, n_frames_for, reference_frame_count
 
 log = logging.getLogger(__name__)
 
 DEFAULTS = {"profile": "paper", "dtype": "float16", "chunk_s": 20.0, "context_s": 1.0, "threads": 1,
-            "store": None, "align_to_crop": True}
+            "store": None, "align_to_crop": True, "prefill": "actor"}
 
 
 def settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -73,24 +74,45 @@ def asr_settings(cfg: dict[str, Any]) -> tuple[dict[str, Any], str]:
 _LOADED: dict[str, Any] = {}
 
 
-def get_encoder(cfg: dict[str, Any], name: str, threads: int | None = None) -> Encoder:
+def _spec(cfg: dict[str, Any], name: str) -> EncoderSpec:
     specs = encoder_specs(cfg)
     if name not in specs:
         raise EmoheadInputError(f"unknown encoder {name!r}; the active profile has {sorted(specs)}.",
                                 path="features.profiles")
-    spec = specs[name]
-    k = canonical_json(["enc", spec.kind, spec.model, spec.revision, spec.options])
+    return specs[name]
+
+
+def _memo(k: str, make):
     if k not in _LOADED:
-        _LOADED[k] = build_encoder(spec, threads=threads or settings(cfg)["threads"])
+        _LOADED[k] = make()
     return _LOADED[k]
+
+
+def encoder_identity(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    """Encoder identity for the cache key, without loading the model (weights are only
+    located and hashed, memoised), so that a cache hit never loads a model."""
+    spec = _spec(cfg, name)
+    k = canonical_json(["src", spec.kind, spec.model, spec.revision])
+    source = _memo(k, lambda: resolve_source(spec))
+    return identity_of(spec, source)
+
+
+def get_encoder(cfg: dict[str, Any], name: str, threads: int | None = None) -> Encoder:
+    spec = _spec(cfg, name)
+    k = canonical_json(["enc", spec.kind, spec.model, spec.revision, spec.options])
+    return _memo(k, lambda: build_encoder(spec, threads=threads or settings(cfg)["threads"]))
+
+
+def asr_identity(cfg: dict[str, Any]) -> dict[str, Any]:
+    acfg, key = asr_settings(cfg)
+    source = _memo(canonical_json(["asrsrc", acfg]), lambda: asrmod.resolve_asr_source(acfg, key))
+    return asrmod.asr_identity_of(acfg, source)
 
 
 def get_asr(cfg: dict[str, Any], threads: int | None = None) -> asrmod.ASR:
     acfg, key = asr_settings(cfg)
-    k = canonical_json(["asr", acfg])
-    if k not in _LOADED:
-        _LOADED[k] = asrmod.build_asr(acfg, key, threads=threads or settings(cfg)["threads"])
-    return _LOADED[k]
+    return _memo(canonical_json(["asr", acfg]),
+                 lambda: asrmod.build_asr(acfg, key, threads=threads or settings(cfg)["threads"]))
 
 
 def target_frames(audio_path: str | Path, frames_ref: str | Path | None, fps: float, sample_rate: int,
@@ -114,49 +136,54 @@ def _meta(enc: Encoder, sec: dict, a_sha: str, T: int, extra: dict | None = None
     return m
 
 
-def run_audio_features(cfg: dict[str, Any], encoder: str, audio: str | Path, out: str | Path,
+def run_audio_features(cfg: dict[str, Any], encoder: str, audio: str | Path, out: str | Path | None,
                        frames_ref: str | Path | None = None, threads: int | None = None) -> str:
-    """One clip, one audio-side encoder (role v or e). Returns "hit" or "computed"."""
+    """One clip, one audio-side encoder (role v or e): the store entry for (audio content,
+    encoder identity, T), computed on a miss, then linked to ``out`` (None: only fill the
+    store). Returns "hit" or "computed"."""
     sec = settings(cfg)
-    spec = encoder_specs(cfg).get(encoder)
-    if spec is None or spec.role == "gamma":
+    spec = _spec(cfg, encoder)
+    if spec.role == "gamma":
         raise EmoheadInputError(f"{encoder!r} is not an audio encoder of the active profile.", path="features.profiles")
     a_sha = audio_sha256(audio)
     wave = load_audio(audio, sec["sample_rate"])
     T = target_frames(audio, frames_ref, sec["fps"], sec["sample_rate"], wave)
-    enc = get_encoder(cfg, encoder, threads)
     store = FeatureStore(sec["store"])
     # chunking changes values at chunk borders of attention models: part of the identity
-    ident = {**enc.identity(), "dtype": sec["dtype"], "chunk_s": float(sec["chunk_s"]),
+    ident = {**encoder_identity(cfg, encoder), "dtype": sec["dtype"], "chunk_s": float(sec["chunk_s"]),
              "context_s": float(sec["context_s"])}
     key = cache_key(a_sha, ident, T, sec["fps"])
     hit = store.lookup(encoder, key)
     if hit is None:
+        enc = get_encoder(cfg, encoder, threads)
         feats = encode_audio(enc, wave, T, sec["fps"], float(sec["chunk_s"]), float(sec["context_s"]))
         hit = store.put(encoder, key, feats, _meta(enc, sec, a_sha, T), sec["dtype"])
         status = "computed"
     else:
         status = "hit"
-    link_or_copy(hit, out)
+    if out is not None:
+        link_or_copy(hit, out)
     log.info("%s %s: %s (T=%d, key %s)", encoder, audio, status, T, key[:12])
     return status
 
 
-def run_transcript(cfg: dict[str, Any], audio: str | Path, out: str | Path, threads: int | None = None) -> str:
+def run_transcript(cfg: dict[str, Any], audio: str | Path, out: str | Path | None,
+                   threads: int | None = None) -> str:
+    """One clip's transcript through the store (``out`` None: only fill the store)."""
     sec = settings(cfg)
     a_sha = audio_sha256(audio)
-    asr = get_asr(cfg, threads)
     store = FeatureStore(sec["store"])
-    ident = asr.identity()
+    ident = asr_identity(cfg)
     key = cache_key(a_sha, ident, 0, sec["fps"])
     path = store.path("transcripts", key)
     status = "hit"
     if store.lookup("transcripts", key) is None:
-        df = asr.transcribe(load_audio(audio, sec["sample_rate"]))
+        df = get_asr(cfg, threads).transcribe(load_audio(audio, sec["sample_rate"]))
         asrmod.write_transcript(path, df, {"cache_key": key, "audio_sha256": a_sha,
                                            "asr": canonical_json(ident)})
         status = "computed"
-    link_or_copy(path, out)
+    if out is not None:
+        link_or_copy(path, out)
     log.info("transcript %s: %s (key %s)", audio, status, key[:12])
     return status
 
@@ -170,25 +197,29 @@ def text_frame_features(enc: TextEncoder, transcript: pd.DataFrame, T: int, fps:
 
 
 def run_text_features(cfg: dict[str, Any], encoder: str, audio: str | Path, transcript: str | Path,
-                      out: str | Path, frames_ref: str | Path | None = None, threads: int | None = None) -> str:
+                      out: str | Path | None, frames_ref: str | Path | None = None,
+                      threads: int | None = None) -> str:
+    """One clip's text features (role gamma) through the store (``out`` None: fill only)."""
     sec = settings(cfg)
-    spec = encoder_specs(cfg).get(encoder)
-    if spec is None or spec.role != "gamma":
+    spec = _spec(cfg, encoder)
+    if spec.role != "gamma":
         raise EmoheadInputError(f"{encoder!r} is not the text encoder of the active profile.", path="features.profiles")
     a_sha = audio_sha256(audio)
     T = target_frames(audio, frames_ref, sec["fps"], sec["sample_rate"])
     df = asrmod.read_transcript(transcript)
-    enc = get_encoder(cfg, encoder, threads)
     store = FeatureStore(sec["store"])
     tdig = asrmod.transcript_digest(df)
-    key = cache_key(a_sha, {**enc.identity(), "dtype": sec["dtype"], "transcript": tdig}, T, sec["fps"])
+    key = cache_key(a_sha, {**encoder_identity(cfg, encoder), "dtype": sec["dtype"], "transcript": tdig},
+                    T, sec["fps"])
     hit = store.lookup(encoder, key)
     status = "hit"
     if hit is None:
+        enc = get_encoder(cfg, encoder, threads)
         feats = text_frame_features(enc, df, T, sec["fps"])
         hit = store.put(encoder, key, feats, _meta(enc, sec, a_sha, T, {"transcript_sha256": tdig}), sec["dtype"])
         status = "computed"
-    link_or_copy(hit, out)
+    if out is not None:
+        link_or_copy(hit, out)
     log.info("%s %s: %s (T=%d, %d words, key %s)", encoder, audio, status, T, len(df), key[:12])
     return status
 
@@ -227,7 +258,7 @@ def smk_job_config(cfg: dict[str, Any], results: str, encoder: str | None = None
     editing another encoder's entry does not re-trigger this job."""
     sec = settings(cfg)
     pname, prof = active_profile(cfg)
-    keep = {k: sec[k] for k in ("profile", "dtype", "chunk_s", "context_s", "threads", "store")}
+    keep = {k: sec[k] for k in ("profile", "dtype", "chunk_s", "context_s", "threads", "store", "prefill")}
     sub: dict[str, Any] = {"encoders": {encoder: prof["encoders"][encoder]} if encoder else {}}
     if asr:
         sub["asr"] = prof.get("asr")
@@ -237,13 +268,56 @@ def smk_job_config(cfg: dict[str, Any], results: str, encoder: str | None = None
             "features": {**keep, "profiles": {pname: sub}}}
 
 
-def smk_inputs(cfg: dict[str, Any], samples: dict, results: str, dataset: str, sample: str) -> dict[str, str]:
-    """Inputs of a feature job: the 16 kHz wav, plus the crop's boxes (T) for video samples."""
+def smk_inputs(cfg: dict[str, Any], results: str, dataset: str, sample: str, has_video: bool,
+               actor: str, encoder: str) -> dict[str, str]:
+    """Inputs of a per-clip feature job: the 16 kHz wav, the crop's boxes (T) for video samples,
+    and with ``features.prefill: actor`` the actor's prefill manifest (``encoder`` "asr" for
+    the transcript rule)."""
     inputs = {"audio": f"{results}/{dataset}/audio/{sample}.wav"}
-    df = samples[dataset]
-    row = df[df["sample_id"] == sample]
-    if len(row) != 1:
-        raise EmoheadInputError(f"unknown sample {sample!r} of dataset {dataset!r}.")
-    if settings(cfg)["align_to_crop"] and row.iloc[0]["video_path"]:
+    sec = settings(cfg)
+    if sec["align_to_crop"] and has_video:
         inputs["frames"] = f"{results}/{dataset}/crop/{sample}.boxes.parquet"
+    if sec["prefill"] == "actor":
+        inputs["prefill"] = f"{results}/{dataset}/features_prefill/{encoder}/{actor}.json"
     return inputs
+
+
+def smk_prefill_inputs(cfg: dict[str, Any], results: str, dataset: str, rows: Iterable[tuple[str, bool]],
+                       encoder: str) -> dict[str, list[str]]:
+    """Inputs of a per-actor prefill job; ``rows``: (sample id, has video) of the actor."""
+    rows = list(rows)
+    sec = settings(cfg)
+    out: dict[str, list[str]] = {"audio": [f"{results}/{dataset}/audio/{s}.wav" for s, _ in rows]}
+    if encoder != "asr":
+        if sec["align_to_crop"]:
+            out["frames"] = [f"{results}/{dataset}/crop/{s}.boxes.parquet" if v else "" for s, v in rows]
+            out["frames"] = [f for f in out["frames"] if f]
+        if encoder_specs(cfg)[encoder].role == "gamma":
+            out["transcripts"] = [f"{results}/{dataset}/transcripts/{s}.parquet" for s, _ in rows]
+    return out
+
+
+def prefill(cfg: dict[str, Any], encoder: str, audio: list[str], manifest: str | Path,
+            frames: list[str] | None = None, transcripts: list[str] | None = None,
+            threads: int | None = None) -> dict[str, int]:
+    """Fill the store for many clips of one actor in one process (the model is loaded once),
+    with a progress bar over clips; ``encoder`` "asr" fills transcripts. The per-clip jobs
+    then only hash and link. Frame references are matched to clips by file stem."""
+    from tqdm import tqdm
+
+    from ..io import write_json_atomic
+
+    refs = {Path(f).name.removesuffix(".boxes.parquet"): f for f in (frames or [])}
+    trs = {Path(f).stem: f for f in (transcripts or [])}
+    counts = {"computed": 0, "hit": 0}
+    for a in tqdm(audio, desc=f"prefill {encoder}", unit="clip"):
+        sid = Path(a).stem
+        if encoder == "asr":
+            st = run_transcript(cfg, a, None, threads)
+        elif _spec(cfg, encoder).role == "gamma":
+            st = run_text_features(cfg, encoder, a, trs[sid], None, refs.get(sid), threads)
+        else:
+            st = run_audio_features(cfg, encoder, a, None, refs.get(sid), threads)
+        counts[st] += 1
+    write_json_atomic(manifest, {"encoder": encoder, "clips": len(audio), **counts})
+    return counts
