@@ -1,0 +1,87 @@
+"""Snakemake profiles (profiles/local, profiles/slurm, tests/cluster/profile): they parse, name
+only rules that exist, GPU rules ask for GPUs the way the SLURM plugin accepts, and the test
+profile turns every GPU request off (the test cluster has no GPUs). The real SLURM run is
+tests/cluster/test_slurm.py (marker `cluster`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SLURM = REPO / "profiles" / "slurm" / "config.yaml"
+LOCAL = REPO / "profiles" / "local" / "config.yaml"
+TEST = REPO / "tests" / "cluster" / "profile" / "config.yaml"
+
+
+def _load(p: Path) -> dict:
+    return yaml.safe_load(p.read_text())
+
+
+@pytest.fixture(scope="module")
+def rule_names(mirror):
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "--list-rules", "--configfile", "config/demo.yaml"],
+        cwd=REPO, env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)), capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = {ln.strip() for ln in r.stdout.splitlines() if re.fullmatch(r"\s*[A-Za-z_]\w*\s*", ln)}
+    assert {"crop_video", "extract_audio", "all_preprocess"} <= names
+    return names
+
+
+def _gpu_rules() -> set[str]:
+    """Rules whose own `resources:` mention gpu (rules/*.smk)."""
+    out = set()
+    for f in (REPO / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule )", f.read_text()):
+            m = re.match(r"rule (\w+):", block)
+            if m and re.search(r"^\s+gpu\s*=", block, re.M):
+                out.add(m[1])
+    return out
+
+
+def test_profiles_are_snakemake9_profiles():
+    for p in (LOCAL, SLURM, TEST):
+        assert p.name == "config.yaml" and isinstance(_load(p), dict)
+    local = _load(LOCAL)
+    assert "gpu" in local["resources"] and local["cores"]
+    slurm = _load(SLURM)
+    assert slurm["executor"] == "slurm" and slurm["jobs"] >= 1 and slurm["retries"] >= 1
+    assert {"slurm_partition", "runtime", "mem_mb"} <= set(slurm["default-resources"])
+
+
+def test_slurm_gpu_requests(rule_names):
+    slurm = _load(SLURM)
+    sr = slurm["set-resources"]
+    for rule, res in sr.items():
+        assert "--gres" not in str(res.get("slurm_extra", "")), f"{rule}: the plugin rejects --gres in slurm_extra"
+    gpu = {r for r, res in sr.items() if res.get("gpu", 0)}
+    assert _gpu_rules() <= gpu, f"GPU rules without gpu: 1 in the slurm profile: {_gpu_rules() - gpu}"
+    for r in gpu:
+        assert sr[r]["gpu"] == 1 and sr[r].get("cpus_per_gpu", 0) >= 1, r
+    # every rule named in the profile exists (a renamed rule would silently lose its settings)
+    named = set(sr) | set(slurm.get("groups", {}))
+    assert named <= rule_names, f"profile names unknown rules: {named - rule_names}"
+    # grouping: GPU jobs carry their CPU-light preparation; per-clip steps are packed
+    groups = slurm["groups"]
+    assert groups["render_prepare"] == groups["render_train"] == groups["render_outputs"]
+    assert groups["crop_video"] == groups["extract_audio"] and slurm["group-components"][groups["crop_video"]] > 1
+
+
+def test_test_profile_switches_gpus_off_and_fits_the_test_cluster():
+    slurm, test = _load(SLURM), _load(TEST)
+    gpu = {r for r, res in slurm["set-resources"].items() if res.get("gpu", 0)}
+    for r in gpu:
+        assert test["set-resources"].get(r, {}).get("gpu") == 0, f"{r} would submit --gpus to a GPU-less cluster"
+        assert "gpu_model" not in test["set-resources"][r]
+    assert test["slurm-status-command"] == "squeue" and test["slurm-no-account"] is True
+    assert test["slurm-init-seconds-before-status-checks"] <= 10
+    assert test["default-resources"]["slurm_partition"] == "debug"  # start_slurm.sh's partition
+    assert "PartitionName=$PARTITION" in (REPO / "tests/cluster/start_slurm.sh").read_text()
