@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 # Every stage registers its final targets in TARGETS[stage] (a list of paths).
 TARGETS = {}
 

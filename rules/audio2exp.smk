@@ -17,7 +17,12 @@ rule audio2exp_train:
     output:
         model=f"{RESULTS}/{{dataset}}/audio2exp/{{variant}}/model.pt",
         loss_csv=f"{RESULTS}/{{dataset}}/audio2exp/{{variant}}/loss.csv",
-        loss_png=f"{RESULTS}/{{dataset}}/audio2exp/{{variant}}/loss.png",
+        loss_png=report(
+            f"{RESULTS}/{{dataset}}/audio2exp/{{variant}}/loss.png",
+            caption="../workflow/report/audio2exp_loss.rst",
+            category="Audio-to-expression",
+            labels={"dataset": "{dataset}", "variant": "{variant}", "plot": "loss"},
+        ),
     log:
         f"{LOGS}/audio2exp/train/{{dataset}}/{{variant}}.log",
     benchmark:

@@ -64,7 +64,16 @@ rule expression_hyperplanes:
         ),
     output:
         [
-            f"{RESULTS}/{{dataset}}/hyperplanes/{{actor}}/{f}"
+            (
+                report(
+                    f"{RESULTS}/{{dataset}}/hyperplanes/{{actor}}/{f}",
+                    caption="../workflow/report/hyperplanes.rst",
+                    category="Expression hyperplanes",
+                    labels={"dataset": "{dataset}", "actor": "{actor}", "plot": f},
+                )
+                if f.endswith(".png")
+                else f"{RESULTS}/{{dataset}}/hyperplanes/{{actor}}/{f}"
+            )
             for f in expr_smk.HYPERPLANE_FILES
         ],
     log:

@@ -23,7 +23,12 @@ rule render_prepare:
         unpack(rpipe.smk_prepare_inputs(config, RESULTS, asset)),
     output:
         prepared=f"{RESULTS}/render/{{subject}}/prepared.npz",
-        preview=f"{RESULTS}/render/{{subject}}/masks.png",
+        preview=report(
+            f"{RESULTS}/render/{{subject}}/masks.png",
+            caption="../workflow/report/render.rst",
+            category="Renderer",
+            labels={"subject": "{subject}", "plot": "masks"},
+        ),
     log:
         f"{LOGS}/render/prepare/{{subject}}.log",
     benchmark:
@@ -48,7 +53,12 @@ rule render_train:
     output:
         model=f"{RESULTS}/render/{{subject}}/model.pt",
         loss_csv=f"{RESULTS}/render/{{subject}}/loss.csv",
-        loss_png=f"{RESULTS}/render/{{subject}}/loss.png",
+        loss_png=report(
+            f"{RESULTS}/render/{{subject}}/loss.png",
+            caption="../workflow/report/render.rst",
+            category="Renderer",
+            labels={"subject": "{subject}", "plot": "loss"},
+        ),
         subject_json=f"{RESULTS}/render/{{subject}}/subject.json",
     log:
         f"{LOGS}/render/train/{{subject}}.log",
@@ -76,7 +86,12 @@ rule render_outputs:
         test_meta=f"{RESULTS}/render/{{subject}}/test_meta.json",
         val_psnr=f"{RESULTS}/render/{{subject}}/val_psnr.json",
         emotion_switch=f"{RESULTS}/render/{{subject}}/emotion_switch.mp4",
-        novel_views=f"{RESULTS}/render/{{subject}}/novel_views.png",
+        novel_views=report(
+            f"{RESULTS}/render/{{subject}}/novel_views.png",
+            caption="../workflow/report/render.rst",
+            category="Renderer",
+            labels={"subject": "{subject}", "plot": "novel views"},
+        ),
     log:
         f"{LOGS}/render/outputs/{{subject}}.log",
     benchmark:
