@@ -10,6 +10,10 @@
 # Input functions: emohead_core.audio2exp.pipeline.smk_*.
 from emohead_core.audio2exp import pipeline as a2e
 
+# For other stages (rules/metrics.smk): datasets and variants this stage trains.
+a2e_datasets = lambda: a2e.smk_datasets(config, SAMPLES)
+a2e_variants = lambda: a2e.smk_variants(config)
+
 
 rule audio2exp_train:
     input:
@@ -59,11 +63,9 @@ rule audio2exp_evaluate:
         "../workflow/scripts/audio2exp_evaluate.py"
 
 
-# Registered once the upstream stages (expression, features) are included before this file.
 TARGETS["audio2exp"] = [
     f"{RESULTS}/{ds}/audio2exp/{v}/{f}"
-    for ds in a2e.smk_datasets(config, SAMPLES)
-    for v in a2e.smk_variants(config)
+    for ds in a2e_datasets()
+    for v in a2e_variants()
     for f in ("eval.json", "loss.png")
-    if "expression" in TARGETS and "features" in TARGETS
 ]
