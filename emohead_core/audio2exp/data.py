@@ -26,7 +26,7 @@ class Clip:
     emotion: str
     sentence: str
     split: str
-    feats: dict[str, np.ndarray]  # modality -> (T, D) float32
+    feats: dict[str, np.ndarray]  # modality -> (T, D) float32, or float16 (as cached)
     alpha: np.ndarray | None = None  # (T, m) targets (3DDFA expression); None for audio-only
     alpha_mask: np.ndarray | None = None  # (T,) bool: frame has a detected face
     w_z: np.ndarray | None = None  # (m,) unit normal of the hyperplane of this clip's emotion
@@ -91,7 +91,10 @@ class FrameTable:
         self.n_frames = total
         self.feats = {}
         for k in MODALITIES:
-            rows = [corpus.silence[k][None].astype(np.float32)] + [clips[c].feats[k].astype(np.float32) for c in self.clip_ids]
+            # kept in the clips' dtype (float16 caches stay float16: half the memory at MEAD
+            # scale); windows() returns float32
+            dt = np.result_type(*[clips[c].feats[k].dtype for c in self.clip_ids])
+            rows = [corpus.silence[k][None].astype(dt)] + [clips[c].feats[k].astype(dt, copy=False) for c in self.clip_ids]
             self.feats[k] = torch.from_numpy(np.concatenate(rows, 0))
         m = corpus.m
         win = np.zeros((total, context), dtype=np.int64)
@@ -161,7 +164,7 @@ class FrameTable:
 
     def windows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = self.win[idx]  # (B, L)
-        return tuple(self.feats[k][w] for k in MODALITIES)  # type: ignore[return-value]
+        return tuple(self.feats[k][w].float() for k in MODALITIES)  # type: ignore[return-value]
 
     def sample_batch(self, batch_size: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
         pick = torch.randint(len(self.usable), (batch_size,), generator=gen)
@@ -189,8 +192,13 @@ def feature_stats(corpus: Corpus, clip_ids: list[int]) -> dict[str, tuple[np.nda
     """Per-dimension mean/std of each raw feature over the given clips' frames."""
     out = {}
     for k in MODALITIES:
-        x = np.concatenate([corpus.clips[c].feats[k] for c in clip_ids], 0).astype(np.float64)
-        out[k] = (x.mean(0).astype(np.float32), x.std(0).astype(np.float32))
+        n, s1, s2 = 0, 0.0, 0.0
+        for c in clip_ids:  # streaming sums (no float64 copy of the whole corpus)
+            x = corpus.clips[c].feats[k].astype(np.float64)
+            n, s1, s2 = n + len(x), s1 + x.sum(0), s2 + (x * x).sum(0)
+        mean = s1 / n
+        var = np.maximum(s2 / n - mean * mean, 0.0)
+        out[k] = (mean.astype(np.float32), np.sqrt(var).astype(np.float32))
     return out
 
 
@@ -341,6 +349,8 @@ def load_corpus(
         feats, frames_k = {}, {}
         for k in MODALITIES:
             frames, f, meta = read_feature(root / "features" / encoders[k] / f"{sid}.parquet")
+            if meta.get("dtype") == "float16":
+                f = f.astype(np.float16)  # lossless: the cache holds float16
             feats[k], frames_k[k] = f, frames
             if k not in silence:
                 silence[k] = silence_vector(meta, f.shape[1], encoders[k])
