@@ -253,6 +253,10 @@ def test_tiny_hubert_through_production_loader(tiny_hubert, tmp_path):
     # chunked with context: same grid, values close to the one-pass result
     ch = encode_audio(enc, x, T, chunk_s=0.5, context_s=0.4)
     assert ch.shape == feats.shape and np.all(np.isfinite(ch))
+    # chunk bookkeeping: when the context spans the whole clip every chunk sees the same input,
+    # so the kept frames must equal the one-pass frames exactly where they came from
+    ch = encode_audio(enc, x, T, chunk_s=0.3, context_s=2.0)
+    np.testing.assert_allclose(ch, feats, rtol=1e-4, atol=1e-4)
 
 
 def test_tiny_emotion2vec_funasr_dir(tmp_path):
