@@ -223,6 +223,33 @@ def test_pairing_rule_cross_individual_same_emotion_and_sentence():
     assert f[0] == 0 and f[-1] == 20 and f[5] == 10
 
 
+def test_sampled_partner_targets_follow_the_pairing_rule():
+    c = synthetic_corpus(actors=("A", "B"), audio_only=("C",), clips_per_emotion=2, frames=25)
+    c.clips[0].alpha_mask[5:9] = False  # undetected partner frames never serve as targets
+    train_ids = [i for i, cl in enumerate(c.clips) if cl.split == "train"]
+    table = FrameTable(c, train_ids, 3)
+    b = table.sample_batch(400, torch.Generator().manual_seed(0))
+    n_checked = 0
+    for r in range(400):
+        i = int(b["idx"][r])
+        clip = c.clips[int(table.clip_of[i])]
+        t = int(table.frame_of[i])
+        if not b["has_partner"][r]:
+            continue
+        matches = []
+        for j in partners_of(clip, [c.clips[k] for k in train_ids]):
+            p = c.clips[train_ids[j]]
+            f = int(aligned_frame(np.array([t]), clip.T, p.T)[0])
+            if p.alpha_mask[f] and np.allclose(p.alpha[f], b["alpha_bar"][r].numpy()):
+                matches.append(p.actor)
+        assert matches and clip.actor not in matches
+        n_checked += 1
+    assert n_checked > 100
+    # every audio-only frame drawn trains through the partner term only
+    c_rows = [r for r in range(400) if c.clips[int(table.clip_of[int(b["idx"][r])])].actor == "C"]
+    assert c_rows and not b["own"][c_rows].any()
+
+
 def test_frame_table_windows_are_causal_and_silence_padded():
     c = synthetic_corpus(frames=20)
     for k in c.silence:

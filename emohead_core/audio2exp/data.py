@@ -124,42 +124,41 @@ class FrameTable:
         self.clip_of = clip_of
         self.frame_of = frame_of
 
-        # eq. (13) partners: a padded candidate table of partner targets per frame
+        # eq. (13) partners, stored per clip (CSR: partner clip lists) so memory grows with the
+        # number of clip pairs, not frames x partners; the partner frame is aligned at sampling.
         pool = self.clip_ids if pairing_pool is None else pairing_pool
-        pool_clips = [clips[p] for p in pool]
-        cand_rows: list[list[np.ndarray]] = [[] for _ in range(total)]
-        self.partner_alpha_bank = []
-        bank_off = 0
-        bank_rows = []
-        for c, off in zip(self.clip_ids, offsets):
+        with_alpha = [p for p in pool if clips[p].has_alpha]
+        bank_off = {}
+        bank_alpha, bank_mask, o = [], [], 0
+        for p in with_alpha:
+            bank_off[p] = o
+            bank_alpha.append(clips[p].alpha.astype(np.float32))
+            bank_mask.append(clips[p].alpha_mask.astype(bool))
+            o += clips[p].T
+        groups: dict[tuple[str, str], list[int]] = {}
+        for p in with_alpha:
+            groups.setdefault((clips[p].emotion, clips[p].split), []).append(p)
+        ptr, ids, offs, lens = [0], [], [], []
+        for c in self.clip_ids:
             clip = clips[c]
-            partners = [pool[j] for j in partners_of(clip, pool_clips)]
-            t = np.arange(clip.T)
-            per_frame = []
-            for p in partners:
-                pc = clips[p]
-                f = aligned_frame(t, clip.T, pc.T)
-                ok = pc.alpha_mask[f]
-                rows = np.where(ok, bank_off + f, -1)
-                per_frame.append(rows)
-                bank_rows.append(pc.alpha.astype(np.float32))
-                bank_off += pc.T
-            if per_frame:
-                stacked = np.stack(per_frame, 1)  # (T, P)
-                for tt in range(clip.T):
-                    cand_rows[off + tt] = stacked[tt][stacked[tt] >= 0]
-        p_max = max([len(r) for r in cand_rows] + [1])
-        cand = np.full((total, p_max), -1, dtype=np.int64)
-        n_cand = np.zeros(total, dtype=np.int64)
-        for r, rows in enumerate(cand_rows):
-            cand[r, : len(rows)] = rows
-            n_cand[r] = len(rows)
-        self.partner_cand = torch.from_numpy(cand)
-        self.partner_n = torch.from_numpy(n_cand)
-        self.partner_bank = torch.from_numpy(
-            np.concatenate(bank_rows, 0) if bank_rows else np.zeros((1, m), dtype=np.float32)
-        )
-        # frames usable for training: own target or at least one partner target
+            grp = groups.get((clip.emotion, clip.split), [])
+            partners = [grp[j] for j in partners_of(clip, [clips[p] for p in grp])]
+            ids += partners
+            offs += [bank_off[p] for p in partners]
+            lens += [clips[p].T for p in partners]
+            ptr.append(len(ids))
+        self.partner_ptr = torch.tensor(ptr, dtype=torch.int64)
+        self.partner_off = torch.tensor(offs, dtype=torch.int64)
+        self.partner_len = torch.tensor(lens, dtype=torch.int64)
+        self.partner_ids = ids
+        self.partner_bank = torch.from_numpy(np.concatenate(bank_alpha, 0) if bank_alpha else np.zeros((1, m), np.float32))
+        self.partner_mask = torch.from_numpy(np.concatenate(bank_mask, 0) if bank_mask else np.zeros(1, bool))
+        local = np.repeat(np.arange(len(self.clip_ids)), [clips[c].T for c in self.clip_ids])
+        self.local_of = torch.from_numpy(local.astype(np.int64))
+        self.T_of = torch.tensor([clips[c].T for c in self.clip_ids], dtype=torch.int64)[self.local_of]
+        self.frame_t = torch.from_numpy(frame_of)
+        self.partner_n = (self.partner_ptr[1:] - self.partner_ptr[:-1])[self.local_of]
+        # frames usable for training: own target or at least one partner clip
         self.usable = torch.nonzero(self.own | (self.partner_n > 0)).squeeze(1)
 
     def windows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -171,12 +170,21 @@ class FrameTable:
         idx = self.usable[pick]
         u = torch.rand(batch_size, generator=gen)
         n = self.partner_n[idx]
-        k = torch.clamp((u * n).long(), max=torch.clamp(n - 1, min=0))
-        rows = self.partner_cand[idx, k]
         has_partner = n > 0
-        partner_alpha = self.partner_bank[torch.clamp(rows, min=0)]
+        k = torch.clamp((u * n).long(), max=torch.clamp(n - 1, min=0))
+        slot = torch.clamp(self.partner_ptr[self.local_of[idx]] + k, max=max(len(self.partner_ids) - 1, 0))
+        if len(self.partner_ids):
+            t_src, t_dst = self.T_of[idx], self.partner_len[slot]
+            # same relative time in the partner clip (aligned_frame)
+            f = torch.round(self.frame_t[idx] * (t_dst - 1) / torch.clamp(t_src - 1, min=1)).long()
+            rows = self.partner_off[slot] + torch.minimum(torch.clamp(f, min=0), t_dst - 1)
+            has_partner = has_partner & self.partner_mask[rows]
+            partner_alpha = self.partner_bank[rows]
+        else:
+            partner_alpha = torch.zeros(batch_size, self.alpha.shape[1])
         v, e, g = self.windows(idx)
         return {
+            "idx": idx,
             "v": v,
             "e": e,
             "gamma": g,
