@@ -310,11 +310,20 @@ def test_training_beats_constant_mean_on_synthetic(tmp_path, variant):
 
 
 def test_without_refinement_ignores_hyperplanes(tmp_path):
+    from emohead_core.audio2exp.infer import predict_alpha
+
     corpus = synthetic_corpus(frames=30)
     mcfg = _tiny_cfgs(refinement=False)
     path = train(corpus, mcfg, TrainConfig(iterations=5, batch_size=8), tmp_path, progress=False)
     ev = evaluate(corpus, path)
     assert ev["rmse_alpha_hat"] == ev["rmse_alpha_tilde"]
+    clip = corpus.clips[0]
+    pred = predict_alpha(path, clip.feats, timeline="0:happy,0.6:sad", ramp_s=0.0)
+    np.testing.assert_array_equal(pred.alpha_hat, pred.alpha_tilde)
+    r = pred.renderer_input()  # [z; alpha_tilde]
+    assert r.shape == (clip.T, 11)
+    assert r[0, 0] == EMOTION_INDEX["happy"] and r[-1, 0] == EMOTION_INDEX["sad"]
+    np.testing.assert_array_equal(r[:, 1:], pred.alpha_tilde)
 
 
 @pytest.fixture(scope="module")
@@ -363,6 +372,7 @@ def test_predict_alpha_timeline_switches_hyperplane(trained):
     np.testing.assert_allclose(pred.w[-1], w["sad"], atol=1e-6)  # after the ramp
     mid = int(0.8 * 25)  # centre of the ramp: half of each
     np.testing.assert_allclose(pred.w[mid], 0.5 * w["happy"] + 0.5 * w["sad"], atol=0.06)
+    assert pred.renderer_input() is pred.alpha_hat
     with pytest.raises(Exception):
         predict_alpha(path, clip.feats, emotion="contempt")  # no hyperplane for it
     with pytest.raises(Exception):

@@ -29,7 +29,19 @@ class Prediction:
     tau_used: np.ndarray  # (T,) the weight applied along w (intensity-scaled, see tau_mode)
     w: np.ndarray  # (T, m) per-frame hyperplane direction (w_z, or the timeline's ramp)
     emotions: list[str]
+    weights: np.ndarray  # (T, K) weight of each of ``emotions`` per frame (timeline ramp)
+    refinement: bool = True
     fps: float = 25.0
+
+    def renderer_input(self) -> np.ndarray:
+        """What the renderer consumes: alpha_hat (T, m); for a w/o-refinement model (Appendix D)
+        [z; alpha_tilde] (T, 1 + m) with z the per-frame dominant tag of the timeline."""
+        if self.refinement:
+            return self.alpha_hat
+        from .model import EMOTION_INDEX, renderer_input_without_refinement
+
+        z = np.asarray([EMOTION_INDEX[self.emotions[k]] for k in self.weights.argmax(1)], np.float32)
+        return renderer_input_without_refinement(torch.from_numpy(z), self.alpha_tilde).numpy()
 
 
 def _windows(feats: dict[str, np.ndarray], silence: dict[str, np.ndarray], context: int):
@@ -90,31 +102,17 @@ def features_from_wav(wav: str | Path, config: dict, encoders: dict[str, str], *
 
 
 def _directions(hyperplanes: dict[str, np.ndarray], T: int, fps: float, emotion, timeline, ramp_s: float):
-    hp = {k: (np.asarray(v, np.float64), 0.0) for k, v in hyperplanes.items()}
+    """Per-frame w (T, m), the emotions in order, and their per-frame weights (T, K)."""
+    from ..hyperplanes import timeline_directions  # Appendix B (3): w_1 -> w_2 with a linear ramp
+
     if timeline is None:
         if emotion is None:
             raise EmoheadInputError("predict_alpha needs an emotion tag or a timeline",
                                     fix='pass emotion="happy" or timeline="0:happy,2.5:sad"')
         timeline = [(0.0, str(emotion))]
-    try:
-        from ..hyperplanes import timeline_directions  # issue 3 (Appendix B (3) ramp)
-    except ImportError:  # pragma: no cover - before the hyperplanes module lands
-        timeline_directions = None
-    if timeline_directions is not None:
-        td = timeline_directions(timeline, T, fps, hp, ramp_s=ramp_s)
-        return td.W.astype(np.float32), list(td.emotions)
-    if isinstance(timeline, str):  # pragma: no cover
-        timeline = [(float(a), b) for a, b in (p.split(":") for p in timeline.split(","))]
-    missing = [z for _, z in timeline if z not in hp]
-    if missing:  # pragma: no cover
-        raise EmoheadInputError(f"no hyperplane for {missing}; have {sorted(hp)}")
-    t = np.arange(T) / fps
-    timeline = sorted(timeline)
-    W = np.tile(hp[timeline[0][1]][0], (T, 1))
-    for t_s, z in timeline[1:]:  # pragma: no cover
-        lam = np.clip((t - t_s) / ramp_s + 0.5, 0, 1) if ramp_s > 0 else (t >= t_s).astype(float)
-        W = (1 - lam)[:, None] * W + lam[:, None] * hp[z][0]
-    return W.astype(np.float32), list(dict.fromkeys(z for _, z in timeline))
+    hp = {k: (np.asarray(v, np.float64), 0.0) for k, v in hyperplanes.items()}
+    td = timeline_directions(timeline, T, fps, hp, ramp_s=ramp_s)
+    return td.W.astype(np.float32), list(td.emotions), np.asarray(td.weights, np.float32)
 
 
 def predict_alpha(
@@ -175,7 +173,7 @@ def predict_alpha(
     else:
         hp = {k: np.asarray(v[0] if isinstance(v, (tuple, list)) else v, np.float32) for k, v in hyperplanes.items()}
     T, (v, e, g) = _windows(feats, silence, mcfg.context)
-    W, emotions = _directions(hp, T, fps, emotion, timeline, ramp_s)
+    W, emotions, weights = _directions(hp, T, fps, emotion, timeline, ramp_s)
     with torch.no_grad():
         _, alpha_tilde, tau = predict_clip_windows(net, v, e, g, torch.zeros(T, mcfg.m), refinement=False)
     inten = np.broadcast_to(np.asarray(intensity, np.float32), (T,)) if np.ndim(intensity) == 0 else np.asarray(intensity, np.float32)
@@ -195,4 +193,4 @@ def predict_alpha(
     else:
         alpha_hat = a_t.copy()
     return Prediction(alpha_hat.astype(np.float32), a_t.astype(np.float32), tau.numpy().astype(np.float32),
-                      tau_used.astype(np.float32), W, emotions, fps)
+                      tau_used.astype(np.float32), W, emotions, weights, bool(mcfg.refinement), fps)
