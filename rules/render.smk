@@ -70,7 +70,7 @@ rule render_train:
     resources:
         gpu=RENDER.get("gpus", 0),
     params:
-        render=RENDER,
+        render={k: RENDER.get(k) for k in ("model", "train", "box", "device")},
         subject=lambda w: RENDER_SUBJECTS[w.subject],
         ckpt=lambda w: f"{RESULTS}/render/{w.subject}/ckpt/last.pt",
     script:

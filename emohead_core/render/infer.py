@@ -147,16 +147,30 @@ def novel_view_strip(renderer: Renderer, data: dict, path, *, yaws=(-30, -15, 0,
 
 
 def emotion_switch_video(renderer: Renderer, data: dict, out_mp4, *, hyperplanes, emotions=("happy", "sad"),
-                         intensity: float = 1.0, ramp_s: float = 0.5, audio=None, max_frames: int | None = None) -> dict:
+                         intensity: float = 1.0, ramp_s: float = 0.5, audio=None, max_frames: int | None = None,
+                         intensity_unit: str = "std") -> dict:
     """Held-out span re-rendered with ground-truth alpha edited along w_1, switching to w_2 half way
-    (eq. 9 with the Appendix B (3) ramp); audio of the same span muxed."""
+    (eq. 9 with the Appendix B (3) ramp); audio of the same span muxed. ``intensity_unit``:
+    "raw" (tau as given) or "std" (tau scaled so the edit has Mahalanobis length ``intensity`` under
+    the subject's training alphas: the hyperplanes may come from another actor's alpha spread)."""
     val = np.asarray(data["val_idx"])
     if max_frames:
         val = val[:max_frames]
     fps = float(data["fps"])
     T = len(val)
     spec = f"0:{emotions[0]},{T / fps / 2:.3f}:{emotions[1]}"
-    alphas = timeline_alphas(data["alpha"][val], spec, hyperplanes, intensity=intensity, fps=fps, ramp_s=ramp_s)
+    tau = intensity
+    if intensity_unit == "std":  # tau such that tau * w_z has Mahalanobis length `intensity`
+        from ..hyperplanes import load_hyperplanes
+
+        hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
+        sd = data["alpha"][data["train_idx"]].std(0) + 1e-8
+        scale = {z: intensity / float(np.linalg.norm(np.asarray(hp[z][0]) / sd)) for z in emotions}
+        t = np.arange(T) / fps
+        lam = np.clip((t - T / fps / 2) / ramp_s + 0.5, 0, 1) if ramp_s > 0 else (t >= T / fps / 2).astype(float)
+        tau = (1 - lam) * scale[emotions[0]] + lam * scale[emotions[1]]
+        hyperplanes = hp
+    alphas = timeline_alphas(data["alpha"][val], spec, hyperplanes, intensity=tau, fps=fps, ramp_s=ramp_s)
     frames = render_frames(renderer, data, alphas, pose_idx=val)
     seg = None
     if audio is not None:
@@ -166,7 +180,7 @@ def emotion_switch_video(renderer: Renderer, data: dict, out_mp4, *, hyperplanes
     write_rgb_video(frames, out_mp4, fps, audio=seg)
     if seg is not None:
         seg.unlink(missing_ok=True)
-    return dict(timeline=spec, intensity=intensity, ramp_s=ramp_s, n_frames=T)
+    return dict(timeline=spec, intensity=intensity, intensity_unit=intensity_unit, ramp_s=ramp_s, n_frames=T)
 
 
 def render_clip(renderer: Renderer, data: dict, alphas: np.ndarray, out_mp4, *, audio=None, fps: float = 25.0,

@@ -6,7 +6,8 @@ outputs sigma (truncated exponential activation) and a geometry feature; the col
 [feature, SH(d), alpha_hat]. Depth, width and skip connections are configurable: the paper
 profile uses NeRF's MLP (8 x 256, skip into layer 5, 128-wide view branch); the demo profile a
 small instant-ngp-sized MLP. alpha_hat is standardised with the training-set mean / std
-(buffers saved with the model).
+(buffers saved with the model) and clamped to +-alpha_clip standard deviations: a
+person-specific field cannot extrapolate far outside the expressions of its training video.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class NeRFConfig:
     geo_feat: int = 15
     color_hidden: int = 64
     color_layers: int = 2
+    alpha_clip: float = 4.0  # standardised alpha is clamped to +-alpha_clip (no extrapolation)
 
     @staticmethod
     def from_dict(d: dict | None) -> "NeRFConfig":
@@ -100,7 +102,9 @@ class EmoNeRF(nn.Module):
         self.alpha_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp(min=1e-6))
 
     def _norm_alpha(self, a: torch.Tensor) -> torch.Tensor:
-        return (a - self.alpha_mean) / self.alpha_std
+        a = (a - self.alpha_mean) / self.alpha_std
+        c = float(self.cfg.alpha_clip)
+        return a.clamp(-c, c) if c > 0 else a
 
     def _sigma_feat(self, x, a):
         h = torch.cat([self.encoder((x + 1.0) * 0.5), a], dim=-1)

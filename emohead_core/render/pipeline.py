@@ -111,7 +111,7 @@ def step_outputs(model, prepared, out: dict, rcfg: dict, subject: str, subject_c
     info = emotion_switch_video(renderer, data, out["emotion_switch"], hyperplanes=hyperplanes,
                                 emotions=tuple(sw.get("emotions", ("happy", "sad"))),
                                 intensity=float(sw.get("intensity", 1.0)), ramp_s=float(sw.get("ramp_s", 0.5)),
-                                audio=audio)
+                                audio=audio, intensity_unit=sw.get("intensity_unit", "std"))
     log.info("val PSNR %s; switch %s", json.dumps(res), info)
     return res
 
