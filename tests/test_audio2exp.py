@@ -440,6 +440,13 @@ def test_pipeline_reads_results_layout_and_writes_eval(tmp_path):
             np.testing.assert_allclose(c.alpha, ref.alpha)
             assert not c.alpha_mask[3] and c.alpha_mask.sum() == c.T - 1  # undetected frame masked
     np.testing.assert_allclose(got.silence["gamma"], corpus.silence["gamma"] + 0.25)
+    # a forced hyperplane set (e.g. the expression stage's pooled "all") applies to every clip
+    pooled = tmp_path / "toy" / "hyperplanes" / "all" / "hyperplanes.json"
+    pooled.parent.mkdir(parents=True)
+    w = np.eye(10)[2]
+    pooled.write_text(json.dumps({"hyperplanes": {z: {"w_z": w.tolist(), "b": 0.0} for z in ("angry", "happy", "sad")}}))
+    forced = load_corpus(tmp_path, "toy", encoders, hyperplane_actor="all")
+    assert all(np.allclose(c.w_z, w) for c in forced.clips)
     section = {"features": encoders, "model": {"d": 16, "d_h": 16, "n": 3, "ffn": [32, 16]},
                "train": {"iterations": 20, "batch_size": 8, "ckpt_every": 10},
                "variants": {"main": {}, "wo_alignment": {"architecture": "transformer", "transformer_heads": 2}}}

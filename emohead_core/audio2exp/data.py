@@ -344,6 +344,10 @@ def load_corpus(
         if p.is_file():
             hp_by_actor[actor] = load_hyperplanes_any(p)
     if hyperplane_actor is not None and str(hyperplane_actor) not in hp_by_actor:
+        p = root / "hyperplanes" / str(hyperplane_actor) / "hyperplanes.json"  # e.g. the pooled "all"
+        if p.is_file():
+            hp_by_actor[str(hyperplane_actor)] = load_hyperplanes_any(p)
+    if hyperplane_actor is not None and str(hyperplane_actor) not in hp_by_actor:
         raise EmoheadInputError(
             f"no hyperplanes for actor {hyperplane_actor}",
             path=root / "hyperplanes" / str(hyperplane_actor) / "hyperplanes.json",

@@ -103,11 +103,15 @@ def smk_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
     df = df[df["split"].isin(["train", "test"])]
     encoders = sorted(set(resolve_encoders(config).values()))
     video = df[df["video_path"] != ""]
+    hp_actors = sorted(video["actor"].astype(str).unique())
+    forced = (config.get("audio2exp") or {}).get("hyperplane_actor")
+    if forced is not None and str(forced) not in hp_actors:
+        hp_actors.append(str(forced))  # e.g. the pooled "all" hyperplanes
     return {
         "samples": f"{results}/{dataset}/samples.parquet",
         "features": [f"{results}/{dataset}/features/{enc}/{s}.parquet" for enc in encoders for s in df["sample_id"]],
         "expression": [f"{results}/{dataset}/expression/{s}.parquet" for s in video["sample_id"]],
         "hyperplanes": [
-            f"{results}/{dataset}/hyperplanes/{a}/hyperplanes.json" for a in sorted(video["actor"].astype(str).unique())
+            f"{results}/{dataset}/hyperplanes/{a}/hyperplanes.json" for a in hp_actors
         ],
     }
