@@ -15,7 +15,9 @@ from emohead_core.render.hashgrid import HashGridConfig, TorchHashGrid, copy_tab
 def _ref_layout(L, F, log2T, base, b):
     levels, off = [], 0
     for l in range(L):
-        scale = 2.0 ** (l * math.log2(b)) * base - 1.0
+        # tcnn computes the level scale in float32: exp2f(l * log2f(b)) * N_min - 1
+        scale = float(np.float32(2.0) ** (np.float32(l) * np.float32(math.log2(np.float32(b)))) * np.float32(base)
+                      - np.float32(1))
         res = int(math.ceil(scale)) + 1
         size = min(int(math.ceil(res**3 / 8) * 8), 2**log2T)
         levels.append((scale, res, size, off))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -57,7 +58,10 @@ def level_layout(cfg: HashGridConfig) -> list[dict]:
     out, offset = [], 0
     T = 1 << cfg.log2_hashmap_size
     for lvl in range(cfg.n_levels):
-        scale = math.exp2(lvl * math.log2(cfg.per_level_scale)) * cfg.base_resolution - 1.0
+        # float32 like tcnn: exp2f(level * log2f(b)) * N_min - 1
+        l2 = np.float32(math.log2(np.float32(cfg.per_level_scale)))
+        scale = float(np.exp2(np.float32(lvl) * l2, dtype=np.float32) * np.float32(cfg.base_resolution)
+                      - np.float32(1.0))
         res = int(math.ceil(scale)) + 1
         dense_size = res**3
         n = min(((dense_size + 7) // 8) * 8, T)
