@@ -4,6 +4,7 @@ test-split evaluation (Table VI RMSE) against a constant-mean predictor."""
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -83,7 +84,7 @@ class Interrupt(Exception):
     """Raised by the ``stop_at`` hook (tests simulate a killed job with it)."""
 
 
-def train(
+def _train(
     corpus: Corpus,
     mcfg: ModelConfig,
     tcfg: TrainConfig,
@@ -104,7 +105,6 @@ def train(
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "ckpt"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    torch.use_deterministic_algorithms(True)
     train_ids = split_ids(corpus, "train")
     if not train_ids:
         from ..errors import EmoheadInputError
@@ -170,6 +170,17 @@ def train(
     save_model(model, mcfg, model_path, meta=meta, extra={"train": asdict(tcfg), "fingerprint": fp})
     write_loss_curves(history, out_dir / "loss.csv", out_dir / "loss.png")
     return model_path
+
+
+@functools.wraps(_train)
+def train(*args, **kwargs) -> Path:
+    # deterministic algorithms for the run; the process-wide setting is restored afterwards
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(*args, **kwargs)
+    finally:
+        torch.use_deterministic_algorithms(prev)
 
 
 def model_meta(corpus: Corpus, train_ids, hyperplanes=None) -> dict:
