@@ -139,7 +139,13 @@ def test_sigkill_mid_rule_then_rerun_equals_uninterrupted(tmp_path, mirror):
     assert _temps(run / "results"), "expected the killed job's temp file to be left behind"
     assert (run / ".snakemake" / "incomplete").is_dir()
 
-    # 3. rerun: Snakemake redoes the incomplete job, onstart removes the orphaned temp
+    # 3. a SIGKILLed Snakemake leaves its directory lock: `--unlock` (what a user runs), then the
+    # rerun redoes the incomplete job and onstart removes the orphaned temp
+    r = subprocess.run(_cmd("--rerun-incomplete"), cwd=run, env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "cannot be locked" in r.stdout + r.stderr
+    r = subprocess.run(_cmd("--unlock"), cwd=run, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert not (run / TARGETS[0]).exists() and _temps(run / "results")  # --unlock changes no file
     r = subprocess.run(_cmd("--rerun-incomplete"), cwd=run, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "temp file(s) of interrupted jobs" in r.stdout + r.stderr
