@@ -8,7 +8,8 @@ temporary directory, seeds the dataset adapter's duration cache (``resources/cac
 durations_<dataset>.json``, the cache Snakemake start-up uses so clips are not probed with
 ffmpeg at every start) with a fixed 3 s per clip, and times ``snakemake -n`` of the full
 workflow (``rule all``) on it, by default with ``profiles/slurm`` (its per-clip job groups are
-part of the DAG work). Prints wall time, job count and the ratio large/baseline. The issue's
+part of the DAG work), quiet (``--quiet rules progress``: the run stops after the DAG instead of
+printing every job). Prints wall time and the ratio large/baseline. The issue's
 goal: the 30,000-clip DAG builds in under 60 s on the 2-core dev machine.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -66,7 +66,7 @@ def seed_duration_cache(cache_path: Path, files: list[Path]) -> None:
     cache.save()
 
 
-def dry_run(workdir: Path, n_clips: int, profile: str | None) -> tuple[float, int]:
+def dry_run(workdir: Path, n_clips: int, profile: str | None, timeout: float | None = None) -> tuple[float, int]:
     root = workdir / "MEAD"
     files = make_mead_tree(root, n_clips)
     seed_duration_cache(workdir / "resources" / "cache" / "durations_mead.json", files)
@@ -90,13 +90,15 @@ def dry_run(workdir: Path, n_clips: int, profile: str | None) -> tuple[float, in
         cmd += ["--cores", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    try:
+        out = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return float("inf"), -1
     dt = time.perf_counter() - t0
     if out.returncode != 0:
         sys.stderr.write(out.stdout[-3000:] + out.stderr[-3000:])
         raise SystemExit(f"dry run of {n_clips} clips failed (rc {out.returncode})")
-    m = re.search(r"^total\s+(\d+)", out.stdout + out.stderr, re.M)
-    return dt, int(m.group(1)) if m else -1
+    return dt, n_clips
 
 
 def main() -> None:
@@ -104,16 +106,17 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=30000)
     ap.add_argument("--baseline", type=int, default=3000)
     ap.add_argument("--profile", default="slurm", help="profile under profiles/, or 'none'")
+    ap.add_argument("--timeout", type=float, default=None, help="give up on a dry run after this many seconds")
     args = ap.parse_args()
     res = {}
     for n in (args.baseline, args.clips):
         with tempfile.TemporaryDirectory(prefix=f"bench_dag_{n}_") as d:
-            res[n] = dry_run(Path(d), n, args.profile)
+            res[n] = dry_run(Path(d), n, args.profile, args.timeout)
         print(f"dry run (profile {args.profile}), {n:6d} MEAD clips: "
-              f"{res[n][0]:7.1f} s wall, {res[n][1]:7d} jobs", flush=True)
+              f"{res[n][0]:7.1f} s wall", flush=True)
     (tb, jb), (tl, jl) = res[args.baseline], res[args.clips]
     print(
-        f"ratio {args.clips}/{args.baseline} clips: time x{tl / tb:.2f} for jobs x{jl / max(jb, 1):.2f} "
+        f"ratio {args.clips}/{args.baseline} clips: time x{tl / tb:.2f} "
         f"(linear scaling would be x{args.clips / args.baseline:.1f}); "
         f"{args.clips}-clip DAG {'within' if tl < 60 else 'OVER'} the 60 s goal"
     )
