@@ -85,3 +85,18 @@ def test_test_profile_switches_gpus_off_and_fits_the_test_cluster():
     assert test["slurm-init-seconds-before-status-checks"] <= 10
     assert test["default-resources"]["slurm_partition"] == "debug"  # start_slurm.sh's partition
     assert "PartitionName=$PARTITION" in (REPO / "tests/cluster/start_slurm.sh").read_text()
+
+
+@pytest.mark.parametrize("profiles", [["profiles/slurm"], ["profiles/slurm", "tests/cluster/profile"]])
+def test_full_demo_dag_builds_with_the_slurm_profiles(profiles, tmp_path, mirror):
+    """The job groups of the profile are valid for the whole workflow (Snakemake rejects a group
+    whose jobs depend on it through an outside job only when it builds the DAG)."""
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
+           "--configfile", str(REPO / "config/config.yaml"), str(REPO / "config/demo.yaml"),
+           "-n", "--quiet", "rules", "progress"]
+    for p in profiles:
+        cmd += ["--profile", str(REPO / p)]
+    r = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "Error in group" not in r.stdout + r.stderr
