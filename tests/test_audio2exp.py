@@ -326,6 +326,89 @@ def test_without_refinement_ignores_hyperplanes(tmp_path):
     np.testing.assert_array_equal(r[:, 1:], pred.alpha_tilde)
 
 
+def test_within_clip_split_partitions_every_clip_in_time():
+    from emohead_core.audio2exp.data import split_corpus
+    from emohead_core.errors import EmoheadInputError
+
+    corpus = synthetic_corpus(frames=31, audio_only=("C",))
+    s = split_corpus(corpus, "within_clip", 0.33)
+    assert s.meta["split"] == {"mode": "within_clip", "test_fraction": 0.33}
+    assert all(c.test_from is None for c in corpus.clips)  # the input corpus is not modified
+    for c in s.clips:
+        tr, te = c.frames_in("train"), c.frames_in("test")
+        assert tr.shape == te.shape == (c.T,)
+        if c.alpha is None:  # audio-only: train only (eq. 13 cross-individual term)
+            assert tr.all() and not te.any()
+            continue
+        n_test = int(math.floor(0.33 * c.T + 0.5))
+        assert not (tr & te).any() and (tr | te).all()  # disjoint, covering
+        assert te.sum() == n_test and tr.sum() == c.T - n_test
+        assert te[c.T - n_test:].all() and tr[: c.T - n_test].all()  # first part train, last test
+    # the training table: targets, samples and partner targets only on train frames
+    ids = [i for i, c in enumerate(s.clips) if c.in_split("train")]
+    table = FrameTable(s, ids, 3, split="train")
+    test_rows = torch.from_numpy(np.concatenate([s.clips[i].frames_in("test") for i in ids]))
+    assert test_rows.sum() > 0 and not table.own[test_rows].any()
+    assert not test_rows[table.usable].any()
+    assert table.own.sum() == sum(int(c.target_mask("train").sum()) for c in s.clips)
+    b = table.sample_batch(300, torch.Generator().manual_seed(1))
+    rows_c = [r for r in range(300) if s.clips[int(table.clip_of[int(b["idx"][r])])].actor == "C"]
+    assert rows_c and b["has_partner"][rows_c].any() and not b["has_partner"][rows_c].all()  # aligned to test: off
+    for r in rows_c:
+        if b["has_partner"][r]:
+            hits = [c for c in s.clips if c.alpha is not None and c.emotion == s.clips[int(table.clip_of[int(b["idx"][r])])].emotion
+                    and any(np.array_equal(c.alpha[t], b["alpha_bar"][r].numpy()) for t in np.flatnonzero(c.frames_in("train")))]
+            assert hits
+    # samples mode keeps the clip split; unknown modes are refused
+    same = split_corpus(corpus, "samples")
+    assert [c.frames_in("test").all() for c in same.clips] == [c.split == "test" for c in corpus.clips]
+    with pytest.raises(EmoheadInputError):
+        split_corpus(corpus, "random")
+    with pytest.raises(EmoheadInputError):
+        split_corpus(corpus, "within_clip", 1.0)
+
+
+def test_within_clip_training_and_evaluation_touch_only_their_frames(tmp_path):
+    """Breaks if the split leaks: training must not see test targets, evaluation must not read
+    train targets, and the constant-mean baseline is the mean of the TRAIN targets."""
+    import copy
+
+    from emohead_core.audio2exp.data import split_corpus
+
+    s = split_corpus(synthetic_corpus(frames=30, audio_only=("C",)), "within_clip", 0.33)
+    mcfg, tcfg = _tiny_cfgs(), TrainConfig(iterations=15, batch_size=8, ckpt_every=100)
+    path = train(s, mcfg, tcfg, tmp_path / "a", progress=False)
+    # test targets replaced by garbage: training gives bit-identical weights
+    garbled = copy.deepcopy(s)
+    for c in garbled.clips:
+        if c.alpha is not None:
+            c.alpha[c.frames_in("test")] += 100.0
+    path_g = train(garbled, mcfg, tcfg, tmp_path / "b", progress=False)
+    wa, wb = (torch.load(p, weights_only=False) for p in (path, path_g))
+    assert all(torch.equal(wa["state_dict"][k], wb["state_dict"][k]) for k in wa["state_dict"])
+    train_alpha = np.concatenate([c.alpha[c.target_mask("train")] for c in s.clips if c.alpha is not None])
+    np.testing.assert_allclose(wa["alpha_mean"].numpy(), train_alpha.mean(0), atol=1e-6)
+    ev = evaluate(s, path)
+    test_alpha = np.concatenate([c.alpha[c.target_mask("test")] for c in s.clips if c.alpha is not None])
+    assert ev["n_frames"] == len(test_alpha) and ev["split_mode"]["mode"] == "within_clip"
+    ref = float(np.sqrt(np.mean((test_alpha - train_alpha.mean(0)) ** 2)))
+    assert ev["rmse_constant_mean"] == pytest.approx(ref, rel=1e-5)
+    # train targets replaced by NaN: evaluation is unchanged (and finite)
+    nan = copy.deepcopy(s)
+    for c in nan.clips:
+        if c.alpha is not None:
+            c.alpha[c.frames_in("train")] = np.nan
+    ev_nan = evaluate(nan, path)
+    assert math.isfinite(ev_nan["rmse_alpha_hat"])
+    assert ev_nan["rmse_alpha_hat"] == ev["rmse_alpha_hat"] and ev_nan["per_clip_rmse_alpha_hat"] == ev["per_clip_rmse_alpha_hat"]
+    # ... while the test targets do matter (the comparison above can fail)
+    ev_g = evaluate(garbled, path)
+    assert ev_g["rmse_alpha_hat"] > ev["rmse_alpha_hat"] + 10
+    # the train-split evaluation reads exactly the train frames' targets
+    ev_tr = evaluate(s, path, split="train")
+    assert ev_tr["n_frames"] == len(train_alpha)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     corpus = synthetic_corpus(frames=40)
@@ -457,6 +540,11 @@ def test_pipeline_reads_results_layout_and_writes_eval(tmp_path):
     assert saved["model_config"]["architecture"] == "transformer" and saved["variant"] == "wo_alignment"
     assert saved["rmse_constant_mean"] == pytest.approx(ev["rmse_constant_mean"])
     assert saved["n_frames"] == sum(c.T - 1 for c in corpus.clips if c.split == "test" and c.alpha is not None)
+    assert saved["split_mode"] == {"mode": "samples"}
+    # the within-clip split mode from the config section reaches the corpus
+    tw = load_corpus(tmp_path, "toy", encoders, split={"mode": "within_clip", "test_fraction": 0.25})
+    assert tw.meta["split"]["mode"] == "within_clip"
+    assert all((c.test_from is not None) == (c.alpha is not None) for c in tw.clips)
 
 
 def test_variant_config_overrides():

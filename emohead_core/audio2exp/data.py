@@ -1,4 +1,5 @@
 """Training data for the audio-expression module: clips of (v~, e~, gamma~, alpha) at 25 fps,
+the train/test split (per clip from the sample table, or per frame in time inside each clip),
 the eq. (13) cross-individual pairing, and fast window gathering for frame batches.
 
 The in-memory :class:`Corpus` is what training and evaluation consume; :func:`load_corpus`
@@ -17,6 +18,7 @@ import torch
 from ..errors import EmoheadInputError
 
 MODALITIES = ("v", "e", "gamma")
+SPLIT_MODES = ("samples", "within_clip")
 
 
 @dataclass
@@ -25,11 +27,12 @@ class Clip:
     actor: str
     emotion: str
     sentence: str
-    split: str
+    split: str  # split of the clip (with test_from set: of its frames before test_from)
     feats: dict[str, np.ndarray]  # modality -> (T, D) float32, or float16 (as cached)
     alpha: np.ndarray | None = None  # (T, m) targets (3DDFA expression); None for audio-only
     alpha_mask: np.ndarray | None = None  # (T,) bool: frame has a detected face
     w_z: np.ndarray | None = None  # (m,) unit normal of the hyperplane of this clip's emotion
+    test_from: int | None = None  # within-clip time split: frames >= test_from are "test"
 
     @property
     def T(self) -> int:
@@ -38,6 +41,23 @@ class Clip:
     @property
     def has_alpha(self) -> bool:
         return self.alpha is not None and bool(np.any(self.alpha_mask))
+
+    def frames_in(self, split: str) -> np.ndarray:
+        """(T,) bool: the frames of this clip that belong to ``split``."""
+        if self.test_from is None:
+            return np.full(self.T, self.split == split)
+        t = np.arange(self.T)
+        return t >= self.test_from if split == "test" else (t < self.test_from) & (self.split == split)
+
+    def in_split(self, split: str) -> bool:
+        return bool(self.frames_in(split).any())
+
+    def target_mask(self, split: str | None = None) -> np.ndarray:
+        """(T,) bool: frames with an expression target (detected face), within ``split`` if given."""
+        if self.alpha is None:
+            return np.zeros(self.T, bool)
+        m = np.asarray(self.alpha_mask[: self.T], bool)
+        return m & self.frames_in(split) if split is not None else m
 
 
 @dataclass
@@ -51,14 +71,45 @@ class Corpus:
         return {k: int(v.shape[0]) for k, v in self.silence.items()}
 
 
-def partners_of(clip: Clip, clips: list[Clip]) -> list[int]:
+def split_corpus(corpus: Corpus, mode: str = "samples", test_fraction: float = 0.33) -> Corpus:
+    """Apply the train/test split mode (``audio2exp.split``) and return a new corpus.
+
+    ``samples``: the sample table's clip-level split, unchanged. ``within_clip``: a time split
+    inside every clip with expression targets (the paper splits each person's footage by time):
+    its first T - n_test frames are train, its last n_test = floor(test_fraction * T + 0.5)
+    frames (at least 1, at most T - 1) are test, whatever the sample table says; clips without
+    targets (audio-only) are train only (they feed eq. (13)'s cross-individual term). The causal
+    window of the first test frames looks back into the train frames' audio (features only,
+    never targets); train windows never see test frames (they look back only)."""
+    from dataclasses import replace
+
+    if mode not in SPLIT_MODES:
+        raise EmoheadInputError(f"unknown audio2exp.split.mode {mode!r}", fix=f"use one of {list(SPLIT_MODES)}")
+    meta = {**corpus.meta, "split": {"mode": mode} if mode == "samples" else
+            {"mode": mode, "test_fraction": float(test_fraction)}}
+    if mode == "samples":
+        return Corpus(list(corpus.clips), corpus.silence, m=corpus.m, meta=meta)
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise EmoheadInputError(f"audio2exp.split.test_fraction must be in (0, 1), got {test_fraction}")
+    clips = []
+    for c in corpus.clips:
+        if c.has_alpha and c.T >= 2:
+            n_test = min(max(int(np.floor(float(test_fraction) * c.T + 0.5)), 1), c.T - 1)
+            clips.append(replace(c, split="train", test_from=c.T - n_test))
+        else:
+            clips.append(replace(c, split="train", test_from=None))
+    return Corpus(clips, corpus.silence, m=corpus.m, meta=meta)
+
+
+def partners_of(clip: Clip, clips: list[Clip], split: str | None = None) -> list[int]:
     """Eq. (13) pairing rule: indices of clips of ANOTHER individual with the SAME emotion tag
-    and the same split that have expression targets; those that also share the sentence are
-    preferred (if any exist, only they are returned)."""
+    that have expression targets in the same split (``split``, default the clip's); those that
+    also share the sentence are preferred (if any exist, only they are returned)."""
+    split = clip.split if split is None else split
     cand = [
         j
         for j, c in enumerate(clips)
-        if c.actor != clip.actor and c.emotion == clip.emotion and c.split == clip.split and c.has_alpha
+        if c.actor != clip.actor and c.emotion == clip.emotion and c.has_alpha and c.target_mask(split).any()
     ]
     same = [j for j in cand if clips[j].sentence == clip.sentence]
     return same if same else cand
@@ -76,13 +127,20 @@ class FrameTable:
     and targets, as torch tensors for fast batch gathering.
 
     Global feature row 0 of each modality is the silence vector; clip c's frame t is row
-    1 + offset[c] + t."""
+    1 + offset[c] + t.
 
-    def __init__(self, corpus: Corpus, clip_ids: list[int], context: int, *, pairing_pool: list[int] | None = None):
+    ``split``: only the frames of that split are targets (``own``), partner targets (eq. 13)
+    and sampled (``usable``); windows still read the whole clip's features (a test frame's
+    window may look back into train frames' audio). None: every frame of the given clips, with
+    partners from each clip's own split."""
+
+    def __init__(self, corpus: Corpus, clip_ids: list[int], context: int, *, pairing_pool: list[int] | None = None,
+                 split: str | None = None):
         clips = corpus.clips
         self.corpus = corpus
         self.clip_ids = list(clip_ids)
         self.context = context
+        self.split = split
         offsets, total = [], 0
         for c in self.clip_ids:
             offsets.append(total)
@@ -100,6 +158,7 @@ class FrameTable:
         win = np.zeros((total, context), dtype=np.int64)
         alpha = np.zeros((total, m), dtype=np.float32)
         own = np.zeros(total, dtype=bool)
+        sel = np.zeros(total, dtype=bool)  # frame belongs to the table's split
         w_z = np.zeros((total, m), dtype=np.float32)
         clip_of = np.zeros(total, dtype=np.int64)
         frame_of = np.zeros(total, dtype=np.int64)
@@ -110,9 +169,10 @@ class FrameTable:
             t = np.arange(T)
             j = t[:, None] + rel[None, :]
             win[off : off + T] = np.where(j >= 0, 1 + off + j, 0)
+            sel[off : off + T] = clip.frames_in(split) if split is not None else True
             if clip.alpha is not None:
                 alpha[off : off + T] = clip.alpha[:T]
-                own[off : off + T] = clip.alpha_mask[:T]
+                own[off : off + T] = clip.alpha_mask[:T] & sel[off : off + T]
             if clip.w_z is not None:
                 w_z[off : off + T] = clip.w_z
             clip_of[off : off + T] = c
@@ -123,26 +183,29 @@ class FrameTable:
         self.w_z = torch.from_numpy(w_z)
         self.clip_of = clip_of
         self.frame_of = frame_of
+        self.in_split = torch.from_numpy(sel)
 
         # eq. (13) partners, stored per clip (CSR: partner clip lists) so memory grows with the
         # number of clip pairs, not frames x partners; the partner frame is aligned at sampling.
+        # Partner targets are restricted to the table's split (within-clip mode: the partner's
+        # train frames only; the aligned frame may fall in its test part, then no partner term).
         pool = self.clip_ids if pairing_pool is None else pairing_pool
         with_alpha = [p for p in pool if clips[p].has_alpha]
         bank_off = {}
         bank_alpha, bank_mask, o = [], [], 0
         for p in with_alpha:
             bank_off[p] = o
-            bank_alpha.append(clips[p].alpha.astype(np.float32))
-            bank_mask.append(clips[p].alpha_mask.astype(bool))
+            bank_alpha.append(clips[p].alpha[: clips[p].T].astype(np.float32))
+            bank_mask.append(clips[p].target_mask(split if split is not None else clips[p].split))
             o += clips[p].T
-        groups: dict[tuple[str, str], list[int]] = {}
+        groups: dict[str, list[int]] = {}
         for p in with_alpha:
-            groups.setdefault((clips[p].emotion, clips[p].split), []).append(p)
+            groups.setdefault(clips[p].emotion, []).append(p)
         ptr, ids, offs, lens = [0], [], [], []
         for c in self.clip_ids:
             clip = clips[c]
-            grp = groups.get((clip.emotion, clip.split), [])
-            partners = [grp[j] for j in partners_of(clip, [clips[p] for p in grp])]
+            grp = groups.get(clip.emotion, [])
+            partners = [grp[j] for j in partners_of(clip, [clips[p] for p in grp], split)]
             ids += partners
             offs += [bank_off[p] for p in partners]
             lens += [clips[p].T for p in partners]
@@ -158,8 +221,8 @@ class FrameTable:
         self.T_of = torch.tensor([clips[c].T for c in self.clip_ids], dtype=torch.int64)[self.local_of]
         self.frame_t = torch.from_numpy(frame_of)
         self.partner_n = (self.partner_ptr[1:] - self.partner_ptr[:-1])[self.local_of]
-        # frames usable for training: own target or at least one partner clip
-        self.usable = torch.nonzero(self.own | (self.partner_n > 0)).squeeze(1)
+        # frames usable for training: in the split, with an own target or at least one partner
+        self.usable = torch.nonzero(self.own | (self.in_split & (self.partner_n > 0))).squeeze(1)
 
     def windows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = self.win[idx]  # (B, L)
@@ -196,13 +259,16 @@ class FrameTable:
         }
 
 
-def feature_stats(corpus: Corpus, clip_ids: list[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per-dimension mean/std of each raw feature over the given clips' frames."""
+def feature_stats(corpus: Corpus, clip_ids: list[int], split: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per-dimension mean/std of each raw feature over the given clips' frames (of ``split``)."""
     out = {}
     for k in MODALITIES:
         n, s1, s2 = 0, 0.0, 0.0
         for c in clip_ids:  # streaming sums (no float64 copy of the whole corpus)
-            x = corpus.clips[c].feats[k].astype(np.float64)
+            clip = corpus.clips[c]
+            x = clip.feats[k][: clip.T].astype(np.float64)
+            if split is not None:
+                x = x[clip.frames_in(split)]
             n, s1, s2 = n + len(x), s1 + x.sum(0), s2 + (x * x).sum(0)
         mean = s1 / n
         var = np.maximum(s2 / n - mean * mean, 0.0)
@@ -210,9 +276,12 @@ def feature_stats(corpus: Corpus, clip_ids: list[int]) -> dict[str, tuple[np.nda
     return out
 
 
-def alpha_mean(corpus: Corpus, clip_ids: list[int]) -> np.ndarray:
-    """Mean target alpha over the detected frames of the given clips (constant-mean predictor)."""
-    xs = [corpus.clips[c].alpha[corpus.clips[c].alpha_mask] for c in clip_ids if corpus.clips[c].has_alpha]
+def alpha_mean(corpus: Corpus, clip_ids: list[int], split: str | None = None) -> np.ndarray:
+    """Mean target alpha over the detected frames (of ``split``) of the given clips (the
+    constant-mean predictor)."""
+    xs = [corpus.clips[c].alpha[: corpus.clips[c].T][corpus.clips[c].target_mask(split)]
+          for c in clip_ids if corpus.clips[c].has_alpha]
+    xs = [x for x in xs if len(x)]
     if not xs:
         raise EmoheadInputError("no training clip has expression targets (video frames with a detected face)")
     return np.concatenate(xs, 0).mean(0).astype(np.float32)
@@ -319,6 +388,7 @@ def load_corpus(
     *,
     samples=None,
     hyperplane_actor: str | None = None,
+    split: dict | None = None,
 ) -> Corpus:
     """Build the corpus of one dataset from ``results/``.
 
@@ -328,6 +398,7 @@ def load_corpus(
     (frames with no detected face are masked out). w_z of a clip: the hyperplane of its emotion
     from its own actor's ``hyperplanes/{actor}/hyperplanes.json``, or (audio-only actors, or when
     ``hyperplane_actor`` is set) from ``hyperplane_actor`` / the first actor that has them.
+    ``split``: the ``audio2exp.split`` section ({mode, test_fraction}; see :func:`split_corpus`).
     """
     import pandas as pd
 
@@ -388,4 +459,6 @@ def load_corpus(
         )
     if not clips:
         raise EmoheadInputError("no train/test samples", path=root / "samples.parquet")
-    return Corpus(clips, silence, m=m, meta={"dataset": dataset, "encoders": dict(encoders), "hyperplane_actors": sorted(hp_by_actor)})
+    corpus = Corpus(clips, silence, m=m, meta={"dataset": dataset, "encoders": dict(encoders), "hyperplane_actors": sorted(hp_by_actor)})
+    split = dict(split or {})
+    return split_corpus(corpus, split.get("mode", "samples"), split.get("test_fraction", 0.33))

@@ -40,7 +40,8 @@ def encoders_of(section: dict) -> dict[str, str]:
 
 
 def corpus_for(results_dir: str | Path, dataset: str, section: dict) -> Corpus:
-    return load_corpus(results_dir, dataset, encoders_of(section), hyperplane_actor=section.get("hyperplane_actor"))
+    return load_corpus(results_dir, dataset, encoders_of(section), hyperplane_actor=section.get("hyperplane_actor"),
+                       split=section.get("split"))
 
 
 def train_variant(results_dir, dataset: str, section: dict, variant: str, out_dir, *, threads: int = 1,
@@ -48,9 +49,10 @@ def train_variant(results_dir, dataset: str, section: dict, variant: str, out_di
     torch.set_num_threads(max(1, int(threads)))
     corpus = corpus_for(results_dir, dataset, section)
     mcfg, tcfg = make_configs(section, variant, corpus.dims(), m=corpus.m)
-    n_train = sum(c.split == "train" for c in corpus.clips)
-    log.info("dataset %s variant %s: %d clips (%d train), dims %s", dataset, variant, len(corpus.clips), n_train,
-             corpus.dims())
+    n_train = sum(c.in_split("train") for c in corpus.clips)
+    n_test = sum(c.in_split("test") for c in corpus.clips)
+    log.info("dataset %s variant %s: %d clips (%d with train frames, %d with test frames; split %s), dims %s",
+             dataset, variant, len(corpus.clips), n_train, n_test, corpus.meta.get("split"), corpus.dims())
     log.info("model %s", mcfg.to_dict())
     log.info("train %s", tcfg)
     return train(corpus, mcfg, tcfg, out_dir, progress=progress)

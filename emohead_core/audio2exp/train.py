@@ -44,14 +44,16 @@ def contrastive_loss(alpha_hat, alpha, own, alpha_bar, has_partner, rho: float):
 
 
 def split_ids(corpus: Corpus, split: str) -> list[int]:
-    return [i for i, c in enumerate(corpus.clips) if c.split == split]
+    """Clips with at least one frame in ``split`` (all of them, or a time span: data.split_corpus)."""
+    return [i for i, c in enumerate(corpus.clips) if c.in_split(split)]
 
 
 def _fingerprint(corpus: Corpus, mcfg: ModelConfig, tcfg: TrainConfig) -> str:
     t = asdict(tcfg)
     for k in ("iterations", "ckpt_every", "keep_ckpts", "log_every"):
         t.pop(k)
-    data = [(c.sample_id, c.split, c.T, c.has_alpha) for c in corpus.clips]
+    data = [(c.sample_id, c.split, c.T, c.has_alpha) + ((c.test_from,) if c.test_from is not None else ())
+            for c in corpus.clips]
     s = json.dumps([mcfg.to_dict(), t, data], sort_keys=True, default=str)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
@@ -59,12 +61,12 @@ def _fingerprint(corpus: Corpus, mcfg: ModelConfig, tcfg: TrainConfig) -> str:
 def init_model(corpus: Corpus, mcfg: ModelConfig, train_ids: list[int], seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = build_model(mcfg)
-    stats = feature_stats(corpus, train_ids)
+    stats = feature_stats(corpus, train_ids, "train")  # train frames only
     for k, norm in (("v", model.norm_v), ("e", model.norm_e), ("gamma", model.norm_gamma)):
         norm.set_stats(torch.from_numpy(stats[k][0]), torch.from_numpy(stats[k][1]))
     # Start alpha_tilde at the training mean (bias of FFN_1's output layer); tau starts near 0.
     with torch.no_grad():
-        model.FFN_1[-1].bias.copy_(torch.from_numpy(alpha_mean(corpus, train_ids)))
+        model.FFN_1[-1].bias.copy_(torch.from_numpy(alpha_mean(corpus, train_ids, "train")))
     return model
 
 
@@ -110,7 +112,7 @@ def _train(
         from ..errors import EmoheadInputError
 
         raise EmoheadInputError("no clip in the train split", fix="check the sample table's split column")
-    table = FrameTable(corpus, train_ids, mcfg.context)
+    table = FrameTable(corpus, train_ids, mcfg.context, split="train")
     if len(table.usable) == 0:
         from ..errors import EmoheadInputError
 
@@ -193,7 +195,7 @@ def model_meta(corpus: Corpus, train_ids, hyperplanes=None) -> dict:
                 hyperplanes[c.emotion] = c.w_z
     return {
         "silence": {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in corpus.silence.items()},
-        "alpha_mean": torch.from_numpy(alpha_mean(corpus, train_ids)),
+        "alpha_mean": torch.from_numpy(alpha_mean(corpus, train_ids, "train")),  # mean of TRAIN targets
         "hyperplanes": {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in hyperplanes.items()},
         "encoders": dict(corpus.meta.get("encoders", {})),
         "dataset": corpus.meta.get("dataset"),
@@ -270,15 +272,17 @@ def predict_clip_windows(model, v, e, g, w_z, refinement: bool, chunk: int = 409
 
 def evaluate(corpus: Corpus, model_path: str | Path, split: str = "test") -> dict:
     """RMSE of alpha_hat (and alpha_tilde) vs 3DDFA alpha over the detected frames of the
-    split's clips with video, and the RMSE of the constant training-mean predictor."""
+    split (whole clips, or each clip's time span in within-clip mode) of the clips with video,
+    and the RMSE of the constant training-mean predictor (mean of the TRAIN frames' targets,
+    stored in the model at training time)."""
     model, payload = load_model(model_path)
     mcfg = ModelConfig.from_dict(payload["model_config"])
-    ids = [i for i in split_ids(corpus, split) if corpus.clips[i].has_alpha]
+    ids = [i for i in split_ids(corpus, split) if corpus.clips[i].target_mask(split).any()]
     if not ids:
         from ..errors import EmoheadInputError
 
         raise EmoheadInputError(f"no {split} clip with expression targets to evaluate on")
-    table = FrameTable(corpus, ids, mcfg.context)
+    table = FrameTable(corpus, ids, mcfg.context, split=split)  # own: targets of the split's frames
     v, e, g = table.windows(torch.arange(table.n_frames))
     alpha_hat, alpha_tilde, tau = predict_clip_windows(model, v, e, g, table.w_z, mcfg.refinement)
     mask = table.own
@@ -294,6 +298,7 @@ def evaluate(corpus: Corpus, model_path: str | Path, split: str = "test") -> dic
         per_clip[corpus.clips[c].sample_id] = float(torch.sqrt(torch.mean((alpha_hat[sel] - table.alpha[sel]) ** 2)))
     return {
         "split": split,
+        "split_mode": dict(corpus.meta.get("split") or {"mode": "samples"}),
         "n_clips": len(ids),
         "n_frames": int(mask.sum()),
         "rmse_alpha_hat": rmse(alpha_hat[mask]),
