@@ -144,6 +144,8 @@ def test_preprocessing_on_slurm_equals_local(slurm_cluster, tmp_path, mirror):
         _cmd(
             "--profile", str(REPO / "profiles" / "slurm"),
             "--profile", str(REPO / "tests" / "cluster" / "profile"),
+            # a grouped job asks --cpus-per-task=cores: not more than the one node has
+            "--cores", str(min(2, os.cpu_count() or 1)),
         ),
         cwd=cluster,
         env=env,
