@@ -315,3 +315,17 @@ def test_stage_two_uses_clip_and_shape_losses(tmp_path, mirror):
     img = torch.rand(1, 3, 24, 24, requires_grad=True)
     shape(img, torch.zeros(40)).backward()
     assert img.grad.abs().sum() > 0
+
+
+@pytest.mark.gpu
+def test_tiny_training_on_cuda_with_auto_backend():
+    """On a GPU: the same tiny run with the auto backend (tinycudann when importable)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from emohead_core.render.train import Trainer
+
+    tr = Trainer(synthetic_subject(), dict(TINY_MODEL, backend="auto"), _tiny_train(iters=120), device="cuda")
+    hist = tr.fit(progress=False)
+    assert np.mean([r["photo"] for r in hist[-10:]]) < 0.5 * np.mean([r["photo"] for r in hist[:10]])
+    v = tr.validate()
+    assert v["val_psnr_head"] > v["baseline_psnr_head"] + 3
