@@ -117,9 +117,10 @@ def test_test_outputs_and_psnr_files(tmp_path):
 
     sdir, data = _subject_dir(tmp_path)
     r = load_renderer(sdir / "model.pt", "cpu")
-    res = write_test_outputs(r, data, sdir, subject="synth", dataset="d", sample="s")
+    res = write_test_outputs(r, data, sdir, subject="synth", dataset="d", sample="s", emotion="neutral")
     meta = json.loads((sdir / "test_meta.json").read_text())
     assert meta["frame_start"] == 10 and meta["frame_end"] == 12 and meta["fps"] == 25
+    assert meta["emotion"] == "neutral" and meta["sample"] == "s"
     assert len(media.read_frames(sdir / "test_render.mp4")) == 2 == len(media.read_frames(sdir / "test_gt.mp4"))
     assert res["val_psnr_head"] > res["baseline_psnr_head"]
     novel_view_strip(r, data, sdir / "nv.png", yaws=(-20, 0, 20))

@@ -87,7 +87,7 @@ def load_intensity(spec: str) -> float | np.ndarray:
 
 
 def write_test_outputs(renderer: Renderer, data: dict, out_dir, *, subject: str, dataset: str, sample: str,
-                       audio=None) -> dict:
+                       audio=None, emotion: str | None = None) -> dict:
     """test_render.mp4 (held-out frames from ground-truth alphas and poses), test_gt.mp4 (the
     same frames of the crop video, same size), test_meta.json and val_psnr.json."""
     out_dir = Path(out_dir)
@@ -120,7 +120,8 @@ def write_test_outputs(renderer: Renderer, data: dict, out_dir, *, subject: str,
     write_rgb_video(gt, out_dir / "test_gt.mp4", fps, audio=seg)
     if seg is not None:
         seg.unlink(missing_ok=True)
-    meta = dict(subject=subject, dataset=dataset, sample=sample, frame_start=t0, frame_end=int(val[-1]) + 1,
+    meta = dict(subject=subject, dataset=dataset, sample=sample, emotion=emotion, frame_start=t0,
+                frame_end=int(val[-1]) + 1,
                 n_frames=int(len(val)), fps=fps, width=int(gt.shape[2]), height=int(gt.shape[1]),
                 crop_size=int(data["crop_size"]),
                 note="frame range in the crop video (end exclusive); test_gt.mp4 is that range resized to "

@@ -105,7 +105,7 @@ def step_outputs(model, prepared, out: dict, rcfg: dict, subject: str, subject_c
     data = load_prepared(prepared)
     odir = Path(out["val_psnr"]).parent
     res = write_test_outputs(renderer, data, odir, subject=subject, dataset=subject_cfg_["dataset"],
-                             sample=subject_cfg_["sample"], audio=audio)
+                             sample=subject_cfg_["sample"], audio=audio, emotion=subject_cfg_.get("emotion", "neutral"))
     novel_view_strip(renderer, data, out["novel_views"], yaws=tuple(rcfg.get("novel_yaws", (-30, -15, 0, 15, 30))))
     sw = rcfg.get("switch", {})
     info = emotion_switch_video(renderer, data, out["emotion_switch"], hyperplanes=hyperplanes,
