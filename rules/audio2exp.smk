@@ -7,12 +7,32 @@
 #   results/{dataset}/audio2exp/{variant}/loss.csv|png  loss curves (eq. 13)
 #   results/{dataset}/audio2exp/{variant}/ckpt/         checkpoints (exact resume on rerun)
 #   results/{dataset}/audio2exp/{variant}/eval.json     test RMSE, constant-mean RMSE
+#   results/{dataset}/audio2exp/inputs.json             manifest of the feature/expression files
+#     (rule audio2exp_inputs, once per dataset: train/evaluate depend on it instead of on every
+#     per-clip file, which kept 26 jobs x 4 files per clip in the DAG; bench/bench_dag.py)
 # Input functions: emohead_core.audio2exp.pipeline.smk_*.
 from emohead_core.audio2exp import pipeline as a2e
 
 # For other stages (rules/metrics.smk): datasets and variants this stage trains.
 a2e_datasets = lambda: a2e.smk_datasets(config, SAMPLES)
 a2e_variants = lambda: a2e.smk_variants(config)
+
+
+rule audio2exp_inputs:
+    input:
+        unpack(lambda w: a2e.smk_manifest_inputs(config, SAMPLES, RESULTS, w.dataset)),
+    output:
+        manifest=a2e.smk_manifest_path(RESULTS, "{dataset}"),
+    log:
+        f"{LOGS}/audio2exp/inputs/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/audio2exp/inputs/{{dataset}}.tsv"
+    localrule: True
+    conda:
+        "../envs/audio2exp.yaml"
+    threads: 1
+    script:
+        "../workflow/scripts/audio2exp_inputs.py"
 
 
 rule audio2exp_train:

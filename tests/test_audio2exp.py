@@ -565,3 +565,47 @@ def test_variant_config_overrides():
         make_configs(sec, "nope", dims)
     with pytest.raises(EmoheadInputError):
         make_configs({**sec, "variants": {"bad": {"dd": 3}}}, "bad", dims)
+
+
+def test_input_manifest_lists_every_clip_file_and_changes_when_one_is_rewritten(tmp_path, monkeypatch):
+    """rule audio2exp_inputs: the train/evaluate jobs depend on this one manifest instead of
+    every per-clip file, so it must cover each of them and change when one changes."""
+    import json
+    import os
+
+    import pandas as pd
+
+    from emohead_core.audio2exp.pipeline import smk_inputs, smk_manifest_inputs, write_input_manifest
+
+    df = pd.DataFrame({
+        "sample_id": ["a1", "a2", "b1", "b2"], "actor": ["A", "A", "B", "B"],
+        "split": ["train", "test", "train", "val"], "video_path": ["x.mp4", "", "y.mp4", "z.mp4"],
+    })
+    cfg = {"audio2exp": {"features": {"v": "enc1", "e": "enc2", "gamma": "enc1"}}}
+    ins = smk_manifest_inputs(cfg, {"ds": df}, "res", "ds")
+    assert sorted(ins["features"]) == sorted(
+        f"res/ds/features/{e}/{s}.parquet" for e in ("enc1", "enc2") for s in ("a1", "a2", "b1")
+    )
+    assert ins["expression"] == ["res/ds/expression/a1.parquet", "res/ds/expression/b1.parquet"]
+    job = smk_inputs(cfg, {"ds": df}, "res", "ds")
+    assert job["manifest"] == "res/ds/audio2exp/inputs.json"
+    assert not any(p.endswith(("a1.parquet", "b1.parquet")) for v in job.values() for p in (
+        v if isinstance(v, list) else [v]))
+    assert job["hyperplanes"] == ["res/ds/hyperplanes/A/hyperplanes.json", "res/ds/hyperplanes/B/hyperplanes.json"]
+
+    monkeypatch.chdir(tmp_path)
+    for p in ins["features"] + ins["expression"]:
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(b"x")
+    out = tmp_path / "m.json"
+    write_input_manifest(ins, out)
+    first = json.loads(out.read_text())
+    assert [r[0] for r in first["files"]["features"]] == ins["features"]
+    with open(ins["expression"][1], "wb") as f:
+        f.write(b"longer")
+    write_input_manifest(ins, out)
+    assert json.loads(out.read_text()) != first
+    os.remove(ins["features"][0])
+    with pytest.raises(ValueError, match="missing"):
+        write_input_manifest(ins, out)

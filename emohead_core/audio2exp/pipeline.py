@@ -98,21 +98,62 @@ def smk_section(config: dict, variant: str) -> dict:
     return {**a2e, "features": resolve_encoders(config), "variants": {variant: variants.get(variant) or {}}}
 
 
-def smk_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
-    """Inputs of training/evaluation: sample table, feature files of every train/test sample for
-    the three encoders, expression Parquet of the video samples, hyperplanes of their actors."""
+def _train_test(config: dict, samples: dict, dataset: str):
     df = samples[dataset]
     df = df[df["split"].isin(["train", "test"])]
+    return df, df[df["video_path"] != ""]
+
+
+def smk_manifest_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
+    """Inputs of rule audio2exp_inputs (once per dataset): the feature files of every
+    train/test sample for the encoders of audio2exp.features and the expression Parquets of
+    the video samples. The 26 train/evaluate jobs depend on its one manifest instead of on
+    these ~4 files per clip (DAG build time, bench/bench_dag.py)."""
+    df, video = _train_test(config, samples, dataset)
     encoders = sorted(set(resolve_encoders(config).values()))
-    video = df[df["video_path"] != ""]
+    return {
+        "features": [f"{results}/{dataset}/features/{enc}/{s}.parquet" for enc in encoders for s in df["sample_id"]],
+        "expression": [f"{results}/{dataset}/expression/{s}.parquet" for s in video["sample_id"]],
+    }
+
+
+def smk_manifest_path(results: str, dataset: str) -> str:
+    return f"{results}/{dataset}/audio2exp/inputs.json"
+
+
+def write_input_manifest(inputs: dict[str, list[str]], target: str | Path) -> None:
+    """The manifest of rule audio2exp_inputs: every input file per role with its size and
+    mtime (ns), so its content changes whenever one of them is rewritten (Snakemake's mtime
+    trigger then reruns the jobs that read it)."""
+    from ..errors import EmoheadInputError
+
+    files = {}
+    for role, paths in inputs.items():
+        rows = []
+        for p in paths:
+            try:
+                st = Path(p).stat()
+            except FileNotFoundError:
+                raise EmoheadInputError(
+                    "audio2exp input file is missing", path=p, fix="rerun the features/expression stage"
+                ) from None
+            rows.append([str(p), st.st_size, st.st_mtime_ns])
+        files[role] = rows
+    write_json_atomic(target, {"files": files})
+
+
+def smk_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
+    """Inputs of training/evaluation: sample table, the input manifest of the dataset (rule
+    audio2exp_inputs: feature files of every train/test sample for the three encoders,
+    expression Parquet of the video samples), hyperplanes of the video samples' actors."""
+    _, video = _train_test(config, samples, dataset)
     hp_actors = sorted(video["actor"].astype(str).unique())
     forced = (config.get("audio2exp") or {}).get("hyperplane_actor")
     if forced is not None and str(forced) not in hp_actors:
         hp_actors.append(str(forced))  # e.g. the pooled "all" hyperplanes
     return {
         "samples": f"{results}/{dataset}/samples.parquet",
-        "features": [f"{results}/{dataset}/features/{enc}/{s}.parquet" for enc in encoders for s in df["sample_id"]],
-        "expression": [f"{results}/{dataset}/expression/{s}.parquet" for s in video["sample_id"]],
+        "manifest": smk_manifest_path(results, dataset),
         "hyperplanes": [
             f"{results}/{dataset}/hyperplanes/{a}/hyperplanes.json" for a in hp_actors
         ],
