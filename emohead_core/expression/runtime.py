@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import EmoheadInputError
 from ..io import atomic_path, sha256_file
+from ..ortsession import open_session, providers
 from .mobilenet import load_mobilenet
 from .tddfa import INPUT_SIZE
 
@@ -41,14 +41,7 @@ def export_onnx(pth_path: str | os.PathLike, onnx_path: str | os.PathLike, widen
     return onnx_path
 
 
-def onnx_providers(device: str = "auto") -> list[str]:
-    """CUDA provider first when requested/available, CPU always as the fallback."""
-    import onnxruntime as ort
-
-    avail = ort.get_available_providers()
-    if device in ("auto", "cuda") and "CUDAExecutionProvider" in avail:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+onnx_providers = providers  # CUDA first when available, CPU last
 
 
 class OnnxRegressor:
@@ -56,18 +49,10 @@ class OnnxRegressor:
 
     def __init__(self, onnx_path: str | os.PathLike, providers: list[str] | None = None,
                  batch_size: int = 64, threads: int | None = None):
-        import onnxruntime as ort
-
         onnx_path = Path(onnx_path)
-        if not onnx_path.is_file():
-            raise EmoheadInputError("3DDFA_V2 ONNX model not found.", path=onnx_path,
-                                    fix="run the rule export_3ddfa_onnx (or FaceModel with a writable onnx_dir).")
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=so,
-                                            providers=providers or onnx_providers())
+        self.session = open_session(
+            onnx_path, providers_=providers, threads=threads, what="3DDFA_V2",
+            fix="run the rule export_3ddfa_onnx (or FaceModel with a writable onnx_dir).")
         self.path = onnx_path
         self.batch_size = int(batch_size)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EmoheadInputError
 from ..io import atomic_path
+from ..ortsession import open_session, providers
 from .boxes import MEAN_BGR, decode, nms, prior_boxes
 
 # 3DDFA_V2 FaceBoxes test settings
@@ -84,16 +84,7 @@ class _Detector:
         return self.detect_batch(image[None])[0]
 
 
-def default_providers(device: str | None = None) -> list[str]:
-    """onnxruntime providers: CUDA first when available (and not ``device='cpu'``), CPU last."""
-    import onnxruntime as ort
-
-    avail = ort.get_available_providers()
-    provs = []
-    if device != "cpu" and "CUDAExecutionProvider" in avail:
-        provs.append("CUDAExecutionProvider")
-    provs.append("CPUExecutionProvider")
-    return provs
+default_providers = providers  # CUDA first when available (unless device='cpu'), CPU last
 
 
 class FaceDetector(_Detector):
@@ -108,16 +99,9 @@ class FaceDetector(_Detector):
                  threshold: float = 0.5, nms_threshold: float = NMS_THRESHOLD,
                  max_side: int | None = None, threads: int = 0):
         super().__init__(threshold, nms_threshold, max_side)
-        import onnxruntime as ort
-
-        if not Path(onnx_path).is_file():
-            raise EmoheadInputError("FaceBoxes ONNX model not found.", path=onnx_path,
-                                    fix="run rule export_faceboxes_onnx (or facedetect.export_onnx).")
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = int(threads)
-            so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=providers or default_providers())
+        self.session = open_session(
+            onnx_path, providers_=providers, threads=threads, what="FaceBoxes",
+            fix="run rule export_faceboxes_onnx (or facedetect.export_onnx).")
         self.input_name = self.session.get_inputs()[0].name
 
     @property

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ..errors import EmoheadInputError
 from ..io import atomic_path
-from .sources import ModelSource, resolve_model_dir
+from .sources import ModelSource, load_funasr_model, resolve_model_dir
 
 TRANSCRIPT_SCHEMA = pa.schema([("token", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64())])
 
@@ -142,16 +142,9 @@ class ParaformerASR(ASR):
 
     def __init__(self, cfg, source, config_key, threads=1):
         super().__init__(cfg, source, config_key)
-        from funasr import AutoModel
-
-        try:
-            self.model = AutoModel(model=str(source.local_dir), device="cpu", disable_update=True,
-                                   disable_pbar=True, disable_log=True, ncpu=int(threads or 1))
-        except Exception as e:  # noqa: BLE001
-            raise EmoheadInputError(
-                f"FunASR could not load the ASR model from {source.local_dir} ({type(e).__name__}: {e}).",
-                path=f"{config_key}.model",
-                fix="point it at a FunASR Paraformer directory (config.yaml + model.pt + tokens).")from e
+        self.model = load_funasr_model(
+            source.local_dir, threads=threads, config_key=config_key, what="the ASR model",
+            fix="point it at a FunASR Paraformer directory (config.yaml + model.pt + tokens).")
 
     def transcribe(self, wave):
         # output_timestamp: Paraformer's CIF-peak token timestamps (off by default in FunASR)

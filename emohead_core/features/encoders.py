@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import EmoheadInputError
 from .frames import pool_to_grid
-from .sources import ModelSource, resolve_model_dir
+from .sources import ModelSource, load_funasr_model, resolve_model_dir
 
 ROLES = ("v", "e", "gamma")
 AUDIO_KINDS = ("hubert", "emotion2vec", "whisper_encoder", "logmel")
@@ -167,18 +167,10 @@ class Emotion2vecEncoder(AudioEncoder):
     def __init__(self, spec, source, threads=None):
         super().__init__(spec, source)
         _torch_threads(threads)
-        from funasr import AutoModel
-
-        try:
-            self.model = AutoModel(model=str(source.local_dir), device="cpu", disable_update=True,
-                                   disable_pbar=True, disable_log=True, ncpu=int(threads or 1))
-        except Exception as e:  # noqa: BLE001
-            raise EmoheadInputError(
-                f"FunASR could not load emotion2vec from {source.local_dir} ({type(e).__name__}: {e}).",
-                path=f"{spec.config_key}.model",
-                fix="point it at a FunASR model directory (config.yaml + model.pt), e.g. the "
-                "emotion2vec/emotion2vec_base snapshot.",
-            ) from e
+        self.model = load_funasr_model(
+            source.local_dir, threads=threads, config_key=spec.config_key, what="emotion2vec",
+            fix="point it at a FunASR model directory (config.yaml + model.pt), e.g. the "
+            "emotion2vec/emotion2vec_base snapshot.")
         self.dim = int(self.model.model.cfg.get("embed_dim"))
 
     def encode_native(self, wave):

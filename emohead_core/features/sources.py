@@ -129,3 +129,19 @@ def resolve_model_dir(spec: str, *, config_key: str, revision: str | None = None
         ) from e
     rev = d.name if d.parent.name == "snapshots" else "sha256:" + weight_hash(d)
     return ModelSource(spec, d, rev)
+
+
+def load_funasr_model(local_dir: str | Path, *, threads: int | None, config_key: str, what: str,
+                      fix: str):
+    """A FunASR ``AutoModel`` from a local model directory, on the CPU, quiet and with no
+    update check; a directory FunASR cannot load is an input error naming ``config_key``."""
+    from funasr import AutoModel
+
+    try:
+        return AutoModel(model=str(local_dir), device="cpu", disable_update=True, disable_pbar=True,
+                         disable_log=True, ncpu=int(threads or 1))
+    except Exception as e:  # noqa: BLE001 - FunASR raises many types for a bad directory
+        raise EmoheadInputError(
+            f"FunASR could not load {what} from {local_dir} ({type(e).__name__}: {e}).",
+            path=f"{config_key}.model", fix=fix,
+        ) from e
