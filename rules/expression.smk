@@ -8,11 +8,10 @@
 #                                                        distances.png, projection.png, cv_accuracy.png
 
 from emohead_core.expression import smk as expr_smk
-from emohead_core.expression.facemodel import onnx_name as _expr_onnx_name
 
 EXPR = config["expression"]
 HYPER = config["hyperplanes"]
-EXPR_ONNX = f"{RESOURCES}/onnx/{_expr_onnx_name(EXPR['checkpoint'])}"
+EXPR_ONNX = f"{RESOURCES}/onnx/{expr_smk.onnx_name(EXPR['checkpoint'])}"
 
 
 rule export_3ddfa_onnx:

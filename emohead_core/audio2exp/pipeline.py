@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..io import write_json_atomic
-from .config import make_configs
-from .data import Corpus, load_corpus
-from .train import evaluate, train
+
+if TYPE_CHECKING:  # torch-free at import: the Snakefile imports this module when it is parsed
+    from .data import Corpus
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,19 @@ def encoders_of(section: dict) -> dict[str, str]:
 
 
 def corpus_for(results_dir: str | Path, dataset: str, section: dict) -> Corpus:
+    from .data import load_corpus
+
     return load_corpus(results_dir, dataset, encoders_of(section), hyperplane_actor=section.get("hyperplane_actor"),
                        split=section.get("split"))
 
 
 def train_variant(results_dir, dataset: str, section: dict, variant: str, out_dir, *, threads: int = 1,
                   progress: bool = True) -> Path:
+    import torch
+
+    from .config import make_configs
+    from .train import train
+
     torch.set_num_threads(max(1, int(threads)))
     corpus = corpus_for(results_dir, dataset, section)
     mcfg, tcfg = make_configs(section, variant, corpus.dims(), m=corpus.m)
@@ -60,6 +66,10 @@ def train_variant(results_dir, dataset: str, section: dict, variant: str, out_di
 
 def evaluate_variant(results_dir, dataset: str, section: dict, variant: str, model_path, out_json, *,
                      threads: int = 1) -> dict:
+    import torch
+
+    from .train import evaluate
+
     torch.set_num_threads(max(1, int(threads)))
     corpus = corpus_for(results_dir, dataset, section)
     ev = evaluate(corpus, model_path, split="test")

@@ -10,27 +10,28 @@ Public API used by the other stages:
 * :func:`mouth_aspect_ratio`.
 """
 
-from .extract import extract_clip, fit_frames
-from .facemodel import Face, FaceModel
-from .mobilenet import MobileNetV1, load_mobilenet
-from .runtime import OnnxRegressor, TorchRegressor, export_onnx
-from .schema import read_expression, read_expression_metadata, write_expression
-from .tddfa import (
-    load_bfm_keypoints,
-    load_param_stats,
-    mouth_aspect_ratio,
-    params_from_crop_tensor,
-    pose_from_params,
-    reconstruct_landmarks,
-    roi_box_from_bbox,
-    roi_box_from_landmarks,
-    roi_crop_tensor,
-)
+_EXPORTS = {
+    "extract": ("extract_clip", "fit_frames"),
+    "facemodel": ("Face", "FaceModel"),
+    "mobilenet": ("MobileNetV1", "load_mobilenet"),
+    "runtime": ("OnnxRegressor", "TorchRegressor", "export_onnx"),
+    "schema": ("read_expression", "read_expression_metadata", "write_expression"),
+    "tddfa": (
+        "load_bfm_keypoints", "load_param_stats", "mouth_aspect_ratio", "params_from_crop_tensor",
+        "pose_from_params", "reconstruct_landmarks", "roi_box_from_bbox", "roi_box_from_landmarks",
+        "roi_crop_tensor",
+    ),
+}
+_MODULE_OF = {name: mod for mod, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
 
-__all__ = [
-    "Face", "FaceModel", "MobileNetV1", "OnnxRegressor", "TorchRegressor", "export_onnx", "extract_clip",
-    "fit_frames", "load_bfm_keypoints", "load_mobilenet", "load_param_stats", "mouth_aspect_ratio",
-    "params_from_crop_tensor", "pose_from_params", "read_expression", "read_expression_metadata",
-    "reconstruct_landmarks", "roi_box_from_bbox", "roi_box_from_landmarks", "roi_crop_tensor",
-    "write_expression",
-]
+
+def __getattr__(name):
+    # Lazy (PEP 562): the Snakefile imports ``emohead_core.expression.smk`` when it is parsed,
+    # which must not pull in torch through this package's public names.
+    mod = _MODULE_OF.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{mod}", __name__), name)

@@ -22,6 +22,7 @@ from ..errors import EmoheadInputError
 from ..io import sha256_file
 from . import tddfa as T
 from .runtime import OnnxRegressor, TorchRegressor, export_onnx, onnx_providers
+from .smk import onnx_name
 
 PARAM_STATS_FILE = "param_mean_std_62d_120x120.pkl"
 BFM68_FILE = "bfm_68_landmarks.npz"
@@ -39,11 +40,6 @@ def widen_from_name(checkpoint: str) -> float:
         return 1.0
     raise EmoheadInputError(f"cannot infer the widen factor of {stem}.", path=checkpoint,
                             fix="set expression.widen_factor (0.5 or 1.0).")
-
-
-def onnx_name(checkpoint: str) -> str:
-    """ONNX file name of a checkpoint: mb05_120x120.pth -> 3ddfa_mb05.onnx."""
-    return "3ddfa_" + Path(checkpoint).name.split("_")[0] + ".onnx"
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 HYPERPLANE_FILES = [
     "hyperplanes.json",
     "hyperplanes.parquet",
@@ -52,3 +54,8 @@ def targets(config: dict, samples: dict, results: str, video_samples) -> list[st
             out += [f"{results}/{ds}/hyperplanes/{a}/{f}" for a in hyperplane_actors(config, samples, ds)
                     for f in HYPERPLANE_FILES]
     return out
+
+
+def onnx_name(checkpoint: str) -> str:
+    """ONNX file name of a checkpoint: mb05_120x120.pth -> 3ddfa_mb05.onnx."""
+    return "3ddfa_" + Path(checkpoint).name.split("_")[0] + ".onnx"

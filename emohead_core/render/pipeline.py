@@ -7,10 +7,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..io import write_json_atomic
-from .data import load_prepared, prepare_subject
+
+# torch and the renderer load inside the step functions: the Snakefile imports this module
+# (its smk_* input functions) when it is parsed.
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ def subject_cfg(config: dict, subject: str) -> dict:
 
 
 def step_prepare(crop, expression, bfm, out_npz, preview_png, rcfg: dict) -> dict:
+    from .data import load_prepared, prepare_subject
+
     summary = prepare_subject(crop, expression, out_npz, resolution=int(rcfg["resolution"]), bfm_path=bfm,
                               val_fraction=float(rcfg.get("val_fraction", 0.1)), mask_cfg=rcfg.get("mask"),
                               max_frames=rcfg.get("max_frames"))
@@ -69,6 +72,9 @@ def build_refine_losses(tcfg: dict, device, shape_ckpt=None, param_stats=None):
 def step_train(prepared, out: dict, rcfg: dict, subject: dict, *, shape_ckpt=None, param_stats=None,
                threads: int = 1) -> dict:
     """Train (resuming from ``out['ckpt']`` when present), write model.pt, loss.csv/png, subject.json."""
+    import torch
+
+    from .data import load_prepared
     from .train import Trainer, write_loss_curves
 
     torch.set_num_threads(int(threads))
@@ -98,6 +104,9 @@ def step_train(prepared, out: dict, rcfg: dict, subject: dict, *, shape_ckpt=Non
 def step_outputs(model, prepared, out: dict, rcfg: dict, subject: str, subject_cfg_: dict, *, audio=None,
                  hyperplanes=None, threads: int = 1) -> dict:
     from .infer import emotion_switch_video, novel_view_strip, write_test_outputs
+    import torch
+
+    from .data import load_prepared
     from .train import load_renderer
 
     torch.set_num_threads(int(threads))
