@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import EmoheadInputError
+from ..expression.schema import read_expression
+from ..features.cache import read_features
 
 MODALITIES = ("v", "e", "gamma")
 SPLIT_MODES = ("samples", "within_clip")
@@ -295,27 +297,9 @@ def read_alpha(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise EmoheadInputError("expression Parquet missing", path=path, fix="run the expression rule first")
-    try:
-        from ..expression.schema import read_expression  # issue 3's schema module
-    except ImportError:  # pragma: no cover - before the expression stage lands
-        read_expression = None
-    if read_expression is not None:
-        d = read_expression(path)
-        exp = np.asarray(d["exp"], dtype=np.float32)
-        frames = np.asarray(d.get("frame", np.arange(len(exp))), dtype=np.int64)
-        det = np.asarray(d.get("detected", np.ones(len(exp), bool)), dtype=bool)
-        return frames, exp, det
-    import pandas as pd
-
-    df = pd.read_parquet(path)
-    if "exp" in df.columns:
-        exp = np.stack(df["exp"].to_numpy()).astype(np.float32)
-    else:
-        cols = [c for c in df.columns if c.startswith("exp_")]
-        exp = df[sorted(cols, key=lambda c: int(c.split("_")[1]))].to_numpy(np.float32)
-    frames = df["frame"].to_numpy(np.int64) if "frame" in df else np.arange(len(exp))
-    det = df["detected"].to_numpy(bool) if "detected" in df else np.ones(len(exp), bool)
-    return frames, exp, det
+    d = read_expression(path)
+    exp = np.asarray(d["exp"], dtype=np.float32)
+    return np.asarray(d["frame"], dtype=np.int64), exp, np.asarray(d["detected"], dtype=bool)
 
 
 def read_feature(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -323,21 +307,8 @@ def read_feature(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     path = Path(path)
     if not path.is_file():
         raise EmoheadInputError("feature cache file missing", path=path, fix="run the features rule first")
-    try:
-        from ..features.cache import read_features  # issue 4's cache reader
-    except ImportError:  # pragma: no cover - before the features stage lands
-        read_features = None
-    if read_features is not None:
-        frames, feats, meta = read_features(path)
-        return np.asarray(frames, np.int64), np.asarray(feats, np.float32), dict(meta or {})
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(path)
-    col = [c for c in t.column_names if c != "frame"][0]
-    feats = np.stack(t.column(col).to_numpy(zero_copy_only=False)).astype(np.float32)
-    frames = t.column("frame").to_numpy().astype(np.int64) if "frame" in t.column_names else np.arange(len(feats))
-    meta = {k.decode(): v.decode() for k, v in (t.schema.metadata or {}).items()}
-    return frames, feats, meta
+    frames, feats, meta = read_features(path)
+    return np.asarray(frames, np.int64), np.asarray(feats, np.float32), dict(meta or {})
 
 
 def silence_vector(modality_meta: dict, dim: int, encoder: str | None = None) -> np.ndarray:
