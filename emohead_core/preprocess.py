@@ -314,3 +314,49 @@ def extract_clip_audio(
                "n_frames": n_frames}
     log.info("audio %s", summary)
     return summary
+
+
+def preprocess_actor(
+    clips: list[tuple[str, str, str]],
+    onnx_path: str | os.PathLike,
+    crop_dir: str | os.PathLike,
+    audio_dir: str | os.PathLike,
+    *,
+    crop_size: int,
+    opts: dict | None = None,
+    sample_rate: int = 16000,
+    fps: float = 25.0,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """All of one actor's samples in one job (``datasets.<name>.batch: actor``): the crop and
+    boxes of each video sample into ``crop_dir``, the wav of every sample into ``audio_dir``,
+    the same files :func:`crop_clip` + :func:`extract_clip_audio` write per clip. ``clips``:
+    (sample id, video path or "", audio path). Resumable, see :mod:`emohead_core.batch`."""
+    from .batch import Clip, run_batch
+
+    o = _opts(opts)
+    detector = None
+    batch = []
+    for sample, video, audio in clips:
+        outputs = {"audio": (1, f"{sample}.wav")}
+        if video:
+            outputs.update(video=(0, f"{sample}.mp4"), boxes=(0, f"{sample}.boxes.parquet"))
+        batch.append(Clip(sample, {"video": video, "audio": audio}, outputs))
+
+    def work(clip: Clip, targets: dict) -> None:
+        nonlocal detector
+        boxes = None
+        if clip.inputs["video"]:
+            if detector is None:  # loaded once per batch
+                detector = FaceDetector(
+                    onnx_path, providers_for(o["device"]), threshold=float(o["detect_threshold"]),
+                    max_side=int(o["detect_max_side"]) if o["detect_max_side"] else None, threads=threads,
+                )
+            crop_clip(clip.inputs["video"], onnx_path, targets["video"], targets["boxes"], crop_size=crop_size,
+                      opts=o, threads=threads, detector=detector)
+            boxes = targets["boxes"]
+        extract_clip_audio(clip.inputs["audio"], targets["audio"], sample_rate=sample_rate, fps=fps,
+                           boxes_path=boxes)
+
+    params = {"crop_size": int(crop_size), "opts": o, "sample_rate": int(sample_rate), "fps": float(fps)}
+    return run_batch([crop_dir, audio_dir], batch, work, params=params, desc=f"preprocess {Path(crop_dir).name}")

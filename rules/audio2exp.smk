@@ -20,7 +20,14 @@ a2e_variants = lambda: a2e.smk_variants(config)
 
 rule audio2exp_inputs:
     input:
-        unpack(lambda w: a2e.smk_manifest_inputs(config, SAMPLES, RESULTS, w.dataset)),
+        unpack(
+            lambda w: {
+                role: LAYOUT.deps(files)
+                for role, files in a2e.smk_manifest_inputs(
+                    config, SAMPLES, RESULTS, w.dataset
+                ).items()
+            }
+        ),
     output:
         manifest=a2e.smk_manifest_path(RESULTS, "{dataset}"),
     log:
@@ -31,6 +38,8 @@ rule audio2exp_inputs:
     conda:
         "../envs/audio2exp.yaml"
     threads: 1
+    params:
+        files=lambda w: a2e.smk_manifest_inputs(config, SAMPLES, RESULTS, w.dataset),
     script:
         "../workflow/scripts/audio2exp_inputs.py"
 

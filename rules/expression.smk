@@ -2,8 +2,9 @@
 #
 # Outputs (the results/ contract, CONTRIBUTING.md):
 #   resources/onnx/3ddfa_<arch>.onnx                     3DDFA_V2 MobileNet regressor (cached asset)
-#   results/{dataset}/expression/{sample}.parquet        per-frame pose/shape/exp, landmarks, MAR
+#   results/{dataset}/expression/{actor}/{sample}.parquet  per-frame pose/shape/exp, landmarks, MAR
 #                                                        (columns: emohead_core/expression/schema.py)
+#   (datasets.<name>.batch: clip -> expression_extract per clip; actor -> expression_actor)
 #   results/{dataset}/hyperplanes/{actor}/               hyperplanes.json|.parquet, accuracy.csv|.md,
 #                                                        distances.png, projection.png, cv_accuracy.png
 
@@ -32,20 +33,28 @@ rule export_3ddfa_onnx:
         "../workflow/scripts/expression_export_onnx.py"
 
 
+# inputs of both extraction rules besides the video(s)
+EXPR_ASSETS = {
+    "checkpoint": asset(EXPR["checkpoint"]),
+    "stats": asset("3ddfa_v2/param_mean_std_62d_120x120.pkl"),
+    "bfm": asset(EXPR["bfm"]),
+    "onnx": EXPR_ONNX,
+    "detector": rules.export_faceboxes_onnx.output[0],
+}
+
+
 rule expression_extract:
     input:
-        video=f"{RESULTS}/{{dataset}}/crop/{{sample}}.mp4",
-        checkpoint=asset(EXPR["checkpoint"]),
-        stats=asset("3ddfa_v2/param_mean_std_62d_120x120.pkl"),
-        bfm=asset(EXPR["bfm"]),
-        onnx=EXPR_ONNX,
-        detector=rules.export_faceboxes_onnx.output[0],
+        **EXPR_ASSETS,
+        video=f"{RESULTS}/{{dataset}}/crop/{{actor}}/{{sample}}.mp4",
     output:
-        f"{RESULTS}/{{dataset}}/expression/{{sample}}.parquet",
+        f"{RESULTS}/{{dataset}}/expression/{{actor}}/{{sample}}.parquet",
     log:
-        f"{LOGS}/expression/extract/{{dataset}}/{{sample}}.log",
+        f"{LOGS}/expression/extract/{{dataset}}/{{actor}}/{{sample}}.log",
     benchmark:
-        f"{BENCH}/expression/extract/{{dataset}}/{{sample}}.tsv"
+        f"{BENCH}/expression/extract/{{dataset}}/{{actor}}/{{sample}}.tsv"
+    wildcard_constraints:
+        dataset=_alternation(CLIP_DATASETS),
     conda:
         "../envs/expression.yaml"
     threads: EXPR["threads"]
@@ -55,11 +64,41 @@ rule expression_extract:
         "../workflow/scripts/expression_extract.py"
 
 
+# One job per actor: the expression Parquets of all of the actor's video samples.
+rule expression_actor:
+    input:
+        **EXPR_ASSETS,
+        crop=f"{RESULTS}/{{dataset}}/crop/{{actor}}",
+    output:
+        directory(f"{RESULTS}/{{dataset}}/expression/{{actor}}"),
+    log:
+        f"{LOGS}/expression/expression_actor/{{dataset}}/{{actor}}.log",
+    benchmark:
+        f"{BENCH}/expression/expression_actor/{{dataset}}/{{actor}}.tsv"
+    wildcard_constraints:
+        dataset=_alternation(ACTOR_DATASETS),
+    conda:
+        "../envs/expression.yaml"
+    threads: EXPR["threads"]
+    resources:
+        runtime=batch_runtime(0.2),
+    params:
+        opts=EXPR,
+        videos=lambda wildcards: {
+            s: clip_file(wildcards.dataset, "crop", s)
+            for s in actor_samples(wildcards.dataset, wildcards.actor, video=True)
+        },
+    script:
+        "../workflow/scripts/expression_actor.py"
+
+
 rule expression_hyperplanes:
     input:
         samples=f"{RESULTS}/{{dataset}}/samples.parquet",
-        expression=lambda w: expr_smk.hyperplane_expression(
-            config, SAMPLES, RESULTS, w.dataset, w.actor
+        expression=lambda w: LAYOUT.deps(
+            expr_smk.hyperplane_expression(
+                config, SAMPLES, RESULTS, w.dataset, w.actor
+            )
         ),
     output:
         [
@@ -84,8 +123,11 @@ rule expression_hyperplanes:
     threads: HYPER["threads"]
     params:
         opts=HYPER,
+        expression=lambda w: expr_smk.hyperplane_expression(
+            config, SAMPLES, RESULTS, w.dataset, w.actor
+        ),
     script:
         "../workflow/scripts/expression_hyperplanes.py"
 
 
-TARGETS["expression"] = expr_smk.targets(config, SAMPLES, RESULTS, video_samples)
+TARGETS["expression"] = expr_smk.targets(config, SAMPLES, RESULTS, LAYOUT)

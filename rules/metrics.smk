@@ -23,12 +23,13 @@ MPLAN = MetricsPlan(
     expression_onnx=globals().get("EXPR_ONNX"),
     a2e_datasets=globals().get("a2e_datasets"),
     a2e_variants=globals().get("a2e_variants"),
+    layout=LAYOUT,
 )
 
 
 rule metrics_reencode:
     input:
-        f"{RESULTS}/{{dataset}}/crop/{{sample}}.mp4",
+        MPLAN.reencode_input,
     output:
         f"{RESULTS}/metrics/reencode/{{dataset}}/{{sample}}.mp4",
     log:
@@ -41,6 +42,7 @@ rule metrics_reencode:
     params:
         crf=(MET.get("reencode") or {}).get("crf", 40),
         fps=MET.get("fps", 25),
+        crop=MPLAN.crop_file,
     script:
         "../workflow/scripts/metrics_reencode.py"
 
@@ -59,6 +61,7 @@ rule metrics_er_baseline:
     threads: 1
     params:
         labels=lambda wildcards: MPLAN.er_train_labels(wildcards.dataset),
+        expression=MPLAN.er_files,
         C=(MET.get("er") or {}).get("baseline_C", 1.0),
     script:
         "../workflow/scripts/metrics_er_baseline.py"

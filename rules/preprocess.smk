@@ -1,10 +1,12 @@
 # Preprocessing (paper Sec. IV-A, Appendix C): 25 fps CFR face crops + 16 kHz mono audio.
 #
 # Outputs (the results/ contract, CONTRIBUTING.md):
-#   results/{dataset}/samples.parquet              sample table
-#   results/{dataset}/crop/{sample}.mp4            square face crop, 25 fps CFR
-#   results/{dataset}/crop/{sample}.boxes.parquet  per-frame boxes, scores, detected flag, crop box
-#   results/{dataset}/audio/{sample}.wav           16 kHz mono PCM16 (every sample)
+#   results/{dataset}/samples.parquet                      sample table
+#   results/{dataset}/crop/{actor}/{sample}.mp4            square face crop, 25 fps CFR
+#   results/{dataset}/crop/{actor}/{sample}.boxes.parquet  per-frame boxes, scores, detected flag, crop box
+#   results/{dataset}/audio/{actor}/{sample}.wav           16 kHz mono PCM16 (every sample)
+# datasets.<name>.batch: clip -> crop_video + extract_audio per clip; actor -> preprocess_actor
+# writes both directories of an actor in one job (emohead_core/layout.py, batch.py).
 rule fetch_asset:
     output:
         f"{RESOURCES}/assets/{{name}}",
@@ -61,12 +63,14 @@ rule crop_video:
         video=_video_of,
         onnx=rules.export_faceboxes_onnx.output[0],
     output:
-        video=f"{RESULTS}/{{dataset}}/crop/{{sample}}.mp4",
-        boxes=f"{RESULTS}/{{dataset}}/crop/{{sample}}.boxes.parquet",
+        video=f"{RESULTS}/{{dataset}}/crop/{{actor}}/{{sample}}.mp4",
+        boxes=f"{RESULTS}/{{dataset}}/crop/{{actor}}/{{sample}}.boxes.parquet",
     log:
-        f"{LOGS}/preprocess/crop_video/{{dataset}}/{{sample}}.log",
+        f"{LOGS}/preprocess/crop_video/{{dataset}}/{{actor}}/{{sample}}.log",
     benchmark:
-        f"{BENCH}/preprocess/crop_video/{{dataset}}/{{sample}}.tsv"
+        f"{BENCH}/preprocess/crop_video/{{dataset}}/{{actor}}/{{sample}}.tsv"
+    wildcard_constraints:
+        dataset=_alternation(CLIP_DATASETS),
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -83,11 +87,13 @@ rule extract_audio:
     input:
         unpack(_audio_inputs),
     output:
-        f"{RESULTS}/{{dataset}}/audio/{{sample}}.wav",
+        f"{RESULTS}/{{dataset}}/audio/{{actor}}/{{sample}}.wav",
     log:
-        f"{LOGS}/preprocess/extract_audio/{{dataset}}/{{sample}}.log",
+        f"{LOGS}/preprocess/extract_audio/{{dataset}}/{{actor}}/{{sample}}.log",
     benchmark:
-        f"{BENCH}/preprocess/extract_audio/{{dataset}}/{{sample}}.tsv"
+        f"{BENCH}/preprocess/extract_audio/{{dataset}}/{{actor}}/{{sample}}.tsv"
+    wildcard_constraints:
+        dataset=_alternation(CLIP_DATASETS),
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -98,14 +104,45 @@ rule extract_audio:
         "../workflow/scripts/preprocess_extract_audio.py"
 
 
+# One job per actor: crops + boxes of the video samples and wavs of every sample.
+rule preprocess_actor:
+    input:
+        unpack(_actor_sources),
+        onnx=rules.export_faceboxes_onnx.output[0],
+    output:
+        crop=directory(f"{RESULTS}/{{dataset}}/crop/{{actor}}"),
+        audio=directory(f"{RESULTS}/{{dataset}}/audio/{{actor}}"),
+    log:
+        f"{LOGS}/preprocess/preprocess_actor/{{dataset}}/{{actor}}.log",
+    benchmark:
+        f"{BENCH}/preprocess/preprocess_actor/{{dataset}}/{{actor}}.tsv"
+    wildcard_constraints:
+        dataset=_alternation(ACTOR_DATASETS),
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        runtime=batch_runtime(0.2),
+    params:
+        clips=lambda wildcards: _actor_clips(wildcards.dataset, wildcards.actor),
+        crop_size=lambda wildcards: ehdatasets.crop_size(
+            config["datasets"][wildcards.dataset]
+        ),
+        opts=config["preprocess"],
+        sample_rate=config["preprocess"]["sample_rate"],
+        fps=config["preprocess"]["fps"],
+    script:
+        "../workflow/scripts/preprocess_actor.py"
+
+
 TARGETS["preprocess"] = [
     p
     for ds in SAMPLES
-    for p in (
-        [f"{RESULTS}/{ds}/samples.parquet"]
-        + [f"{RESULTS}/{ds}/crop/{s}.mp4" for s in video_samples(ds)]
-        + [f"{RESULTS}/{ds}/crop/{s}.boxes.parquet" for s in video_samples(ds)]
-        + [f"{RESULTS}/{ds}/audio/{s}.wav" for s in audio_samples(ds)]
+    for p in [f"{RESULTS}/{ds}/samples.parquet"]
+    + LAYOUT.deps(
+        [clip_file(ds, "crop", s) for s in video_samples(ds)]
+        + [clip_file(ds, "boxes", s) for s in video_samples(ds)]
+        + [clip_file(ds, "audio", s) for s in audio_samples(ds)]
     )
 ]
 

@@ -20,7 +20,7 @@ RENDER_SUBJECTS = RENDER.get("subjects", {}) or {}
 
 rule render_prepare:
     input:
-        unpack(rpipe.smk_prepare_inputs(config, RESULTS, asset)),
+        unpack(rpipe.smk_prepare_inputs(config, asset, clip_file, LAYOUT)),
     output:
         prepared=f"{RESULTS}/render/{{subject}}/prepared.npz",
         preview=report(
@@ -41,6 +41,7 @@ rule render_prepare:
             k: RENDER.get(k)
             for k in ("resolution", "val_fraction", "mask", "max_frames")
         },
+        files=rpipe.smk_subject_files(config, clip_file),
     script:
         "../workflow/scripts/render_prepare.py"
 
@@ -79,7 +80,7 @@ rule render_train:
 
 rule render_outputs:
     input:
-        unpack(rpipe.smk_output_inputs(config, RESULTS)),
+        unpack(rpipe.smk_output_inputs(config, RESULTS, clip_file, LAYOUT)),
     output:
         test_render=f"{RESULTS}/render/{{subject}}/test_render.mp4",
         test_gt=f"{RESULTS}/render/{{subject}}/test_gt.mp4",
@@ -104,6 +105,7 @@ rule render_outputs:
     params:
         render=RENDER,
         subject=lambda w: RENDER_SUBJECTS[w.subject],
+        files=rpipe.smk_subject_files(config, clip_file),
     script:
         "../workflow/scripts/render_outputs.py"
 

@@ -276,17 +276,6 @@ def test_deps_returns_strings_for_paths():
     assert all(type(p) is str for p in out)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Layout strips a trailing '/' from results_dir but clip_file/actor_dir do not. "
-        "rules/common.smk passes the raw config results_dir to both "
-        "(ehlayout.clip_file(RESULTS, ...) and Layout.from_config(config, RESULTS)), so with "
-        "results_dir: 'results/' (allowed by the schema) clip_file gives 'results//mead/crop/M003/s.mp4' "
-        "and Layout.dep returns it unchanged instead of the actor directory: consumers of an "
-        "actor-batched dataset then depend on a per-clip file no rule produces."
-    ),
-)
 def test_dep_of_clip_file_built_with_trailing_slash_results():
     res = "results/"
     lay = Layout(res, ["mead"])

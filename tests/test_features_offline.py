@@ -26,7 +26,7 @@ def offline_run(tmp_path_factory, mirror, repo_root):
             continue
         wav = tmp / "audio" / f"{src.stem}.wav"
         media.extract_audio(src, wav)  # plain 16 kHz decode, not trimmed to the video
-        clips.append({"sample": src.stem, "audio": str(wav), "src": src})
+        clips.append({"sample": src.stem, "actor": src.stem.split("_")[0], "audio": str(wav), "src": src})
     assert len(clips) == 9
     counts = pipeline.extract_clips(cfg, "cremad", clips, threads=1)
     return cfg, clips, tmp / "results" / "cremad", counts
@@ -41,7 +41,7 @@ def test_offline_features_match_video_frames(offline_run):
     for c in clips:
         Ts = set()
         for enc in names:
-            frames, feats, meta = read_features(res / "features" / enc / f"{c['sample']}.parquet")
+            frames, feats, meta = read_features(res / "features" / enc / c["actor"] / f"{c['sample']}.parquet")
             assert feats.shape[1] == dims[enc] == meta["dim"]
             assert np.all(np.isfinite(feats))
             assert frames.tolist() == list(range(len(frames)))
@@ -65,10 +65,10 @@ def test_offline_features_are_informative(offline_run):
     where no word is spoken."""
     cfg, clips, res, _ = offline_run
     for c in clips[:3]:
-        _, w, wm = read_features(res / "features" / "whisper" / f"{c['sample']}.parquet")
-        _, m, _ = read_features(res / "features" / "logmel" / f"{c['sample']}.parquet")
-        _, t, tm = read_features(res / "features" / "minilm" / f"{c['sample']}.parquet")
-        tr = read_transcript(res / "transcripts" / f"{c['sample']}.parquet")
+        _, w, wm = read_features(res / "features" / "whisper" / c["actor"] / f"{c['sample']}.parquet")
+        _, m, _ = read_features(res / "features" / "logmel" / c["actor"] / f"{c['sample']}.parquet")
+        _, t, tm = read_features(res / "features" / "minilm" / c["actor"] / f"{c['sample']}.parquet")
+        tr = read_transcript(res / "transcripts" / c["actor"] / f"{c['sample']}.parquet")
         energy = m.mean(axis=1)
         assert energy.max() - energy.min() > 3.0  # speech vs pauses (natural-log mel)
         assert np.linalg.norm(w - wm["silence"], axis=1).max() > 1.0
@@ -85,7 +85,7 @@ def test_offline_transcripts_are_the_sentence(offline_run):
     _, clips, res, _ = offline_run
     hits = 0
     for c in clips:
-        tr = read_transcript(res / "transcripts" / f"{c['sample']}.parquet")
+        tr = read_transcript(res / "transcripts" / c["actor"] / f"{c['sample']}.parquet")
         assert len(tr) >= 2 and (tr.end_s >= tr.start_s).all() and tr.start_s.is_monotonic_increasing
         assert tr.end_s.max() <= media.probe(c["audio"]).duration_s + 0.1
         text = " ".join(tr.token).lower()

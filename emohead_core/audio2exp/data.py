@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..layout import clip_file
 from ..errors import EmoheadInputError
 from ..expression.schema import read_expression
 from ..features.cache import read_features
@@ -364,8 +365,9 @@ def load_corpus(
     """Build the corpus of one dataset from ``results/``.
 
     encoders: modality ('v', 'e', 'gamma') -> encoder name, the ``{encoder}`` directory of
-    ``results/{dataset}/features/{encoder}/{sample}.parquet``. Samples with split ``unused`` are
-    dropped. Every video sample's alpha comes from ``results/{dataset}/expression/{sample}.parquet``
+    ``results/{dataset}/features/{encoder}/{actor}/{sample}.parquet``. Samples with split ``unused``
+    are dropped. Every video sample's alpha comes from
+    ``results/{dataset}/expression/{actor}/{sample}.parquet``
     (frames with no detected face are masked out). w_z of a clip: the hyperplane of its emotion
     from its own actor's ``hyperplanes/{actor}/hyperplanes.json``, or (audio-only actors, or when
     ``hyperplane_actor`` is set) from ``hyperplane_actor`` / the first actor that has them.
@@ -402,7 +404,7 @@ def load_corpus(
         sid = str(r.sample_id)
         feats, frames_k = {}, {}
         for k in MODALITIES:
-            frames, f, meta = read_feature(root / "features" / encoders[k] / f"{sid}.parquet")
+            frames, f, meta = read_feature(clip_file(str(results_dir), dataset, "features", str(r.actor), sid, encoders[k]))
             if meta.get("dtype") == "float16":
                 f = f.astype(np.float16)  # lossless: the cache holds float16
             feats[k], frames_k[k] = f, frames
@@ -412,7 +414,7 @@ def load_corpus(
         feats = {k: v[:T] for k, v in feats.items()}
         alpha = mask = None
         if str(r.video_path):
-            fr, exp, det = read_alpha(root / "expression" / f"{sid}.parquet")
+            fr, exp, det = read_alpha(clip_file(str(results_dir), dataset, "expression", str(r.actor), sid))
             m = exp.shape[1]
             alpha = np.zeros((T, m), np.float32)
             mask = np.zeros(T, bool)

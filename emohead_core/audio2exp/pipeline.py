@@ -119,11 +119,15 @@ def smk_manifest_inputs(config: dict, samples: dict, results: str, dataset: str)
     train/test sample for the encoders of audio2exp.features and the expression Parquets of
     the video samples. The 26 train/evaluate jobs depend on its one manifest instead of on
     these ~4 files per clip (DAG build time, bench/bench_dag.py)."""
+    from .. import layout as L
+
     df, video = _train_test(config, samples, dataset)
     encoders = sorted(set(resolve_encoders(config).values()))
     return {
-        "features": [f"{results}/{dataset}/features/{enc}/{s}.parquet" for enc in encoders for s in df["sample_id"]],
-        "expression": [f"{results}/{dataset}/expression/{s}.parquet" for s in video["sample_id"]],
+        "features": [L.clip_file(results, dataset, "features", str(a), s, enc)
+                     for enc in encoders for s, a in zip(df["sample_id"], df["actor"])],
+        "expression": [L.clip_file(results, dataset, "expression", str(a), s)
+                       for s, a in zip(video["sample_id"], video["actor"])],
     }
 
 

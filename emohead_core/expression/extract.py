@@ -177,3 +177,40 @@ def extract_clip(video_path: str | os.PathLike, fm: FaceModel, out_path: str | o
         }
         write_expression(out_path, data, meta)
     return data
+
+
+def extract_actor(videos: dict[str, str], fm: FaceModel, out_dir: str | os.PathLike, *, detect_every: int = 1,
+                  params: dict | None = None) -> dict:
+    """:func:`extract_clip` for all crop videos of one actor (``datasets.<name>.batch: actor``):
+    ``videos`` sample id -> crop video; writes ``out_dir/{sample}.parquet`` (the per-clip
+    files). Resumable, see :mod:`emohead_core.batch`; ``params`` joins the clips' fingerprint."""
+    from ..batch import Clip, run_batch
+
+    clips = [Clip(s, {"video": str(v)}, {"expression": (0, f"{s}.parquet")}) for s, v in videos.items()]
+
+    def work(clip: Clip, targets: dict) -> None:
+        extract_clip(clip.inputs["video"], fm, targets["expression"], detect_every=detect_every)
+
+    return run_batch([out_dir], clips, work, params={"detect_every": int(detect_every), **(params or {})},
+                     desc=f"3DDFA {Path(out_dir).name}")
+
+
+def face_model_for_job(checkpoint: str | os.PathLike, onnx: str | os.PathLike, detector: str | os.PathLike,
+                       bfm: str | os.PathLike, opts: dict, threads: int = 1) -> FaceModel:
+    """The FaceModel of an extraction job from its input files and the ``expression`` config
+    section (rules expression_extract / expression_actor)."""
+    onnx_dir = Path(onnx).parent
+    if Path(detector).parent != onnx_dir:
+        raise ValueError(f"3DDFA ({onnx}) and FaceBoxes ({detector}) ONNX files must share one directory")
+    return FaceModel(
+        Path(checkpoint).parent,
+        onnx_dir=onnx_dir,
+        checkpoint=Path(checkpoint).name,
+        widen_factor=opts.get("widen_factor"),
+        backend=opts["backend"],
+        device=opts["device"],
+        batch_size=opts["batch_size"],
+        threads=threads,
+        detect_threshold=opts["detect_threshold"],
+        bfm=bfm,
+    )

@@ -1,4 +1,4 @@
-"""The per-clip expression Parquet (``results/{dataset}/expression/{sample}.parquet``).
+"""The per-clip expression Parquet (``results/{dataset}/expression/{actor}/{sample}.parquet``).
 
 One row per video frame (the 25 fps crop video of preprocessing). The ONE definition of the
 columns, their dtypes and meaning; other stages read the file with :func:`read_expression`.
@@ -98,7 +98,7 @@ def read_expression(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise EmoheadInputError("expression file not found.", path=path,
-                                fix="run the expression stage (snakemake results/<dataset>/expression/<sample>.parquet).")
+                                fix="run the expression stage (snakemake results/<dataset>/expression/<actor>/<sample>.parquet).")
     table = pq.read_table(path)
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import layout as L
+
 HYPERPLANE_FILES = [
     "hyperplanes.json",
     "hyperplanes.parquet",
@@ -43,13 +45,16 @@ def hyperplane_expression(config: dict, samples: dict, results: str, ds: str, ac
     df = df[df["split"].isin(config["hyperplanes"]["splits"])]
     if actor != "all":
         df = df[df["actor"].astype(str) == actor]
-    return [f"{results}/{ds}/expression/{s}.parquet" for s in df["sample_id"]]
+    return [L.clip_file(results, ds, "expression", str(a), s) for s, a in zip(df["sample_id"], df["actor"])]
 
 
-def targets(config: dict, samples: dict, results: str, video_samples) -> list[str]:
+def targets(config: dict, samples: dict, results: str, layout: L.Layout) -> list[str]:
+    """Expression files (or actor directories) of every video sample, and the hyperplanes."""
     out = []
-    for ds in samples:
-        out += [f"{results}/{ds}/expression/{s}.parquet" for s in video_samples(ds)]
+    for ds, df in samples.items():
+        video = df[df["video_path"] != ""]
+        out += layout.deps(L.clip_file(results, ds, "expression", str(a), s)
+                           for s, a in zip(video["sample_id"], video["actor"]))
         if ds in labelled_datasets(config):
             out += [f"{results}/{ds}/hyperplanes/{a}/{f}" for a in hyperplane_actors(config, samples, ds)
                     for f in HYPERPLANE_FILES]

@@ -3,7 +3,7 @@
 Reader API for the audio-expression stage::
 
     from emohead_core.features import read_features, neighbour_windows, role_encoders
-    frames, feats, meta = read_features("results/cremad/features/whisper/1001_DFA_ANG_XX.parquet")
+    frames, feats, meta = read_features("results/cremad/features/whisper/1001/1001_DFA_ANG_XX.parquet")
     windows = neighbour_windows(feats, 5, meta["silence"])        # (T, 5, D), eq. (2)'s F
 
 See ``frames`` (the frame grid contract), ``encoders`` (the encoder interface), ``cache``

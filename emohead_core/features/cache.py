@@ -1,6 +1,6 @@
 """Per-(clip, encoder) feature files and the content-addressed cache behind them.
 
-File format (``results/{dataset}/features/{encoder}/{sample}.parquet``)
+File format (``results/{dataset}/features/{encoder}/{actor}/{sample}.parquet``)
 -------------------------------------------------------------------------
 Columns ``frame`` (int32, 0..T-1) and ``feature`` (fixed-size list<float16|float32>[D]);
 schema metadata (``emohead.*`` keys, UTF-8 strings): encoder name, role, kind, model id,

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from .. import layout as L
 from ..errors import EmoheadInputError
 from ..media import load_audio
 from . import asr as asrmod
@@ -227,22 +228,22 @@ def run_text_features(cfg: dict[str, Any], encoder: str, audio: str | Path, tran
 def extract_clips(cfg: dict[str, Any], dataset: str, clips: Iterable[dict[str, Any]],
                   encoders: list[str] | None = None, threads: int | None = None) -> dict[str, int]:
     """Features of many clips in one process (models loaded once), with a progress bar over
-    clips. ``clips``: dicts with ``sample``, ``audio`` and optional ``frames_ref``. Writes the
-    same files as the Snakemake rules. Returns counts of computed / cache hits."""
+    clips. ``clips``: dicts with ``sample``, ``actor``, ``audio`` and optional ``frames_ref``.
+    Writes the same files as the Snakemake rules. Returns counts of computed / cache hits."""
     from tqdm import tqdm
 
-    res = Path(cfg.get("results_dir", "results")) / dataset
+    res = str(cfg.get("results_dir", "results"))
     specs = encoder_specs(cfg)
     names = encoders or list(specs)
     counts = {"computed": 0, "hit": 0}
     clips = list(clips)
     need_text = any(specs[n].role == "gamma" for n in names)
     for c in tqdm(clips, desc=f"features {dataset}", unit="clip"):
-        tr = res / "transcripts" / f"{c['sample']}.parquet"
+        tr = L.clip_file(res, dataset, "transcript", c["actor"], c["sample"])
         if need_text:
             counts[run_transcript(cfg, c["audio"], tr, threads)] += 1
         for n in names:
-            out = res / "features" / n / f"{c['sample']}.parquet"
+            out = L.clip_file(res, dataset, "features", c["actor"], c["sample"], n)
             if specs[n].role == "gamma":
                 st = run_text_features(cfg, n, c["audio"], tr, out, c.get("frames_ref"), threads)
             else:
@@ -273,27 +274,28 @@ def smk_inputs(cfg: dict[str, Any], results: str, dataset: str, sample: str, has
     """Inputs of a per-clip feature job: the 16 kHz wav, the crop's boxes (T) for video samples,
     and with ``features.prefill: actor`` the actor's prefill manifest (``encoder`` "asr" for
     the transcript rule)."""
-    inputs = {"audio": f"{results}/{dataset}/audio/{sample}.wav"}
+    inputs = {"audio": L.clip_file(results, dataset, "audio", actor, sample)}
     sec = settings(cfg)
     if sec["align_to_crop"] and has_video:
-        inputs["frames"] = f"{results}/{dataset}/crop/{sample}.boxes.parquet"
+        inputs["frames"] = L.clip_file(results, dataset, "boxes", actor, sample)
     if sec["prefill"] == "actor":
         inputs["prefill"] = f"{results}/{dataset}/features_prefill/{encoder}/{actor}.json"
     return inputs
 
 
-def smk_prefill_inputs(cfg: dict[str, Any], results: str, dataset: str, rows: Iterable[tuple[str, bool]],
-                       encoder: str) -> dict[str, list[str]]:
-    """Inputs of a per-actor prefill job; ``rows``: (sample id, has video) of the actor."""
+def smk_prefill_inputs(cfg: dict[str, Any], results: str, dataset: str, actor: str,
+                       rows: Iterable[tuple[str, bool]], encoder: str) -> dict[str, list[str]]:
+    """Per-clip files one actor's clips need for ``encoder`` ("asr": transcripts): wavs, crop
+    boxes (T) of video samples, transcripts (role gamma); ``rows``: (sample id, has video).
+    Inputs of a per-actor prefill job, and (through the layout) of an actor batch."""
     rows = list(rows)
     sec = settings(cfg)
-    out: dict[str, list[str]] = {"audio": [f"{results}/{dataset}/audio/{s}.wav" for s, _ in rows]}
+    out: dict[str, list[str]] = {"audio": [L.clip_file(results, dataset, "audio", actor, s) for s, _ in rows]}
     if encoder != "asr":
         if sec["align_to_crop"]:
-            out["frames"] = [f"{results}/{dataset}/crop/{s}.boxes.parquet" if v else "" for s, v in rows]
-            out["frames"] = [f for f in out["frames"] if f]
+            out["frames"] = [L.clip_file(results, dataset, "boxes", actor, s) for s, v in rows if v]
         if encoder_specs(cfg)[encoder].role == "gamma":
-            out["transcripts"] = [f"{results}/{dataset}/transcripts/{s}.parquet" for s, _ in rows]
+            out["transcripts"] = [L.clip_file(results, dataset, "transcript", actor, s) for s, _ in rows]
     return out
 
 
@@ -321,3 +323,33 @@ def prefill(cfg: dict[str, Any], encoder: str, audio: list[str], manifest: str |
         counts[st] += 1
     write_json_atomic(manifest, {"encoder": encoder, "clips": len(audio), **counts})
     return counts
+
+
+def features_actor(cfg: dict[str, Any], encoder: str, clips: list[dict[str, str]], out_dir: str | Path,
+                   threads: int | None = None) -> dict:
+    """One actor's clips for one encoder ("asr": transcripts) in one job
+    (``datasets.<name>.batch: actor``): writes ``out_dir/{sample}.parquet``, the per-clip
+    files, through the feature store (model loaded once). ``clips``: dicts with ``sample``,
+    ``audio`` and optional ``frames`` (crop boxes) and ``transcript``. Resumable, see
+    :mod:`emohead_core.batch` (and every result is in the store anyway)."""
+    from ..batch import Clip, run_batch
+
+    gamma = encoder != "asr" and _spec(cfg, encoder).role == "gamma"
+    roles = ("audio", "frames", "transcript") if gamma else ("audio",) if encoder == "asr" else ("audio", "frames")
+    batch = [Clip(c["sample"], {k: c.get(k) or "" for k in roles}, {"out": (0, f"{c['sample']}.parquet")})
+             for c in clips]
+
+    def work(clip: Clip, targets: dict) -> None:
+        i = clip.inputs
+        if encoder == "asr":
+            run_transcript(cfg, i["audio"], targets["out"], threads)
+        elif gamma:
+            run_text_features(cfg, encoder, i["audio"], i["transcript"], targets["out"], i["frames"] or None, threads)
+        else:
+            run_audio_features(cfg, encoder, i["audio"], targets["out"], i.get("frames") or None, threads)
+
+    ident = asr_identity(cfg) if encoder == "asr" else encoder_identity(cfg, encoder)
+    sec = settings(cfg)
+    params = {"encoder": encoder, "identity": ident,
+              **{k: sec[k] for k in ("dtype", "chunk_s", "context_s", "fps", "sample_rate", "align_to_crop")}}
+    return run_batch([out_dir], batch, work, params=params, desc=f"{encoder} {Path(out_dir).name}")

@@ -8,7 +8,7 @@ Sources, each giving (method, group, clip) -> generated video, ground-truth vide
 * ``metrics.pairs``: any (generated, ground-truth) pairs listed in the config.
 * ``metrics.baselines_dir``: baseline methods' videos dropped by the user as
   ``{baselines_dir}/{method}/{dataset}/{sample}.mp4`` (SadTalker, LivePortrait, EAMM, EAT, EDTalk,
-  ...), compared with ``results/{dataset}/crop/{sample}.mp4``.
+  ...), compared with ``results/{dataset}/crop/{actor}/{sample}.mp4``.
 * ``reencode``: the crop re-encoded at a low quality (``metrics.reencode.crf``), a degraded copy
   that exercises every metric before any renderer exists (demo).
 * ``groundtruth``: the crop itself, for the "Groundtruth" row (Sync. and ER only, as the paper).
@@ -20,6 +20,8 @@ import re
 from pathlib import Path
 
 import pandas as pd
+
+from ..layout import clip_file
 
 SLUG = re.compile(r"[^A-Za-z0-9_.\-]+")
 COLUMNS = ["method", "group", "clip", "dataset", "generated", "ground_truth", "audio", "emotion",
@@ -51,6 +53,14 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
         hit = t[t["sample_id"] == s]
         return str(hit["emotion"].iloc[0]) if len(hit) else ""
 
+    def crop_of(ds, s):
+        t = samples[ds]
+        return clip_file(results, ds, "crop", str(t[t["sample_id"] == s]["actor"].iloc[0]), s)
+
+    def audio_of(ds, s):
+        t = samples[ds]
+        return clip_file(results, ds, "audio", str(t[t["sample_id"] == s]["actor"].iloc[0]), s)
+
     def add(method, group, clip, dataset, gen, gt, audio="", emotion="", ref_free=False, meta=""):
         rows.append(dict(method=slug(method), group=slug(group), clip=slug(clip), dataset=dataset,
                          generated=str(gen), ground_truth=str(gt), audio=str(audio or ""),
@@ -80,8 +90,8 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
                 known = set(samples[ds][samples[ds]["video_path"] != ""]["sample_id"])
                 for v in sorted((mdir / ds).glob("*.mp4")) if (mdir / ds).is_dir() else []:
                     if v.stem in known:
-                        add(mdir.name, ds, v.stem, ds, v, f"{results}/{ds}/crop/{v.stem}.mp4",
-                            f"{results}/{ds}/audio/{v.stem}.wav", emo(ds, v.stem))
+                        add(mdir.name, ds, v.stem, ds, v, crop_of(ds, v.stem), audio_of(ds, v.stem),
+                            emo(ds, v.stem))
     # re-encoded crops (demo pair) and the ground-truth row
     rc = mcfg.get("reencode") or {}
     for ds in (rc.get("datasets") or []) if rc.get("enabled", bool(rc)) else []:
@@ -89,13 +99,13 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
             continue
         for s in eval_samples(samples[ds], split):
             add("reencode", ds, s, ds, f"{results}/metrics/reencode/{ds}/{s}.mp4",
-                f"{results}/{ds}/crop/{s}.mp4", f"{results}/{ds}/audio/{s}.wav", emo(ds, s))
+                crop_of(ds, s), audio_of(ds, s), emo(ds, s))
     for ds in mcfg.get("groundtruth_datasets") or []:
         if ds not in samples:
             continue
         for s in eval_samples(samples[ds], split):
-            crop = f"{results}/{ds}/crop/{s}.mp4"
-            add("groundtruth", ds, s, ds, crop, crop, f"{results}/{ds}/audio/{s}.wav", emo(ds, s), ref_free=True)
+            crop = crop_of(ds, s)
+            add("groundtruth", ds, s, ds, crop, crop, audio_of(ds, s), emo(ds, s), ref_free=True)
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.drop_duplicates(subset=["method", "group", "clip"], keep="first").reset_index(drop=True)
 

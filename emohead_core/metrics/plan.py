@@ -12,6 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
+from ..layout import Layout, clip_file
 from .pairs import build_pairs
 
 STATS_ASSET = "3ddfa_v2/param_mean_std_62d_120x120.pkl"
@@ -30,6 +31,7 @@ class MetricsPlan:
     expression_onnx: str | None = None  # the expression stage's 3DDFA ONNX (EXPR_ONNX), when included
     a2e_datasets: Callable[[], list] | None = None
     a2e_variants: Callable[[], list] | None = None
+    layout: Layout | None = None  # per-actor batches: depend on actor directories, not clip files
     pairs: pd.DataFrame = field(init=False)
 
     def __post_init__(self):
@@ -41,6 +43,8 @@ class MetricsPlan:
         self.render_subjects = subj or {}
         self.pairs = build_pairs(self.met, self.config["datasets"], self.samples, self.results,
                                  self.render_subjects)
+        if self.layout is None:
+            self.layout = Layout(self.results, [])
 
     def __repr__(self) -> str:  # short: Snakemake prints input functions by name
         return f"MetricsPlan({len(self.pairs)} clips)"
@@ -76,9 +80,10 @@ class MetricsPlan:
 
     def clip_inputs(self, wildcards) -> dict:
         row = self.pair_row(wildcards)
-        inputs = {"generated": row["generated"], "ground_truth": row["ground_truth"]}
+        dep = self.layout.dep  # the files are read from params.row; inputs = what produces them
+        inputs = {"generated": dep(row["generated"]), "ground_truth": dep(row["ground_truth"])}
         if row["audio"]:
-            inputs["audio"] = row["audio"]
+            inputs["audio"] = dep(row["audio"])
         if row["meta"]:
             inputs["meta"] = row["meta"]
         if self.uses_3ddfa(row):
@@ -96,9 +101,25 @@ class MetricsPlan:
     def clip_outputs(self, ext: str) -> list[str]:
         return [f"{self.results}/metrics/clips/{r.method}/{r.group}/{r.clip}.{ext}" for r in self.pairs.itertuples()]
 
-    def er_inputs(self, wildcards) -> list[str]:
+    def er_files(self, wildcards) -> list[str]:
+        """The expression Parquets the ER baseline trains on (params of metrics_er_baseline)."""
         ds = wildcards.dataset
-        return [f"{self.results}/{ds}/expression/{s}.parquet" for s in self.er_train_samples(ds)]
+        df = self.samples[ds].set_index("sample_id")
+        return [clip_file(self.results, ds, "expression", str(df.loc[s, "actor"]), s)
+                for s in self.er_train_samples(ds)]
+
+    def er_inputs(self, wildcards) -> list[str]:
+        return self.layout.deps(self.er_files(wildcards))
+
+    def reencode_input(self, wildcards) -> str:
+        return self.layout.dep(self.crop_file(wildcards))
+
+    def crop_file(self, wildcards) -> str:
+        df = self.samples[wildcards.dataset].set_index("sample_id")
+        if wildcards.sample not in df.index:
+            raise ValueError(f"unknown sample {wildcards.sample!r} of {wildcards.dataset!r}")
+        return clip_file(self.results, wildcards.dataset, "crop", str(df.loc[wildcards.sample, "actor"]),
+                         wildcards.sample)
 
     # ------------------------------------------------------------------ tables
     def filled_sheets(self) -> list[str]:

@@ -128,29 +128,40 @@ def step_outputs(model, prepared, out: dict, rcfg: dict, subject: str, subject_c
 # ----------------------------------------------------------------------------- Snakemake input functions
 
 
-def smk_prepare_inputs(config: dict, results: str, asset):
-    """Input function of render_prepare: crop video, expression Parquet, BFM keypoints."""
+def smk_subject_files(config: dict, clip_file):
+    """Params function: the per-clip files a subject's jobs read (crop video, expression
+    Parquet, 16 kHz wav); ``clip_file(ds, kind, sample)`` from rules/common.smk."""
 
     def f(wildcards):
         s = config["render"]["subjects"][wildcards.subject]
-        return {
-            "crop": f"{results}/{s['dataset']}/crop/{s['sample']}.mp4",
-            "expression": f"{results}/{s['dataset']}/expression/{s['sample']}.parquet",
-            "bfm": asset(config["expression"]["bfm"]),
-        }
+        return {k: clip_file(s["dataset"], k, s["sample"]) for k in ("crop", "expression", "audio")}
 
     return f
 
 
-def smk_output_inputs(config: dict, results: str):
-    """Input function of render_outputs: model, prepared data, the subject's audio, hyperplanes."""
+def smk_prepare_inputs(config: dict, asset, clip_file, layout):
+    """Input function of render_prepare: crop video, expression Parquet (or, for a dataset
+    batched per actor, their actor directories: emohead_core/layout.py), BFM keypoints."""
+    files = smk_subject_files(config, clip_file)
+
+    def f(wildcards):
+        c = files(wildcards)
+        return {"crop": layout.dep(c["crop"]), "expression": layout.dep(c["expression"]),
+                "bfm": asset(config["expression"]["bfm"])}
+
+    return f
+
+
+def smk_output_inputs(config: dict, results: str, clip_file, layout):
+    """Input function of render_outputs: model, prepared data, the subject's audio (or its
+    actor directory), hyperplanes."""
 
     def f(wildcards):
         s = config["render"]["subjects"][wildcards.subject]
         return {
             "model": f"{results}/render/{wildcards.subject}/model.pt",
             "prepared": f"{results}/render/{wildcards.subject}/prepared.npz",
-            "audio": f"{results}/{s['dataset']}/audio/{s['sample']}.wav",
+            "audio": layout.dep(clip_file(s["dataset"], "audio", s["sample"])),
             "hyperplanes": s["hyperplanes"],
         }
 

@@ -5,6 +5,6 @@ from emohead_core.logutil import log_to
 
 with log_to(snakemake.log[0]):
     write_input_manifest(
-        {"features": list(snakemake.input.features), "expression": list(snakemake.input.expression)},
+        {role: list(files) for role, files in snakemake.params.files.items()},
         snakemake.output.manifest,
     )

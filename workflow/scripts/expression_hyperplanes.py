@@ -11,7 +11,7 @@ with log_to(snakemake.log[0]):
     opts = snakemake.params.opts
     actor = snakemake.wildcards.actor
     table = datasets.read_table(snakemake.input.samples)
-    paths = {Path(p).stem: p for p in snakemake.input.expression}
+    paths = {Path(p).stem: p for p in snakemake.params.expression}
     frames = H.collect_frames(table, paths, actor=actor, splits=opts["splits"])
     result = H.train_hyperplanes(
         frames["exp"], frames["mar"], frames["emotion"], frames["clip"],

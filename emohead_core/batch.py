@@ -1,0 +1,182 @@
+"""Actor batches: one job runs one step for all clips of an actor, resumably.
+
+An actor batch writes one or more ``directory()`` outputs (e.g. ``crop/{actor}`` and
+``audio/{actor}``). It works in a stash beside each output, ``.{actor}.partial``, that Snakemake
+does not know about and therefore never deletes:
+
+- every clip's files are written atomically into the stash, then a small fingerprint
+  (``.batch/{sample}.json``: the clip's input files' size and mtime, the job's parameters and
+  the package version) marks the clip done;
+- a rerun (after a failed clip, a SIGKILL, a preempted SLURM job) reuses every clip whose
+  fingerprint still matches and redoes the others;
+- when every clip succeeded, files of clips no longer in the batch are dropped and each stash is
+  renamed onto its output directory (an atomic rename: the output never holds a partial batch);
+- when clips failed, the others are finished first, then the job fails with one message naming
+  each failed clip, its file and the fix; the stash keeps the good clips for the rerun.
+
+A clip's work function is the same code the per-clip rules run (``datasets.<name>.batch: clip``),
+so both modes write identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from .errors import EmoheadInputError
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".batch"
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"
+
+
+@dataclass
+class Clip:
+    """One clip of a batch: its id, the input files it reads (role -> path), and its output
+    files (role -> (index into ``out_dirs``, file name)); an audio-only sample, e.g., writes a
+    wav but no crop. ``extra``: anything else the work function needs (not fingerprinted)."""
+
+    sample: str
+    inputs: Mapping[str, str]
+    outputs: Mapping[str, tuple[int, str]]
+    extra: Mapping = field(default_factory=dict)
+
+
+class BatchError(EmoheadInputError):
+    """Some clips of a batch failed; the others are kept in the stash for the rerun."""
+
+
+def stash_of(out_dir: str | os.PathLike) -> Path:
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+def _stat(path: str) -> list:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return [str(path), None, None]
+    if os.path.isdir(path):
+        return [str(path), "dir", None]
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(clip: Clip, params: Mapping) -> str:
+    """Identity of one clip's work: inputs (path, size, mtime), params, package version."""
+    from . import __version__
+
+    body = {
+        "sample": clip.sample,
+        "inputs": {k: _stat(v) for k, v in sorted(clip.inputs.items()) if v},
+        "outputs": {k: list(v) for k, v in sorted(clip.outputs.items())},
+        "params": params,
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_batch(
+    out_dirs: Sequence[str | os.PathLike],
+    clips: Sequence[Clip],
+    work: Callable[[Clip, dict[str, Path]], object],
+    *,
+    params: Mapping,
+    desc: str = "batch",
+) -> dict:
+    """Run ``work(clip, targets)`` for every clip, resumably; returns counts and timings.
+
+    ``targets[role]`` is the path the clip must write for ``clip.outputs[role]`` (inside the
+    stash of its output directory). ``work`` should write through :func:`emohead_core.io.atomic_path`
+    (all production functions do), so a kill never leaves a partial file even in the stash.
+    """
+    from tqdm import tqdm
+
+    out_dirs = [Path(d) for d in out_dirs]
+    stashes = [stash_of(d) for d in out_dirs]
+    for s in stashes:
+        s.mkdir(parents=True, exist_ok=True)
+    state = stashes[0] / STATE_DIR
+    state.mkdir(exist_ok=True)
+    ids = [c.sample for c in clips]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{desc}: duplicate sample ids in one batch")
+
+    counts = {"clips": len(clips), "computed": 0, "reused": 0, "failed": 0}
+    failures: list[tuple[Clip, BaseException]] = []
+    t0 = time.perf_counter()
+    for clip in tqdm(clips, desc=desc, unit="clip", mininterval=2.0):
+        fp = fingerprint(clip, params)
+        marker = state / f"{clip.sample}.json"
+        targets = {role: stashes[i] / name for role, (i, name) in clip.outputs.items()}
+        if _done(marker, fp, targets):
+            counts["reused"] += 1
+            continue
+        marker.unlink(missing_ok=True)
+        t = time.perf_counter()
+        try:
+            work(clip, targets)
+            missing = [str(p) for p in targets.values() if not p.exists()]
+            if missing:
+                raise RuntimeError(f"produced no {', '.join(missing)}")
+        except Exception as e:  # one bad clip must not stop (or corrupt) the others
+            counts["failed"] += 1
+            failures.append((clip, e))
+            log.error("%s: clip %s failed:\n%s", desc, clip.sample, traceback.format_exc())
+            continue
+        _write_marker(marker, {"fingerprint": fp, "seconds": round(time.perf_counter() - t, 3)})
+        counts["computed"] += 1
+    counts["seconds"] = round(time.perf_counter() - t0, 3)
+
+    if failures:
+        lines = []
+        for clip, e in failures:
+            src = ", ".join(str(v) for v in clip.inputs.values() if v)
+            lines.append(f"  {clip.sample} ({src}): {e}")
+        raise BatchError(
+            f"{len(failures)} of {len(clips)} clips failed in {desc}:\n" + "\n".join(lines) + "\n",
+            path=out_dirs[0],
+            fix=(
+                "fix or exclude (datasets.<name>.exclude) the clips above and rerun; the "
+                f"{counts['computed'] + counts['reused']} finished clips are kept in "
+                f"{', '.join(str(s) for s in stashes)} and are not recomputed."
+            ),
+        )
+
+    keep: list[set[str]] = [set() for _ in stashes]
+    for c in clips:
+        for i, name in c.outputs.values():
+            keep[i].add(name)
+    shutil.rmtree(state)
+    for stash, out_dir, names in zip(stashes, out_dirs, keep):
+        for entry in os.listdir(stash):
+            if entry not in names:  # clips dropped from the batch, stray temps
+                p = stash / entry
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if out_dir.exists():  # Snakemake removes outputs before a job; a manual run may not
+            shutil.rmtree(out_dir)
+        os.replace(stash, out_dir)
+    log.info("%s: %s", desc, counts)
+    return counts
+
+
+def _done(marker: Path, fp: str, targets: dict[str, Path]) -> bool:
+    try:
+        rec = json.loads(marker.read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+    return rec.get("fingerprint") == fp and all(p.exists() for p in targets.values())
+
+
+def _write_marker(marker: Path, rec: dict) -> None:
+    from .io import write_json_atomic
+
+    write_json_atomic(marker, rec)

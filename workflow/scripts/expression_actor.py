@@ -1,0 +1,20 @@
+"""Rule expression_actor: crop videos of one actor -> per-frame 3DDFA_V2 expression Parquets."""
+
+import torch
+
+from emohead_core.expression import extract_actor, face_model_for_job
+from emohead_core.logutil import log_to
+
+with log_to(snakemake.log[0]):
+    torch.set_num_threads(snakemake.threads)
+    opts = snakemake.params.opts
+    inp = snakemake.input
+    fm = face_model_for_job(inp.checkpoint, inp.onnx, inp.detector, inp.bfm, opts, snakemake.threads)
+    counts = extract_actor(
+        dict(snakemake.params.videos),
+        fm,
+        snakemake.output[0],
+        detect_every=opts["detect_every"],
+        params={"opts": dict(opts)},
+    )
+    print(counts)
