@@ -470,6 +470,7 @@ def _write_results(root, corpus, encoders):
 
     from emohead_core.expression.schema import COLUMNS, write_expression
     from emohead_core.features.cache import encode_vector, write_features
+    from emohead_core.layout import clip_file
 
     ds = root / "toy"
     rows = []
@@ -479,7 +480,7 @@ def _write_results(root, corpus, encoders):
                      "video_path": "" if c.alpha is None else f"/x/{c.sample_id}.mp4",
                      "audio_path": f"/x/{c.sample_id}.wav", "duration_s": c.T / 25})
         for k, name in encoders.items():
-            write_features(ds / "features" / name / f"{c.sample_id}.parquet", c.feats[k],
+            write_features(clip_file(str(root), "toy", "features", c.actor, c.sample_id, name), c.feats[k],
                            {"encoder": name, "role": k, "silence": encode_vector(corpus.silence[k] + 0.25)},
                            dtype="float32")
         if c.alpha is not None:
@@ -489,7 +490,7 @@ def _write_results(root, corpus, encoders):
             data["exp"] = c.alpha
             data["detected"] = np.ones(T, bool)
             data["detected"][3] = False
-            write_expression(ds / "expression" / f"{c.sample_id}.parquet", data, {"fps": 25})
+            write_expression(clip_file(str(root), "toy", "expression", c.actor, c.sample_id), data, {"fps": 25})
     pd.DataFrame(rows).to_parquet(ds / "samples.parquet")
     hp = {}
     for c in corpus.clips:
@@ -583,10 +584,12 @@ def test_input_manifest_lists_every_clip_file_and_changes_when_one_is_rewritten(
     })
     cfg = {"audio2exp": {"features": {"v": "enc1", "e": "enc2", "gamma": "enc1"}}}
     ins = smk_manifest_inputs(cfg, {"ds": df}, "res", "ds")
+    # per-clip files in the actor layout (emohead_core.layout.clip_file)
+    actor = {"a1": "A", "a2": "A", "b1": "B"}
     assert sorted(ins["features"]) == sorted(
-        f"res/ds/features/{e}/{s}.parquet" for e in ("enc1", "enc2") for s in ("a1", "a2", "b1")
+        f"res/ds/features/{e}/{actor[s]}/{s}.parquet" for e in ("enc1", "enc2") for s in ("a1", "a2", "b1")
     )
-    assert ins["expression"] == ["res/ds/expression/a1.parquet", "res/ds/expression/b1.parquet"]
+    assert ins["expression"] == ["res/ds/expression/A/a1.parquet", "res/ds/expression/B/b1.parquet"]
     job = smk_inputs(cfg, {"ds": df}, "res", "ds")
     assert job["manifest"] == "res/ds/audio2exp/inputs.json"
     assert not any(p.endswith(("a1.parquet", "b1.parquet")) for v in job.values() for p in (

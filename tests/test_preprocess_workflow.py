@@ -1,5 +1,9 @@
 """Snakemake really preprocesses demo clips: one video clip and one audio-only clip, in a
-temporary copy of the workflow (assets from the mirror, ONNX export, crop, audio, sample table)."""
+temporary copy of the workflow (assets from the mirror, ONNX export, crop, audio, sample table).
+
+This is the per-clip mode (``datasets.cremad.batch: clip``: rules crop_video and extract_audio);
+the per-actor batches (rule preprocess_actor) are run and compared with it in
+test_batch_workflow.py."""
 
 from __future__ import annotations
 
@@ -35,13 +39,15 @@ def _copy_workflow(repo_root, dst):
 def test_snakemake_preprocesses_demo_clips(repo_root, mirror, tmp_path):
     """Real run of the preprocessing rules on one video clip and one audio-only clip."""
     _copy_workflow(repo_root, tmp_path)
+    # per-clip jobs for cremad (its default is batch: actor); configfiles merge recursively
+    (tmp_path / "clip_mode.yaml").write_text("datasets:\n  cremad:\n    batch: clip\n")
     targets = [
         "results/cremad/samples.parquet",
-        "results/cremad/crop/1001_DFA_SAD_XX.mp4",
-        "results/cremad/audio/1001_DFA_SAD_XX.wav",
-        "results/cremad/audio/1002_DFA_HAP_XX.wav",
+        "results/cremad/crop/1001/1001_DFA_SAD_XX.mp4",
+        "results/cremad/audio/1001/1001_DFA_SAD_XX.wav",
+        "results/cremad/audio/1002/1002_DFA_HAP_XX.wav",
     ]
-    cmd = [str(BIN / "snakemake"), *targets, "--cores", "2", "--configfile", "config/demo.yaml"]
+    cmd = [str(BIN / "snakemake"), *targets, "--cores", "2", "--configfile", "config/demo.yaml", "clip_mode.yaml"]
     rc, out = _run(cmd, tmp_path, mirror)
     assert rc == 0, out[-4000:]
     res = tmp_path / "results" / "cremad"
@@ -49,12 +55,16 @@ def test_snakemake_preprocesses_demo_clips(repo_root, mirror, tmp_path):
     expect = datasets.build_table("cremad", {"kind": "crema_d", "root": "asset:data/crema-d", "crop_size": 340},
                                   mirror=mirror, cache_path=tmp_path / "c.json")
     pd.testing.assert_frame_equal(table, expect, check_dtype=False)
-    info = media.probe(res / "crop" / "1001_DFA_SAD_XX.mp4")
+    info = media.probe(res / "crop" / "1001" / "1001_DFA_SAD_XX.mp4")
     assert (info.width, info.height, info.fps) == (340, 340, 25.0)
-    n = len(pd.read_parquet(res / "crop" / "1001_DFA_SAD_XX.boxes.parquet"))
-    wav = sf.info(str(res / "audio" / "1001_DFA_SAD_XX.wav"))
+    n = len(pd.read_parquet(res / "crop" / "1001" / "1001_DFA_SAD_XX.boxes.parquet"))
+    wav = sf.info(str(res / "audio" / "1001" / "1001_DFA_SAD_XX.wav"))
     assert (wav.samplerate, wav.channels) == (16000, 1) and abs(wav.frames / 16000 - n / 25) <= 0.04
-    assert abs(sf.info(str(res / "audio" / "1002_DFA_HAP_XX.wav")).frames / 16000 - 2.25) < 0.06
+    assert abs(sf.info(str(res / "audio" / "1002" / "1002_DFA_HAP_XX.wav")).frames / 16000 - 2.25) < 0.06
+    # clip mode: only the requested clips, no actor batches (no stash, no batch log)
+    assert sorted(p.name for p in (res / "crop" / "1001").iterdir()) == [
+        "1001_DFA_SAD_XX.boxes.parquet", "1001_DFA_SAD_XX.mp4"]
+    assert not list(res.rglob("*.partial")) and not (tmp_path / "logs/preprocess/preprocess_actor").exists()
     # the sha256-checked assets and the cached ONNX model were produced by their rules
     assert (tmp_path / "resources/onnx/faceboxes.onnx").is_file()
     assert (tmp_path / "resources/assets/3ddfa_v2/FaceBoxesProd.pth").is_file()

@@ -41,8 +41,27 @@ def test_demo_dag_has_preprocessing_jobs(repo_root, mirror):
     )
     assert rc == 0, out[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, flags=re.M))
-    # 7 demo clips with video, 10 samples with audio (3 audio-only), 2 datasets
-    assert counts.get("crop_video") == "7", out[-2000:]
-    assert counts.get("extract_audio") == "10", out[-2000:]
-    assert counts.get("sample_table") == "2"
-    assert counts.get("export_faceboxes_onnx") == "1"
+    # Demo: cremad (kind crema_d -> batch: actor) = actor 1001 (6 clips with video) + actor 1002
+    # (3 audio-only clips); obama (kind folder -> batch: clip) = 1 video clip.
+    expect = {
+        # per-clip preprocessing only for obama's clip (clip mode)
+        "crop_video": 1,
+        "extract_audio": 1,
+        # one job per cremad actor writes crop/{actor} + audio/{actor} (1002: wavs only)
+        "preprocess_actor": 2,
+        # expression: one batch for 1001 (1002 has no video), one per-clip job for obama
+        "expression_actor": 1,
+        "expression_extract": 1,
+        # features (offline profile: whisper, logmel, minilm + the transcripts step):
+        # cremad 2 actors x 4 steps in actor batches ...
+        "features_actor": 8,
+        # ... obama per clip: a prefill per (actor, encoder or asr) and per-clip link jobs
+        "features_prefill": 4,
+        "features_audio": 2,
+        "features_text": 1,
+        "features_transcript": 1,
+        "sample_table": 2,
+        "export_faceboxes_onnx": 1,
+    }
+    got = {rule: int(counts.get(rule, 0)) for rule in expect}
+    assert got == expect, out[-2000:]
