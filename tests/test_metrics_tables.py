@@ -175,9 +175,6 @@ def test_pair_catalogue(tmp_path):
     assert pair.dataset == "cremad" and pair.emotion == "happy"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "emohead_core/metrics/pairs.py resolve_pair still looks for the renderer clip's speech at the "
-    "flat results/{dataset}/audio/{sample}.wav, not results/{dataset}/audio/{actor}/{sample}.wav"))
 def test_resolve_pair_finds_renderer_speech_in_actor_layout(tmp_path):
     """Renderer rows take their speech (and its start) from the subject's wav in the results."""
     from emohead_core.layout import clip_file
@@ -190,8 +187,20 @@ def test_resolve_pair_finds_renderer_speech_in_actor_layout(tmp_path):
                                 "emotion": "happy"}))
     row = {"method": "ours", "group": "render", "clip": "subj", "dataset": "", "generated": "g.mp4",
            "ground_truth": "t.mp4", "audio": "", "emotion": "", "reference_free": False, "meta": str(meta)}
+    assert PA.resolve_pair(row, str(tmp_path)).audio is None  # no sample table: actor unknown
+    import pandas as pd
+
+    pd.DataFrame({"sample_id": ["s1", "s2"], "actor": ["1002", "1001"]}).to_parquet(
+        tmp_path / "cremad" / "samples.parquet")
     pair = PA.resolve_pair(row, str(tmp_path))
     assert pair.audio == str(wav) and pair.audio_start_s == 2.0
+    # the renderer's test_meta.json names the wav it cut the speech from: used as is
+    other = tmp_path / "other.wav"
+    other.write_bytes(b"RIFF")
+    meta.write_text(json.dumps({"dataset": "cremad", "sample": "s2", "frame_start": 25, "fps": 25,
+                                "audio": str(other)}))
+    pair = PA.resolve_pair(row, str(tmp_path))
+    assert pair.audio == str(other) and pair.audio_start_s == 1.0
 
 
 def test_3ddfa_lmd_on_real_frames(mirror, tmp_path):

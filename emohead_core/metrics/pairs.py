@@ -110,6 +110,16 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
     return df.drop_duplicates(subset=["method", "group", "clip"], keep="first").reset_index(drop=True)
 
 
+def _sample_wav(results: str, dataset: str, sample: str) -> str | None:
+    """The 16 kHz wav of a sample, its actor looked up in the dataset's sample table."""
+    table = Path(results) / dataset / "samples.parquet"
+    if not table.is_file():
+        return None
+    df = pd.read_parquet(table, columns=["sample_id", "actor"])
+    hit = df[df["sample_id"].astype(str) == str(sample)]
+    return clip_file(results, dataset, "audio", str(hit["actor"].iloc[0]), str(sample)) if len(hit) else None
+
+
 def resolve_pair(row: dict, results: str):
     """A :class:`~emohead_core.metrics.evaluate.Pair` from a catalogue row; renderer rows read
     ``test_meta.json`` (dataset, sample, first frame, fps, emotion) for the labels and the speech."""
@@ -131,10 +141,9 @@ def resolve_pair(row: dict, results: str):
         if start is None:
             rng = meta.get("frame_range") or meta.get("frames")
             start = rng[0] if isinstance(rng, (list, tuple)) and rng else 0
-        if pair.dataset and sample:
-            wav = Path(results) / pair.dataset / "audio" / f"{sample}.wav"
-            if wav.is_file():
-                pair.audio = str(wav)
-                pair.audio_start_s = float(start) / fps
+        wav = meta.get("audio") or (_sample_wav(results, pair.dataset, sample) if pair.dataset and sample else None)
+        if wav and Path(wav).is_file():
+            pair.audio = str(wav)
+            pair.audio_start_s = float(start) / fps
     pair.dataset = pair.dataset or row.get("group", "")
     return pair

@@ -120,7 +120,8 @@ def write_test_outputs(renderer: Renderer, data: dict, out_dir, *, subject: str,
     write_rgb_video(gt, out_dir / "test_gt.mp4", fps, audio=seg)
     if seg is not None:
         seg.unlink(missing_ok=True)
-    meta = dict(subject=subject, dataset=dataset, sample=sample, emotion=emotion, frame_start=t0,
+    meta = dict(subject=subject, dataset=dataset, sample=sample, audio=None if audio is None else str(audio),
+                emotion=emotion, frame_start=t0,
                 frame_end=int(val[-1]) + 1,
                 n_frames=int(len(val)), fps=fps, width=int(gt.shape[2]), height=int(gt.shape[1]),
                 crop_size=int(data["crop_size"]),
