@@ -154,6 +154,18 @@ def detect_clip(frames_iter, detector: FaceDetector, *, every: int = 1, batch: i
     return n, size, dets
 
 
+def make_detector(onnx_path: str | os.PathLike, opts: dict | None = None, threads: int = 1) -> FaceDetector:
+    """The FaceBoxes detector of the ``preprocess`` options (device, threshold, max side)."""
+    o = _opts(opts)
+    return FaceDetector(
+        onnx_path,
+        providers_for(o["device"]),
+        threshold=float(o["detect_threshold"]),
+        max_side=int(o["detect_max_side"]) if o["detect_max_side"] else None,
+        threads=threads,
+    )
+
+
 def crop_clip(
     video: str | os.PathLike,
     onnx_path: str | os.PathLike,
@@ -172,13 +184,7 @@ def crop_clip(
     if crop_size % 2:
         raise EmoheadInputError(f"crop_size {crop_size} must be even (H.264 yuv420p).", path="config datasets.<name>.crop_size")
     if detector is None:
-        detector = FaceDetector(
-            onnx_path,
-            providers_for(o["device"]),
-            threshold=float(o["detect_threshold"]),
-            max_side=int(o["detect_max_side"]) if o["detect_max_side"] else None,
-            threads=threads,
-        )
+        detector = make_detector(onnx_path, o, threads)
     info = media.probe(video)
     if not info.has_video:
         raise EmoheadInputError("has no video stream.", path=video, fix="give a video file for this sample.")
@@ -348,10 +354,7 @@ def preprocess_actor(
         boxes = None
         if clip.inputs["video"]:
             if detector is None:  # loaded once per batch
-                detector = FaceDetector(
-                    onnx_path, providers_for(o["device"]), threshold=float(o["detect_threshold"]),
-                    max_side=int(o["detect_max_side"]) if o["detect_max_side"] else None, threads=threads,
-                )
+                detector = make_detector(onnx_path, o, threads)
             crop_clip(clip.inputs["video"], onnx_path, targets["video"], targets["boxes"], crop_size=crop_size,
                       opts=o, threads=threads, detector=detector)
             boxes = targets["boxes"]
