@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,16 @@ def crema_clips(mirror) -> list[Path]:
     clips = sorted((mirror / "data" / "crema-d").glob("1001_*.flv"))
     assert len(clips) == 6
     return clips
+
+
+def copy_workflow(dst: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, scripts, config, envs) in ``dst``, for real
+    Snakemake runs in a temporary working directory."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ["Snakefile", "rules", "workflow", "config", "envs"]:
+        src = REPO_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy(src, dst / name)
+    return dst

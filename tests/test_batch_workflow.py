@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import copy_workflow
 from emohead_core import layout as L
 
 BIN = Path(sys.executable).parent
@@ -47,13 +47,7 @@ def _env(mirror):
 
 
 def _copy_workflow(repo_root, dst, batch):
-    dst.mkdir(parents=True)
-    for name in ["Snakefile", "rules", "workflow", "config", "envs"]:
-        src = repo_root / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy(src, dst / name)
+    copy_workflow(dst)
     # merged recursively over config/demo.yaml (command-line configfiles, in order)
     include = ", ".join(CLIPS)
     (dst / "subset.yaml").write_text(f"datasets:\n  {DS}:\n    include: [{include}]\n    batch: {batch}\n")

@@ -19,11 +19,12 @@ from emohead_core.execution import find_stale_temps, is_atomic_temp, sweep_stale
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
-CROP_DIR = "results/obama/crop"
+# obama is a folder dataset (batch: clip, per-clip jobs); its actor is the file stem
+CROP_DIR = "results/obama/crop/uncrop_Obama"
 TARGETS = [
     f"{CROP_DIR}/uncrop_Obama.mp4",
     f"{CROP_DIR}/uncrop_Obama.boxes.parquet",
-    "results/obama/audio/uncrop_Obama.wav",
+    "results/obama/audio/uncrop_Obama/uncrop_Obama.wav",
 ]
 
 

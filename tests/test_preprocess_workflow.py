@@ -8,7 +8,6 @@ test_batch_workflow.py."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import soundfile as sf
 
+from conftest import copy_workflow
 from emohead_core import datasets, media
 
 BIN = Path(sys.executable).parent
@@ -27,18 +27,9 @@ def _run(args, cwd, mirror, timeout=600):
     return r.returncode, r.stdout + r.stderr
 
 
-def _copy_workflow(repo_root, dst):
-    for name in ["Snakefile", "rules", "workflow", "config", "envs"]:
-        src = repo_root / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy(src, dst / name)
-
-
 def test_snakemake_preprocesses_demo_clips(repo_root, mirror, tmp_path):
     """Real run of the preprocessing rules on one video clip and one audio-only clip."""
-    _copy_workflow(repo_root, tmp_path)
+    copy_workflow(tmp_path)
     # per-clip jobs for cremad (its default is batch: actor); configfiles merge recursively
     (tmp_path / "clip_mode.yaml").write_text("datasets:\n  cremad:\n    batch: clip\n")
     targets = [
