@@ -231,3 +231,4 @@ wildcard_constraints:
     dataset=_alternation(SAMPLES),
     sample=r"[^/]+",
     actor=r"[^/]+",
+    subject=r"[^/]+",

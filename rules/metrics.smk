@@ -24,6 +24,7 @@ MPLAN = MetricsPlan(
     a2e_datasets=globals().get("a2e_datasets"),
     a2e_variants=globals().get("a2e_variants"),
     layout=LAYOUT,
+    render_driven=globals().get("RENDER_DRIVEN"),
 )
 
 

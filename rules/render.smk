@@ -12,10 +12,15 @@
 #   results/render/{subject}/val_psnr.json      validation PSNR and background-only baseline
 #   results/render/{subject}/emotion_switch.mp4 emotion switch half way (eq. 9 + ramp), audio
 #   results/render/{subject}/novel_views.png    yaw strip
+#   results/render/{subject}/driven/{variant}/test_render.mp4|test_gt.mp4|test_meta.json
+#       held-out frames rendered from audio (alpha_hat of audio2exp variant {variant}, the paper's
+#       test setting; metrics method "ours" for main, "ours_{variant}" for the ablations)
 from emohead_core.render import pipeline as rpipe
 
 RENDER = config["render"]
 RENDER_SUBJECTS = RENDER.get("subjects", {}) or {}
+# subject -> {audio2exp variant: model dir} of the audio-driven test renders (rules/metrics.smk)
+RENDER_DRIVEN = rpipe.driven_models(config, RESULTS, a2e_variants())
 
 
 rule render_prepare:
@@ -110,6 +115,39 @@ rule render_outputs:
         "../workflow/scripts/render_outputs.py"
 
 
+rule render_driven:
+    input:
+        unpack(
+            rpipe.smk_driven_inputs(config, RESULTS, clip_file, LAYOUT, RENDER_DRIVEN)
+        ),
+    output:
+        test_render=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/test_render.mp4",
+        test_gt=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/test_gt.mp4",
+        test_meta=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/test_meta.json",
+    log:
+        f"{LOGS}/render/driven/{{subject}}/{{variant}}.log",
+    benchmark:
+        f"{BENCH}/render/driven/{{subject}}/{{variant}}.tsv"
+    wildcard_constraints:
+        variant=r"[^/]+",
+    conda:
+        "../envs/render.yaml"
+    threads: RENDER.get("threads", 2)
+    resources:
+        gpu=RENDER.get("gpus", 0),
+    params:
+        render=RENDER,
+        subject=lambda w: RENDER_SUBJECTS[w.subject],
+        files=rpipe.smk_subject_files(config, clip_file),
+        pipeline={
+            k: config.get(k)
+            for k in ("features", "preprocess", "results_dir")
+            if k in config
+        },
+    script:
+        "../workflow/scripts/render_driven.py"
+
+
 TARGETS["render"] = [
     f"{RESULTS}/render/{s}/{f}"
     for s in RENDER_SUBJECTS
@@ -120,4 +158,8 @@ TARGETS["render"] = [
         "novel_views.png",
         "masks.png",
     )
+] + [
+    f"{RESULTS}/render/{s}/driven/{v}/test_meta.json"
+    for s, models in RENDER_DRIVEN.items()
+    for v in models
 ]

@@ -58,13 +58,13 @@ def test_predict_alpha_from_wav_with_timeline(demo_run, mirror):
     out, target = demo_run
     cfg = load_config(REPO_ROOT / "config" / "demo.yaml")
     cfg["results_dir"] = str(out / "results")
-    wav = out / "results" / "cremad" / "audio" / "1002_DFA_HAP_XX.wav"
+    wav = out / "results" / "cremad" / "audio" / "1002" / "1002_DFA_HAP_XX.wav"
     pred = predict_alpha(target.parent, wav=wav, config=cfg, timeline="0:happy,1.0:sad", intensity=1.0)
     T = int(np.floor(len(load_audio(wav, 16000)) / 16000 * 25 + 0.5))
     assert pred.alpha_hat.shape == (T, 10) and np.isfinite(pred.alpha_hat).all()
     assert pred.emotions == ["happy", "sad"]
     # precomputed features of the same clip give the same alpha_tilde as the wav path
-    feats = {k: out / "results" / "cremad" / "features" / n / "1002_DFA_HAP_XX.parquet"
+    feats = {k: out / "results" / "cremad" / "features" / n / "1002" / "1002_DFA_HAP_XX.parquet"
              for k, n in (("v", "whisper"), ("e", "logmel"), ("gamma", "minilm"))}
     pred2 = predict_alpha(target.parent, feats, emotion="happy")
     assert pred2.alpha_tilde.shape == (T, 10)

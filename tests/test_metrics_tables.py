@@ -99,6 +99,8 @@ def test_ablation_and_loss_tables(built):
     tables, _ = built
     t4 = tables["table_IV"]
     assert (t4["Source"] == "paper").sum() == len(P.TABLE_IV)
+    # obama (a folder dataset) has no rendered clips: no ablation rows of its own
+    assert set(t4[t4["Source"] == "measured"]["Dataset"]) == {"cremad"}
     meas = t4[t4["Source"] == "measured"].set_index("Setting")
     assert meas.loc["Ours", "PSNR ↑"] == "31.000"
     assert meas.loc["w/o refinement", "SSIM ↑"].startswith("n/a: no clips of ours_wo_refinement")
@@ -112,6 +114,26 @@ def test_ablation_and_loss_tables(built):
     assert m6.loc["full", "RMSE ↓"] == "-" and m6.loc["full", "M/F-LMD ↓"] == "1.000/2.000"
     p6 = t6[(t6["Source"] == "paper") & (t6["Dataset"] == "CREMA-D")].set_index("Setting")
     assert p6.loc["rho = 0.2", "RMSE ↓"] == "0.22"
+
+
+def test_ablation_rows_of_a_rendered_subject_dataset(tmp_path):
+    """A renderer subject from a folder dataset gets Table IV rows once its audio-driven renders
+    (ours, ours_{variant}) are evaluated."""
+    paths, fids = [], []
+    for method, psnr in [("ours", 30.0), ("ours_wo_refinement", 27.0)]:
+        p, f = _clip_rows(tmp_path, method, "obama", "subj", {"SSIM": 0.9, "PSNR": psnr})
+        paths.append(p)
+        fids.append(f)
+    spec = TB.TableSpec(datasets={"obama": "folder"}, methods=["ours"], method_notes={},
+                        ablations=[{"label": "Ours", "method": "ours"},
+                                   {"label": "w/o refinement", "method": "ours_wo_refinement"},
+                                   {"label": "d = 256", "method": "ours_d256"}],
+                        loss_ablations=[])
+    t4 = TB.build_all(paths, fids, spec, tmp_path, tmp_path / "tables")["table_IV"]
+    meas = t4[t4["Source"] == "measured"].set_index("Setting")
+    assert set(meas["Dataset"]) == {"obama"}
+    assert meas.loc["Ours", "PSNR ↑"] == "30.000" and meas.loc["w/o refinement", "PSNR ↑"] == "27.000"
+    assert meas.loc["d = 256", "SSIM ↑"].startswith("n/a: no clips of ours_d256")
 
 
 def test_human_sheet_round_trip(tmp_path):
@@ -151,9 +173,10 @@ def test_pair_catalogue(tmp_path):
     cfg = {"baselines_dir": str(bdir), "reencode": {"datasets": ["cremad"]}, "groundtruth_datasets": ["cremad"],
            "pairs": [{"generated": "/x/gen.mp4", "ground_truth": "/x/gt.mp4", "method": "my method"}]}
     df = PA.build_pairs(cfg, {"cremad": {"kind": "crema_d"}}, samples, "R",
-                        {"subj": {"dataset": "cremad", "sample": "s2", "emotion": "happy"}})
+                        {"subj": {"dataset": "cremad", "sample": "s2", "emotion": "happy"}}, {"subj": ["main"]})
     keys = set(zip(df["method"], df["group"], df["clip"]))
-    assert ("ours", "render", "subj") in keys
+    # audio-driven render (audio2exp main) and the ground-truth-alpha reconstruction
+    assert ("ours", "render", "subj") in keys and ("ours_gt_alpha", "render", "subj") in keys
     assert ("SadTalker", "cremad", "s2") in keys and ("SadTalker", "cremad", "unknown") not in keys
     assert ("reencode", "cremad", "s2") in keys and ("reencode", "cremad", "s1") not in keys  # test split
     assert ("my_method", "pairs", "gen") in keys

@@ -127,3 +127,68 @@ def test_test_outputs_and_psnr_files(tmp_path):
     import cv2
 
     assert cv2.imread(str(sdir / "nv.png")).shape == (32, 96, 3)
+
+
+def test_driven_outputs_render_held_out_frames_from_audio(tmp_path, mirror, repo_root):
+    """The audio-driven test render: alpha_hat of a saved audio2exp model (the demo's offline
+    encoders, real ASR) from the held-out span of a real wav, the renderer's held-out poses,
+    the audio muxed; meta has the alpha RMSE against the frames' ground-truth alphas."""
+    from emohead_core import media
+    from emohead_core.audio2exp.model import ModelConfig
+    from emohead_core.audio2exp.synthetic import synthetic_corpus
+    from emohead_core.audio2exp.train import TrainConfig, train
+    from emohead_core.config import load_config
+    from emohead_core.render.infer import fit_length, write_driven_outputs
+    from emohead_core.render.train import load_renderer
+
+    sdir, data = _subject_dir(tmp_path)
+    corpus = synthetic_corpus(frames=20, dims=(80, 80, 384))
+    corpus.meta["encoders"] = {"v": "logmel", "e": "logmel", "gamma": "minilm"}  # config/demo.yaml profile
+    mcfg = ModelConfig(dim_v=80, dim_e=80, dim_gamma=384, d=16, d_h=16, n=3, ffn=(32, 16))
+    a2e = train(corpus, mcfg, TrainConfig(iterations=3, batch_size=8), tmp_path / "a2e", progress=False)
+    wav = tmp_path / "speech.wav"
+    media.extract_audio(mirror / "data" / "crema-d" / "1001_DFA_HAP_XX.flv", wav)
+    cfg = load_config(repo_root / "config" / "demo.yaml")
+    out = tmp_path / "driven" / "main"
+    r = load_renderer(sdir / "model.pt", "cpu")
+    res = write_driven_outputs(r, data, out, a2e_model=a2e.parent, audio=wav, config=cfg,
+                               hyperplanes=sdir / "hyperplanes.json", emotion="happy", meta={"variant": "main"})
+    meta = json.loads((out / "test_meta.json").read_text())
+    val = data["val_idx"]
+    assert (meta["frame_start"], meta["frame_end"], meta["n_frames"]) == (int(val[0]), int(val[-1]) + 1, len(val))
+    assert meta["variant"] == "main" and meta["alpha_source"] == "audio" and meta["emotion"] == "happy"
+    assert abs(res["n_predicted"] - len(val)) <= 1  # alpha_hat of exactly the held-out span
+    assert np.isfinite(res["alpha_rmse"]) and res["alpha_rmse"] > 0 and np.isfinite(res["psnr_head"])
+    for name in ("test_render.mp4", "test_gt.mp4"):
+        info = media.probe(out / name)
+        assert len(media.read_frames(out / name)) == len(val) and info.has_audio, name
+    assert not list(out.glob(".*"))  # the cut audio segment is removed
+    # feature frame counts may differ by one from the video's: cut or edge-padded
+    a = np.arange(6, dtype=np.float32).reshape(3, 2)
+    assert fit_length(a, 2).tolist() == [[0, 1], [2, 3]]
+    assert fit_length(a, 4).tolist() == [[0, 1], [2, 3], [4, 5], [4, 5]]
+
+
+def test_driven_models_and_metric_methods():
+    from emohead_core.metrics.pairs import build_pairs, driven_method
+    from emohead_core.render.pipeline import driven_models
+
+    subj = {"obama": {"dataset": "obama", "sample": "o", "audio2exp": "results/cremad/audio2exp/main"},
+            "ext": {"dataset": "obama", "sample": "o", "audio2exp": "/models/my_a2e/model.pt"},
+            "none": {"dataset": "obama", "sample": "o"}}
+    cfg = {"render": {"subjects": subj}}
+    got = driven_models(cfg, "results", ["main", "d256"])
+    assert got == {"obama": {"main": "results/cremad/audio2exp/main", "d256": "results/cremad/audio2exp/d256"},
+                   "ext": {"main": "/models/my_a2e"}}
+    cfg["render"]["driven"] = {"variants": ["d256"]}
+    assert driven_models(cfg, "results", ["main", "d256"])["obama"] == {"d256": "results/cremad/audio2exp/d256"}
+    cfg["render"]["driven"] = {"enabled": False}
+    assert driven_models(cfg, "results", ["main"]) == {}
+    assert driven_method("main") == "ours" and driven_method("wo_refinement") == "ours_wo_refinement"
+    pairs = build_pairs({}, {}, {}, "results", {"obama": {"dataset": "obama"}},
+                        {"obama": ["main", "wo_alignment"]})
+    rows = {r.method: r for r in pairs.itertuples()}
+    assert set(rows) == {"ours", "ours_wo_alignment", "ours_gt_alpha"}
+    assert rows["ours"].generated == "results/render/obama/driven/main/test_render.mp4"
+    assert rows["ours_wo_alignment"].meta == "results/render/obama/driven/wo_alignment/test_meta.json"
+    assert rows["ours_gt_alpha"].generated == "results/render/obama/test_render.mp4"

@@ -2,9 +2,12 @@
 
 Sources, each giving (method, group, clip) -> generated video, ground-truth video, audio, emotion:
 
-* ``ours``: the renderer's test clips ``results/render/{subject}/test_render.mp4`` vs
-  ``test_gt.mp4`` (dataset, sample, frame range and emotion tag from ``test_meta.json`` at run
-  time); group ``render``.
+* ``ours`` / ``ours_{variant}``: the renderer's held-out frames rendered from audio with the
+  audio2exp model of ``variant`` (main -> ``ours``), ``results/render/{subject}/driven/{variant}/
+  test_render.mp4`` vs ``test_gt.mp4``; ``ours_gt_alpha``: the same frames rendered from their
+  ground-truth 3DDFA alphas (``results/render/{subject}/test_render.mp4``, the reconstruction
+  upper bound). Dataset, sample, frame range and emotion tag from ``test_meta.json`` at run
+  time; group ``render``.
 * ``metrics.pairs``: any (generated, ground-truth) pairs listed in the config.
 * ``metrics.baselines_dir``: baseline methods' videos dropped by the user as
   ``{baselines_dir}/{method}/{dataset}/{sample}.mp4`` (SadTalker, LivePortrait, EAMM, EAT, EDTalk,
@@ -22,6 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..layout import clip_file
+
+
+def driven_method(variant: str) -> str:
+    """Method name of an audio-driven render: ``ours`` for audio2exp variant main, else
+    ``ours_{variant}`` (the names of Table IV's rows, config tables.ablations)."""
+    return "ours" if variant == "main" else f"ours_{variant}"
 
 SLUG = re.compile(r"[^A-Za-z0-9_.\-]+")
 COLUMNS = ["method", "group", "clip", "dataset", "generated", "ground_truth", "audio", "emotion",
@@ -43,7 +52,7 @@ def eval_samples(table: pd.DataFrame, split: str | None) -> list[str]:
 
 
 def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], results: str,
-                render_subjects: dict | list | None = None) -> pd.DataFrame:
+                render_subjects: dict | list | None = None, render_driven: dict | None = None) -> pd.DataFrame:
     rows = []
     split = mcfg.get("split", "test")
     eval_ds = mcfg.get("datasets") or [d for d in samples]
@@ -72,8 +81,12 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
         for s, spec in subj.items():
             spec = spec if isinstance(spec, dict) else {"dataset": spec or ""}
             base = f"{results}/render/{s}"
-            add("ours", "render", s, spec.get("dataset") or "", f"{base}/test_render.mp4", f"{base}/test_gt.mp4",
-                emotion=spec.get("emotion") or "", meta=f"{base}/test_meta.json")
+            for variant in (render_driven or {}).get(s) or []:
+                d = f"{base}/driven/{variant}"
+                add(driven_method(variant), "render", s, spec.get("dataset") or "", f"{d}/test_render.mp4",
+                    f"{d}/test_gt.mp4", emotion=spec.get("emotion") or "", meta=f"{d}/test_meta.json")
+            add("ours_gt_alpha", "render", s, spec.get("dataset") or "", f"{base}/test_render.mp4",
+                f"{base}/test_gt.mp4", emotion=spec.get("emotion") or "", meta=f"{base}/test_meta.json")
     # explicit pairs
     for i, p in enumerate(mcfg.get("pairs") or []):
         add(p.get("method", "pair"), p.get("dataset", "pairs"), p.get("clip", Path(p["generated"]).stem),

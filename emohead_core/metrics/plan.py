@@ -32,6 +32,7 @@ class MetricsPlan:
     a2e_datasets: Callable[[], list] | None = None
     a2e_variants: Callable[[], list] | None = None
     layout: Layout | None = None  # per-actor batches: depend on actor directories, not clip files
+    render_driven: dict | None = None  # subject -> audio2exp variants rendered from audio
     pairs: pd.DataFrame = field(init=False)
 
     def __post_init__(self):
@@ -42,7 +43,7 @@ class MetricsPlan:
             subj = self.render_subjects
         self.render_subjects = subj or {}
         self.pairs = build_pairs(self.met, self.config["datasets"], self.samples, self.results,
-                                 self.render_subjects)
+                                 self.render_subjects, self.render_driven)
         if self.layout is None:
             self.layout = Layout(self.results, [])
 

@@ -270,7 +270,9 @@ def ablation_table(agg: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
         for name, vals in P.TABLE_IV:
             rows.append([name, PAPER, "MEAD", *_paper_cells(vals, cols)])
     for ds, kind in spec.datasets.items():
-        if kind not in KIND_TABLE:
+        # MEAD / CREMA-D always; another dataset (a renderer subject's) once its renders exist
+        if kind not in KIND_TABLE and not any(ab.get("method") and look.has(ds, ab["method"])
+                                              for ab in spec.ablations):
             continue
         for ab in spec.ablations:
             m = ab.get("method")

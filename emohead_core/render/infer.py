@@ -86,6 +86,73 @@ def load_intensity(spec: str) -> float | np.ndarray:
         return np.load(p).astype(np.float32).reshape(-1) if p.suffix == ".npy" else np.loadtxt(p, np.float32).reshape(-1)
 
 
+def cut_audio(audio, start_s: float, duration_s: float, out_wav) -> Path:
+    """``duration_s`` seconds of ``audio`` from ``start_s`` as a mono PCM wav."""
+    out_wav = Path(out_wav)
+    media.run_ffmpeg(["-ss", f"{start_s:.3f}", "-t", f"{duration_s:.3f}", "-i", str(audio), "-ac", "1",
+                      "-c:a", "pcm_s16le", str(out_wav)], input_path=audio)
+    return out_wav
+
+
+def fit_length(alpha: np.ndarray, n: int) -> np.ndarray:
+    """``alpha`` (T, m) cut or edge-padded to ``n`` frames (feature frame counts may differ from
+    the video's by one)."""
+    alpha = np.asarray(alpha, np.float32)
+    if len(alpha) >= n:
+        return alpha[:n]
+    if len(alpha) == 0:
+        raise EmoheadInputError("the audio-expression module predicted no frames.")
+    return np.concatenate([alpha, np.repeat(alpha[-1:], n - len(alpha), axis=0)])
+
+
+def write_driven_outputs(renderer: Renderer, data: dict, out_dir, *, a2e_model, audio, config: dict,
+                         hyperplanes=None, emotion: str | None = None, intensity: float = 1.0,
+                         meta: dict | None = None) -> dict:
+    """The held-out frames rendered from audio (the paper's test setting): alpha_hat predicted by
+    the audio-expression module ``a2e_model`` from the held-out span of ``audio`` with the emotion
+    tag ``emotion`` (eq. 9 refinement with ``hyperplanes``), poses of the held-out frames.
+    Writes test_render.mp4, test_gt.mp4 (the same frames of the crop video) and test_meta.json
+    (frame range, RMSE of alpha_hat against the frames' 3DDFA alphas, PSNR against the ground
+    truth). The GT-alpha render of :func:`write_test_outputs` bounds it from above."""
+    from ..audio2exp.infer import predict_alpha
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    val = np.asarray(data["val_idx"])
+    fps = float(data["fps"])
+    t0 = int(val[0])
+    seg = cut_audio(audio, t0 / fps, len(val) / fps, out_dir / ".driven_audio.wav")
+    try:
+        pred = predict_alpha(a2e_model, wav=seg, config=config, emotion=emotion, intensity=intensity,
+                             hyperplanes=hyperplanes, fps=fps)
+        alpha = fit_length(pred.alpha_hat, len(val))
+        frames = render_frames(renderer, data, alpha, pose_idx=val)
+        gt = data["frames"][val]
+        write_rgb_video(frames, out_dir / "test_render.mp4", fps, audio=seg)
+        write_rgb_video(gt, out_dir / "test_gt.mp4", fps, audio=seg)
+    finally:
+        seg.unlink(missing_ok=True)
+    f = frames.astype(np.float32) / 255
+    g = gt.astype(np.float32) / 255
+    masks = data["head_mask"][val]
+    gt_alpha = np.asarray(data["alpha"], np.float32)[val]
+    res = dict(
+        alpha_rmse=float(np.sqrt(np.mean((alpha - gt_alpha) ** 2))),
+        alpha_rmse_constant_mean=float(np.sqrt(np.mean((gt_alpha - gt_alpha.mean(0)) ** 2))),
+        psnr_head=float(np.mean([psnr(f[k], g[k], masks[k]) for k in range(len(val))])),
+        psnr_full=float(np.mean([psnr(f[k], g[k]) for k in range(len(val))])),
+        n_predicted=int(len(pred.alpha_hat)),
+    )
+    info = dict(meta or {}, audio=str(audio), audio2exp=str(a2e_model), emotion=emotion, alpha_source="audio",
+                frame_start=t0, frame_end=int(val[-1]) + 1, n_frames=int(len(val)), fps=fps,
+                width=int(gt.shape[2]), height=int(gt.shape[1]), crop_size=int(data["crop_size"]), **res,
+                note="held-out frames rendered from alpha_hat of the audio-expression module (audio of the "
+                     "same span, emotion tag of the subject), poses of those frames; alpha_rmse against "
+                     "their 3DDFA alphas (constant-mean predictor: alpha_rmse_constant_mean)")
+    write_json_atomic(out_dir / "test_meta.json", info)
+    return res
+
+
 def write_test_outputs(renderer: Renderer, data: dict, out_dir, *, subject: str, dataset: str, sample: str,
                        audio=None, emotion: str | None = None) -> dict:
     """test_render.mp4 (held-out frames from ground-truth alphas and poses), test_gt.mp4 (the
@@ -110,12 +177,8 @@ def write_test_outputs(renderer: Renderer, data: dict, out_dir, *, subject: str,
              "in the head mask, ground truth elsewhere); frames as written (8-bit).",
     )
     t0 = int(val[0])
-    if audio is not None:  # cut the held-out span of the subject's audio
-        seg = out_dir / ".test_audio.wav"
-        media.run_ffmpeg(["-ss", f"{t0 / fps:.3f}", "-t", f"{len(val) / fps:.3f}", "-i", str(audio), "-ac", "1",
-                          "-c:a", "pcm_s16le", str(seg)], input_path=audio)
-    else:
-        seg = None
+    # the held-out span of the subject's audio
+    seg = cut_audio(audio, t0 / fps, len(val) / fps, out_dir / ".test_audio.wav") if audio is not None else None
     write_rgb_video(frames, out_dir / "test_render.mp4", fps, audio=seg)
     write_rgb_video(gt, out_dir / "test_gt.mp4", fps, audio=seg)
     if seg is not None:

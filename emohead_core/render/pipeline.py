@@ -125,6 +125,62 @@ def step_outputs(model, prepared, out: dict, rcfg: dict, subject: str, subject_c
     return res
 
 
+def step_driven(model, prepared, a2e_model, audio, out_dir, rcfg: dict, subject: str, subject_cfg_: dict,
+                variant: str, pipeline_cfg: dict, *, hyperplanes=None, threads: int = 1) -> dict:
+    """Rule render_driven: the subject's held-out frames rendered from audio with the
+    audio-expression model of one variant (see :func:`emohead_core.render.infer.write_driven_outputs`)."""
+    import torch
+
+    from .data import load_prepared
+    from .infer import write_driven_outputs
+    from .train import load_renderer
+
+    torch.set_num_threads(int(threads))
+    renderer = load_renderer(model, rcfg.get("device", "auto"))
+    data = load_prepared(prepared)
+    res = write_driven_outputs(
+        renderer, data, out_dir, a2e_model=a2e_model, audio=audio, config=pipeline_cfg, hyperplanes=hyperplanes,
+        emotion=subject_cfg_.get("emotion", "neutral"),
+        intensity=float((rcfg.get("driven") or {}).get("intensity", 1.0)),
+        meta=dict(subject=subject, dataset=subject_cfg_["dataset"], sample=subject_cfg_["sample"], variant=variant),
+    )
+    log.info("driven render %s / %s: %s", subject, variant, json.dumps(res))
+    return res
+
+
+def driven_models(config: dict, results: str, variants=None) -> dict[str, dict[str, str]]:
+    """subject -> {audio2exp variant: model directory} of the audio-driven test renders.
+
+    A subject whose ``audio2exp`` is a model this workflow trains
+    (``{results}/{dataset}/audio2exp/{variant}``) is rendered with every variant the workflow
+    trains for that dataset (``variants``: list, default just that one), so that the ablation
+    rows of Table IV come from renders; any other model directory is rendered as ``main``.
+    ``render.driven.variants`` (a list) renders only those of the trained variants;
+    ``render.driven.enabled: false`` turns the audio-driven renders off."""
+    import re
+
+    rcfg = config.get("render") or {}
+    dcfg = rcfg.get("driven") or {}
+    if not dcfg.get("enabled", True):
+        return {}
+    if dcfg.get("variants") is not None and variants:
+        variants = [v for v in variants if v in dcfg["variants"]]
+    out: dict[str, dict[str, str]] = {}
+    pattern = re.compile(rf"{re.escape(str(results).rstrip('/'))}/([^/]+)/audio2exp/([^/]+)")
+    for name, s in (rcfg.get("subjects") or {}).items():
+        a2e = s.get("audio2exp")
+        if not a2e:
+            continue
+        a2e = str(a2e).rstrip("/").removesuffix("/model.pt")
+        m = pattern.fullmatch(a2e)
+        if m:
+            names = list(variants) if variants else [m[2]]
+            out[name] = {v: f"{results}/{m[1]}/audio2exp/{v}" for v in names}
+        else:
+            out[name] = {"main": a2e}
+    return out
+
+
 # ----------------------------------------------------------------------------- Snakemake input functions
 
 
@@ -148,6 +204,23 @@ def smk_prepare_inputs(config: dict, asset, clip_file, layout):
         c = files(wildcards)
         return {"crop": layout.dep(c["crop"]), "expression": layout.dep(c["expression"]),
                 "bfm": asset(config["expression"]["bfm"])}
+
+    return f
+
+
+def smk_driven_inputs(config: dict, results: str, clip_file, layout, driven: dict):
+    """Input function of render_driven: renderer, prepared data, the subject's audio (or its
+    actor directory), the variant's audio2exp model, hyperplanes."""
+
+    def f(wildcards):
+        s = config["render"]["subjects"][wildcards.subject]
+        return {
+            "model": f"{results}/render/{wildcards.subject}/model.pt",
+            "prepared": f"{results}/render/{wildcards.subject}/prepared.npz",
+            "audio": layout.dep(clip_file(s["dataset"], "audio", s["sample"])),
+            "a2e_model": f"{driven[wildcards.subject][wildcards.variant]}/model.pt",
+            "hyperplanes": s["hyperplanes"],
+        }
 
     return f
 
