@@ -148,7 +148,8 @@ def write_driven_outputs(renderer: Renderer, data: dict, out_dir, *, a2e_model, 
                 width=int(gt.shape[2]), height=int(gt.shape[1]), crop_size=int(data["crop_size"]), **res,
                 note="held-out frames rendered from alpha_hat of the audio-expression module (audio of the "
                      "same span, emotion tag of the subject), poses of those frames; alpha_rmse against "
-                     "their 3DDFA alphas (constant-mean predictor: alpha_rmse_constant_mean)")
+                     "their 3DDFA alphas; alpha_rmse_constant_mean: the same frames against their own mean "
+                     "alpha (an oracle constant)")
     write_json_atomic(out_dir / "test_meta.json", info)
     return res
 
