@@ -71,7 +71,14 @@ def test_slurm_gpu_requests(rule_names):
     assert named <= rule_names, f"profile names unknown rules: {named - rule_names}"
     # grouping: GPU jobs carry their CPU-light preparation; per-clip steps are packed
     groups = slurm["groups"]
-    assert groups["render_prepare"] == groups["render_train"] == groups["render_outputs"]
+    assert groups["render_prepare"] == groups["render_train"] == groups["render_outputs"] == groups["render_driven"]
+    # one SLURM job per group component: its rules must agree on every string resource
+    # (Snakemake: "Error grouping resources ... not all jobs in group require the same value")
+    for g in set(groups.values()):
+        members = [r for r, gg in groups.items() if gg == g]
+        for key in ("slurm_partition", "gpu_model", "slurm_account"):
+            vals = {str(sr.get(r, {}).get(key, slurm["default-resources"].get(key))) for r in members}
+            assert len(vals) == 1, f"group {g}: rules {members} ask for different {key}: {vals}"
     assert groups["crop_video"] == groups["extract_audio"] and slurm["group-components"][groups["crop_video"]] > 1
 
 
@@ -90,13 +97,17 @@ def test_test_profile_switches_gpus_off_and_fits_the_test_cluster():
 @pytest.mark.parametrize("profiles", [["profiles/slurm"], ["profiles/slurm", "tests/cluster/profile"]])
 def test_full_demo_dag_builds_with_the_slurm_profiles(profiles, tmp_path, mirror):
     """The job groups of the profile are valid for the whole workflow (Snakemake rejects a group
-    whose jobs depend on it through an outside job only when it builds the DAG)."""
+    whose jobs depend on it through an outside job only when it builds the DAG, and a group whose
+    jobs ask for different partitions only when it combines their resources: not with
+    `--quiet progress`, which stops right after the DAG)."""
     cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
            "--configfile", str(REPO / "config/config.yaml"), str(REPO / "config/demo.yaml"),
-           "-n", "--quiet", "rules", "progress"]
+           "-n", "--quiet", "rules"]
     for p in profiles:
         cmd += ["--profile", str(REPO / p)]
     r = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)),
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "Error in group" not in r.stdout + r.stderr
+    assert "Error grouping resources" not in r.stdout + r.stderr
+    assert "render_driven" in r.stdout  # the group with the GPU rules was really combined
