@@ -100,15 +100,15 @@ def run_batch(
     """
     from tqdm import tqdm
 
+    ids = [c.sample for c in clips]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{desc}: duplicate sample ids in one batch")
     out_dirs = [Path(d) for d in out_dirs]
     stashes = [stash_of(d) for d in out_dirs]
     for s in stashes:
         s.mkdir(parents=True, exist_ok=True)
     state = stashes[0] / STATE_DIR
     state.mkdir(exist_ok=True)
-    ids = [c.sample for c in clips]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{desc}: duplicate sample ids in one batch")
 
     counts = {"clips": len(clips), "computed": 0, "reused": 0, "failed": 0}
     failures: list[tuple[Clip, BaseException]] = []
