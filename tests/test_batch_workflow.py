@@ -280,3 +280,84 @@ def test_sigkill_in_actor_batch_then_rerun_reuses_finished_clips(runs, tmp_path,
     assert _assert_same_outputs(runs["actor"], run, only=lambda rel: rel.startswith(mine)) == 3 * n
     r = subprocess.run(_cmd(targets, "-n"), cwd=run, env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+
+
+def test_bad_clip_in_actor_batch_fails_alone_and_exclude_reuses_the_rest(tmp_path, mirror):
+    """A clip without a face fails rule preprocess_actor alone: the job fails naming the clip's
+    file and the fix (exclude it), the good clips stay in the stash and no output directory
+    appears; once the clip is in ``datasets.<name>.exclude``, the rerun reuses the good clips
+    (nothing recomputed) and finalizes the actor's directories."""
+    from emohead_core import media
+    from emohead_core.execution import is_atomic_temp
+
+    ds, a = "bad", "1001"
+    good = ["1001_DFA_HAP_XX", "1001_DFA_SAD_XX"]
+    bad = "1001_DFA_NEU_HI"  # sorts between the good ones: the batch must go on after it
+    data = tmp_path / "data"
+    data.mkdir()
+    for s in good:  # a plain directory root; the adapter follows symlinks
+        (data / f"{s}.flv").symlink_to(mirror / "data" / "crema-d" / f"{s}.flv")
+    # valid media (probes fine at parse time), but a flat grey picture: no face in any frame
+    media.run_ffmpeg(["-f", "lavfi", "-i", "color=c=gray:s=480x360:r=25:d=2",
+                      "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=2",
+                      "-c:v", "flv", "-c:a", "aac", "-shortest", "-f", "flv", str(data / f"{bad}.flv")])
+    info = media.probe(data / f"{bad}.flv")
+    assert info.has_video and info.has_audio and info.duration_s > 1.5, info
+
+    run = copy_workflow(tmp_path / "wf")
+    spec = f"datasets:\n  {ds}:\n    kind: crema_d\n    root: {data}\n    crop_size: 340\n    batch: actor\n"
+    (run / "subset.yaml").write_text(spec)
+    targets = [L.actor_dir("results", ds, "crop", a), L.actor_dir("results", ds, "audio", a)]
+    crop, audio = run / targets[0], run / targets[1]
+    crop_stash, audio_stash = crop.parent / f".{a}.partial", audio.parent / f".{a}.partial"
+    log = run / f"logs/preprocess/preprocess_actor/{ds}/{a}.log"
+    env = _env(mirror)
+    t0 = time.perf_counter()
+
+    # 1) the batch fails because of the bad clip only
+    r = subprocess.run(_cmd(targets), cwd=run, env=env, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-4000:]
+    jobs = _job_counts(out)
+    assert jobs.get("preprocess_actor") == 1 and not {"sample_table", "crop_video", "extract_audio"} & set(jobs), jobs
+    assert not (run / "results" / "cremad").exists() and not (run / "results" / "obama").exists()
+    text = log.read_text()
+    msg = text[text.index("BatchError"):] if "BatchError" in text else text
+    assert "1 of 3 clips failed" in msg and f"{bad} ({data / bad}.flv" in msg, text[-4000:]
+    assert "exclude" in msg, text[-4000:]
+    assert "min_face_fraction" in msg, text[-4000:]  # crop_clip's reason for the clip
+    assert str(crop_stash) in msg or f".{a}.partial" in msg, text[-4000:]
+    for s in good:
+        assert f"{s} (" not in msg, f"good clip {s} reported as failed:\n{msg}"
+    assert "Error in rule preprocess_actor" in out and str(log.relative_to(run)) in out, out[-4000:]
+
+    assert not crop.exists() and not audio.exists()
+    markers = crop_stash / ".batch"
+    assert sorted(p.name for p in markers.iterdir()) == [f"{s}.json" for s in good]
+    assert sorted(p.name for p in crop_stash.iterdir() if p.is_file()) == sorted(
+        n for s in good for n in (f"{s}.mp4", f"{s}.boxes.parquet"))
+    assert sorted(p.name for p in audio_stash.iterdir()) == [f"{s}.wav" for s in good]
+    for s in good:
+        assert (crop_stash / f"{s}.mp4").stat().st_size > 0 and (audio_stash / f"{s}.wav").stat().st_size > 0
+    leftovers = [p for st in (crop_stash, audio_stash) for p in st.rglob("*") if is_atomic_temp(p.name)]
+    assert leftovers == [], leftovers
+    before = {p: p.stat().st_mtime_ns for st in (crop_stash, audio_stash)
+              for p in st.iterdir() if not p.name.startswith(".")}
+
+    # 2) exclude the clip: the rerun reuses both good clips and finalizes the directories
+    (run / "subset.yaml").write_text(spec + f"    exclude: ['{bad}']\n")
+    r = subprocess.run(_cmd(targets), cwd=run, env=env, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert _batch_counts(log) == {"clips": 2, "computed": 0, "reused": 2, "failed": 0}
+    assert sorted(p.name for p in crop.iterdir() if p.name != ".snakemake_timestamp") == sorted(
+        n for s in good for n in (f"{s}.mp4", f"{s}.boxes.parquet"))
+    assert sorted(p.name for p in audio.iterdir() if p.name != ".snakemake_timestamp") == [f"{s}.wav" for s in good]
+    # the very files of the failed run (renamed, not rewritten)
+    after = {p.name: p.stat().st_mtime_ns for d in (crop, audio)
+             for p in d.iterdir() if not p.name.startswith(".")}
+    assert after == {p.name: m for p, m in before.items()}
+    assert not crop_stash.exists() and not audio_stash.exists() and _stashes(run) == []
+    r = subprocess.run(_cmd(targets, "-n"), cwd=run, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+    print(f"fail + exclude rerun: {time.perf_counter() - t0:.1f} s")
