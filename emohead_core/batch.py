@@ -139,7 +139,7 @@ def run_batch(
     if failures:
         lines = []
         for clip, e in failures:
-            src = ", ".join(str(v) for v in clip.inputs.values() if v)
+            src = ", ".join(dict.fromkeys(str(v) for v in clip.inputs.values() if v))  # a video is often its own audio
             lines.append(f"  {clip.sample} ({src}): {e}")
         raise BatchError(
             f"{len(failures)} of {len(clips)} clips failed in {desc}:\n" + "\n".join(lines) + "\n",

@@ -101,7 +101,10 @@ def actor_samples(ds, actor, video=None):
             index.setdefault(str(r["actor"]), []).append(r)
     rows = index.get(str(actor))
     if rows is None:
-        raise ValueError(f"unknown actor {actor!r} of dataset {ds!r}")
+        raise ValueError(
+            f"unknown actor {actor!r} of dataset {ds!r}; per-clip results live in "
+            f"results/{ds}/<step>/<actor>/<sample>.<ext> (emohead_core/layout.py)"
+        )
     if video is not None:
         rows = [r for r in rows if bool(r["video_path"]) == video]
     return [r["sample_id"] for r in rows]

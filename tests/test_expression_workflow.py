@@ -43,12 +43,13 @@ def test_snakemake_expression_and_hyperplanes(repo_root, mirror, tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     res = tmp_path / "results" / "cremad"
     for emo in ("ANG", "HAP"):
-        e = read_expression(res / "expression" / f"1001_DFA_{emo}_XX.parquet")
-        n = len(media.read_frames(res / "crop" / f"1001_DFA_{emo}_XX.mp4"))
+        # crema_d: an actor batch (datasets.<name>.batch: actor) writes results/cremad/<step>/1001/
+        e = read_expression(res / "expression" / "1001" / f"1001_DFA_{emo}_XX.parquet")
+        n = len(media.read_frames(res / "crop" / "1001" / f"1001_DFA_{emo}_XX.mp4"))
         assert e["exp"].shape == (n, 10) and e["detected"].all()
         assert np.allclose(e["time_s"], np.arange(n) / 25.0)
         assert (e["roi_source"][::2] == 1).all()
-        meta = read_expression_metadata(res / "expression" / f"1001_DFA_{emo}_XX.parquet")
+        meta = read_expression_metadata(res / "expression" / "1001" / f"1001_DFA_{emo}_XX.parquet")
         assert meta["detect_every"] == 2 and "faceboxes.onnx" in meta["assets"]
     hp = load_hyperplanes(res / "hyperplanes" / "1001" / "hyperplanes.json")
     assert set(hp) == {"angry", "happy"}
@@ -60,3 +61,4 @@ def test_snakemake_expression_and_hyperplanes(repo_root, mirror, tmp_path):
         assert (res / "hyperplanes" / "1001" / f).stat().st_size > 0
     assert (tmp_path / "resources" / "onnx" / "3ddfa_mb05.onnx").is_file()
     assert (tmp_path / "benchmarks" / "expression" / "export_3ddfa_onnx.tsv").is_file()
+    assert (tmp_path / "logs" / "expression" / "expression_actor" / "cremad" / "1001.log").is_file()
