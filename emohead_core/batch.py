@@ -180,3 +180,18 @@ def _write_marker(marker: Path, rec: dict) -> None:
     from .io import write_json_atomic
 
     write_json_atomic(marker, rec)
+
+
+def find_stashes(results_dir: str | os.PathLike) -> list[dict]:
+    """The stashes of unfinished actor batches under ``results_dir``
+    (``{dataset}/<step>/.{actor}.partial``): path, finished clips (markers), size in bytes."""
+    out = []
+    root = Path(results_dir)
+    for stash in sorted(root.glob("**/.*.partial")):
+        if not stash.is_dir():
+            continue
+        state = stash / STATE_DIR
+        n = len(list(state.glob("*.json"))) if state.is_dir() else None
+        size = sum(f.stat().st_size for f in stash.rglob("*") if f.is_file())
+        out.append({"path": str(stash), "finished_clips": n, "bytes": size})
+    return out

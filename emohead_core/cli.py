@@ -1,5 +1,7 @@
 """``emohead`` command line. Subcommands register themselves in ``SUBCOMMANDS``.
 
+    emohead stashes results [--remove]   # unfinished actor batches (emohead_core/batch.py)
+
     emohead render --subject-dir results/render/obama --audio new.wav \
         --timeline "0:happy,2.5:sad" --intensity 1.0 --out out.mp4
 """
@@ -73,7 +75,34 @@ def _run_render(args) -> int:
     return 0
 
 
-SUBCOMMANDS = [_add_render]
+def _add_stashes(sub) -> None:
+    p = sub.add_parser("stashes", help="list (or remove) the stashes of unfinished actor batches",
+                       description="An actor batch that failed or was killed keeps its finished clips in "
+                                   "results/{dataset}/<step>/.{actor}.partial/ and reuses them on the rerun "
+                                   "(emohead_core/batch.py). List them, or remove them, e.g. after a code "
+                                   "change that alters every clip's result.")
+    p.add_argument("results_dir", nargs="?", default="results")
+    p.add_argument("--remove", action="store_true", help="delete the stashes")
+    p.set_defaults(func=_run_stashes)
+
+
+def _run_stashes(args) -> int:
+    import shutil
+
+    from .batch import find_stashes
+
+    found = find_stashes(args.results_dir)
+    for s in found:
+        clips = "?" if s["finished_clips"] is None else s["finished_clips"]
+        print(f"{s['path']}\t{clips} finished clips\t{s['bytes'] / 1e6:.1f} MB")
+        if args.remove:
+            shutil.rmtree(s["path"])
+    verb = "removed" if args.remove else "found"
+    print(f"{len(found)} stash(es) {verb} under {args.results_dir}")
+    return 0
+
+
+SUBCOMMANDS = [_add_render, _add_stashes]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -732,3 +732,32 @@ def test_rerun_after_success_recomputes_into_fresh_dirs(env):
     # the stash and markers were consumed by the first run: everything is redone
     assert w.calls == ["A", "B", "C"] and counts["computed"] == 3
     _assert_final(env, "ABC", tag="v2")
+
+
+def test_stashes_command_lists_and_removes_unfinished_batches(tmp_path, capsys):
+    """`emohead stashes`: a failed batch's stash is listed with its finished clips, then removed."""
+    from emohead_core.batch import find_stashes
+    from emohead_core.cli import main
+
+    res = tmp_path / "results"
+    out_dir = res / "mead" / "crop" / "M003"
+    clips = [Clip(s, {}, {"out": (0, f"{s}.txt")}) for s in ("a", "b", "c")]
+
+    def work(clip, targets):
+        if clip.sample == "b":
+            raise ValueError("no face")
+        with atomic_path(targets["out"]) as tmp:
+            tmp.write_text(clip.sample)
+
+    with pytest.raises(BatchError):
+        run_batch([out_dir], clips, work, params={})
+    done = res / "mead" / "features" / "whisper" / "W001"  # a finished batch leaves no stash
+    run_batch([done], clips[:1], work, params={})
+    found = find_stashes(res)
+    assert [f["path"] for f in found] == [str(stash_of(out_dir))]
+    assert found[0]["finished_clips"] == 2 and found[0]["bytes"] >= 2  # 2 outputs + markers
+    assert main(["stashes", str(res)]) == 0
+    assert "M003.partial\t2 finished clips" in capsys.readouterr().out
+    assert stash_of(out_dir).is_dir()  # listing keeps it
+    assert main(["stashes", str(res), "--remove"]) == 0
+    assert not stash_of(out_dir).exists() and find_stashes(res) == [] and done.is_dir()
