@@ -148,22 +148,22 @@ def _audio_inputs(wildcards):
     return inputs
 
 
-def _actor_sources(wildcards):
-    """Source media of one actor's samples (rule preprocess_actor)."""
+def _actor_clips(wildcards):
+    """(sample, video_path or "", audio_path) of one actor's samples (rule preprocess_actor)."""
     rows = [
         sample_row(wildcards.dataset, s)
         for s in actor_samples(wildcards.dataset, wildcards.actor)
     ]
-    return {
-        "videos": [r["video_path"] for r in rows if r["video_path"]],
-        "audios": [r["audio_path"] for r in rows],
-    }
-
-
-def _actor_clips(ds, actor, video=None):
-    """(sample, video_path, audio_path) of one actor's samples (params of actor batches)."""
-    rows = [sample_row(ds, s) for s in actor_samples(ds, actor, video)]
     return [(r["sample_id"], r["video_path"], r["audio_path"]) for r in rows]
+
+
+def _actor_sources(wildcards):
+    """Source media of one actor's samples (inputs of rule preprocess_actor)."""
+    clips = _actor_clips(wildcards)
+    return {
+        "videos": [v for _, v, _ in clips if v],
+        "audios": [a for _, _, a in clips],
+    }
 
 
 def batch_runtime(minutes_per_clip, base=10):

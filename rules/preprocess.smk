@@ -124,7 +124,7 @@ rule preprocess_actor:
     resources:
         runtime=batch_runtime(0.2),
     params:
-        clips=lambda wildcards: _actor_clips(wildcards.dataset, wildcards.actor),
+        clips=_actor_clips,
         crop_size=lambda wildcards: ehdatasets.crop_size(
             config["datasets"][wildcards.dataset]
         ),

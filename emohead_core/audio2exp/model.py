@@ -104,15 +104,15 @@ class InputNorm(nn.Module):
         return (x - self.mean) / self.std
 
 
-class Audio2Exp(nn.Module):
-    """FusedAttn audio-expression module: (v~, e~, gamma~) windows -> (alpha_tilde, tau)."""
+class _InputsAndHeads(nn.Module):
+    """What both architectures share: input standardisation and the projections of eq. (1),
+    and the FFN heads of eq. (8). Subclasses build their core between the two (parameters are
+    created, and randomly initialised, in the same order as in a flat class) and define ``hidden``."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.architecture != "fused_attn":
-            raise ValueError(f"Audio2Exp needs architecture fused_attn, got {cfg.architecture}")
         self.cfg = cfg
-        d, d_h = cfg.d, cfg.d_h
+        d = cfg.d
         self.norm_v, self.norm_e, self.norm_gamma = (
             InputNorm(cfg.dim_v),
             InputNorm(cfg.dim_e),
@@ -122,6 +122,36 @@ class Audio2Exp(nn.Module):
         self.E_1 = _param(cfg.dim_v, d)
         self.E_2 = _param(cfg.dim_e, d)
         self.E_3 = _param(cfg.dim_gamma, d)
+
+    def _add_heads(self) -> None:
+        # eq. (8)
+        self.FFN_1 = ffn(3 * self.cfg.d, tuple(self.cfg.ffn), self.cfg.m)
+        self.FFN_2 = ffn(3 * self.cfg.d, tuple(self.cfg.ffn), 1)
+
+    def project(self, v_raw, e_raw, g_raw):
+        """eq. (1): v = v~ E_1, e = e~ E_2, gamma = gamma~ E_3 (after input standardisation)."""
+        v = self.norm_v(v_raw) @ self.E_1
+        e = self.norm_e(e_raw) @ self.E_2
+        gamma = self.norm_gamma(g_raw) @ self.E_3
+        return v, e, gamma
+
+    def hidden(self, v_raw, e_raw, g_raw) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, v_raw, e_raw, g_raw):
+        """Windows (B, 2n-1, D_*) -> alpha_tilde (B, m), tau (B,)  (eq. 8)."""
+        x = self.hidden(v_raw, e_raw, g_raw)
+        return self.FFN_1(x), self.FFN_2(x).squeeze(-1)
+
+
+class Audio2Exp(_InputsAndHeads):
+    """FusedAttn audio-expression module: (v~, e~, gamma~) windows -> (alpha_tilde, tau)."""
+
+    def __init__(self, cfg: ModelConfig):
+        if cfg.architecture != "fused_attn":
+            raise ValueError(f"Audio2Exp needs architecture fused_attn, got {cfg.architecture}")
+        super().__init__(cfg)
+        d, d_h = cfg.d, cfg.d_h
         # eqs. (2), (3): W_q, W_k in R^{d x d_h}
         self.W_q1 = _param(d, d_h)
         self.W_k1 = _param(d, d_h)
@@ -131,18 +161,9 @@ class Audio2Exp(nn.Module):
         self.W_v1 = _param(d, d)
         self.W_v2 = _param(d, d)
         self.W_v3 = _param(d, d)
-        # eq. (8)
-        self.FFN_1 = ffn(3 * d, tuple(cfg.ffn), cfg.m)
-        self.FFN_2 = ffn(3 * d, tuple(cfg.ffn), 1)
+        self._add_heads()
 
     # -- the equations, exposed for tests ---------------------------------------------------
-    def project(self, v_raw, e_raw, g_raw):
-        """eq. (1): v = v~ E_1, e = e~ E_2, gamma = gamma~ E_3 (after input standardisation)."""
-        v = self.norm_v(v_raw) @ self.E_1
-        e = self.norm_e(e_raw) @ self.E_2
-        gamma = self.norm_gamma(g_raw) @ self.E_3
-        return v, e, gamma
-
     def fused_attn(self, v, e, gamma):
         """eqs. (2)-(7) on projected windows (B, 2n-1, d). Returns dict of all intermediates,
         each over the n attention positions."""
@@ -163,28 +184,14 @@ class Audio2Exp(nn.Module):
         # [h_v; h_e; h_gamma] at the window's last position (frame i)
         return torch.cat([h["h_v"][:, -1], h["h_e"][:, -1], h["h_gamma"][:, -1]], dim=-1)
 
-    def forward(self, v_raw, e_raw, g_raw):
-        """Windows (B, 2n-1, D_*) -> alpha_tilde (B, m), tau (B,)  (eq. 8)."""
-        x = self.hidden(v_raw, e_raw, g_raw)
-        return self.FFN_1(x), self.FFN_2(x).squeeze(-1)
 
-
-class Audio2ExpTransformer(nn.Module):
+class Audio2ExpTransformer(_InputsAndHeads):
     """Ablation "w/o audio expression alignment" (Appendix D): [v; e; gamma] per frame into a
     standard self-attention transformer encoder over the n-frame window; same FFN heads."""
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         d = cfg.d
-        self.norm_v, self.norm_e, self.norm_gamma = (
-            InputNorm(cfg.dim_v),
-            InputNorm(cfg.dim_e),
-            InputNorm(cfg.dim_gamma),
-        )
-        self.E_1 = _param(cfg.dim_v, d)
-        self.E_2 = _param(cfg.dim_e, d)
-        self.E_3 = _param(cfg.dim_gamma, d)
         self.pos = nn.Parameter(torch.zeros(cfg.n, 3 * d))
         nn.init.normal_(self.pos, std=0.02)
         layer = nn.TransformerEncoderLayer(
@@ -195,24 +202,12 @@ class Audio2ExpTransformer(nn.Module):
             batch_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, cfg.transformer_layers, enable_nested_tensor=False)
-        self.FFN_1 = ffn(3 * d, tuple(cfg.ffn), cfg.m)
-        self.FFN_2 = ffn(3 * d, tuple(cfg.ffn), 1)
-
-    def project(self, v_raw, e_raw, g_raw):
-        return (
-            self.norm_v(v_raw) @ self.E_1,
-            self.norm_e(e_raw) @ self.E_2,
-            self.norm_gamma(g_raw) @ self.E_3,
-        )
+        self._add_heads()
 
     def hidden(self, v_raw, e_raw, g_raw) -> torch.Tensor:
         v, e, gamma = self.project(v_raw, e_raw, g_raw)
         x = torch.cat([v, e, gamma], dim=-1) + self.pos
         return self.encoder(x)[:, -1]
-
-    def forward(self, v_raw, e_raw, g_raw):
-        x = self.hidden(v_raw, e_raw, g_raw)
-        return self.FFN_1(x), self.FFN_2(x).squeeze(-1)
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

@@ -42,6 +42,14 @@ class Unavailable(Exception):
     """A metric cannot be computed for a stated, non-bug reason (no model configured, no face)."""
 
 
+def _check_target_emotion(pair, classes, no_class_note: str) -> None:
+    """ER needs the clip's emotion tag and a classifier that knows it (else an n/a cell)."""
+    if not pair.emotion or pair.emotion == "unknown":
+        raise Unavailable("n/a: clip has no target emotion tag")
+    if pair.emotion not in classes:
+        raise Unavailable(no_class_note.format(pair.emotion))
+
+
 @dataclass
 class Pair:
     dataset: str
@@ -235,10 +243,7 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
     def _er():
         if suite.fer is None:
             raise Unavailable("n/a: set metrics.er.model")
-        if not pair.emotion or pair.emotion == "unknown":
-            raise Unavailable("n/a: clip has no target emotion tag")
-        if pair.emotion not in suite.fer.classes:
-            raise Unavailable(f"n/a: classifier has no class {pair.emotion!r}")
+        _check_target_emotion(pair, suite.fer.classes, "n/a: classifier has no class {!r}")
         pred = suite.fer.predict(gen_bgr_al)
         if all(p is None for p in pred):
             raise Unavailable("n/a: no face detected in the generated frames")
@@ -249,10 +254,7 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
     def _er_base():
         if suite.er_baseline is None:
             raise Unavailable("n/a: no ER baseline model (metrics.er.baseline, needs expression stage)")
-        if not pair.emotion or pair.emotion == "unknown":
-            raise Unavailable("n/a: clip has no target emotion tag")
-        if pair.emotion not in suite.er_baseline.classes:
-            raise Unavailable(f"n/a: baseline was not trained on {pair.emotion!r} clips")
+        _check_target_emotion(pair, suite.er_baseline.classes, "n/a: baseline was not trained on {!r} clips")
         if tddfa_gen is None:
             raise Unavailable("n/a: no 3DDFA fit of the generated frames")
         pred = suite.er_baseline.predict(tddfa_gen["exp"])

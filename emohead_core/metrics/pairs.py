@@ -57,18 +57,26 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
     split = mcfg.get("split", "test")
     eval_ds = mcfg.get("datasets") or [d for d in samples]
 
+    # sample -> (actor, emotion) per dataset, built once (a DataFrame filter per clip is
+    # quadratic in the number of evaluated clips)
+    lookup: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def row(ds, s):
+        if ds not in lookup:
+            t = samples[ds]
+            lookup[ds] = dict(zip(t["sample_id"].astype(str),
+                                  zip(t["actor"].astype(str), t["emotion"].astype(str))))
+        return lookup[ds].get(s)
+
     def emo(ds, s):
-        t = samples[ds]
-        hit = t[t["sample_id"] == s]
-        return str(hit["emotion"].iloc[0]) if len(hit) else ""
+        r = row(ds, s)
+        return r[1] if r else ""
 
     def crop_of(ds, s):
-        t = samples[ds]
-        return clip_file(results, ds, "crop", str(t[t["sample_id"] == s]["actor"].iloc[0]), s)
+        return clip_file(results, ds, "crop", row(ds, s)[0], s)
 
     def audio_of(ds, s):
-        t = samples[ds]
-        return clip_file(results, ds, "audio", str(t[t["sample_id"] == s]["actor"].iloc[0]), s)
+        return clip_file(results, ds, "audio", row(ds, s)[0], s)
 
     def add(method, group, clip, dataset, gen, gt, audio="", emotion="", ref_free=False, meta=""):
         rows.append(dict(method=slug(method), group=slug(group), clip=slug(clip), dataset=dataset,

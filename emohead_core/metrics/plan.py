@@ -12,7 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..layout import Layout, clip_file
+from ..layout import Layout, actors_of, clip_file
 from .pairs import build_pairs
 
 STATS_ASSET = "3ddfa_v2/param_mean_std_62d_120x120.pkl"
@@ -46,6 +46,7 @@ class MetricsPlan:
                                  self.render_subjects, self.render_driven)
         if self.layout is None:
             self.layout = Layout(self.results, [])
+        self._actors: dict[str, dict[str, str]] = {}
 
     def __repr__(self) -> str:  # short: Snakemake prints input functions by name
         return f"MetricsPlan({len(self.pairs)} clips)"
@@ -102,11 +103,18 @@ class MetricsPlan:
     def clip_outputs(self, ext: str) -> list[str]:
         return [f"{self.results}/metrics/clips/{r.method}/{r.group}/{r.clip}.{ext}" for r in self.pairs.itertuples()]
 
+    def actor_of(self, ds: str, sample: str) -> str:
+        """The actor of a sample (sample -> actor map built once per dataset)."""
+        if ds not in self._actors:
+            self._actors[ds] = actors_of(self.samples[ds])
+        if sample not in self._actors[ds]:
+            raise ValueError(f"unknown sample {sample!r} of {ds!r}")
+        return self._actors[ds][sample]
+
     def er_files(self, wildcards) -> list[str]:
         """The expression Parquets the ER baseline trains on (params of metrics_er_baseline)."""
         ds = wildcards.dataset
-        df = self.samples[ds].set_index("sample_id")
-        return [clip_file(self.results, ds, "expression", str(df.loc[s, "actor"]), s)
+        return [clip_file(self.results, ds, "expression", self.actor_of(ds, s), s)
                 for s in self.er_train_samples(ds)]
 
     def er_inputs(self, wildcards) -> list[str]:
@@ -116,11 +124,8 @@ class MetricsPlan:
         return self.layout.dep(self.crop_file(wildcards))
 
     def crop_file(self, wildcards) -> str:
-        df = self.samples[wildcards.dataset].set_index("sample_id")
-        if wildcards.sample not in df.index:
-            raise ValueError(f"unknown sample {wildcards.sample!r} of {wildcards.dataset!r}")
-        return clip_file(self.results, wildcards.dataset, "crop", str(df.loc[wildcards.sample, "actor"]),
-                         wildcards.sample)
+        ds, sample = wildcards.dataset, wildcards.sample
+        return clip_file(self.results, ds, "crop", self.actor_of(ds, sample), sample)
 
     # ------------------------------------------------------------------ tables
     def filled_sheets(self) -> list[str]:

@@ -208,23 +208,6 @@ def smk_prepare_inputs(config: dict, asset, clip_file, layout):
     return f
 
 
-def smk_driven_inputs(config: dict, results: str, clip_file, layout, driven: dict):
-    """Input function of render_driven: renderer, prepared data, the subject's audio (or its
-    actor directory), the variant's audio2exp model, hyperplanes."""
-
-    def f(wildcards):
-        s = config["render"]["subjects"][wildcards.subject]
-        return {
-            "model": f"{results}/render/{wildcards.subject}/model.pt",
-            "prepared": f"{results}/render/{wildcards.subject}/prepared.npz",
-            "audio": layout.dep(clip_file(s["dataset"], "audio", s["sample"])),
-            "a2e_model": f"{driven[wildcards.subject][wildcards.variant]}/model.pt",
-            "hyperplanes": s["hyperplanes"],
-        }
-
-    return f
-
-
 def smk_output_inputs(config: dict, results: str, clip_file, layout):
     """Input function of render_outputs: model, prepared data, the subject's audio (or its
     actor directory), hyperplanes."""
@@ -237,5 +220,17 @@ def smk_output_inputs(config: dict, results: str, clip_file, layout):
             "audio": layout.dep(clip_file(s["dataset"], "audio", s["sample"])),
             "hyperplanes": s["hyperplanes"],
         }
+
+    return f
+
+
+def smk_driven_inputs(config: dict, results: str, clip_file, layout, driven: dict):
+    """Input function of render_driven: those of render_outputs plus the variant's audio2exp model
+    (``driven``: :func:`driven_models`)."""
+    outputs_inputs = smk_output_inputs(config, results, clip_file, layout)
+
+    def f(wildcards):
+        return {**outputs_inputs(wildcards),
+                "a2e_model": f"{driven[wildcards.subject][wildcards.variant]}/model.pt"}
 
     return f
