@@ -86,6 +86,15 @@ def load_intensity(spec: str) -> float | np.ndarray:
         return np.load(p).astype(np.float32).reshape(-1) if p.suffix == ".npy" else np.loadtxt(p, np.float32).reshape(-1)
 
 
+def mean_psnr(frames: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
+    """Mean per-frame PSNR of uint8 frames against ground truth: inside the head masks, whole frame."""
+    f = frames.astype(np.float32) / 255
+    g = gt.astype(np.float32) / 255
+    head = float(np.mean([psnr(f[k], g[k], masks[k]) for k in range(len(f))]))
+    full = float(np.mean([psnr(f[k], g[k]) for k in range(len(f))]))
+    return head, full
+
+
 def cut_audio(audio, start_s: float, duration_s: float, out_wav) -> Path:
     """``duration_s`` seconds of ``audio`` from ``start_s`` as a mono PCM wav."""
     out_wav = Path(out_wav)
@@ -132,15 +141,13 @@ def write_driven_outputs(renderer: Renderer, data: dict, out_dir, *, a2e_model, 
         write_rgb_video(gt, out_dir / "test_gt.mp4", fps, audio=seg)
     finally:
         seg.unlink(missing_ok=True)
-    f = frames.astype(np.float32) / 255
-    g = gt.astype(np.float32) / 255
-    masks = data["head_mask"][val]
     gt_alpha = np.asarray(data["alpha"], np.float32)[val]
+    head, full = mean_psnr(frames, gt, data["head_mask"][val])
     res = dict(
         alpha_rmse=float(np.sqrt(np.mean((alpha - gt_alpha) ** 2))),
         alpha_rmse_constant_mean=float(np.sqrt(np.mean((gt_alpha - gt_alpha.mean(0)) ** 2))),
-        psnr_head=float(np.mean([psnr(f[k], g[k], masks[k]) for k in range(len(val))])),
-        psnr_full=float(np.mean([psnr(f[k], g[k]) for k in range(len(val))])),
+        psnr_head=head,
+        psnr_full=full,
         n_predicted=int(len(pred.alpha_hat)),
     )
     info = dict(meta or {}, audio=str(audio), audio2exp=str(a2e_model), emotion=emotion, alpha_source="audio",
@@ -165,14 +172,13 @@ def write_test_outputs(renderer: Renderer, data: dict, out_dir, *, subject: str,
     gt = data["frames"][val]
     behind = np.stack([compose_background(data["frames"][i], data["bg"], data["head_mask"][i]) for i in val])
     masks = data["head_mask"][val]
-    f = frames.astype(np.float32) / 255
-    g = gt.astype(np.float32) / 255
-    b = behind.astype(np.float32) / 255
+    val_head, val_full = mean_psnr(frames, gt, masks)
+    base_head, base_full = mean_psnr(behind, gt, masks)
     res = dict(
-        val_psnr_head=float(np.mean([psnr(f[k], g[k], masks[k]) for k in range(len(val))])),
-        val_psnr_full=float(np.mean([psnr(f[k], g[k]) for k in range(len(val))])),
-        baseline_psnr_head=float(np.mean([psnr(b[k], g[k], masks[k]) for k in range(len(val))])),
-        baseline_psnr_full=float(np.mean([psnr(b[k], g[k]) for k in range(len(val))])),
+        val_psnr_head=val_head,
+        val_psnr_full=val_full,
+        baseline_psnr_head=base_head,
+        baseline_psnr_full=base_full,
         n_frames=int(len(val)),
         note="head = pixels of the per-frame head mask; baseline = nothing rendered (static background "
              "in the head mask, ground truth elsewhere); frames as written (8-bit).",
