@@ -27,7 +27,7 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -43,12 +43,11 @@ SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"
 class Clip:
     """One clip of a batch: its id, the input files it reads (role -> path), and its output
     files (role -> (index into ``out_dirs``, file name)); an audio-only sample, e.g., writes a
-    wav but no crop. ``extra``: anything else the work function needs (not fingerprinted)."""
+    wav but no crop."""
 
     sample: str
     inputs: Mapping[str, str]
     outputs: Mapping[str, tuple[int, str]]
-    extra: Mapping = field(default_factory=dict)
 
 
 class BatchError(EmoheadInputError):
