@@ -18,7 +18,8 @@ from ..errors import EmoheadInputError
 from ..io import atomic_path, write_json_atomic
 from .camera import rotate_pose
 from .data import compose_background
-from .train import Renderer, psnr, sampling_region
+from .renderer import Renderer
+from .train import psnr, sampling_region
 
 
 def pose_schedule(n: int, train_idx: np.ndarray, mode: str = "video", still: int | None = None) -> np.ndarray:

@@ -82,7 +82,7 @@ def step_train(prepared, out: dict, rcfg: dict, subject: dict, *, shape_ckpt=Non
     tcfg = dict(rcfg.get("train", {}))
     tcfg.setdefault("emotion", subject.get("emotion", "neutral"))
     device = rcfg.get("device", "auto")
-    from .train import pick_device
+    from .renderer import pick_device
 
     clip, shape = build_refine_losses(tcfg, pick_device(device), shape_ckpt, param_stats)
     tr = Trainer(data, rcfg.get("model"), tcfg, device=device, box=rcfg.get("box"), clip_loss=clip,

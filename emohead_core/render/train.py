@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from ..io import atomic_path, write_json_atomic
-from .camera import DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF, HeadCamera, pixel_grid, ray_box
+from .camera import DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF
 from .data import compose_background
 from .network import EmoNeRF, NeRFConfig
-from .volume import OccupancyGrid, alpha_to_sigma_threshold, render_rays
+from .renderer import Renderer, pick_device
+from .volume import OccupancyGrid, alpha_to_sigma_threshold
 
 log = logging.getLogger(__name__)
 
@@ -56,65 +57,6 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     d = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2
     mse = d[mask].mean() if mask is not None else d.mean()
     return float(10.0 * math.log10(1.0 / max(mse, 1e-12)))
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class Renderer:
-    """Model + occupancy grid + head box: renders rays, patches and frames."""
-
-    def __init__(self, model: EmoNeRF, occ: OccupancyGrid, box_center=DEFAULT_BOX_CENTER,
-                 box_half=DEFAULT_BOX_HALF, n_samples: int = 32):
-        self.model, self.occ = model, occ
-        self.box_center, self.box_half = tuple(box_center), float(box_half)
-        self.n_samples = n_samples
-
-    @property
-    def device(self):
-        return self.occ.density.device
-
-    def camera(self, pose) -> HeadCamera:
-        return HeadCamera(pose, self.box_center, self.box_half)
-
-    def render_uv(self, pose, uv, alpha, bg, *, perturb=False, generator=None, use_occupancy=True):
-        o, d = self.camera(pose).rays(uv)
-        o, d = o.to(self.device), d.to(self.device)
-        a = torch.as_tensor(alpha, dtype=torch.float32, device=self.device)
-        return render_rays(self.model, o, d, a, n_samples=self.n_samples,
-                           occupancy=self.occ if use_occupancy else None, perturb=perturb,
-                           generator=generator, bg=bg)
-
-    @torch.no_grad()
-    def render_frame(self, pose, alpha, behind: np.ndarray, *, chunk: int = 16384,
-                     use_occupancy: bool = True, region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Full frame: the head rendered over ``behind`` (H, W, 3) uint8/float RGB. ``region``
-        (H, W) bool limits the rays cast (elsewhere the field was trained empty: ``behind``).
-        Returns (image float RGB in [0, 1], accumulated opacity (H, W))."""
-        H, W = behind.shape[:2]
-        beh = torch.as_tensor(np.asarray(behind, np.float32) / (255.0 if behind.dtype == np.uint8 else 1.0))
-        beh = beh.reshape(-1, 3).to(self.device)
-        uv = pixel_grid(H, W)
-        cam = self.camera(pose)
-        o, d = cam.rays(uv)
-        hit = ray_box(o, d)[2]
-        if region is not None:
-            hit = hit & torch.as_tensor(np.asarray(region, bool).reshape(-1))
-        hit = hit.nonzero(as_tuple=True)[0]
-        img = beh.clone()
-        acc = torch.zeros(H * W, device=self.device)
-        a = torch.as_tensor(alpha, dtype=torch.float32, device=self.device)
-        for sl in hit.split(chunk):
-            sl_d = sl.to(self.device)
-            out = render_rays(self.model, o[sl].to(self.device), d[sl].to(self.device), a,
-                              n_samples=self.n_samples, occupancy=self.occ if use_occupancy else None,
-                              bg=beh[sl_d])
-            img[sl_d] = out["rgb"]
-            acc[sl_d] = out["acc"]
-        return img.reshape(H, W, 3).clamp(0, 1).cpu().numpy(), acc.reshape(H, W).cpu().numpy()
 
 
 def sampling_region(mask: np.ndarray, grow: float = 0.15) -> np.ndarray:
