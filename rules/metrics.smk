@@ -18,13 +18,13 @@ MPLAN = MetricsPlan(
     RESULTS,
     RESOURCES,
     asset,
-    has_expression="expression" in TARGETS,
-    render_subjects=globals().get("RENDER_SUBJECTS"),
-    expression_onnx=globals().get("EXPR_ONNX"),
-    a2e_datasets=globals().get("a2e_datasets"),
-    a2e_variants=globals().get("a2e_variants"),
+    has_expression=True,
+    render_pairs=RPLAN.metric_pairs(),
+    emotion_control=RPLAN.emotion_control_files(),
+    expression_onnx=EXPR_ONNX,
+    a2e_datasets=a2e_datasets,
+    a2e_variants=a2e_variants,
     layout=LAYOUT,
-    render_driven=globals().get("RENDER_DRIVEN"),
 )
 
 

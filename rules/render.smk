@@ -1,33 +1,49 @@
 # Expression rendering module (paper Sec. III-C, III-D eqs. 15-16, Appendix C): a person-specific
-# expression-conditioned NeRF per subject (config render.subjects).
+# expression-conditioned NeRF per subject (config render.subjects: an actor's clips, a list of
+# samples, or one video; planning in emohead_core/render/plan.py).
 #
 # Outputs (the results/ contract, CONTRIBUTING.md):
-#   results/render/{subject}/prepared.npz       frames, cameras, alphas, head masks, background
-#   results/render/{subject}/masks.png          head masks + landmarks + background (check)
+#   results/render/{subject}/prepared/          per-clip frames, masks, backgrounds; cameras, alphas, split
+#   results/render/{subject}/masks.png          head masks + landmarks + background per clip (check)
 #   results/render/{subject}/model.pt           trained field + occupancy grid (+ ckpt/last.pt: resume)
 #   results/render/{subject}/loss.csv|png       loss curves
-#   results/render/{subject}/test_render.mp4    held-out frames rendered from GT alphas and poses
-#   results/render/{subject}/test_gt.mp4        the same frames of the crop video (same size)
-#   results/render/{subject}/test_meta.json     subject, dataset, sample, frame range, fps
-#   results/render/{subject}/val_psnr.json      validation PSNR and background-only baseline
-#   results/render/{subject}/emotion_switch.mp4 emotion switch half way (eq. 9 + ramp), audio
+#   results/render/{subject}/subject.json       clips, split, hyperplanes / audio2exp (for `emohead render`)
+#   results/render/{subject}/test/{clip}/test_render.mp4|test_gt.mp4|test_meta.json
+#       a test clip's test frames rendered from their ground-truth alphas (metrics: ours_gt_alpha)
+#   results/render/{subject}/driven/{variant}/{clip}/test_render.mp4|test_gt.mp4|test_meta.json
+#       the same frames rendered from the clip's audio with its emotion tag by audio2exp variant
+#       {variant} (the paper's test; metrics method "ours" for main, "ours_{variant}" otherwise)
+#   results/render/{subject}/val_psnr.json      PSNR of the ground-truth-alpha test renders, per clip + mean
+#   results/render/{subject}/emotion_switch.mp4 a walk through the subject's emotion tags (eq. 9 + ramps)
+#   results/render/{subject}/emotion_control.json|png, intensity_sweep.png
+#       emotion control measured: 3DDFA alpha re-extracted from renders edited by tau w_z, scored
+#       by the hyperplanes (render/control.py)
 #   results/render/{subject}/novel_views.png    yaw strip
-#   results/render/{subject}/driven/{variant}/test_render.mp4|test_gt.mp4|test_meta.json
-#       held-out frames rendered from audio (alpha_hat of audio2exp variant {variant}, the paper's
-#       test setting; metrics method "ours" for main, "ours_{variant}" for the ablations)
-from emohead_core.render import pipeline as rpipe
+from emohead_core.render.plan import RenderPlan
 
 RENDER = config["render"]
-RENDER_SUBJECTS = RENDER.get("subjects", {}) or {}
-# subject -> {audio2exp variant: model dir} of the audio-driven test renders (rules/metrics.smk)
-RENDER_DRIVEN = rpipe.driven_models(config, RESULTS, a2e_variants())
+RPLAN = RenderPlan(
+    config,
+    SAMPLES,
+    RESULTS,
+    LAYOUT,
+    hyperplane_actors=lambda ds: expr_smk.hyperplane_actors(config, SAMPLES, ds),
+    a2e_datasets=a2e_datasets(),
+    a2e_variants=a2e_variants(),
+)
+
+
+wildcard_constraints:
+    subject=r"[^/]+",
+    clip=r"[^/]+",
 
 
 rule render_prepare:
     input:
-        unpack(rpipe.smk_prepare_inputs(config, asset, clip_file, LAYOUT)),
+        clips=RPLAN.prepare_inputs,
+        bfm=asset(config["expression"]["bfm"]),
     output:
-        prepared=f"{RESULTS}/render/{{subject}}/prepared.npz",
+        prepared=directory(f"{RESULTS}/render/{{subject}}/prepared"),
         preview=report(
             f"{RESULTS}/render/{{subject}}/masks.png",
             caption="../workflow/report/render.rst",
@@ -42,11 +58,8 @@ rule render_prepare:
         "../envs/render.yaml"
     threads: 1
     params:
-        render={
-            k: RENDER.get(k)
-            for k in ("resolution", "val_fraction", "mask", "max_frames")
-        },
-        files=rpipe.smk_subject_files(config, clip_file),
+        render={k: RENDER.get(k) for k in ("resolution", "mask", "max_frames")},
+        subject=RPLAN.prepare_params,
     script:
         "../workflow/scripts/render_prepare.py"
 
@@ -77,31 +90,23 @@ rule render_train:
         gpu=RENDER.get("gpus", 0),
     params:
         render={k: RENDER.get(k) for k in ("model", "train", "box", "device")},
-        subject=lambda w: RENDER_SUBJECTS[w.subject],
+        info=RPLAN.subject_info,
         ckpt=lambda w: f"{RESULTS}/render/{w.subject}/ckpt/last.pt",
     script:
         "../workflow/scripts/render_train.py"
 
 
-rule render_outputs:
+rule render_test:
     input:
-        unpack(rpipe.smk_output_inputs(config, RESULTS, clip_file, LAYOUT)),
+        unpack(RPLAN.test_clip_inputs),
     output:
-        test_render=f"{RESULTS}/render/{{subject}}/test_render.mp4",
-        test_gt=f"{RESULTS}/render/{{subject}}/test_gt.mp4",
-        test_meta=f"{RESULTS}/render/{{subject}}/test_meta.json",
-        val_psnr=f"{RESULTS}/render/{{subject}}/val_psnr.json",
-        emotion_switch=f"{RESULTS}/render/{{subject}}/emotion_switch.mp4",
-        novel_views=report(
-            f"{RESULTS}/render/{{subject}}/novel_views.png",
-            caption="../workflow/report/render.rst",
-            category="Renderer",
-            labels={"subject": "{subject}", "plot": "novel views"},
-        ),
+        test_render=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_render.mp4",
+        test_gt=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_gt.mp4",
+        test_meta=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_meta.json",
     log:
-        f"{LOGS}/render/outputs/{{subject}}.log",
+        f"{LOGS}/render/test/{{subject}}/{{clip}}.log",
     benchmark:
-        f"{BENCH}/render/outputs/{{subject}}.tsv"
+        f"{BENCH}/render/test/{{subject}}/{{clip}}.tsv"
     conda:
         "../envs/render.yaml"
     threads: RENDER.get("threads", 2)
@@ -109,25 +114,22 @@ rule render_outputs:
         gpu=RENDER.get("gpus", 0),
     params:
         render=RENDER,
-        subject=lambda w: RENDER_SUBJECTS[w.subject],
-        files=rpipe.smk_subject_files(config, clip_file),
+        audio=RPLAN.clip_audio,
     script:
-        "../workflow/scripts/render_outputs.py"
+        "../workflow/scripts/render_test.py"
 
 
 rule render_driven:
     input:
-        unpack(
-            rpipe.smk_driven_inputs(config, RESULTS, clip_file, LAYOUT, RENDER_DRIVEN)
-        ),
+        unpack(RPLAN.driven_inputs),
     output:
-        test_render=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/test_render.mp4",
-        test_gt=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/test_gt.mp4",
-        test_meta=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/test_meta.json",
+        test_render=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_render.mp4",
+        test_gt=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_gt.mp4",
+        test_meta=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_meta.json",
     log:
-        f"{LOGS}/render/driven/{{subject}}/{{variant}}.log",
+        f"{LOGS}/render/driven/{{subject}}/{{variant}}/{{clip}}.log",
     benchmark:
-        f"{BENCH}/render/driven/{{subject}}/{{variant}}.tsv"
+        f"{BENCH}/render/driven/{{subject}}/{{variant}}/{{clip}}.tsv"
     wildcard_constraints:
         variant=r"[^/]+",
     conda:
@@ -137,8 +139,7 @@ rule render_driven:
         gpu=RENDER.get("gpus", 0),
     params:
         render=RENDER,
-        subject=lambda w: RENDER_SUBJECTS[w.subject],
-        files=rpipe.smk_subject_files(config, clip_file),
+        audio=RPLAN.clip_audio,
         pipeline={
             k: config.get(k)
             for k in ("features", "preprocess", "results_dir")
@@ -148,18 +149,64 @@ rule render_driven:
         "../workflow/scripts/render_driven.py"
 
 
-TARGETS["render"] = [
-    f"{RESULTS}/render/{s}/{f}"
-    for s in RENDER_SUBJECTS
-    for f in (
-        "val_psnr.json",
-        "loss.png",
-        "emotion_switch.mp4",
-        "novel_views.png",
-        "masks.png",
-    )
-] + [
-    f"{RESULTS}/render/{s}/driven/{v}/test_meta.json"
-    for s, models in RENDER_DRIVEN.items()
-    for v in models
-]
+rule render_summary:
+    input:
+        RPLAN.summary_inputs,
+    output:
+        f"{RESULTS}/render/{{subject}}/val_psnr.json",
+    log:
+        f"{LOGS}/render/summary/{{subject}}.log",
+    benchmark:
+        f"{BENCH}/render/summary/{{subject}}.tsv"
+    conda:
+        "../envs/render.yaml"
+    threads: 1
+    script:
+        "../workflow/scripts/render_summary.py"
+
+
+rule render_showcase:
+    input:
+        unpack(RPLAN.showcase_inputs),
+        checkpoint=asset(config["expression"]["checkpoint"]),
+        onnx=EXPR_ONNX,
+        detector=rules.export_faceboxes_onnx.output[0],
+        bfm=asset(config["expression"]["bfm"]),
+    output:
+        emotion_switch=f"{RESULTS}/render/{{subject}}/emotion_switch.mp4",
+        novel_views=report(
+            f"{RESULTS}/render/{{subject}}/novel_views.png",
+            caption="../workflow/report/render.rst",
+            category="Renderer",
+            labels={"subject": "{subject}", "plot": "novel views"},
+        ),
+        emotion_control=f"{RESULTS}/render/{{subject}}/emotion_control.json",
+        emotion_control_png=report(
+            f"{RESULTS}/render/{{subject}}/emotion_control.png",
+            caption="../workflow/report/render.rst",
+            category="Renderer",
+            labels={"subject": "{subject}", "plot": "emotion control"},
+        ),
+        intensity_sweep=report(
+            f"{RESULTS}/render/{{subject}}/intensity_sweep.png",
+            caption="../workflow/report/render.rst",
+            category="Renderer",
+            labels={"subject": "{subject}", "plot": "intensity sweep"},
+        ),
+    log:
+        f"{LOGS}/render/showcase/{{subject}}.log",
+    benchmark:
+        f"{BENCH}/render/showcase/{{subject}}.tsv"
+    conda:
+        "../envs/render.yaml"
+    threads: RENDER.get("threads", 2)
+    resources:
+        gpu=RENDER.get("gpus", 0),
+    params:
+        render=RENDER,
+        expression=config["expression"],
+    script:
+        "../workflow/scripts/render_showcase.py"
+
+
+TARGETS["render"] = RPLAN.targets()

@@ -191,11 +191,14 @@ def synthetic_subject(T=12, size=S, seed=0):
         frames[t] = (img * 255).round().astype(np.uint8)
     ang = np.linspace(0, 2 * np.pi, 68, endpoint=False)
     lm = np.stack([c[0] + 0.9 * rad * np.cos(ang), c[1] + 0.9 * rad * np.sin(ang), np.zeros(68)], -1)
-    return dict(frames=frames, bg=(bg * 255).round().astype(np.uint8), head_mask=np.repeat(disk[None], T, 0),
-                poses=np.repeat(P[None], T, 0), alpha=alpha, shape=rng.normal(size=(T, 40)).astype(np.float32),
-                landmarks=np.repeat(lm[None], T, 0).astype(np.float32), train_idx=np.arange(T - 2),
-                val_idx=np.arange(T - 2, T), fps=np.float64(25), crop_size=np.int64(size),
-                resolution=np.int64(size))
+    from emohead_core.render.data import SubjectData
+
+    return SubjectData.from_arrays(
+        frames=frames, bg=(bg * 255).round().astype(np.uint8), head_mask=np.repeat(disk[None], T, 0),
+        poses=np.repeat(P[None], T, 0), alpha=alpha, shape=rng.normal(size=(T, 40)).astype(np.float32),
+        landmarks=np.repeat(lm[None], T, 0).astype(np.float32), train_idx=np.arange(T - 2),
+        test_idx=np.arange(T - 2, T), clips=[dict(sample="s", dataset="d", emotion="neutral", fps=25.0)],
+        subject="synth")
 
 
 TINY_MODEL = dict(grid=dict(n_levels=4, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4,

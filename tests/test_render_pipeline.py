@@ -64,7 +64,9 @@ def _subject_dir(tmp_path):
     sdir = tmp_path / "render" / "synth"
     sdir.mkdir(parents=True)
     tr.save(sdir / "model.pt")
-    np.savez(sdir / "prepared.npz", **data)
+    from emohead_core.render.data import save_prepared
+
+    save_prepared(data, sdir / "prepared")
     hp = {"hyperplanes": {z: {"w_z": (np.eye(10)[k] * 0.5).tolist(), "b": 0.0}
                           for k, z in enumerate(["happy", "sad", "angry"])}}
     (sdir / "hyperplanes.json").write_text(json.dumps(hp))
@@ -77,7 +79,7 @@ def test_render_command_with_alpha_file_and_timeline(tmp_path):
 
     sdir, data = _subject_dir(tmp_path)
     n = 20
-    np.save(tmp_path / "alpha.npy", np.repeat(data["alpha"][:1], n, 0))
+    np.save(tmp_path / "alpha.npy", np.repeat(data.alpha[:1], n, 0))
     sr = 16000
     wav = tmp_path / "a.wav"
     import soundfile as sf
@@ -112,33 +114,39 @@ def test_timeline_alphas_ramp_between_hyperplanes(tmp_path):
 
 def test_test_outputs_and_psnr_files(tmp_path):
     from emohead_core import media
-    from emohead_core.render.infer import novel_view_strip, write_test_outputs
+    from emohead_core.render.infer import novel_view_strip, summarise_tests, write_test_clip
     from emohead_core.render.train import load_renderer
 
     sdir, data = _subject_dir(tmp_path)
     r = load_renderer(sdir / "model.pt", "cpu")
-    res = write_test_outputs(r, data, sdir, subject="synth", dataset="d", sample="s", emotion="neutral")
-    meta = json.loads((sdir / "test_meta.json").read_text())
+    res = write_test_clip(r, data, "s", sdir / "test" / "s", meta={"subject": "synth"})
+    meta = json.loads((sdir / "test" / "s" / "test_meta.json").read_text())
     assert meta["frame_start"] == 10 and meta["frame_end"] == 12 and meta["fps"] == 25
-    assert meta["emotion"] == "neutral" and meta["sample"] == "s"
-    assert len(media.read_frames(sdir / "test_render.mp4")) == 2 == len(media.read_frames(sdir / "test_gt.mp4"))
-    assert res["val_psnr_head"] > res["baseline_psnr_head"]
+    assert meta["emotion"] == "neutral" and meta["sample"] == "s" and meta["dataset"] == "d"
+    assert meta["alpha_source"] == "ground truth"
+    for name in ("test_render.mp4", "test_gt.mp4"):
+        assert len(media.read_frames(sdir / "test" / "s" / name)) == 2
+    assert res["psnr_head"] > res["baseline_psnr_head"]
+    summary = summarise_tests([sdir / "test" / "s" / "test_meta.json"], sdir / "val_psnr.json")
+    assert summary["n_clips"] == 1 and summary["val_psnr_head"] == pytest.approx(res["psnr_head"])
+    assert json.loads((sdir / "val_psnr.json").read_text())["clips"]["s"]["n_frames"] == 2
     novel_view_strip(r, data, sdir / "nv.png", yaws=(-20, 0, 20))
     import cv2
 
     assert cv2.imread(str(sdir / "nv.png")).shape == (32, 96, 3)
 
 
-def test_driven_outputs_render_held_out_frames_from_audio(tmp_path, mirror, repo_root):
+def test_driven_clip_renders_the_test_span_from_the_clips_audio(tmp_path, mirror, repo_root):
     """The audio-driven test render: alpha_hat of a saved audio2exp model (the demo's offline
-    encoders, real ASR) from the held-out span of a real wav, the renderer's held-out poses,
-    the audio muxed; meta has the alpha RMSE against the frames' ground-truth alphas."""
+    encoders, real ASR) from the clip's real wav (its test span cut from a prediction over the
+    whole clip), the test span's poses, the span's audio muxed; meta has the alpha RMSE against
+    the frames' ground-truth alphas."""
     from emohead_core import media
     from emohead_core.audio2exp.model import ModelConfig
     from emohead_core.audio2exp.synthetic import synthetic_corpus
     from emohead_core.audio2exp.train import TrainConfig, train
     from emohead_core.config import load_config
-    from emohead_core.render.infer import fit_length, write_driven_outputs
+    from emohead_core.render.infer import fit_length, write_driven_clip
     from emohead_core.render.train import load_renderer
 
     sdir, data = _subject_dir(tmp_path)
@@ -149,15 +157,15 @@ def test_driven_outputs_render_held_out_frames_from_audio(tmp_path, mirror, repo
     wav = tmp_path / "speech.wav"
     media.extract_audio(mirror / "data" / "crema-d" / "1001_DFA_HAP_XX.flv", wav)
     cfg = load_config(repo_root / "config" / "demo.yaml")
-    out = tmp_path / "driven" / "main"
+    out = tmp_path / "driven" / "main" / "s"
     r = load_renderer(sdir / "model.pt", "cpu")
-    res = write_driven_outputs(r, data, out, a2e_model=a2e.parent, audio=wav, config=cfg,
-                               hyperplanes=sdir / "hyperplanes.json", emotion="happy", meta={"variant": "main"})
+    res = write_driven_clip(r, data, "s", out, a2e_model=a2e.parent, audio=wav, config=cfg,
+                            hyperplanes=sdir / "hyperplanes.json", emotion="happy", meta={"variant": "main"})
     meta = json.loads((out / "test_meta.json").read_text())
-    val = data["val_idx"]
-    assert (meta["frame_start"], meta["frame_end"], meta["n_frames"]) == (int(val[0]), int(val[-1]) + 1, len(val))
+    val = data.test_idx
+    assert (meta["frame_start"], meta["frame_end"], meta["n_frames"]) == (10, 12, len(val))
     assert meta["variant"] == "main" and meta["alpha_source"] == "audio" and meta["emotion"] == "happy"
-    assert abs(res["n_predicted"] - len(val)) <= 1  # alpha_hat of exactly the held-out span
+    assert res["n_predicted"] > len(val)  # predicted over the whole clip, the test span cut from it
     assert np.isfinite(res["alpha_rmse"]) and res["alpha_rmse"] > 0 and np.isfinite(res["psnr_head"])
     for name in ("test_render.mp4", "test_gt.mp4"):
         info = media.probe(out / name)
@@ -170,25 +178,20 @@ def test_driven_outputs_render_held_out_frames_from_audio(tmp_path, mirror, repo
 
 
 def test_driven_models_and_metric_methods():
-    from emohead_core.metrics.pairs import build_pairs, driven_method
-    from emohead_core.render.pipeline import driven_models
+    from emohead_core.metrics.pairs import driven_method
+    from emohead_core.render.plan import SubjectPlan, driven_models
 
-    subj = {"obama": {"dataset": "obama", "sample": "o", "audio2exp": "results/cremad/audio2exp/main"},
-            "ext": {"dataset": "obama", "sample": "o", "audio2exp": "/models/my_a2e/model.pt"},
-            "none": {"dataset": "obama", "sample": "o"}}
-    cfg = {"render": {"subjects": subj}}
-    got = driven_models(cfg, "results", ["main", "d256"])
+    def sp(name, a2e):
+        return SubjectPlan(name, "obama", "o", ["o"], {"o": "neutral"}, {"o": False}, "within_clip", 0.1, None, a2e)
+
+    subj = {"obama": sp("obama", "results/cremad/audio2exp/main"), "ext": sp("ext", "/models/my_a2e/model.pt"),
+            "none": sp("none", None)}
+    cfg = {"render": {}}
+    got = driven_models(cfg, "results", subj, ["main", "d256"])
     assert got == {"obama": {"main": "results/cremad/audio2exp/main", "d256": "results/cremad/audio2exp/d256"},
                    "ext": {"main": "/models/my_a2e"}}
     cfg["render"]["driven"] = {"variants": ["d256"]}
-    assert driven_models(cfg, "results", ["main", "d256"])["obama"] == {"d256": "results/cremad/audio2exp/d256"}
+    assert driven_models(cfg, "results", subj, ["main", "d256"])["obama"] == {"d256": "results/cremad/audio2exp/d256"}
     cfg["render"]["driven"] = {"enabled": False}
-    assert driven_models(cfg, "results", ["main"]) == {}
+    assert driven_models(cfg, "results", subj, ["main"]) == {}
     assert driven_method("main") == "ours" and driven_method("wo_refinement") == "ours_wo_refinement"
-    pairs = build_pairs({}, {}, {}, "results", {"obama": {"dataset": "obama"}},
-                        {"obama": ["main", "wo_alignment"]})
-    rows = {r.method: r for r in pairs.itertuples()}
-    assert set(rows) == {"ours", "ours_wo_alignment", "ours_gt_alpha"}
-    assert rows["ours"].generated == "results/render/obama/driven/main/test_render.mp4"
-    assert rows["ours_wo_alignment"].meta == "results/render/obama/driven/wo_alignment/test_meta.json"
-    assert rows["ours_gt_alpha"].generated == "results/render/obama/test_render.mp4"

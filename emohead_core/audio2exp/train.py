@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import load_checkpoint
 from ..io import atomic_path, write_json_atomic, write_text_atomic
 from .data import Corpus, FrameTable, alpha_mean, feature_stats
 from .model import ModelConfig, build_model, refine
@@ -125,7 +126,7 @@ def _train(
     start, history = 0, []
     existing = _ckpts(ckpt_dir) if resume else []
     if existing:
-        st = torch.load(existing[-1], map_location="cpu", weights_only=False)
+        st = load_checkpoint(existing[-1], what="audio2exp training checkpoint")
         if st.get("fingerprint") == fp and st["iteration"] <= tcfg.iterations:
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["optimizer"])
@@ -219,7 +220,7 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
         raise EmoheadInputError("audio2exp model not found", path=path,
                                 fix="train it: snakemake results/<dataset>/audio2exp/<variant>/model.pt")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_checkpoint(path, what="audio2exp model")
     if "state_dict" not in payload:  # a checkpoint
         payload = {"model_config": payload["model_config"], "state_dict": payload["model"], **payload["meta"]}
     mcfg = ModelConfig.from_dict(payload["model_config"])

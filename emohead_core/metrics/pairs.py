@@ -2,12 +2,12 @@
 
 Sources, each giving (method, group, clip) -> generated video, ground-truth video, audio, emotion:
 
-* ``ours`` / ``ours_{variant}``: the renderer's held-out frames rendered from audio with the
-  audio2exp model of ``variant`` (main -> ``ours``), ``results/render/{subject}/driven/{variant}/
-  test_render.mp4`` vs ``test_gt.mp4``; ``ours_gt_alpha``: the same frames rendered from their
-  ground-truth 3DDFA alphas (``results/render/{subject}/test_render.mp4``, the reconstruction
-  upper bound). Dataset, sample, frame range and emotion tag from ``test_meta.json`` at run
-  time; group ``render``.
+* ``ours`` / ``ours_{variant}``: each render subject's test clips rendered from their audio and
+  emotion tag with the audio2exp model of ``variant`` (main -> ``ours``),
+  ``results/render/{subject}/driven/{variant}/{clip}/test_render.mp4`` vs ``test_gt.mp4``;
+  ``ours_gt_alpha``: the same frames rendered from their ground-truth 3DDFA alphas
+  (``results/render/{subject}/test/{clip}/``, the reconstruction upper bound). Group = the
+  subject; frame range and audio from ``test_meta.json`` at run time.
 * ``metrics.pairs``: any (generated, ground-truth) pairs listed in the config.
 * ``metrics.baselines_dir``: baseline methods' videos dropped by the user as
   ``{baselines_dir}/{method}/{dataset}/{sample}.mp4`` (SadTalker, LivePortrait, EAMM, EAT, EDTalk,
@@ -52,7 +52,9 @@ def eval_samples(table: pd.DataFrame, split: str | None) -> list[str]:
 
 
 def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], results: str,
-                render_subjects: dict | list | None = None, render_driven: dict | None = None) -> pd.DataFrame:
+                render_pairs: list[dict] | None = None) -> pd.DataFrame:
+    """The catalogue (see the module docstring). ``render_pairs``: the renderer's per-test-clip
+    pairs (:meth:`emohead_core.render.plan.RenderPlan.metric_pairs`)."""
     rows = []
     split = mcfg.get("split", "test")
     eval_ds = mcfg.get("datasets") or [d for d in samples]
@@ -83,18 +85,11 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
                          generated=str(gen), ground_truth=str(gt), audio=str(audio or ""),
                          emotion=emotion or "", reference_free=bool(ref_free), meta=str(meta or "")))
 
-    # renderer outputs
-    if mcfg.get("render", True) and render_subjects:
-        subj = render_subjects if isinstance(render_subjects, dict) else {s: {} for s in render_subjects}
-        for s, spec in subj.items():
-            spec = spec if isinstance(spec, dict) else {"dataset": spec or ""}
-            base = f"{results}/render/{s}"
-            for variant in (render_driven or {}).get(s) or []:
-                d = f"{base}/driven/{variant}"
-                add(driven_method(variant), "render", s, spec.get("dataset") or "", f"{d}/test_render.mp4",
-                    f"{d}/test_gt.mp4", emotion=spec.get("emotion") or "", meta=f"{d}/test_meta.json")
-            add("ours_gt_alpha", "render", s, spec.get("dataset") or "", f"{base}/test_render.mp4",
-                f"{base}/test_gt.mp4", emotion=spec.get("emotion") or "", meta=f"{base}/test_meta.json")
+    # renderer outputs: every test clip of every subject
+    if mcfg.get("render", True):
+        for p in render_pairs or []:
+            add(p["method"], p["group"], p["clip"], p["dataset"], p["generated"], p["ground_truth"],
+                emotion=p.get("emotion", ""), meta=p.get("meta", ""))
     # explicit pairs
     for i, p in enumerate(mcfg.get("pairs") or []):
         add(p.get("method", "pair"), p.get("dataset", "pairs"), p.get("clip", Path(p["generated"]).stem),

@@ -76,7 +76,7 @@ def human_sheet(pairs: pd.DataFrame, csv_path, html_path, key_path, seed: int = 
 
 
 def make_tables(clip_parquets, fid_files, tcfg: dict, datasets: dict, results: str, out_dir,
-                human_key=None, filled_sheets=(), method_notes=None) -> dict:
+                human_key=None, filled_sheets=(), method_notes=None, emotion_control=()) -> dict:
     human_rows = None
     if human_key and filled_sheets:
         human_rows = HU.aggregate(HU.read_filled(list(filled_sheets)), pd.read_csv(human_key))
@@ -89,4 +89,5 @@ def make_tables(clip_parquets, fid_files, tcfg: dict, datasets: dict, results: s
         loss_ablations=list(tcfg.get("loss_ablations") or []),
         paper=bool(tcfg.get("paper", True)),
     )
-    return TB.build_all(clip_parquets, fid_files, spec, results, out_dir, human_rows=human_rows)
+    return TB.build_all(clip_parquets, fid_files, spec, results, out_dir, human_rows=human_rows,
+                        emotion_control=list(emotion_control))

@@ -27,23 +27,20 @@ class MetricsPlan:
     resources: str
     asset: Callable[[str], str]
     has_expression: bool = False  # the expression stage's rules are included
-    render_subjects: dict | list | None = None
+    render_pairs: list | None = None  # the renderer's test-clip pairs (RenderPlan.metric_pairs)
+    emotion_control: dict | None = None  # dataset -> the render subjects' emotion_control.json
     expression_onnx: str | None = None  # the expression stage's 3DDFA ONNX (EXPR_ONNX), when included
     a2e_datasets: Callable[[], list] | None = None
     a2e_variants: Callable[[], list] | None = None
     layout: Layout | None = None  # per-actor batches: depend on actor directories, not clip files
-    render_driven: dict | None = None  # subject -> audio2exp variants rendered from audio
     pairs: pd.DataFrame = field(init=False)
 
     def __post_init__(self):
         self.met = self.config.get("metrics") or {}
         self.tab = self.config.get("tables") or {}
-        subj = self.met.get("render_subjects")
-        if subj is None:
-            subj = self.render_subjects
-        self.render_subjects = subj or {}
-        self.pairs = build_pairs(self.met, self.config["datasets"], self.samples, self.results,
-                                 self.render_subjects, self.render_driven)
+        self.render_pairs = list(self.render_pairs or [])
+        self.emotion_control = dict(self.emotion_control or {})
+        self.pairs = build_pairs(self.met, self.config["datasets"], self.samples, self.results, self.render_pairs)
         if self.layout is None:
             self.layout = Layout(self.results, [])
         self._actors: dict[str, dict[str, str]] = {}
@@ -134,7 +131,8 @@ class MetricsPlan:
 
     def table_inputs(self, wildcards=None) -> dict:
         inputs = {"rows": self.clip_outputs("parquet"), "fid": self.clip_outputs("fid.npz"),
-                  "filled": self.filled_sheets()}
+                  "filled": self.filled_sheets(),
+                  "emotion_control": [p for files in self.emotion_control.values() for p in files]}
         if inputs["filled"]:
             inputs["human_key"] = f"{self.results}/metrics/human/key.csv"
         if self.a2e_variants is not None and self.a2e_datasets is not None:
@@ -146,7 +144,7 @@ class MetricsPlan:
 
     def method_notes(self) -> dict:
         notes = {}
-        if not self.render_subjects:
+        if not self.render_pairs:
             notes["ours"] = "n/a: no renderer test clips (set render.subjects)"
         bdir = self.met.get("baselines_dir")
         for m in self.tab.get("methods") or []:

@@ -40,6 +40,9 @@ TITLES = {
     "table_VI": "Table VI: Ablation studies of loss implementation and hyperparameters",
 }
 HUMAN = ["Fidelity", "Coherence", "Empathy"]
+# % of renders edited by tau = 1 along w_z that the hyperplanes classify as z (render/control.py)
+EMOTION_CONTROL = "Emotion control"
+RENDERER_METHODS = ("ours", "ours_gt_alpha")  # the renderer with hyperplane edits
 # (header, metric(s), decimals); a pair of metrics is shown "m/f"
 MAIN_COLS = [
     ("SSIM ↑", "SSIM", 3), ("PSNR ↑", "PSNR", 3), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("FID ↓", "FID", 1),
@@ -48,9 +51,9 @@ MAIN_COLS = [
 ]
 EXTRA_COLS = [
     ("LPIPS ↓", "LPIPS", 3), ("LSE-D ↓", "LSE-D", 2), ("M/F-LMD (dlib) ↓", ("M-LMD (dlib)", "F-LMD (dlib)"), 3),
-    ("ER (3DMM-exp baseline) ↑", "ER (3DMM-exp baseline)", 2),
+    ("ER (3DMM-exp baseline) ↑", "ER (3DMM-exp baseline)", 2), ("Emotion control ↑", EMOTION_CONTROL, 1),
 ]
-ABLATION_COLS = MAIN_COLS[:7] + [EXTRA_COLS[0]]
+ABLATION_COLS = MAIN_COLS[:7] + [EXTRA_COLS[0], EXTRA_COLS[-1]]
 VI_COLS = [("RMSE ↓", "RMSE", 2), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("AUE ↓", "AUE", 2), ("ER ↑", "ER", 2)]
 
 
@@ -107,6 +110,29 @@ def aggregate(rows: pd.DataFrame, fid_files: list[str | Path] | None = None,
             out.append({"dataset": ds, "method": m, "metric": "FID", "value": np.nan,
                         "note": notes.most_common(1)[0][0] if notes else "n/a: no Inception features",
                         "n_clips": 0})
+    return pd.DataFrame(out, columns=["dataset", "method", "metric", "value", "note", "n_clips"])
+
+
+def emotion_control_rows(files, agg: pd.DataFrame) -> pd.DataFrame:
+    """Aggregated rows of the "Emotion control" column from the render subjects'
+    emotion_control.json: per dataset, the mean over subjects of the fraction (in %) of frames
+    edited with tau = 1 that the hyperplanes classify as the target tag; on the renderer's rows
+    (ours, ours_gt_alpha), an explanatory n/a on the other audio2exp variants' rows."""
+    per_ds: dict[str, list[float]] = {}
+    for f in files or []:
+        doc = json.loads(Path(f).read_text())
+        if doc.get("emotion_control") is not None:
+            per_ds.setdefault(str(doc.get("dataset", "")), []).append(100.0 * float(doc["emotion_control"]))
+    out = []
+    for ds, vals in per_ds.items():
+        methods = set(agg[agg["dataset"] == ds]["method"]) if len(agg) else set()
+        for m in RENDERER_METHODS:
+            if m in methods:
+                out.append({"dataset": ds, "method": m, "metric": EMOTION_CONTROL, "value": float(np.mean(vals)),
+                            "note": "", "n_clips": 0})
+        for m in sorted(x for x in methods if x.startswith("ours_") and x not in RENDERER_METHODS):
+            out.append({"dataset": ds, "method": m, "metric": EMOTION_CONTROL, "value": np.nan,
+                        "note": "n/a: measured for the renderer (Ours rows)", "n_clips": 0})
     return pd.DataFrame(out, columns=["dataset", "method", "metric", "value", "note", "n_clips"])
 
 
@@ -379,9 +405,12 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, tid: str, title: str | No
 
 
 def build_all(clip_parquets, fid_files, spec: TableSpec, results_dir, out_dir,
-              human_rows: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+              human_rows: pd.DataFrame | None = None, emotion_control=()) -> dict[str, pd.DataFrame]:
     rows = read_clip_rows(clip_parquets)
     agg = aggregate(rows, fid_files)
+    ec = emotion_control_rows(emotion_control, agg)
+    if len(ec):
+        agg = pd.concat([agg, ec], ignore_index=True)
     if human_rows is not None and len(human_rows):
         h = human_rows.rename(columns={"n": "n_clips"}).assign(note="")
         agg = pd.concat([agg, h[["dataset", "method", "metric", "value", "note", "n_clips"]]], ignore_index=True)

@@ -1,9 +1,9 @@
-"""Inference: render clips from per-frame alpha_hat, emotion timelines, novel views, test set.
+"""Inference: render clips from per-frame alpha_hat, emotion timelines, novel views, test clips.
 
-Pose source: the training video's per-frame cameras (ping-pong over the training frames when the
-clip is longer, as AD-NeRF does) or one still frame; optional yaw sweep for novel views. Behind
-the head: the static background inside the pose frame's head mask, the pose frame (torso and
-the rest) elsewhere. Audio is muxed with ffmpeg (emohead_core.media).
+Pose source: one clip of the subject (its per-frame cameras; ping-pong over the clip's frames when
+the output is longer, as AD-NeRF does) or one still frame; optional yaw sweep for novel views.
+Behind the head: the clip's static background inside the pose frame's head mask, the pose frame
+(torso and the rest) elsewhere. Audio is muxed with ffmpeg (emohead_core.media).
 """
 
 from __future__ import annotations
@@ -17,19 +17,35 @@ from .. import media
 from ..errors import EmoheadInputError
 from ..io import atomic_path, write_json_atomic
 from .camera import rotate_pose
-from .data import compose_background
+from .data import SubjectData, sampling_region
 from .renderer import Renderer
-from .train import psnr, sampling_region
+from .train import psnr
 
 
-def pose_schedule(n: int, train_idx: np.ndarray, mode: str = "video", still: int | None = None) -> np.ndarray:
-    """Frame index of the pose source for each of ``n`` output frames."""
+def pose_schedule(n: int, pose_frames: np.ndarray, mode: str = "video", still: int | None = None) -> np.ndarray:
+    """Frame index of the pose source for each of ``n`` output frames: ``video`` ping-pongs over
+    ``pose_frames`` (consecutive frames of one clip), ``still`` repeats one frame."""
+    pose_frames = np.asarray(pose_frames)
     if mode == "still":
-        return np.full(n, int(train_idx[0] if still is None else still))
+        return np.full(n, int(pose_frames[0] if still is None else still))
     if mode != "video":
         raise EmoheadInputError(f"unknown pose mode {mode!r}", fix="use 'video' or 'still'.")
-    seq = np.concatenate([train_idx, train_idx[::-1][1:-1]]) if len(train_idx) > 2 else np.asarray(train_idx)
+    seq = np.concatenate([pose_frames, pose_frames[::-1][1:-1]]) if len(pose_frames) > 2 else pose_frames
     return seq[np.arange(n) % len(seq)]
+
+
+def pose_clip(data: SubjectData, prefer: str | None = None) -> int:
+    """The clip whose frames give the poses of a new render: ``prefer`` (a sample id or an
+    emotion tag), else the longest neutral clip, else the longest clip."""
+    if prefer:
+        hits = [k for k, c in enumerate(data.clips) if prefer in (c["sample"], c.get("emotion"))]
+        if not hits:
+            raise EmoheadInputError(f"no clip or emotion {prefer!r} in this subject; clips: "
+                                    f"{[c['sample'] for c in data.clips]}.", fix="pass one of them.")
+        return max(hits, key=lambda k: data.clips[k]["n_frames"])
+    neutral = [k for k, c in enumerate(data.clips) if c.get("emotion") == "neutral"]
+    pool = neutral or list(range(len(data.clips)))
+    return max(pool, key=lambda k: data.clips[k]["n_frames"])
 
 
 def yaw_curve(n: int, amplitude_deg: float) -> np.ndarray:
@@ -37,20 +53,20 @@ def yaw_curve(n: int, amplitude_deg: float) -> np.ndarray:
     return amplitude_deg * np.sin(2 * np.pi * np.arange(n) / max(n, 1))
 
 
-def render_frames(renderer: Renderer, data: dict, alphas: np.ndarray, *, pose_idx: np.ndarray,
-                  yaw_deg: np.ndarray | None = None, progress: bool = False) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB frames for alphas (T, 10)."""
+def render_frames(renderer: Renderer, data: SubjectData, alphas: np.ndarray, *, pose_idx: np.ndarray,
+                  yaw_deg: np.ndarray | None = None, progress: bool = False, desc: str = "render") -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB frames for alphas (T, 10), poses of frames ``pose_idx``."""
     from tqdm import tqdm
 
     out = []
-    for t in tqdm(range(len(alphas)), disable=not progress, desc="render", mininterval=5):
+    for t in tqdm(range(len(alphas)), disable=not progress, desc=desc, mininterval=5):
         j = int(pose_idx[t])
-        pose = data["poses"][j]
+        pose = data.poses[j]
         if yaw_deg is not None and yaw_deg[t] != 0:
             pose = rotate_pose(pose, float(yaw_deg[t]), renderer.box_center)
-        behind = compose_background(data["frames"][j], data["bg"], data["head_mask"][j])
+        behind = data.behind(j)
         # unrotated: rays only where training rays were drawn (the field is empty elsewhere)
-        region = sampling_region(data["head_mask"][j]) if yaw_deg is None or yaw_deg[t] == 0 else None
+        region = sampling_region(data.mask(j)) if yaw_deg is None or yaw_deg[t] == 0 else None
         img, _ = renderer.render_frame(pose, alphas[t], behind, region=region)
         out.append((img * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
     return np.stack(out)
@@ -115,100 +131,121 @@ def fit_length(alpha: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([alpha, np.repeat(alpha[-1:], n - len(alpha), axis=0)])
 
 
-def write_driven_outputs(renderer: Renderer, data: dict, out_dir, *, a2e_model, audio, config: dict,
-                         hyperplanes=None, emotion: str | None = None, intensity: float = 1.0,
-                         meta: dict | None = None) -> dict:
-    """The held-out frames rendered from audio (the paper's test setting): alpha_hat predicted by
-    the audio-expression module ``a2e_model`` from the held-out span of ``audio`` with the emotion
-    tag ``emotion`` (eq. 9 refinement with ``hyperplanes``), poses of the held-out frames.
-    Writes test_render.mp4, test_gt.mp4 (the same frames of the crop video) and test_meta.json
-    (frame range, RMSE of alpha_hat against the frames' 3DDFA alphas, PSNR against the ground
-    truth). The GT-alpha render of :func:`write_test_outputs` bounds it from above."""
-    from ..audio2exp.infer import predict_alpha
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    val = np.asarray(data["val_idx"])
-    fps = float(data["fps"])
-    t0 = int(val[0])
-    seg = cut_audio(audio, t0 / fps, len(val) / fps, out_dir / ".driven_audio.wav")
+def _write_pair(frames: np.ndarray, gt: np.ndarray, out_dir: Path, fps: float, audio, start_s: float) -> None:
+    """test_render.mp4 and test_gt.mp4 of one test span, both with the span's audio."""
+    seg = cut_audio(audio, start_s, len(frames) / fps, out_dir / ".test_audio.wav") if audio else None
     try:
-        pred = predict_alpha(a2e_model, wav=seg, config=config, emotion=emotion, intensity=intensity,
-                             hyperplanes=hyperplanes, fps=fps)
-        alpha = fit_length(pred.alpha_hat, len(val))
-        frames = render_frames(renderer, data, alpha, pose_idx=val)
-        gt = data["frames"][val]
         write_rgb_video(frames, out_dir / "test_render.mp4", fps, audio=seg)
         write_rgb_video(gt, out_dir / "test_gt.mp4", fps, audio=seg)
     finally:
-        seg.unlink(missing_ok=True)
-    gt_alpha = np.asarray(data["alpha"], np.float32)[val]
-    head, full = mean_psnr(frames, gt, data["head_mask"][val])
-    res = dict(
-        alpha_rmse=float(np.sqrt(np.mean((alpha - gt_alpha) ** 2))),
-        alpha_rmse_constant_mean=float(np.sqrt(np.mean((gt_alpha - gt_alpha.mean(0)) ** 2))),
-        psnr_head=head,
-        psnr_full=full,
-        n_predicted=int(len(pred.alpha_hat)),
-    )
-    info = dict(meta or {}, audio=str(audio), audio2exp=str(a2e_model), emotion=emotion, alpha_source="audio",
-                frame_start=t0, frame_end=int(val[-1]) + 1, n_frames=int(len(val)), fps=fps,
-                width=int(gt.shape[2]), height=int(gt.shape[1]), crop_size=int(data["crop_size"]), **res,
-                note="held-out frames rendered from alpha_hat of the audio-expression module (audio of the "
-                     "same span, emotion tag of the subject), poses of those frames; alpha_rmse against "
-                     "their 3DDFA alphas; alpha_rmse_constant_mean: the same frames against their own mean "
-                     "alpha (an oracle constant)")
+        if seg is not None:
+            seg.unlink(missing_ok=True)
+
+
+def _span_meta(data: SubjectData, k: int, audio, meta: dict | None) -> dict:
+    c = data.clips[k]
+    idx = data.clip_test_frames(k)
+    return dict(meta or {}, subject=data.subject, dataset=c.get("dataset", ""), sample=c["sample"],
+                emotion=c.get("emotion"), audio=None if audio is None else str(audio),
+                frame_start=int(c["test_start"]), frame_end=int(c["n_frames"]), n_frames=int(len(idx)),
+                fps=data.fps(int(idx[0])), width=data.W, height=data.H, crop_size=int(c.get("crop_size", data.W)))
+
+
+def write_test_clip(renderer: Renderer, data: SubjectData, sample: str, out_dir, *, audio=None,
+                    meta: dict | None = None) -> dict:
+    """One test clip (its test span) rendered from its ground-truth alphas and poses:
+    ``out_dir/test_render.mp4``, ``test_gt.mp4`` (the same frames of the crop video at the render
+    resolution) and ``test_meta.json`` (frame range, tag, PSNR against the ground truth and of the
+    background-only baseline)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    k = data.clip_index(sample)
+    idx = data.clip_test_frames(k)
+    if len(idx) == 0:
+        raise EmoheadInputError(f"{sample!r} has no test frames in render subject {data.subject!r}.",
+                                path=data.path, fix="render only the subject's test clips.")
+    fps = data.fps(int(idx[0]))
+    frames = render_frames(renderer, data, data.alpha[idx], pose_idx=idx, desc=f"render {sample}")
+    gt = data.frames(idx)
+    masks = data.masks(idx)
+    behind = np.stack([data.behind(int(i)) for i in idx])
+    head, full = mean_psnr(frames, gt, masks)
+    base_head, base_full = mean_psnr(behind, gt, masks)
+    _write_pair(frames, gt, out_dir, fps, audio, int(data.clips[k]["test_start"]) / fps)
+    res = dict(psnr_head=head, psnr_full=full, baseline_psnr_head=base_head, baseline_psnr_full=base_full)
+    info = dict(_span_meta(data, k, audio, meta), alpha_source="ground truth", **res,
+                note="test span of the clip (frame range in its crop video, end exclusive) rendered from the "
+                     "frames' 3DDFA alphas and poses; head = pixels of the per-frame head mask; baseline = "
+                     "nothing rendered (static background in the head mask, ground truth elsewhere); frames "
+                     "as written (8-bit).")
     write_json_atomic(out_dir / "test_meta.json", info)
     return res
 
 
-def write_test_outputs(renderer: Renderer, data: dict, out_dir, *, subject: str, dataset: str, sample: str,
-                       audio=None, emotion: str | None = None) -> dict:
-    """test_render.mp4 (held-out frames from ground-truth alphas and poses), test_gt.mp4 (the
-    same frames of the crop video, same size), test_meta.json and val_psnr.json."""
+def write_driven_clip(renderer: Renderer, data: SubjectData, sample: str, out_dir, *, a2e_model, audio,
+                      config: dict, hyperplanes=None, emotion: str | None = None, intensity: float = 1.0,
+                      meta: dict | None = None) -> dict:
+    """One test clip rendered from its audio, as the paper's test does: alpha_hat of the
+    audio-expression module ``a2e_model`` predicted from the clip's whole wav (so the test span
+    has its audio context) with the clip's emotion tag (eq. 9 with ``hyperplanes``), the test
+    span's frames and poses. Writes test_render.mp4, test_gt.mp4 and test_meta.json (alpha RMSE
+    against the frames' 3DDFA alphas, PSNR). The ground-truth-alpha render bounds it from above."""
+    from ..audio2exp.infer import predict_alpha
+
     out_dir = Path(out_dir)
-    val = np.asarray(data["val_idx"])
-    fps = float(data["fps"])
-    frames = render_frames(renderer, data, data["alpha"][val], pose_idx=val)
-    gt = data["frames"][val]
-    behind = np.stack([compose_background(data["frames"][i], data["bg"], data["head_mask"][i]) for i in val])
-    masks = data["head_mask"][val]
-    val_head, val_full = mean_psnr(frames, gt, masks)
-    base_head, base_full = mean_psnr(behind, gt, masks)
-    res = dict(
-        val_psnr_head=val_head,
-        val_psnr_full=val_full,
-        baseline_psnr_head=base_head,
-        baseline_psnr_full=base_full,
-        n_frames=int(len(val)),
-        note="head = pixels of the per-frame head mask; baseline = nothing rendered (static background "
-             "in the head mask, ground truth elsewhere); frames as written (8-bit).",
-    )
-    t0 = int(val[0])
-    # the held-out span of the subject's audio
-    seg = cut_audio(audio, t0 / fps, len(val) / fps, out_dir / ".test_audio.wav") if audio is not None else None
-    write_rgb_video(frames, out_dir / "test_render.mp4", fps, audio=seg)
-    write_rgb_video(gt, out_dir / "test_gt.mp4", fps, audio=seg)
-    if seg is not None:
-        seg.unlink(missing_ok=True)
-    meta = dict(subject=subject, dataset=dataset, sample=sample, audio=None if audio is None else str(audio),
-                emotion=emotion, frame_start=t0,
-                frame_end=int(val[-1]) + 1,
-                n_frames=int(len(val)), fps=fps, width=int(gt.shape[2]), height=int(gt.shape[1]),
-                crop_size=int(data["crop_size"]),
-                note="frame range in the crop video (end exclusive); test_gt.mp4 is that range resized to "
-                     "the render resolution")
-    write_json_atomic(out_dir / "test_meta.json", meta)
-    write_json_atomic(out_dir / "val_psnr.json", res)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    k = data.clip_index(sample)
+    c = data.clips[k]
+    idx = data.clip_test_frames(k)
+    emotion = emotion or c.get("emotion") or "neutral"
+    fps = data.fps(int(idx[0]))
+    pred = predict_alpha(a2e_model, wav=audio, config=config, emotion=emotion, intensity=intensity,
+                         hyperplanes=hyperplanes, fps=fps)
+    alpha = fit_length(pred.renderer_input(), int(c["n_frames"]))[int(c["test_start"]):]
+    if alpha.shape[1] != data.alpha.shape[1]:
+        raise EmoheadInputError(f"the audio-expression model gives {alpha.shape[1]}-d renderer inputs, the renderer "
+                                f"takes {data.alpha.shape[1]}.", path=a2e_model,
+                                fix="render this variant with a renderer trained on its input.")
+    frames = render_frames(renderer, data, alpha, pose_idx=idx, desc=f"render {sample}")
+    gt = data.frames(idx)
+    _write_pair(frames, gt, out_dir, fps, audio, int(c["test_start"]) / fps)
+    gt_alpha = data.alpha[idx]
+    head, full = mean_psnr(frames, gt, data.masks(idx))
+    res = dict(alpha_rmse=float(np.sqrt(np.mean((alpha - gt_alpha) ** 2))),
+               alpha_rmse_constant_mean=float(np.sqrt(np.mean((gt_alpha - gt_alpha.mean(0)) ** 2))),
+               psnr_head=head, psnr_full=full, n_predicted=int(len(pred.alpha_hat)))
+    info = dict(_span_meta(data, k, audio, meta), audio2exp=str(a2e_model), emotion=emotion, alpha_source="audio",
+                **res, note="test span rendered from alpha_hat of the audio-expression module (the clip's audio, "
+                            "its emotion tag), poses of those frames; alpha_rmse against their 3DDFA alphas; "
+                            "alpha_rmse_constant_mean: the same frames against their own mean alpha (an oracle "
+                            "constant)")
+    write_json_atomic(out_dir / "test_meta.json", info)
     return res
 
 
-def novel_view_strip(renderer: Renderer, data: dict, path, *, yaws=(-30, -15, 0, 15, 30), frame: int | None = None) -> None:
+def summarise_tests(meta_files: list, out_json) -> dict:
+    """val_psnr.json of a subject: per test clip and mean over clips of the ground-truth-alpha
+    test renders (head / whole-frame PSNR, background-only baseline)."""
+    clips = {}
+    for p in meta_files:
+        m = json.loads(Path(p).read_text())
+        clips[m["sample"]] = {k: m[k] for k in ("psnr_head", "psnr_full", "baseline_psnr_head", "baseline_psnr_full",
+                                                "n_frames", "emotion")}
+    keys = ("psnr_head", "psnr_full", "baseline_psnr_head", "baseline_psnr_full")
+    res = {f"val_{k}" if k.startswith("psnr") else k: float(np.mean([c[k] for c in clips.values()])) for k in keys}
+    res.update(n_clips=len(clips), n_frames=int(sum(c["n_frames"] for c in clips.values())), clips=clips,
+               note="mean over the subject's test clips of the per-clip mean PSNR; head = per-frame head mask")
+    write_json_atomic(out_json, res)
+    return res
+
+
+def novel_view_strip(renderer: Renderer, data: SubjectData, path, *, yaws=(-30, -15, 0, 15, 30),
+                     frame: int | None = None) -> None:
     """PNG strip of one frame rendered at several yaw angles (head rotated about its centre)."""
     import cv2
 
-    j = int(data["val_idx"][0] if frame is None else frame)
-    imgs = render_frames(renderer, data, np.repeat(data["alpha"][j][None], len(yaws), 0),
+    j = int(data.test_idx[0] if frame is None else frame)
+    imgs = render_frames(renderer, data, np.repeat(data.alpha[j][None], len(yaws), 0),
                          pose_idx=np.full(len(yaws), j), yaw_deg=np.asarray(yaws, np.float64))
     tiles = []
     for y, im in zip(yaws, imgs):
@@ -219,56 +256,95 @@ def novel_view_strip(renderer: Renderer, data: dict, path, *, yaws=(-30, -15, 0,
         cv2.imwrite(str(tmp), np.concatenate(tiles, axis=1))
 
 
-def emotion_switch_video(renderer: Renderer, data: dict, out_mp4, *, hyperplanes, emotions=("happy", "sad"),
-                         intensity: float = 1.0, ramp_s: float = 0.5, audio=None, max_frames: int | None = None,
-                         intensity_unit: str = "std") -> dict:
-    """Held-out span re-rendered with ground-truth alpha edited along w_1, switching to w_2 half way
-    (eq. 9 with the Appendix B (3) ramp); audio of the same span muxed. ``intensity_unit``:
-    "raw" (tau as given) or "std" (tau scaled so the edit has Mahalanobis length ``intensity`` under
-    the subject's training alphas: the hyperplanes may come from another actor's alpha spread)."""
-    val = np.asarray(data["val_idx"])
-    if max_frames:
-        val = val[:max_frames]
-    fps = float(data["fps"])
-    T = len(val)
-    spec = f"0:{emotions[0]},{T / fps / 2:.3f}:{emotions[1]}"
-    tau = intensity
-    if intensity_unit == "std":  # tau such that tau * w_z has Mahalanobis length `intensity`
-        from ..hyperplanes import load_hyperplanes
+def std_tau(hyperplanes: dict, data: SubjectData, tags, intensity: float) -> dict[str, float]:
+    """tau of each tag such that tau w_z has Mahalanobis length ``intensity`` under the subject's
+    training alphas (intensity in units of the person's own expression spread)."""
+    sd = data.alpha[data.train_idx].std(0) + 1e-8
+    return {z: intensity / float(np.linalg.norm(np.asarray(hyperplanes[z][0]) / sd)) for z in tags}
 
-        hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
-        sd = data["alpha"][data["train_idx"]].std(0) + 1e-8
-        scale = {z: intensity / float(np.linalg.norm(np.asarray(hp[z][0]) / sd)) for z in emotions}
+
+def emotion_switch_video(renderer: Renderer, data: SubjectData, out_mp4, *, hyperplanes, tags=None,
+                         seconds_per_tag: float = 1.5, intensity: float = 1.0, ramp_s: float = 0.5,
+                         intensity_unit: str = "std", pose_from: str | None = None) -> dict:
+    """A walk through emotion tags (e.g. neutral -> angry -> happy -> sad, ``ramp_s`` ramps
+    between, eq. 9 with Appendix B (3)): the frames of one clip (the longest neutral clip by
+    default) re-rendered with their ground-truth alphas edited along w(t). The clip's frames
+    ping-pong when the walk is longer than the clip; its audio is muxed only when they do not.
+    ``intensity_unit``: ``raw`` (tau as given) or ``std`` (tau w_z of Mahalanobis length
+    ``intensity`` under the subject's training alphas)."""
+    from ..hyperplanes import load_hyperplanes
+
+    hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
+    tags = [z for z in (tags or data.emotions()) if z in hp]
+    if not tags:
+        raise EmoheadInputError("none of the switch emotions has a hyperplane.", path=hyperplanes,
+                                fix="set render.switch.emotions to emotions of the hyperplanes.")
+    k = pose_clip(data, pose_from)
+    clip_idx = data.clip_frames(k)
+    fps = data.fps(int(clip_idx[0]))
+    T = max(int(round(seconds_per_tag * fps * len(tags))), 1)
+    idx = pose_schedule(T, clip_idx, "video")
+    spec = ",".join(f"{n * seconds_per_tag:.3f}:{z}" for n, z in enumerate(tags))
+    if intensity_unit == "std":
+        scale = std_tau(hp, data, tags, intensity)
         t = np.arange(T) / fps
-        lam = np.clip((t - T / fps / 2) / ramp_s + 0.5, 0, 1) if ramp_s > 0 else (t >= T / fps / 2).astype(float)
-        tau = (1 - lam) * scale[emotions[0]] + lam * scale[emotions[1]]
-        hyperplanes = hp
-    alphas = timeline_alphas(data["alpha"][val], spec, hyperplanes, intensity=tau, fps=fps, ramp_s=ramp_s)
-    frames = render_frames(renderer, data, alphas, pose_idx=val)
-    seg = None
-    if audio is not None:
-        seg = Path(out_mp4).parent / ".switch_audio.wav"
-        media.run_ffmpeg(["-ss", f"{val[0] / fps:.3f}", "-t", f"{T / fps:.3f}", "-i", str(audio), "-ac", "1",
-                          "-c:a", "pcm_s16le", str(seg)], input_path=audio)
-    write_rgb_video(frames, out_mp4, fps, audio=seg)
-    if seg is not None:
-        seg.unlink(missing_ok=True)
-    return dict(timeline=spec, intensity=intensity, intensity_unit=intensity_unit, ramp_s=ramp_s, n_frames=T)
+        weights = np.zeros((T, len(tags)))
+        weights[:, 0] = 1
+        for n in range(1, len(tags)):  # the same ramp as the timeline's directions
+            lam = np.clip((t - n * seconds_per_tag) / ramp_s + 0.5, 0, 1) if ramp_s > 0 else \
+                (t >= n * seconds_per_tag).astype(float)
+            weights *= (1 - lam)[:, None]
+            weights[:, n] += lam
+        tau = weights @ np.array([scale[z] for z in tags])
+    elif intensity_unit == "raw":
+        tau = intensity
+    else:
+        raise EmoheadInputError(f"unknown intensity unit {intensity_unit!r}.", path="config render.switch",
+                                fix="use std or raw.")
+    alphas = timeline_alphas(data.alpha[idx], spec, hp, intensity=tau, fps=fps, ramp_s=ramp_s)
+    frames = render_frames(renderer, data, alphas, pose_idx=idx, desc="emotion switch")
+    c = data.clips[k]
+    audio = c.get("audio") if T <= c["n_frames"] and c.get("audio") and Path(c["audio"]).is_file() else None
+    seg = cut_audio(audio, 0.0, T / fps, Path(out_mp4).parent / ".switch_audio.wav") if audio else None
+    try:
+        write_rgb_video(frames, out_mp4, fps, audio=seg)
+    finally:
+        if seg is not None:
+            seg.unlink(missing_ok=True)
+    return dict(timeline=spec, tags=tags, intensity=intensity, intensity_unit=intensity_unit, ramp_s=ramp_s,
+                n_frames=T, pose_clip=c["sample"], audio=bool(seg))
 
 
-def render_clip(renderer: Renderer, data: dict, alphas: np.ndarray, out_mp4, *, audio=None, fps: float = 25.0,
-                pose_mode: str = "video", still: int | None = None, yaw_sweep_deg: float = 0.0,
-                progress: bool = True) -> None:
-    """Render a clip from per-frame alpha_hat (T, 10) and mux ``audio``."""
+def render_clip(renderer: Renderer, data: SubjectData, alphas: np.ndarray, out_mp4, *, audio=None,
+                fps: float = 25.0, pose_mode: str = "video", still: int | None = None, yaw_sweep_deg: float = 0.0,
+                pose_from: str | None = None, progress: bool = True) -> None:
+    """Render a clip from per-frame alpha_hat (T, 10) and mux ``audio``. Poses: the frames of one
+    clip of the subject (:func:`pose_clip`), ping-ponged, or one still frame (a global index)."""
     alphas = np.asarray(alphas, np.float32)
-    if alphas.ndim != 2 or alphas.shape[1] != data["alpha"].shape[1]:
-        raise EmoheadInputError(f"alpha must be (T, {data['alpha'].shape[1]}), got {alphas.shape}.")
-    idx = pose_schedule(len(alphas), np.asarray(data["train_idx"]), pose_mode, still)
+    if alphas.ndim != 2 or alphas.shape[1] != data.alpha.shape[1]:
+        raise EmoheadInputError(f"alpha must be (T, {data.alpha.shape[1]}), got {alphas.shape}.")
+    k = pose_clip(data, pose_from)
+    frames_k = data.clip_train_frames(k)
+    frames_k = frames_k if len(frames_k) else data.clip_frames(k)
+    if still is not None and not 0 <= int(still) < data.n_frames:
+        raise EmoheadInputError(f"--still-frame {still} is outside the subject's {data.n_frames} frames.",
+                                fix=f"use 0 .. {data.n_frames - 1}.")
+    idx = pose_schedule(len(alphas), frames_k, pose_mode, still)
     yaw = yaw_curve(len(alphas), yaw_sweep_deg) if yaw_sweep_deg else None
     frames = render_frames(renderer, data, alphas, pose_idx=idx, yaw_deg=yaw, progress=progress)
     write_rgb_video(frames, out_mp4, fps, audio=audio)
 
 
 def subject_info(subject_dir) -> dict:
-    p = Path(subject_dir) / "subject.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
+    """subject.json of a trained subject, with its paths resolved against the subject directory
+    (they are stored relative to it)."""
+    sdir = Path(subject_dir)
+    p = sdir / "subject.json"
+    if not p.is_file():
+        return {}
+    info = json.loads(p.read_text())
+    for key in ("hyperplanes", "audio2exp"):
+        v = info.get(key)
+        if v and not Path(v).is_absolute():
+            info[key] = str((sdir / v).resolve())
+    return info

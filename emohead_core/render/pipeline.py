@@ -1,59 +1,62 @@
-"""Pipeline steps of the render stage (called by the thin workflow/scripts/render_*.py)."""
+"""Pipeline steps of the render stage (called by the thin workflow/scripts/render_*.py).
+
+Parse-time planning (subjects, clips, splits, inputs) is in :mod:`emohead_core.render.plan`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ..io import write_json_atomic
+from ..io import atomic_path, write_json_atomic
 
-# torch and the renderer load inside the step functions: the Snakefile imports this module
-# (its smk_* input functions) when it is parsed.
+# torch and the renderer load inside the step functions: the Snakefile imports the render
+# package's plan when it is parsed.
 
 log = logging.getLogger(__name__)
 
 
-def subject_cfg(config: dict, subject: str) -> dict:
-    from ..errors import EmoheadInputError
+def step_prepare(params: dict, bfm, out_dir, preview_png, rcfg: dict, subject: str) -> dict:
+    """Rule render_prepare: every clip of the subject into ``out_dir`` (see render/data.py)."""
+    from .data import ClipInput, load_prepared, prepare_subject
 
-    subs = config.get("render", {}).get("subjects", {}) or {}
-    if subject not in subs:
-        raise EmoheadInputError(f"unknown render subject {subject!r}; configured: {sorted(subs)}.",
-                                path="config render.subjects")
-    return subs[subject]
-
-
-def step_prepare(crop, expression, bfm, out_npz, preview_png, rcfg: dict) -> dict:
-    from .data import load_prepared, prepare_subject
-
-    summary = prepare_subject(crop, expression, out_npz, resolution=int(rcfg["resolution"]), bfm_path=bfm,
-                              val_fraction=float(rcfg.get("val_fraction", 0.1)), mask_cfg=rcfg.get("mask"),
-                              max_frames=rcfg.get("max_frames"))
-    write_mask_preview(load_prepared(out_npz), preview_png)
+    clips = [ClipInput(**c) for c in params["clips"]]
+    summary = prepare_subject(clips, out_dir, resolution=int(rcfg["resolution"]), bfm_path=bfm,
+                              split_mode=params["split_mode"], test_fraction=float(params["test_fraction"]),
+                              mask_cfg=rcfg.get("mask"), max_frames=rcfg.get("max_frames"), subject=subject)
+    write_mask_preview(load_prepared(out_dir), preview_png)
+    log.info("prepared %s: %s", subject, json.dumps(summary))
     return summary
 
 
-def write_mask_preview(data: dict, path, n: int = 4) -> None:
+def write_mask_preview(data, path, per_clip: int = 2, max_clips: int = 6) -> None:
+    """Head masks (red), landmarks (green) and the clip's background, two frames per clip (one
+    row per clip, at most ``max_clips`` rows)."""
     import cv2
 
-    from ..io import atomic_path
-
-    T = len(data["frames"])
-    tiles = []
-    for i in np.linspace(0, T - 1, n).round().astype(int):
-        a = data["frames"][i].astype(np.float32)
-        m = data["head_mask"][i]
-        a[m] = 0.6 * a[m] + 0.4 * np.array([255, 0, 0])
-        a = a.astype(np.uint8)
-        for p in data["landmarks"][i]:
-            cv2.circle(a, (int(round(p[0])), int(round(p[1]))), 1, (0, 255, 0), -1)
-        tiles.append(a)
-    tiles.append(data["bg"])
+    rows = []
+    for k in np.linspace(0, len(data.clips) - 1, min(len(data.clips), max_clips)).round().astype(int):
+        idx = data.clip_frames(int(k))
+        tiles = []
+        for i in idx[np.linspace(0, len(idx) - 1, per_clip).round().astype(int)]:
+            a = data.frame(int(i)).astype(np.float32)
+            m = data.mask(int(i))
+            a[m] = 0.6 * a[m] + 0.4 * np.array([255, 0, 0])
+            a = a.astype(np.uint8)
+            for p in data.landmarks[i]:
+                cv2.circle(a, (int(round(p[0])), int(round(p[1]))), 1, (0, 255, 0), -1)
+            tiles.append(a)
+        tiles.append(data.bgs[int(k)])
+        row = np.concatenate(tiles, axis=1)[..., ::-1].copy()
+        cv2.putText(row, str(data.clips[int(k)]["sample"]), (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        rows.append(row)
     with atomic_path(path) as tmp:
-        cv2.imwrite(str(tmp), np.concatenate(tiles, axis=1)[..., ::-1])
+        cv2.imwrite(str(tmp), np.concatenate(rows, axis=0))
 
 
 def build_refine_losses(tcfg: dict, device, shape_ckpt=None, param_stats=None):
@@ -69,21 +72,42 @@ def build_refine_losses(tcfg: dict, device, shape_ckpt=None, param_stats=None):
     return clip, shape
 
 
-def step_train(prepared, out: dict, rcfg: dict, subject: dict, *, shape_ckpt=None, param_stats=None,
+def subject_json(info: dict, subject_dir, **extra) -> dict:
+    """subject.json: what `emohead render` needs besides model.pt and prepared/. Paths are stored
+    relative to the subject directory, so it stays valid when results/ moves or the command runs
+    from another directory; the hyperplanes are copied in (a subject directory is self-contained
+    except for the audio-expression model)."""
+    from .plan import relative_to
+
+    sdir = Path(subject_dir)
+    out = dict(info, **extra)
+    hp = info.get("hyperplanes")
+    if hp and Path(hp).is_file():
+        shutil.copyfile(hp, sdir / "hyperplanes.json.tmp")
+        (sdir / "hyperplanes.json.tmp").replace(sdir / "hyperplanes.json")
+        out["hyperplanes"] = "hyperplanes.json"
+        out["hyperplanes_source"] = str(hp)
+    a2e = info.get("audio2exp")
+    if a2e:
+        out["audio2exp"] = relative_to(a2e, sdir)
+    return out
+
+
+def step_train(prepared, out: dict, rcfg: dict, info: dict, *, shape_ckpt=None, param_stats=None,
                threads: int = 1) -> dict:
     """Train (resuming from ``out['ckpt']`` when present), write model.pt, loss.csv/png, subject.json."""
     import torch
 
     from .data import load_prepared
+    from .renderer import pick_device
     from .train import Trainer, write_loss_curves
 
     torch.set_num_threads(int(threads))
     data = load_prepared(prepared)
     tcfg = dict(rcfg.get("train", {}))
-    tcfg.setdefault("emotion", subject.get("emotion", "neutral"))
+    tags = data.emotions()
+    tcfg.setdefault("emotion", "neutral" if "neutral" in tags else tags[0])
     device = rcfg.get("device", "auto")
-    from .renderer import pick_device
-
     clip, shape = build_refine_losses(tcfg, pick_device(device), shape_ckpt, param_stats)
     tr = Trainer(data, rcfg.get("model"), tcfg, device=device, box=rcfg.get("box"), clip_loss=clip,
                  shape_loss=shape)
@@ -94,143 +118,78 @@ def step_train(prepared, out: dict, rcfg: dict, subject: dict, *, shape_ckpt=Non
     tr.fit(ckpt_path=ckpt)
     tr.save(out["model"])
     write_loss_curves(tr.history, out["loss_csv"], out["loss_png"])
-    info = dict(subject=subject, hyperplanes=subject.get("hyperplanes"), audio2exp=subject.get("audio2exp"),
-                iters=tr.step, device=str(tr.device), backend=type(tr.model.encoder).__name__,
-                refine=dict(clip=clip is not None, shape=shape is not None))
-    write_json_atomic(out["subject_json"], info)
-    return info
+    doc = subject_json(info, Path(out["model"]).parent, iters=tr.step, device=str(tr.device),
+                       backend=type(tr.model.encoder).__name__, n_clips=len(data.clips),
+                       n_train_frames=int(len(data.train_idx)), n_test_frames=int(len(data.test_idx)),
+                       refine=dict(clip=clip is not None, shape=shape is not None))
+    write_json_atomic(out["subject_json"], doc)
+    return doc
 
 
-def step_outputs(model, prepared, out: dict, rcfg: dict, subject: str, subject_cfg_: dict, *, audio=None,
-                 hyperplanes=None, threads: int = 1) -> dict:
-    from .infer import emotion_switch_video, novel_view_strip, write_test_outputs
+def _renderer_and_data(model, prepared, rcfg: dict, threads: int):
     import torch
 
     from .data import load_prepared
     from .train import load_renderer
 
     torch.set_num_threads(int(threads))
-    renderer = load_renderer(model, rcfg.get("device", "auto"))
-    data = load_prepared(prepared)
-    odir = Path(out["val_psnr"]).parent
-    res = write_test_outputs(renderer, data, odir, subject=subject, dataset=subject_cfg_["dataset"],
-                             sample=subject_cfg_["sample"], audio=audio, emotion=subject_cfg_.get("emotion", "neutral"))
+    return load_renderer(model, rcfg.get("device", "auto")), load_prepared(prepared)
+
+
+def step_test_clip(model, prepared, sample: str, audio, out_dir, rcfg: dict, subject: str, *,
+                   threads: int = 1) -> dict:
+    """Rule render_test: one test clip rendered from its ground-truth alphas."""
+    from .infer import write_test_clip
+
+    renderer, data = _renderer_and_data(model, prepared, rcfg, threads)
+    res = write_test_clip(renderer, data, sample, out_dir, audio=audio, meta=dict(subject=subject))
+    log.info("test render %s / %s: %s", subject, sample, json.dumps(res))
+    return res
+
+
+def step_driven_clip(model, prepared, sample: str, audio, a2e_model, out_dir, rcfg: dict, subject: str,
+                     variant: str, pipeline_cfg: dict, *, hyperplanes=None, threads: int = 1) -> dict:
+    """Rule render_driven: one test clip rendered from its audio with one audio2exp variant and
+    the clip's own emotion tag (see :func:`emohead_core.render.infer.write_driven_clip`)."""
+    from .infer import write_driven_clip
+
+    renderer, data = _renderer_and_data(model, prepared, rcfg, threads)
+    res = write_driven_clip(renderer, data, sample, out_dir, a2e_model=a2e_model, audio=audio,
+                            config=pipeline_cfg, hyperplanes=hyperplanes,
+                            intensity=float((rcfg.get("driven") or {}).get("intensity", 1.0)),
+                            meta=dict(subject=subject, variant=variant))
+    log.info("driven render %s / %s / %s: %s", subject, variant, sample, json.dumps(res))
+    return res
+
+
+def step_summary(meta_files: list, out_json) -> dict:
+    """Rule render_summary: val_psnr.json over the subject's test clips."""
+    from .infer import summarise_tests
+
+    return summarise_tests(meta_files, out_json)
+
+
+def step_showcase(model, prepared, hyperplanes, out: dict, rcfg: dict, face_model_inputs: dict, expr_cfg: dict, *,
+                  threads: int = 1) -> dict:
+    """Rule render_showcase: emotion_switch.mp4, novel_views.png, and the measured emotion control
+    (emotion_control.json / .png, intensity_sweep.png; see render/control.py)."""
+    from ..expression.extract import face_model_for_job
+    from .control import Reextractor, write_emotion_control
+    from .infer import emotion_switch_video, novel_view_strip
+
+    renderer, data = _renderer_and_data(model, prepared, rcfg, threads)
+    sw = dict(rcfg.get("switch") or {})
+    switch = emotion_switch_video(renderer, data, out["emotion_switch"], hyperplanes=hyperplanes,
+                                  tags=sw.get("emotions"), seconds_per_tag=float(sw.get("seconds_per_tag", 1.5)),
+                                  intensity=float(sw.get("intensity", 1.0)), ramp_s=float(sw.get("ramp_s", 0.5)),
+                                  intensity_unit=sw.get("intensity_unit", "std"))
     novel_view_strip(renderer, data, out["novel_views"], yaws=tuple(rcfg.get("novel_yaws", (-30, -15, 0, 15, 30))))
-    sw = rcfg.get("switch", {})
-    info = emotion_switch_video(renderer, data, out["emotion_switch"], hyperplanes=hyperplanes,
-                                emotions=tuple(sw.get("emotions", ("happy", "sad"))),
-                                intensity=float(sw.get("intensity", 1.0)), ramp_s=float(sw.get("ramp_s", 0.5)),
-                                audio=audio, intensity_unit=sw.get("intensity_unit", "std"))
-    log.info("val PSNR %s; switch %s", json.dumps(res), info)
-    return res
-
-
-def step_driven(model, prepared, a2e_model, audio, out_dir, rcfg: dict, subject: str, subject_cfg_: dict,
-                variant: str, pipeline_cfg: dict, *, hyperplanes=None, threads: int = 1) -> dict:
-    """Rule render_driven: the subject's held-out frames rendered from audio with the
-    audio-expression model of one variant (see :func:`emohead_core.render.infer.write_driven_outputs`)."""
-    import torch
-
-    from .data import load_prepared
-    from .infer import write_driven_outputs
-    from .train import load_renderer
-
-    torch.set_num_threads(int(threads))
-    renderer = load_renderer(model, rcfg.get("device", "auto"))
-    data = load_prepared(prepared)
-    res = write_driven_outputs(
-        renderer, data, out_dir, a2e_model=a2e_model, audio=audio, config=pipeline_cfg, hyperplanes=hyperplanes,
-        emotion=subject_cfg_.get("emotion", "neutral"),
-        intensity=float((rcfg.get("driven") or {}).get("intensity", 1.0)),
-        meta=dict(subject=subject, dataset=subject_cfg_["dataset"], sample=subject_cfg_["sample"], variant=variant),
-    )
-    log.info("driven render %s / %s: %s", subject, variant, json.dumps(res))
-    return res
-
-
-def driven_models(config: dict, results: str, variants=None) -> dict[str, dict[str, str]]:
-    """subject -> {audio2exp variant: model directory} of the audio-driven test renders.
-
-    A subject whose ``audio2exp`` is a model this workflow trains
-    (``{results}/{dataset}/audio2exp/{variant}``) is rendered with every variant the workflow
-    trains for that dataset (``variants``: list, default just that one), so that the ablation
-    rows of Table IV come from renders; any other model directory is rendered as ``main``.
-    ``render.driven.variants`` (a list) renders only those of the trained variants;
-    ``render.driven.enabled: false`` turns the audio-driven renders off."""
-    import re
-
-    rcfg = config.get("render") or {}
-    dcfg = rcfg.get("driven") or {}
-    if not dcfg.get("enabled", True):
-        return {}
-    if dcfg.get("variants") is not None and variants:
-        variants = [v for v in variants if v in dcfg["variants"]]
-    out: dict[str, dict[str, str]] = {}
-    pattern = re.compile(rf"{re.escape(str(results).rstrip('/'))}/([^/]+)/audio2exp/([^/]+)")
-    for name, s in (rcfg.get("subjects") or {}).items():
-        a2e = s.get("audio2exp")
-        if not a2e:
-            continue
-        a2e = str(a2e).rstrip("/").removesuffix("/model.pt")
-        m = pattern.fullmatch(a2e)
-        if m:
-            names = list(variants) if variants else [m[2]]
-            out[name] = {v: f"{results}/{m[1]}/audio2exp/{v}" for v in names}
-        else:
-            out[name] = {"main": a2e}
-    return out
-
-
-# ----------------------------------------------------------------------------- Snakemake input functions
-
-
-def smk_subject_files(config: dict, clip_file):
-    """Params function: the per-clip files a subject's jobs read (crop video, expression
-    Parquet, 16 kHz wav); ``clip_file(ds, kind, sample)`` from rules/common.smk."""
-
-    def f(wildcards):
-        s = config["render"]["subjects"][wildcards.subject]
-        return {k: clip_file(s["dataset"], k, s["sample"]) for k in ("crop", "expression", "audio")}
-
-    return f
-
-
-def smk_prepare_inputs(config: dict, asset, clip_file, layout):
-    """Input function of render_prepare: crop video, expression Parquet (or, for a dataset
-    batched per actor, their actor directories: emohead_core/layout.py), BFM keypoints."""
-    files = smk_subject_files(config, clip_file)
-
-    def f(wildcards):
-        c = files(wildcards)
-        return {"crop": layout.dep(c["crop"]), "expression": layout.dep(c["expression"]),
-                "bfm": asset(config["expression"]["bfm"])}
-
-    return f
-
-
-def smk_output_inputs(config: dict, results: str, clip_file, layout):
-    """Input function of render_outputs: model, prepared data, the subject's audio (or its
-    actor directory), hyperplanes."""
-
-    def f(wildcards):
-        s = config["render"]["subjects"][wildcards.subject]
-        return {
-            "model": f"{results}/render/{wildcards.subject}/model.pt",
-            "prepared": f"{results}/render/{wildcards.subject}/prepared.npz",
-            "audio": layout.dep(clip_file(s["dataset"], "audio", s["sample"])),
-            "hyperplanes": s["hyperplanes"],
-        }
-
-    return f
-
-
-def smk_driven_inputs(config: dict, results: str, clip_file, layout, driven: dict):
-    """Input function of render_driven: those of render_outputs plus the variant's audio2exp model
-    (``driven``: :func:`driven_models`)."""
-    outputs_inputs = smk_output_inputs(config, results, clip_file, layout)
-
-    def f(wildcards):
-        return {**outputs_inputs(wildcards),
-                "a2e_model": f"{driven[wildcards.subject][wildcards.variant]}/model.pt"}
-
-    return f
+    fm = face_model_for_job(face_model_inputs["checkpoint"], face_model_inputs["onnx"], face_model_inputs["detector"],
+                            face_model_inputs["bfm"], expr_cfg, threads=int(threads))
+    ec = dict(rcfg.get("emotion_control") or {})
+    crop = int(np.median([c.get("crop_size", data.W) for c in data.clips]))
+    doc = write_emotion_control(renderer, data, hyperplanes, Reextractor(fm, crop), out,
+                                taus=tuple(ec.get("taus", (0.0, 0.5, 1.0, 1.5))),
+                                n_frames=int(ec.get("frames", 12)), unit=ec.get("unit", "std"))
+    log.info("emotion switch %s; emotion control %s (rising: %s)", switch, doc["emotion_control"], doc["rising"])
+    return dict(switch=switch, emotion_control=doc["emotion_control"], rising=doc["rising"])

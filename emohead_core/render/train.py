@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..io import atomic_path, write_json_atomic
 from .camera import DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF
-from .data import compose_background
+from .data import SubjectData, sampling_region
 from .network import EmoNeRF, NeRFConfig
 from .renderer import Renderer, pick_device
 from .volume import OccupancyGrid, alpha_to_sigma_threshold
@@ -35,7 +35,7 @@ DEFAULT_TRAIN = dict(
     lr_final_ratio=0.1, refine_start=None, refine_every=1, lambda_photo=1.0, lambda_cord=1e-3,
     lambda_shape=1e-9, patch_size=64, clip_model=None, clip_prompt="a photo of a {emotion} face",
     emotion="neutral", shape_net=None, param_stats=None, ckpt_every=500, log_every=50,
-    val_every=0, val_frames=4, seed=0,
+    val_every=0, val_frames=4, seed=0, frames_per_step=1,
     occupancy=dict(res=32, update_every=16, warmup=64, alpha_threshold=0.01, decay=0.95, n_cond=2),
 )
 
@@ -57,19 +57,6 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     d = (np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2
     mse = d[mask].mean() if mask is not None else d.mean()
     return float(10.0 * math.log10(1.0 / max(mse, 1e-12)))
-
-
-def sampling_region(mask: np.ndarray, grow: float = 0.15) -> np.ndarray:
-    """The head mask's bounding box grown by ``grow`` of its larger side: where training rays
-    are drawn (inside the mask: the head; around it: empty space)."""
-    m = np.asarray(mask, bool)
-    ys, xs = np.nonzero(m)
-    out = np.zeros_like(m)
-    if len(ys) == 0:
-        return out
-    pad = int(grow * max(int(ys.max() - ys.min()), int(xs.max() - xs.min()))) + 1
-    out[max(int(ys.min()) - pad, 0):int(ys.max()) + pad + 1, max(int(xs.min()) - pad, 0):int(xs.max()) + pad + 1] = True
-    return out
 
 
 def roi_uv(landmarks: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,8 +93,8 @@ class Trainer:
                         half_um=float(box.get("half_um", DEFAULT_BOX_HALF)))
         torch.manual_seed(int(self.cfg["seed"]))  # network initialisation
         self.model = EmoNeRF(NeRFConfig.from_dict(self.model_cfg)).to(self.device)
-        tr = data["train_idx"]
-        self.model.set_alpha_stats(data["alpha"][tr].mean(0), data["alpha"][tr].std(0))
+        tr = data.train_idx
+        self.model.set_alpha_stats(data.alpha[tr].mean(0), data.alpha[tr].std(0))
         oc = self.cfg["occupancy"]
         thr = alpha_to_sigma_threshold(float(oc["alpha_threshold"]), int(self.cfg["n_samples"]))
         self.occ = OccupancyGrid(int(oc["res"]), float(oc["decay"]), thr).to(self.device)
@@ -127,26 +114,24 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []
         self.clip_loss, self.shape_loss = clip_loss, shape_loss
-        self.beta_id = torch.as_tensor(data["shape"][tr].mean(0), dtype=torch.float32, device=self.device)
-        # per-frame tensors
-        self.frames = torch.as_tensor(data["frames"])  # uint8 (T, H, W, 3)
-        self.bg = torch.as_tensor(data["bg"], dtype=torch.float32) / 255.0
-        self.masks = torch.as_tensor(data["head_mask"])
-        self.H, self.W = self.frames.shape[1:3]
-        self._pix_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.beta_id = torch.as_tensor(data.shape[tr].mean(0), dtype=torch.float32, device=self.device)
+        self.H, self.W = data.H, data.W
         self._mark_trainable_cells()
 
     def _mark_trainable_cells(self, max_frames: int = 64) -> None:
         """Occupancy cells whose projection never falls in a training frame's sampling region
-        can never be supervised: keep them empty."""
-        tr = self.data["train_idx"]
-        sel = tr[np.linspace(0, len(tr) - 1, min(len(tr), max_frames)).round().astype(int)]
+        can never be supervised: keep them empty. Frames are spread over all training clips
+        (at least 4 per clip)."""
+        tr = self.data.train_idx
+        n_clips = len(np.unique(self.data.clip_of[tr]))
+        n = min(len(tr), max(max_frames, 4 * n_clips))
+        sel = tr[np.linspace(0, len(tr) - 1, n).round().astype(int)]
         X = self.occ.cell_centers().cpu().double().numpy() * self.box["half_um"] + np.asarray(self.box["center_um"])
         seen = np.zeros(len(X), bool)
         for i in sel:
-            P = self.data["poses"][i]
+            P = self.data.poses[i]
             uv = X @ P[:2, :3].T + P[:2, 3]
-            region = self._region(int(i)).numpy()
+            region = sampling_region(self.data.mask(int(i)))
             u = np.round(uv[:, 0]).astype(int)
             v = np.round(uv[:, 1]).astype(int)
             ok = (u >= 0) & (u < self.W) & (v >= 0) & (v < self.H)
@@ -156,40 +141,62 @@ class Trainer:
         self.occ.occupied.copy_(self.occ.trainable)  # before the first density update
 
     # ------------------------------------------------------------------ rays
-    def _region(self, i: int) -> torch.Tensor:
-        """Sampling region of frame i: the head mask's bounding box grown by 15 %."""
-        return torch.as_tensor(sampling_region(self.data["head_mask"][i]))
-
     def _pixels(self, i: int):
-        if i not in self._pix_cache:
-            m = self.masks[i]
-            inside = m.reshape(-1).nonzero(as_tuple=True)[0]
-            outside = (self._region(i) & ~m).reshape(-1).nonzero(as_tuple=True)[0]
-            self._pix_cache[i] = (inside, outside)
-        return self._pix_cache[i]
+        """Head mask of frame i and the flat pixel indices inside it and around it (the rest of
+        the sampling region: the head mask's bounding box grown by 15 %)."""
+        m = self.data.mask(i)
+        inside = torch.from_numpy(np.flatnonzero(m))
+        outside = torch.from_numpy(np.flatnonzero(sampling_region(m) & ~m))
+        return m, inside, outside
 
-    def sample_batch(self, i: int):
-        n = int(self.cfg["rays"])
-        inside, outside = self._pixels(i)
+    def sample_batch(self, i: int, n: int | None = None):
+        """``n`` training rays of frame i: pixel coordinates, targets (the frame inside the head
+        mask, the clip's background around it, where the field must be empty) and background."""
+        n = int(self.cfg["rays"]) if n is None else int(n)
+        m, inside, outside = self._pixels(i)
         n_in = n if len(outside) == 0 else int(round(n * float(self.cfg["inside_fraction"])))
         pick = [inside[torch.randint(len(inside), (n_in,), generator=self.gen)]]
         if n - n_in > 0:
             pick.append(outside[torch.randint(len(outside), (n - n_in,), generator=self.gen)])
         flat = torch.cat(pick)
         uv = torch.stack([(flat % self.W).float(), (flat // self.W).float()], 1)
-        gt = self.frames[i].reshape(-1, 3)[flat].float() / 255.0
-        bg = self.bg.reshape(-1, 3)[flat]
-        head = self.masks[i].reshape(-1)[flat]
+        sel = flat.numpy()
+        gt = torch.from_numpy(self.data.frame(i).reshape(-1, 3)[sel].astype(np.float32) / 255.0)
+        bg = torch.from_numpy(self.data.bg(i).reshape(-1, 3)[sel].astype(np.float32) / 255.0)
+        head = torch.from_numpy(m.reshape(-1)[sel])
         target = torch.where(head[:, None], gt, bg)  # outside the head: the field must be empty
         return uv, target.to(self.device), bg.to(self.device)
+
+    def draw_frames(self) -> np.ndarray:
+        """``frames_per_step`` training frames, uniform over all training frames of all clips."""
+        tr = self.data.train_idx
+        k = max(1, int(self.cfg["frames_per_step"]))
+        return tr[torch.randint(len(tr), (k,), generator=self.gen).numpy()]
+
+    def ray_batch(self, frames: np.ndarray):
+        """Rays of a training step split evenly over ``frames``: origins, directions, per-ray
+        expression (or one expression when there is one frame), targets, backgrounds."""
+        n = int(self.cfg["rays"])
+        counts = [n // len(frames) + (1 if k < n % len(frames) else 0) for k in range(len(frames))]
+        O, D, C, Y, B = [], [], [], [], []
+        for i, c in zip(frames, counts):
+            uv, target, bg = self.sample_batch(int(i), c)
+            o, d = self.renderer.camera(self.data.poses[i]).rays(uv)
+            O.append(o)
+            D.append(d)
+            C.append(torch.as_tensor(self.data.alpha[i]).expand(c, -1))
+            Y.append(target)
+            B.append(bg)
+        cond = torch.as_tensor(self.data.alpha[frames[0]]) if len(frames) == 1 else torch.cat(C)
+        return torch.cat(O), torch.cat(D), cond, torch.cat(Y), torch.cat(B)
 
     # ------------------------------------------------------------------ stage 2
     def refine_losses(self, i: int):
         p = int(self.cfg["patch_size"])
-        uv, _ = roi_uv(self.data["landmarks"][i], p)
-        behind = compose_background(self.data["frames"][i], self.data["bg"], self.data["head_mask"][i])
+        uv, _ = roi_uv(self.data.landmarks[i], p)
+        behind = self.data.behind(i)
         bgp = sample_image(behind.astype(np.float32) / 255.0, uv).to(self.device)
-        out = self.renderer.render_uv(self.data["poses"][i], torch.as_tensor(uv), self.data["alpha"][i], bgp,
+        out = self.renderer.render_uv(self.data.poses[i], torch.as_tensor(uv), self.data.alpha[i], bgp,
                                       perturb=True, generator=self.gen)
         patch = out["rgb"].T.reshape(1, 3, p, p)
         losses = {}
@@ -204,13 +211,13 @@ class Trainer:
         oc = self.cfg["occupancy"]
         if self.step < int(oc["warmup"]) or self.step % int(oc["update_every"]):
             return
-        tr = self.data["train_idx"]
+        tr = self.data.train_idx
         r = self.occ.res
         with torch.no_grad():
             new = None
             for _ in range(int(oc["n_cond"])):  # max over a few training expressions
                 j = int(tr[int(torch.randint(len(tr), (1,), generator=self.gen))])
-                cur = self._cell_density(torch.as_tensor(self.data["alpha"][j], device=self.device))
+                cur = self._cell_density(torch.as_tensor(self.data.alpha[j], device=self.device))
                 new = cur if new is None else torch.maximum(new, cur)
             self.occ.density.copy_(torch.maximum(self.occ.density * self.occ.decay, new.reshape(r, r, r)))
             self.occ.refresh()
@@ -225,12 +232,11 @@ class Trainer:
 
     def train_step(self) -> dict:
         self.model.train()
-        tr = self.data["train_idx"]
-        i = int(tr[int(torch.randint(len(tr), (1,), generator=self.gen))])
+        frames = self.draw_frames()
+        i = int(frames[0])  # the frame of the stage-2 patch (L_refine)
         self.update_occupancy()
-        uv, target, bg = self.sample_batch(i)
-        out = self.renderer.render_uv(self.data["poses"][i], uv, self.data["alpha"][i], bg, perturb=True,
-                                      generator=self.gen)
+        o, d, cond, target, bg = self.ray_batch(frames)
+        out = self.renderer.render_rays(o, d, cond, bg, perturb=True, generator=self.gen)
         photo = F.mse_loss(out["rgb"], target)  # L_photo
         loss = float(self.cfg["lambda_photo"]) * photo
         row = dict(step=self.step + 1, photo=float(photo.detach()), psnr=-10 * math.log10(max(float(photo.detach()), 1e-12)))
@@ -239,10 +245,10 @@ class Trainer:
             ref = self.refine_losses(i)  # L_refine (eq. 16)
             if "cord" in ref:
                 loss = loss + float(self.cfg["lambda_cord"]) * ref["cord"]
-                row["cord"] = float(ref["cord"])
+                row["cord"] = float(ref["cord"].detach())
             if "shape" in ref:
                 loss = loss + float(self.cfg["lambda_shape"]) * ref["shape"]
-                row["shape"] = float(ref["shape"])
+                row["shape"] = float(ref["shape"].detach())
         self.opt.zero_grad(set_to_none=True)
         if loss.requires_grad:  # (no sample fell in an occupied cell: nothing to update)
             loss.backward()
@@ -255,16 +261,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self, frames: np.ndarray | None = None) -> dict:
-        """PSNR of rendered held-out frames vs ground truth, and of the background-only baseline
+        """PSNR of rendered test frames vs ground truth, and of the background-only baseline
         (nothing rendered: background in the head mask, ground truth elsewhere)."""
         self.model.eval()
-        val = self.data["val_idx"] if frames is None else np.asarray(frames)
+        val = self.data.test_idx if frames is None else np.asarray(frames)
         r_head, r_full, b_head, b_full = [], [], [], []
         for i in val:
-            gt = self.data["frames"][i].astype(np.float32) / 255.0
-            m = self.data["head_mask"][i]
-            behind = compose_background(self.data["frames"][i], self.data["bg"], m).astype(np.float32) / 255.0
-            img, _ = self.renderer.render_frame(self.data["poses"][i], self.data["alpha"][i], behind,
+            i = int(i)
+            gt = self.data.frame(i).astype(np.float32) / 255.0
+            m = self.data.mask(i)
+            behind = self.data.behind(i).astype(np.float32) / 255.0
+            img, _ = self.renderer.render_frame(self.data.poses[i], self.data.alpha[i], behind,
                                                 region=sampling_region(m))
             r_head.append(psnr(img, gt, m))
             r_full.append(psnr(img, gt))
@@ -285,7 +292,9 @@ class Trainer:
             torch.save(self.state_dict(), tmp)
 
     def load(self, path) -> None:
-        s = torch.load(path, map_location=self.device, weights_only=False)
+        from ..checkpoint import load_checkpoint
+
+        s = load_checkpoint(path, map_location=self.device, what="renderer checkpoint")
         self.model.load_state_dict(s["model"])
         self.occ.load_state_dict(s["occ"])
         self.opt.load_state_dict(s["opt"])
@@ -310,7 +319,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.1f}", occ=f"{row['occupied']:.2f}")
             ve = int(self.cfg["val_every"])
             if ve and self.step % ve == 0:
-                vi = self.data["val_idx"]
+                vi = self.data.test_idx
                 sel = vi[np.linspace(0, len(vi) - 1, min(len(vi), int(self.cfg["val_frames"]))).astype(int)]
                 v = self.validate(sel)
                 row.update({k: v[k] for k in ("val_psnr_head", "baseline_psnr_head")})
@@ -366,15 +375,17 @@ def write_loss_curves(history: list[dict], csv_path, png_path) -> None:
 
 
 def load_renderer(ckpt_path, device="auto") -> Renderer:
-    s = torch.load(ckpt_path, map_location=pick_device(device), weights_only=False)
-    model = EmoNeRF(NeRFConfig.from_dict(s["model_cfg"])).to(pick_device(device))
+    """The trained renderer of ``model.pt`` (or a training checkpoint), loaded without running
+    code from the file (:mod:`emohead_core.checkpoint`)."""
+    from ..checkpoint import load_checkpoint
+
+    dev = pick_device(device)
+    s = load_checkpoint(ckpt_path, map_location=dev, what="renderer model",
+                        fix="train the subject: snakemake results/render/<subject>/model.pt")
+    model = EmoNeRF(NeRFConfig.from_dict(s["model_cfg"])).to(dev)
     model.load_state_dict(s["model"])
     model.eval()
     oc = s["train_cfg"]["occupancy"]
-    occ = OccupancyGrid(int(oc["res"]), float(oc["decay"])).to(pick_device(device))
+    occ = OccupancyGrid(int(oc["res"]), float(oc["decay"])).to(dev)
     occ.load_state_dict(s["occ"])
     return Renderer(model, occ, s["box"]["center_um"], s["box"]["half_um"], int(s["train_cfg"]["n_samples"]))
-
-
-def save_json(path, obj):
-    write_json_atomic(path, obj)

@@ -12,6 +12,7 @@ with log_to(snakemake.log[0]):
         str(Path(snakemake.output.summary).parent.parent), str(Path(snakemake.output.summary).parent),
         human_key=inp.human_key if hasattr(inp, "human_key") else None,
         filled_sheets=list(inp.filled), method_notes=dict(snakemake.params.method_notes),
+        emotion_control=list(inp.emotion_control),
     )
     for tid, df in tables.items():
         print(tid, len(df), "rows")

@@ -1,0 +1,222 @@
+"""Emotion control of a trained renderer, measured (``emotion_control.json`` / ``.png``) and shown
+(``intensity_sweep.png``).
+
+The renderer is asked for an emotion by editing its expression input along the tag's hyperplane
+normal, alpha = alpha_0 + tau w_z (eq. 9). Whether the rendered face follows is measured the way
+Appendix B defines the emotion of an expression: the expression stage's 3DDFA_V2 regressor
+re-extracts alpha from the rendered frames, and every hyperplane scores it (signed distance
+d_z = w_z . alpha + b_z). Per target tag z and intensity tau we report the mean d_z of the
+re-extracted alphas and the fraction of frames whose highest-scoring hyperplane is z; the same
+numbers for the subject's real frames of each tag are the reference (same resolution, same
+extraction). A renderer that follows its expression input shows d_z rising with tau.
+
+alpha_0: the ground-truth alphas of frames of the subject's neutral clips (test frames first),
+so the edit starts from a neutral face; poses of the same frames. tau is in units of the
+subject's own expression spread by default (``unit: std``: tau w_z has Mahalanobis length tau
+under the training alphas), because w_z is a unit vector in raw alpha space whose components on
+low-variance dimensions make raw tau = 1 dozens of standard deviations (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EmoheadInputError
+from ..io import atomic_path, write_json_atomic
+from .data import SubjectData
+from .infer import render_frames, std_tau
+
+TAUS = (0.0, 0.5, 1.0, 1.5)
+
+
+def _spread(idx: np.ndarray, n: int) -> np.ndarray:
+    idx = np.asarray(idx)
+    return idx if len(idx) <= n else idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
+
+
+def base_frames(data: SubjectData, n: int) -> np.ndarray:
+    """Up to ``n`` frames whose alphas and poses start the edits: neutral clips' test frames,
+    then their training frames; a subject without a neutral clip uses all its test frames."""
+    neutral = [k for k, c in enumerate(data.clips) if c.get("emotion") == "neutral"]
+    if neutral:
+        test = np.concatenate([data.clip_test_frames(k) for k in neutral])
+        train = np.concatenate([data.clip_train_frames(k) for k in neutral])
+        pool = test if len(test) >= n else np.concatenate([test, _spread(train, n - len(test))])
+    else:
+        pool = data.test_idx
+    return _spread(pool, n)
+
+
+def tag_frames(data: SubjectData, tag: str, n: int) -> np.ndarray:
+    """Up to ``n`` real frames of the subject's clips tagged ``tag`` (test frames first)."""
+    ks = [k for k, c in enumerate(data.clips) if c.get("emotion") == tag]
+    if not ks:
+        return np.zeros(0, np.int64)
+    test = np.concatenate([data.clip_test_frames(k) for k in ks])
+    allf = np.concatenate([data.clip_frames(k) for k in ks])
+    return _spread(test if len(test) >= n else allf, n)
+
+
+class Reextractor:
+    """3DDFA_V2 alpha of rendered (or real) frames at the render resolution: frames are resized to
+    the crop size the expression stage saw, and fitted in two passes from a seed ROI (the pose
+    frame's landmarks; then the fitted landmarks), as the expression stage tracks a face."""
+
+    def __init__(self, face_model, crop_size: int):
+        self.fm = face_model
+        self.size = int(crop_size)
+
+    def __call__(self, frames_rgb: np.ndarray, seed_landmarks: np.ndarray) -> np.ndarray:
+        import cv2
+
+        from ..expression.tddfa import split_params
+
+        H = frames_rgb.shape[1]
+        s = self.size / float(H)
+        imgs = [cv2.resize(np.ascontiguousarray(f[..., ::-1]), (self.size, self.size), interpolation=cv2.INTER_CUBIC)
+                for f in frames_rgb]
+        seed = (np.asarray(seed_landmarks, np.float64)[..., :2] + 0.5) * s - 0.5
+        _, lm1, _ = self.fm.fit_landmarks(imgs, seed)
+        params, _, _ = self.fm.fit_landmarks(imgs, lm1)
+        return split_params(params)[2].astype(np.float64)
+
+
+def _scores(alpha: np.ndarray, names: list[str], W: np.ndarray, b: np.ndarray, z: str) -> dict:
+    d = alpha @ W.T + b  # signed distance to every hyperplane (Appendix B)
+    k = names.index(z)
+    return dict(mean_distance=float(d[:, k].mean()), classified_fraction=float((d.argmax(1) == k).mean()),
+                n_frames=int(len(alpha)))
+
+
+def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor, *, tags=None, taus=TAUS,
+                            n_frames: int = 12, unit: str = "std", progress: bool = True) -> tuple[dict, dict]:
+    """Returns (the emotion_control.json document, the rendered frames {(tag, tau): (n, H, W, 3)})."""
+    from tqdm import tqdm
+
+    from ..hyperplanes import load_hyperplanes
+
+    hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
+    names = sorted(hp)
+    W = np.stack([np.asarray(hp[z][0], np.float64) for z in names])
+    b = np.array([float(hp[z][1]) for z in names])
+    tags = [z for z in (tags or data.emotions()) if z in hp]
+    if not tags:
+        raise EmoheadInputError(f"none of the subject's tags {data.emotions()} has a hyperplane (have {names}).",
+                                path=hyperplanes, fix="use hyperplanes fitted on this person's emotions.")
+    if unit == "std":
+        scale = std_tau(hp, data, tags, 1.0)
+    elif unit == "raw":
+        scale = {z: 1.0 for z in tags}
+    else:
+        raise EmoheadInputError(f"unknown tau unit {unit!r}.", path="config render.emotion_control.unit",
+                                fix="use std or raw.")
+    base = base_frames(data, n_frames)
+    a0 = data.alpha[base].astype(np.float64)
+    seed = data.landmarks[base]
+    renders: dict = {}
+    rows = []
+    jobs = [(z, t) for z in tags for t in taus]
+    unedited = None  # tau = 0 is the same render for every tag
+    for z, t in tqdm(jobs, desc="emotion control", disable=not progress, mininterval=5):
+        k = names.index(z)
+        alpha_in = a0 + t * scale[z] * W[k]  # eq. (9)
+        if t == 0 and unedited is not None:
+            frames, alpha_re = unedited
+        else:
+            frames = render_frames(renderer, data, alpha_in.astype(np.float32), pose_idx=base)
+            alpha_re = extractor(frames, seed)
+            if t == 0:
+                unedited = frames, alpha_re
+        renders[(z, float(t))] = frames
+        rows.append(dict(tag=z, tau=float(t), tau_raw=float(t * scale[z]),
+                         input_distance=float((alpha_in @ W[k] + b[k]).mean()),
+                         **_scores(alpha_re, names, W, b, z)))
+    reference = {}
+    for z in tags:
+        idx = tag_frames(data, z, max(n_frames, 2 * n_frames))
+        alpha_re = extractor(data.frames(idx), data.landmarks[idx])
+        reference[z] = dict(**_scores(alpha_re, names, W, b, z),
+                            expression_stage_distance=float((data.alpha[idx] @ W[names.index(z)] + b[names.index(z)]).mean()))
+    at1 = [r["classified_fraction"] for r in rows if r["tau"] == 1.0]
+    doc = dict(subject=data.subject, dataset=data.clips[0].get("dataset", ""), tags=tags, taus=[float(t) for t in taus], unit=unit,
+               tau_scale={z: float(scale[z]) for z in tags}, base_frames=[int(i) for i in base],
+               hyperplanes=str(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,
+               rendered=rows, reference=reference,
+               emotion_control=float(np.mean(at1)) if at1 else None,
+               rising=rising_tags(rows, tags),
+               note="rendered: alpha_0 (ground-truth alphas of neutral frames) + tau w_z rendered at those frames' "
+                    "poses; 3DDFA alpha re-extracted from the renders; mean_distance = mean signed distance to "
+                    "w_z, classified_fraction = share of frames whose highest-scoring hyperplane is z; "
+                    "reference: the subject's real frames of each tag, extracted the same way; "
+                    "emotion_control = mean over tags of classified_fraction at tau = 1.")
+    return doc, renders
+
+
+def rising_tags(rows: list[dict], tags: list[str]) -> dict[str, bool]:
+    """Per tag: does the re-extracted mean distance to w_z rise with tau (monotone over the
+    measured taus, and the last above the first)?"""
+    out = {}
+    for z in tags:
+        d = [r["mean_distance"] for r in sorted((r for r in rows if r["tag"] == z), key=lambda r: r["tau"])]
+        out[z] = bool(len(d) > 1 and all(b >= a for a, b in zip(d, d[1:])) and d[-1] > d[0])
+    return out
+
+
+def plot_emotion_control(doc: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for n, z in enumerate(doc["tags"]):
+        col = plt.cm.tab10(n % 10)
+        rows = sorted((r for r in doc["rendered"] if r["tag"] == z), key=lambda r: r["tau"])
+        taus = [r["tau"] for r in rows]
+        ax[0].plot(taus, [r["mean_distance"] for r in rows], "o-", color=col, label=z)
+        ax[0].plot(taus, [r["input_distance"] for r in rows], ":", color=col, lw=0.8)
+        ax[1].plot(taus, [r["classified_fraction"] for r in rows], "o-", color=col, label=z)
+        ref = doc["reference"].get(z)
+        if ref:
+            ax[0].axhline(ref["mean_distance"], color=col, ls="--", lw=0.8)
+            ax[1].plot([taus[-1] + 0.15], [ref["classified_fraction"]], "*", color=col, ms=9)
+    ax[0].set_title("re-extracted distance to w_z (dotted: requested; dashed: real frames)")
+    ax[0].set_xlabel(f"tau ({doc['unit']})")
+    ax[0].set_ylabel("mean signed distance")
+    ax[1].set_title("fraction classified as z (star: real frames)")
+    ax[1].set_xlabel(f"tau ({doc['unit']})")
+    ax[1].set_ylim(-0.02, 1.02)
+    ax[1].legend(fontsize=8)
+    fig.suptitle(f"Emotion control of {doc['subject']}: {doc['emotion_control']:.2f} at tau = 1"
+                 if doc.get("emotion_control") is not None else f"Emotion control of {doc['subject']}")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def intensity_sweep_png(renders: dict, tags: list[str], taus, path) -> None:
+    """A grid: one row per tag, one column per tau, the first edited frame of each."""
+    import cv2
+
+    rows = []
+    for z in tags:
+        tiles = []
+        for t in taus:
+            im = np.ascontiguousarray(renders[(z, float(t))][0][..., ::-1])
+            cv2.putText(im, f"{z} {t:g}", (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+            tiles.append(im)
+        rows.append(np.concatenate(tiles, axis=1))
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), np.concatenate(rows, axis=0))
+
+
+def write_emotion_control(renderer, data: SubjectData, hyperplanes, extractor, out: dict, **kw) -> dict:
+    """emotion_control.json, emotion_control.png and intensity_sweep.png (``out`` paths by key)."""
+    doc, renders = measure_emotion_control(renderer, data, hyperplanes, extractor, **kw)
+    write_json_atomic(out["emotion_control"], doc)
+    plot_emotion_control(doc, out["emotion_control_png"])
+    intensity_sweep_png(renders, doc["tags"], doc["taus"], out["intensity_sweep"])
+    return doc
