@@ -201,7 +201,7 @@ class Trainer:
         patch = out["rgb"].T.reshape(1, 3, p, p)
         losses = {}
         if self.clip_loss is not None:
-            losses["cord"] = self.clip_loss(patch, self.cfg["emotion"])
+            losses["cord"] = self.clip_loss(patch, self.data.clip(i).get("emotion") or self.cfg["emotion"])  # its tag
         if self.shape_loss is not None:
             losses["shape"] = self.shape_loss(patch, self.beta_id)
         return losses
