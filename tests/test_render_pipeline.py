@@ -195,3 +195,32 @@ def test_driven_models_and_metric_methods():
     cfg["render"]["driven"] = {"enabled": False}
     assert driven_models(cfg, "results", subj, ["main"]) == {}
     assert driven_method("main") == "ours" and driven_method("wo_refinement") == "ours_wo_refinement"
+
+
+def test_subject_json_is_valid_from_any_directory_and_when_results_move(tmp_path, monkeypatch):
+    """subject.json stores the audio2exp model relative to the subject directory and a copy of
+    the hyperplanes, so `emohead render` finds them from another working directory and after
+    the results directory moved."""
+    from emohead_core.render.infer import subject_info
+    from emohead_core.render.pipeline import subject_json
+
+    res = tmp_path / "results"
+    hp = res / "cremad" / "hyperplanes" / "1001" / "hyperplanes.json"
+    hp.parent.mkdir(parents=True)
+    hp.write_text(json.dumps({"hyperplanes": {"happy": {"w_z": [1.0] + [0.0] * 9, "b": 0.0}}}))
+    a2e = res / "cremad" / "audio2exp" / "main"
+    a2e.mkdir(parents=True)
+    (a2e / "model.pt").write_bytes(b"x")
+    sdir = res / "render" / "p"
+    sdir.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    doc = subject_json({"name": "p", "hyperplanes": "results/cremad/hyperplanes/1001/hyperplanes.json",
+                        "audio2exp": "results/cremad/audio2exp/main"}, sdir)
+    assert doc["hyperplanes"] == "hyperplanes.json" and doc["audio2exp"] == "../../cremad/audio2exp/main"
+    (sdir / "subject.json").write_text(json.dumps(doc))
+    moved = tmp_path / "elsewhere" / "results"
+    moved.parent.mkdir()
+    res.rename(moved)
+    monkeypatch.chdir(moved.parent.parent.parent)
+    info = subject_info(moved / "render" / "p")
+    assert Path(info["hyperplanes"]).is_file() and (Path(info["audio2exp"]) / "model.pt").is_file()
