@@ -30,6 +30,7 @@ RPLAN = RenderPlan(
     hyperplane_actors=lambda ds: expr_smk.hyperplane_actors(config, SAMPLES, ds),
     a2e_datasets=a2e_datasets(),
     a2e_variants=a2e_variants(),
+    feature_encoders=feat.role_encoders(config),
 )
 
 
@@ -140,6 +141,7 @@ rule render_driven:
     params:
         render=RENDER,
         audio=RPLAN.clip_audio,
+        features=RPLAN.clip_features,
         pipeline={
             k: config.get(k)
             for k in ("features", "preprocess", "results_dir")

@@ -184,11 +184,12 @@ def write_test_clip(renderer: Renderer, data: SubjectData, sample: str, out_dir,
 
 def write_driven_clip(renderer: Renderer, data: SubjectData, sample: str, out_dir, *, a2e_model, audio,
                       config: dict, hyperplanes=None, emotion: str | None = None, intensity: float = 1.0,
-                      meta: dict | None = None) -> dict:
+                      features: dict | None = None, meta: dict | None = None) -> dict:
     """One test clip rendered from its audio, as the paper's test does: alpha_hat of the
     audio-expression module ``a2e_model`` predicted from the clip's whole wav (so the test span
     has its audio context) with the clip's emotion tag (eq. 9 with ``hyperplanes``), the test
-    span's frames and poses. Writes test_render.mp4, test_gt.mp4 and test_meta.json (alpha RMSE
+    span's frames and poses. ``features`` ({v, e, gamma} -> the features stage's files of the
+    clip, on the encoders the model was trained with) skips running the encoders on the wav. Writes test_render.mp4, test_gt.mp4 and test_meta.json (alpha RMSE
     against the frames' 3DDFA alphas, PSNR). The ground-truth-alpha render bounds it from above."""
     from ..audio2exp.infer import predict_alpha
 
@@ -199,8 +200,8 @@ def write_driven_clip(renderer: Renderer, data: SubjectData, sample: str, out_di
     idx = data.clip_test_frames(k)
     emotion = emotion or c.get("emotion") or "neutral"
     fps = data.fps(int(idx[0]))
-    pred = predict_alpha(a2e_model, wav=audio, config=config, emotion=emotion, intensity=intensity,
-                         hyperplanes=hyperplanes, fps=fps)
+    pred = predict_alpha(a2e_model, features=features, wav=None if features else audio, config=config,
+                         emotion=emotion, intensity=intensity, hyperplanes=hyperplanes, fps=fps)
     alpha = fit_length(pred.renderer_input(), int(c["n_frames"]))[int(c["test_start"]):]
     if alpha.shape[1] != data.alpha.shape[1]:
         raise EmoheadInputError(f"the audio-expression model gives {alpha.shape[1]}-d renderer inputs, the renderer "
@@ -215,6 +216,7 @@ def write_driven_clip(renderer: Renderer, data: SubjectData, sample: str, out_di
                alpha_rmse_constant_mean=float(np.sqrt(np.mean((gt_alpha - gt_alpha.mean(0)) ** 2))),
                psnr_head=head, psnr_full=full, n_predicted=int(len(pred.alpha_hat)))
     info = dict(_span_meta(data, k, audio, meta), audio2exp=str(a2e_model), emotion=emotion, alpha_source="audio",
+                features="features stage" if features else "computed from the wav",
                 **res, note="test span rendered from alpha_hat of the audio-expression module (the clip's audio, "
                             "its emotion tag), poses of those frames; alpha_rmse against their 3DDFA alphas; "
                             "alpha_rmse_constant_mean: the same frames against their own mean alpha (an oracle "

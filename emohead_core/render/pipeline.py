@@ -148,14 +148,15 @@ def step_test_clip(model, prepared, sample: str, audio, out_dir, rcfg: dict, sub
 
 
 def step_driven_clip(model, prepared, sample: str, audio, a2e_model, out_dir, rcfg: dict, subject: str,
-                     variant: str, pipeline_cfg: dict, *, hyperplanes=None, threads: int = 1) -> dict:
+                     variant: str, pipeline_cfg: dict, *, hyperplanes=None, features: dict | None = None,
+                     threads: int = 1) -> dict:
     """Rule render_driven: one test clip rendered from its audio with one audio2exp variant and
     the clip's own emotion tag (see :func:`emohead_core.render.infer.write_driven_clip`)."""
     from .infer import write_driven_clip
 
     renderer, data = _renderer_and_data(model, prepared, rcfg, threads)
     res = write_driven_clip(renderer, data, sample, out_dir, a2e_model=a2e_model, audio=audio,
-                            config=pipeline_cfg, hyperplanes=hyperplanes,
+                            config=pipeline_cfg, hyperplanes=hyperplanes, features=features or None,
                             intensity=float((rcfg.get("driven") or {}).get("intensity", 1.0)),
                             meta=dict(subject=subject, variant=variant))
     log.info("driven render %s / %s / %s: %s", subject, variant, sample, json.dumps(res))

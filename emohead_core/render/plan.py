@@ -149,6 +149,7 @@ class RenderPlan:
     hyperplane_actors: Callable[[str], list[str]] | None = None
     a2e_datasets: list[str] | None = None
     a2e_variants: list[str] | None = None
+    feature_encoders: dict[str, str] | None = None  # role (v, e, gamma) -> encoder of the features stage
     subjects: dict[str, SubjectPlan] = field(init=False)
 
     def __post_init__(self):
@@ -215,7 +216,26 @@ class RenderPlan:
         inputs["a2e_model"] = f"{self.driven[sp.name][wildcards.variant]}/model.pt"
         if sp.hyperplanes:
             inputs["hyperplanes"] = sp.hyperplanes
+        feats = self.clip_features(wildcards)
+        if feats:
+            inputs["features"] = self.layout.deps(feats.values())
         return inputs
+
+    def clip_features(self, wildcards) -> dict[str, str]:
+        """The features stage's v~, e~, gamma~ files of a test clip, when the subject's
+        audio-expression model is one this workflow trains (so on these very encoders): the
+        driven render then reads them instead of running the encoders and the ASR again. {} for
+        an external model (its encoders may differ: features are computed from the wav)."""
+        sp = self.subject(wildcards.subject)
+        a2e = self.driven.get(sp.name, {}).get(getattr(wildcards, "variant", "main"), "")
+        trained = str(a2e).startswith(f"{str(self.results).rstrip('/')}/") and "/audio2exp/" in str(a2e)
+        if not (trained and self.feature_encoders):
+            return {}
+        return {role: self._file_enc(sp, wildcards.clip, enc) for role, enc in self.feature_encoders.items()}
+
+    def _file_enc(self, sp: SubjectPlan, sample: str, encoder: str) -> str:
+        actor = L.actors_of(self.samples[sp.dataset])[sample]
+        return L.clip_file(self.results, sp.dataset, "features", actor, sample, encoder)
 
     def clip_audio(self, wildcards) -> str:
         return self._file(self.subject(wildcards.subject), "audio", wildcards.clip)

@@ -10,4 +10,5 @@ with log_to(snakemake.log[0]):
                            snakemake.params.audio, Path(snakemake.input.a2e_model).parent,
                            Path(snakemake.output.test_meta).parent, snakemake.params.render,
                            snakemake.wildcards.subject, snakemake.wildcards.variant, dict(snakemake.params.pipeline),
-                           hyperplanes=snakemake.input.get("hyperplanes"), threads=snakemake.threads))
+                           hyperplanes=snakemake.input.get("hyperplanes"), features=dict(snakemake.params.features),
+                           threads=snakemake.threads))
