@@ -22,6 +22,7 @@ with silence or trimmed to exactly ``n_frames / fps`` seconds of the cropped vid
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -192,6 +193,7 @@ def crop_clip(
     n, size, dets = detect_clip(frames, detector, every=every, batch=int(o["detect_batch"]))
     if n == 0:
         raise EmoheadInputError("decoded zero frames.", path=video, fix="check the video is not empty or corrupt.")
+    media.check_decoded_duration(video, n / fps, info.duration_s, "video")
     width, height = size
     checked = np.array([d is not None for d in dets])
     boxes, scores = select_track(dets)
@@ -306,6 +308,7 @@ def extract_clip_audio(
     if wav.size == 0:
         raise EmoheadInputError("decoded zero audio samples.", path=src, fix="check the audio track.")
     orig = len(wav)
+    media.check_decoded_duration(src, orig / sample_rate, info.duration_s, "audio")
     if boxes_path is not None and n_frames is None:
         n_frames = len(read_boxes(boxes_path))
     if n_frames is not None:
@@ -314,8 +317,10 @@ def extract_clip_audio(
             wav = wav[:target]
         else:
             wav = np.concatenate([wav, np.zeros(target - orig, np.float32)])
+    buf = io.BytesIO()  # encoded in memory: a failed write then raises OSError with its errno
+    sf.write(buf, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     with atomic_path(dst_wav) as tmp:
-        sf.write(str(tmp), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        tmp.write_bytes(buf.getvalue())
     summary = {"src": str(src), "samples": len(wav), "decoded_samples": orig, "sample_rate": sample_rate,
                "n_frames": n_frames}
     log.info("audio %s", summary)
