@@ -35,6 +35,72 @@ def _add_render(sub) -> None:
     p.set_defaults(func=_run_render)
 
 
+# --intensity scales tau of eq. 9 (1 = as learned). Outside this range the expression leaves
+# what the renderer was trained on (the head dissolves); negative values push away from the
+# emotion. docs/decisions.md.
+INTENSITY_RANGE = (0.0, 5.0)
+
+
+def check_render_args(args) -> dict:
+    """Every cheap check of ``emohead render``'s arguments, before any model is loaded or any
+    audio is encoded: subject directory, audio, --alpha, intensity range, the timeline's syntax and
+    its emotions against the hyperplanes. Returns the checked values (subject info, intensity,
+    hyperplanes, timeline)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .errors import EmoheadInputError
+    from .hyperplanes import load_hyperplanes, parse_timeline
+    from .render.infer import load_intensity, subject_info
+
+    sdir = Path(args.subject_dir)
+    need = [sdir / "model.pt", sdir / "prepared.npz"]
+    if not sdir.is_dir() or not all(p.is_file() for p in need):
+        what = "is not a directory" if not sdir.is_dir() else \
+            f"lacks {', '.join(p.name for p in need if not p.is_file())}"
+        raise EmoheadInputError(
+            f"--subject-dir {what}; it must be a trained subject's directory (model.pt, prepared.npz, "
+            "subject.json).",
+            path=sdir,
+            fix="pass results/render/<subject> of a subject the workflow has trained (rule render_train), "
+            "e.g. --subject-dir results/render/obama.",
+        )
+    for flag, value in (("--audio", args.audio), ("--alpha", args.alpha)):
+        if value and not Path(value).is_file():
+            raise EmoheadInputError(f"{flag} file not found.", path=value, fix=f"give an existing file to {flag}.")
+    intensity = load_intensity(args.intensity)
+    lo, hi = INTENSITY_RANGE
+    values = np.asarray(intensity, np.float64).reshape(-1)
+    if values.size == 0 or not np.all(np.isfinite(values)) or values.min() < lo or values.max() > hi:
+        shown = args.intensity if np.ndim(intensity) == 0 else f"{args.intensity} (min {values.min():g}, max {values.max():g})"
+        raise EmoheadInputError(
+            f"--intensity {shown} is outside [{lo:g}, {hi:g}]: tau scales the emotion direction of eq. 9 "
+            "(1 = as learned, 0 = none); beyond that the expression leaves what the renderer was trained "
+            "on and the head dissolves.",
+            fix=f"give a value (or per-frame curve) between {lo:g} and {hi:g}.",
+        )
+    info = subject_info(sdir)
+    hyper = args.hyperplanes or info.get("hyperplanes")
+    timeline = None
+    if args.timeline:
+        timeline = parse_timeline(args.timeline)
+        if not hyper:
+            raise EmoheadInputError("--timeline needs hyperplanes.", path=sdir / "subject.json",
+                                    fix="pass --hyperplanes <hyperplanes.json>.")
+        known = load_hyperplanes(hyper)
+        unknown = sorted({z for _, z in timeline if z not in known})
+        if unknown:
+            raise EmoheadInputError(
+                f"--timeline {args.timeline!r}: no hyperplane for emotion(s) {unknown}; these hyperplanes "
+                f"have {sorted(known)}.",
+                path=hyper,
+                fix="use emotions of these hyperplanes in --timeline (or pass --hyperplanes of an actor "
+                "with those emotions).",
+            )
+    return {"info": info, "intensity": intensity, "hyperplanes": hyper, "timeline": timeline}
+
+
 def _run_render(args) -> int:
     from pathlib import Path
 
@@ -42,21 +108,18 @@ def _run_render(args) -> int:
 
     from .errors import EmoheadInputError
     from .render.data import load_prepared
-    from .render.infer import load_intensity, render_clip, subject_info, timeline_alphas
+    from .render.infer import render_clip, timeline_alphas
     from .render.train import load_renderer
 
+    checked = check_render_args(args)  # before any model is loaded
     sdir = Path(args.subject_dir)
-    info = subject_info(sdir)
+    info, intensity, hyper = checked["info"], checked["intensity"], checked["hyperplanes"]
     renderer = load_renderer(sdir / "model.pt", args.device)
     data = load_prepared(sdir / "prepared.npz")
     fps = float(data["fps"])
-    intensity = load_intensity(args.intensity)
-    hyper = args.hyperplanes or info.get("hyperplanes")
     if args.alpha:
         alpha = np.load(args.alpha).astype(np.float32)
         if args.timeline:
-            if not hyper:
-                raise EmoheadInputError("--timeline needs hyperplanes.", fix="pass --hyperplanes <hyperplanes.json>.")
             alpha = timeline_alphas(alpha, args.timeline, hyper, intensity=intensity, fps=fps, ramp_s=args.ramp)
     else:
         from .audio2exp.infer import predict_alpha
@@ -106,12 +169,23 @@ SUBCOMMANDS = [_add_render, _add_stashes]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. Bad input and unwritable outputs end with their message (naming the
+    file or key and the fix) and exit status 2 / 1, without a traceback."""
+    from .errors import EmoheadInputError, EmoheadOutputError
+
     parser = argparse.ArgumentParser(prog="emohead", description="EmoHead command line")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except EmoheadInputError as e:
+        print(f"emohead {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except EmoheadOutputError as e:
+        print(f"emohead {args.command}: cannot write output: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
