@@ -239,6 +239,8 @@ def _run_batch(out_dirs: list[Path], clips: Sequence[Clip], work, *, params: Map
 def _stopped(fault: EmoheadOutputError, clip: Clip, counts: dict, stashes: list[Path], desc: str) -> EmoheadOutputError:
     """The batch's message for an output-side fault: what could not be written where, the fix,
     and that the finished clips are kept (no clip is blamed or to be excluded)."""
+    from .io import OUTPUT_FAULTS, fault_fix
+
     kept = counts["computed"] + counts["reused"]
     msg = str(fault)
     if fault.fix and msg.endswith(f" Fix: {fault.fix}"):
@@ -246,8 +248,8 @@ def _stopped(fault: EmoheadOutputError, clip: Clip, counts: dict, stashes: list[
     return EmoheadOutputError(
         f"{desc} stopped at clip {clip.sample}: {msg}",
         path=stashes[0],
-        fix=f"{fault.fix} The {kept} clips finished before are kept in "
-        f"{', '.join(str(s) for s in stashes)} and are not recomputed; nothing is wrong with the input clips.",
+        fix=f"{fault_fix(fault.reason, stashes[0]) if fault.reason in OUTPUT_FAULTS else fault.fix}. The {kept} clip(s) finished before are kept in "
+        f"{', '.join(str(s) for s in stashes)} and are not recomputed; the input clips are fine.",
         reason=fault.reason,
     )
 

@@ -24,26 +24,25 @@ from typing import Iterator
 from .errors import EmoheadOutputError
 from .execution import writer_tag
 
-# reason -> (what happened, the fix; {dir} = the directory that could not be written)
+# reason -> (what happened, what to do; {dir} = the directory that could not be written)
 OUTPUT_FAULTS = {
     "no_space": (
-        "no space left on the device",
+        "no space left on device",
         "free space on the disk that holds {dir} (or set results_dir to a disk with room, e.g. "
-        "--config results_dir=/scratch/emohead) and rerun; outputs already finished are kept.",
+        "--config results_dir=/scratch/emohead) and rerun",
     ),
     "quota": (
-        "the disk quota is exceeded",
-        "free space within your quota for {dir} (or set results_dir to a disk with room) and rerun; "
-        "outputs already finished are kept.",
+        "disk quota exceeded",
+        "free space within your quota for {dir} (or set results_dir to a disk with room) and rerun",
     ),
     "too_large": (
-        "the file is too large for the filesystem",
-        "set results_dir to a filesystem without a small file-size limit and rerun.",
+        "file too large for the filesystem",
+        "set results_dir to a filesystem without a small file-size limit and rerun",
     ),
     "read_only": (
         "the directory is read-only or not writable",
         "make {dir} writable for this user, or set results_dir to a writable directory (e.g. "
-        "--config results_dir=/scratch/emohead), and rerun.",
+        "--config results_dir=/scratch/emohead), and rerun",
     ),
 }
 _ERRNO_FAULTS = {
@@ -65,12 +64,19 @@ _PERMISSION_TEXTS = ("Permission denied", "Operation not permitted")
 MIN_FREE_BYTES = 1 << 20  # below this a failed write is blamed on the full disk
 
 
+def fault_fix(reason: str, path: str | os.PathLike) -> str:
+    """What to do about an output fault ``reason`` at ``path`` (no trailing period)."""
+    return OUTPUT_FAULTS[reason][1].format(dir=_existing_dir(Path(path)))
+
+
 def output_error(reason: str, path: str | os.PathLike, detail: str = "") -> EmoheadOutputError:
     """The :class:`EmoheadOutputError` of ``reason`` (a key of :data:`OUTPUT_FAULTS`) for ``path``."""
-    what, fix = OUTPUT_FAULTS[reason]
-    d = _existing_dir(Path(path))
-    msg = f"cannot write this output: {what}" + (f" ({detail.strip()[-300:]})" if detail.strip() else "") + "."
-    return EmoheadOutputError(msg, path=path, fix=fix.format(dir=d), reason=reason)
+    what = OUTPUT_FAULTS[reason][0]
+    detail = detail.strip()[-300:]
+    if detail and detail.lower().rstrip(".") not in what.lower():
+        what += f" ({detail})"
+    return EmoheadOutputError(f"cannot write this output: {what}.", path=path,
+                              fix=fault_fix(reason, path) + "; outputs already finished are kept.", reason=reason)
 
 
 def _existing_dir(p: Path) -> Path:
@@ -109,6 +115,8 @@ def filesystem_fault(path: str | os.PathLike) -> str | None:
     try:
         st = os.statvfs(d)
     except OSError:
+        return None
+    if st.f_blocks == 0:  # a pseudo filesystem (/proc ...): no usable numbers
         return None
     if st.f_flag & os.ST_RDONLY or not os.access(d, os.W_OK):
         return "read_only"

@@ -59,9 +59,13 @@ def run_ffmpeg(args: list[str], *, input_path: str | Path | None = None) -> subp
 def _raise_if_output_fault(ffmpeg_stderr: str, output: str) -> None:
     """ffmpeg failed: raise the output-side fault if its message says it could not write
     ``output`` (the last argument; "-" / pipe: = stdout, never an output fault)."""
+    from .execution import temp_target
+
     if output == "-" or output.startswith("pipe:"):
         return
-    fault = output_fault(RuntimeError(ffmpeg_stderr), output)
+    out = Path(output)
+    target = temp_target(out.name)  # an atomic_path temp: name the file it becomes
+    fault = output_fault(RuntimeError(ffmpeg_stderr), out.parent / target if target else out, tmp=out)
     if fault is not None:
         raise fault
 

@@ -189,3 +189,176 @@ def test_silent_audio_is_warned_naming_the_file(clip_mp4, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess"):
         s = pp.extract_clip_audio(clip_mp4, tmp_path / "g.wav")
     assert not s["silent"] and not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+# ------------------------------------------------------------------ disk full, read-only results
+
+
+class FullDisk:
+    """From the ``after``+1-th atomic temp file on, every temp is /dev/full, so each write into
+    it fails with the kernel's real ENOSPC - in Python, pyarrow and ffmpeg alike. (A real small
+    full filesystem needs a mount; this makes the same error at the layer every output goes
+    through, emohead_core.io.atomic_path.)"""
+
+    def __init__(self, monkeypatch, after: int = 0):
+        import tempfile
+
+        self.after, self.count = after, 0
+        real = tempfile.mkstemp
+
+        def mkstemp(*a, **kw):
+            fd, name = real(*a, **kw)
+            self.count += 1
+            if self.count > self.after:
+                os.close(fd)
+                os.unlink(name)
+                os.symlink("/dev/full", name)
+                fd = os.open(name, os.O_WRONLY)
+            return fd, name
+
+        real_mode = ehio._default_mode
+
+        def default_mode(path, base):
+            assert not Path(path).is_symlink(), f"a write into the full disk did not fail: {path}"
+            real_mode(path, base)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(ehio, "_default_mode", default_mode)
+
+
+def _assert_output_fault(e: EmoheadOutputError, where: Path, reason: str) -> str:
+    msg = str(e)
+    assert isinstance(e, EmoheadOutputError) and not isinstance(e, EmoheadInputError)
+    assert e.reason == reason and str(where) in msg and "Fix:" in msg
+    assert "results_dir" in msg  # the way out: another results directory
+    for blame in ("exclude", "readable audio/video", "re-download", "re-encode"):
+        assert blame not in msg, (blame, msg)  # never blames or drops an input clip
+    return msg
+
+
+@pytest.mark.parametrize("writer", ["python", "parquet", "ffmpeg"])
+def test_disk_full_is_an_output_error_naming_the_file(writer, monkeypatch, tmp_path):
+    FullDisk(monkeypatch)
+    target = tmp_path / "out" / {"python": "a.json", "parquet": "a.parquet", "ffmpeg": "a.mp4"}[writer]
+    with pytest.raises(EmoheadOutputError) as e:
+        if writer == "python":
+            ehio.write_json_atomic(target, {"x": list(range(1000))})
+        elif writer == "parquet":
+            with ehio.atomic_path(target) as tmp:
+                pd.DataFrame({"x": np.arange(100_000)}).to_parquet(tmp)
+        else:
+            media.write_video(np.zeros((10, 64, 64, 3), np.uint8), target, 25)
+    msg = _assert_output_fault(e.value, target, "no_space")
+    assert "no space left" in msg and "free space" in msg
+    assert os.listdir(target.parent) == []  # no temp, no partial target
+
+
+@pytest.fixture
+def preprocess_batch(crema_clips, onnx_path):
+    """preprocess_actor over two real clips of actor 1001 into ``root``."""
+    clips = [(c.stem, str(c), str(c)) for c in crema_clips[:2]]
+
+    def run(root: Path):
+        return pp.preprocess_actor(clips, onnx_path, root / "crop" / "1001", root / "audio" / "1001", crop_size=128)
+
+    return run
+
+
+def test_disk_full_in_an_actor_batch_stops_it_without_blaming_clips(preprocess_batch, monkeypatch, tmp_path):
+    """Issue 16 finding 4: every clip after the disk filled was listed as bad input with "fix or
+    exclude the clips above". Now the batch stops at the first failed write with one output-side
+    message; the clip finished before is kept and reused; after space is freed the rerun gives
+    the outputs of an undisturbed run."""
+    from tests.cluster.test_slurm import assert_same_outputs
+
+    ref = tmp_path / "ref" / "results"
+    preprocess_batch(ref)
+
+    run = tmp_path / "run" / "results"
+    full = FullDisk(monkeypatch, after=4)  # clip 1 writes crop, boxes, wav, marker; then the disk is full
+    with pytest.raises(EmoheadOutputError) as e:
+        preprocess_batch(run)
+    stash = stash_of(run / "crop" / "1001")
+    msg = _assert_output_fault(e.value, stash, "no_space")
+    assert "stopped at clip 1001_DFA_DIS_XX" in msg and "1 clip(s) finished before are kept" in msg
+    assert full.count == 5  # nothing was tried after the first failed write
+    first = "1001_DFA_ANG_XX"
+    assert {p.name for p in stash.iterdir()} == {f"{first}.mp4", f"{first}.boxes.parquet", ".batch"}
+    assert [p.name for p in (stash / ".batch").iterdir()] == [f"{first}.json"]
+
+    monkeypatch.undo()  # space freed
+    counts = preprocess_batch(run)
+    assert (counts["reused"], counts["computed"], counts["failed"]) == (1, 1, 0)
+    assert assert_same_outputs(ref.parent, run.parent) == 6
+
+
+def _read_only(monkeypatch, d: Path) -> None:
+    """Make ``d`` read-only. As root permission bits do not apply, so creating anything in it
+    then fails with EACCES as the kernel reports it for a non-root user (os.mkdir / os.open, the
+    calls every directory and temp file is created with)."""
+    d.mkdir(parents=True, exist_ok=True)
+    d.chmod(0o555)
+    if os.geteuid() != 0:
+        return
+    inside = str(d.resolve()) + os.sep
+
+    def denied(path) -> bool:
+        return os.path.abspath(os.fspath(path)).startswith(inside)
+
+    real_mkdir, real_open = os.mkdir, os.open
+
+    def mkdir(path, *a, **kw):
+        if denied(path) and not os.path.isdir(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_mkdir(path, *a, **kw)
+
+    def open_(path, flags, *a, **kw):
+        if denied(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *a, **kw)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    monkeypatch.setattr(os, "open", open_)
+
+
+def test_read_only_results_dir_is_an_output_error_not_a_traceback(preprocess_batch, monkeypatch, tmp_path):
+    results = tmp_path / "results"
+    _read_only(monkeypatch, results)
+    try:
+        with pytest.raises(EmoheadOutputError) as e:
+            preprocess_batch(results)
+        msg = _assert_output_fault(e.value, results, "read_only")
+        assert "read-only or not writable" in msg and "writable" in msg
+        with pytest.raises(EmoheadOutputError) as e:  # a single output the same way
+            ehio.write_json_atomic(results / "x" / "a.json", {})
+        _assert_output_fault(e.value, results, "read_only")
+    finally:
+        results.chmod(0o755)
+    assert os.listdir(results) == []
+
+
+def test_unrelated_errors_stay_what_they_are(tmp_path):
+    """An input error raised while an output is open, or a bug, is not turned into an output error."""
+    with pytest.raises(EmoheadInputError, match="bad clip"):
+        with ehio.atomic_path(tmp_path / "a.mp4"):
+            raise EmoheadInputError("bad clip", path="x.mp4")
+    with pytest.raises(KeyError):
+        with ehio.atomic_path(tmp_path / "a.mp4"):
+            raise KeyError("bug")
+    unreadable = PermissionError(errno.EACCES, "Permission denied", "/data/in.mp4")  # an input
+    assert ehio.output_fault(unreadable, tmp_path / "out" / "a.mp4") is None
+    assert ehio.output_fault(OSError(errno.ENOSPC, "No space left on device"), tmp_path / "a").reason == "no_space"
+    assert os.listdir(tmp_path) == []
+
+
+def test_read_only_duration_cache_is_a_warning(mirror, monkeypatch, tmp_path, caplog):
+    cache_dir = tmp_path / "resources" / "cache"
+    _read_only(monkeypatch, cache_dir)
+    spec = {"kind": "folder", "root": "asset:data/talking-heads", "include": ["uncrop_Obama.mp4"]}
+    try:
+        with caplog.at_level(logging.WARNING, logger="emohead_core.datasets"):
+            df = ds.build_table("obama", spec, mirror=mirror, cache_path=cache_dir / "durations_obama.json")
+    finally:
+        cache_dir.chmod(0o755)
+    assert list(df["sample_id"]) == ["uncrop_Obama"]
+    assert any("duration cache" in r.getMessage() for r in caplog.records)
