@@ -362,3 +362,259 @@ def test_read_only_duration_cache_is_a_warning(mirror, monkeypatch, tmp_path, ca
         cache_dir.chmod(0o755)
     assert list(df["sample_id"]) == ["uncrop_Obama"]
     assert any("duration cache" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------ concurrent runs: actor batches
+
+HOLD_BATCH = """
+import sys
+from pathlib import Path
+from emohead_core.batch import batch_lock
+with batch_lock(Path(sys.argv[1]), "preprocess 1001"):
+    print("locked", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_second_run_of_an_actor_batch_is_refused_while_the_first_runs(tmp_path):
+    """Two runs on the same results (Snakemake's lock is gone once any run ends): the second
+    run's job for the same actor fails at once instead of writing into, or renaming away, the
+    stash the first one fills; afterwards the batch runs normally."""
+    out = tmp_path / "crop" / "1001"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_BATCH, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        stash_of(out).mkdir(parents=True)
+        (stash_of(out) / "first-run.mp4").write_bytes(b"being written")
+        calls = []
+        with pytest.raises(BatchBusyError) as e:
+            run_batch([out], [Clip("a", {}, {"v": (0, "a.mp4")})], lambda c, t: calls.append(c), params={},
+                      desc="preprocess 1001")
+        msg = str(e.value)
+        assert str(out) in msg and "another process" in msg and "Fix: wait for that run" in msg
+        assert calls == [] and (stash_of(out) / "first-run.mp4").read_bytes() == b"being written"
+    finally:
+        holder.communicate("done\n", timeout=60)
+    assert holder.returncode == 0
+
+    def work(clip, targets):
+        targets["v"].write_bytes(b"ok")
+
+    run_batch([out], [Clip("a", {}, {"v": (0, "a.mp4")})], work, params={}, desc="preprocess 1001")
+    assert (out / "a.mp4").read_bytes() == b"ok" and sorted(os.listdir(out.parent)) == ["1001"]
+
+
+# ------------------------------------------------------------------ config keys and values
+
+
+def _cfg(**sections) -> dict:
+    from emohead_core.config import deep_update
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    return deep_update(cfg, sections)
+
+
+@pytest.mark.parametrize("override, key, suggestion", [
+    ({"datasets": {"crema": {"kind": "crema_d", "root": "/data", "crop_sise": 128}}},
+     "datasets.crema.crop_sise", "datasets.crema.crop_size"),
+    ({"preprocesss": {"fps": 30}}, "preprocesss", "preprocess"),
+    ({"preprocess": {"min_face_fration": 0.3}}, "preprocess.min_face_fration", "preprocess.min_face_fraction"),
+    ({"audio2exp": {"variants": {"mine": {"rhoo": 0.3}}}}, "audio2exp.variants.mine.rhoo", "audio2exp.variants.mine.rho"),
+    ({"render": {"subjects": {"me": {"dataset": "d", "sample": "s", "hyperplanes": "h.json", "emotoin": "sad"}}}},
+     "render.subjects.me.emotoin", "render.subjects.me.emotion"),
+    ({"features": {"profiles": {"paper": {"encoders": {"hubert": {"layr": 3}}}}}},
+     "features.profiles.paper.encoders.hubert.layr", "features.profiles.paper.encoders.hubert.layer"),
+])
+def test_unknown_config_key_fails_naming_it_and_the_close_match(override, key, suggestion):
+    from emohead_core.config import validate_config
+
+    with pytest.raises(EmoheadInputError) as e:
+        validate_config(_cfg(**override))
+    msg = str(e.value)
+    assert f"{key}: unknown key; did you mean {suggestion}?" in msg and "Fix: rename" in msg
+
+
+def test_bad_config_values_fail_naming_the_key():
+    from emohead_core.config import validate_config
+
+    with pytest.raises(EmoheadInputError) as e:
+        validate_config(_cfg(datasets={"c": {"kind": "crema_d", "root": "/d", "crop_size": 127,
+                                             "on_bad_file": "ignore"}}))
+    msg = str(e.value)
+    assert "datasets.c.crop_size: 127 is not a multiple of 2" in msg
+    assert "datasets.c.on_bad_file: 'ignore' is not one of ['fail', 'skip']" in msg
+
+
+def _schema_keys(node: dict) -> set[str]:
+    return set(node.get("properties") or {})
+
+
+def test_schema_is_strict_and_described_and_matches_the_code():
+    import dataclasses
+    import inspect
+
+    from emohead_core.audio2exp.config import MODEL_KEYS, TRAIN_KEYS
+    from emohead_core.config import load_config, load_schema
+    from emohead_core.render.data import head_masks
+    from emohead_core.render.hashgrid import HashGridConfig
+    from emohead_core.render.network import NeRFConfig
+    from emohead_core.render.train import DEFAULT_TRAIN
+
+    schema = load_schema()
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        props = node.get("properties")
+        if props:
+            assert node.get("additionalProperties") is False, f"{path} accepts unknown keys"
+            for k, sub in props.items():
+                assert isinstance(sub, dict) and sub.get("description"), f"{path}.{k} has no description"
+                walk(sub, f"{path}.{k}")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{path}.<name>")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{path}[]")
+
+    walk(schema, "config")
+    p = schema["properties"]
+    assert _schema_keys(p["preprocess"]) == set(pp.DEFAULTS)
+    assert _schema_keys(p["audio2exp"]["properties"]["model"]) == MODEL_KEYS
+    assert _schema_keys(p["audio2exp"]["properties"]["train"]) == TRAIN_KEYS
+    r = p["render"]["properties"]
+    assert _schema_keys(r["train"]) == set(DEFAULT_TRAIN) - {"emotion", "shape_net", "param_stats"}
+    assert _schema_keys(r["train"]["properties"]["occupancy"]) == set(DEFAULT_TRAIN["occupancy"])
+    assert _schema_keys(r["model"]) == {f.name for f in dataclasses.fields(NeRFConfig)}
+    assert _schema_keys(r["model"]["properties"]["grid"]) == {f.name for f in dataclasses.fields(HashGridConfig)} | {
+        "finest_resolution"}
+    assert _schema_keys(r["mask"]) == set(list(inspect.signature(head_masks).parameters)[2:])
+    for extra in ([], [REPO / "config" / "demo.yaml"]):
+        load_config(*extra)  # the shipped configs pass
+
+
+# ------------------------------------------------------------------ emohead render arguments
+
+
+@pytest.fixture
+def subject_dir(tmp_path, monkeypatch):
+    """A subject directory as the workflow writes it; loading its model must never be reached."""
+    import emohead_core.render.train as rt
+
+    d = tmp_path / "render" / "me"
+    d.mkdir(parents=True)
+    (d / "model.pt").write_bytes(b"not loaded")
+    (d / "prepared.npz").write_bytes(b"not loaded")
+    w = np.eye(10)
+    hyper = tmp_path / "hyperplanes.json"
+    hyper.write_text(json.dumps({"hyperplanes": {z: {"w_z": w[i].tolist(), "b": 0.0}
+                                                 for i, z in enumerate(["happy", "sad", "neutral"])}}))
+    (d / "subject.json").write_text(json.dumps({"hyperplanes": str(hyper)}))
+    wav = tmp_path / "speech.wav"
+    sf.write(str(wav), np.zeros(1600, np.float32), 16000)
+
+    def no_work(*a, **kw):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(rt, "load_renderer", no_work)
+    return {"dir": d, "audio": wav, "hyper": hyper}
+
+
+def _render(capsys, *args) -> tuple[int, str]:
+    from emohead_core.cli import main
+
+    rc = main(["render", *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return rc, err
+
+
+@pytest.mark.parametrize("value", ["1e9", "-1", "nan"])
+def test_render_intensity_out_of_range_fails_before_any_work(subject_dir, capsys, tmp_path, value):
+    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
+                      "--out", str(tmp_path / "o.mp4"), "--intensity", value)
+    assert rc == 2 and f"--intensity {value} is outside [0, 5]" in err and "Fix: give a value" in err
+    curve = tmp_path / "tau.txt"
+    np.savetxt(curve, [1.0, 2.0, 7.5])
+    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
+                      "--out", str(tmp_path / "o.mp4"), "--intensity", str(curve))
+    assert rc == 2 and "max 7.5" in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_render_unknown_timeline_emotion_fails_before_any_work(subject_dir, capsys, tmp_path):
+    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
+                      "--out", str(tmp_path / "o.mp4"), "--timeline", "0:happy,1.5:furious")
+    assert rc == 2 and "furious" in err and str(subject_dir["hyper"]) in err
+    assert "['happy', 'neutral', 'sad']" in err and "Fix:" in err
+    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
+                      "--out", str(tmp_path / "o.mp4"), "--timeline", "zero:happy")
+    assert rc == 2 and "bad emotion timeline item" in err
+
+
+def test_render_missing_subject_dir_or_audio_is_a_clear_error(subject_dir, capsys, tmp_path):
+    missing = tmp_path / "render" / "nobody"
+    rc, err = _render(capsys, "--subject-dir", str(missing), "--audio", str(subject_dir["audio"]),
+                      "--out", str(tmp_path / "o.mp4"))
+    assert rc == 2 and f"{missing}: --subject-dir is not a directory" in err and "results/render/<subject>" in err
+    (subject_dir["dir"] / "model.pt").unlink()
+    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
+                      "--out", str(tmp_path / "o.mp4"))
+    assert rc == 2 and "lacks model.pt" in err
+    rc, err = _render(capsys, "--subject-dir", str(missing), "--audio", str(tmp_path / "none.wav"),
+                      "--out", str(tmp_path / "o.mp4"))
+    assert rc == 2 and "--subject-dir" in err
+
+
+# ------------------------------------------------------------------ unusable dataset files at start
+
+
+def _crema_root(mirror, root: Path, broken: list[str], empty: tuple[str, ...] = ()) -> Path:
+    root.mkdir(parents=True)
+    for f in ["1001_DFA_ANG_XX.flv", "1001_DFA_HAP_XX.flv", "1002_DFA_ANG_XX.mp3"]:
+        (root / f).symlink_to(mirror / "data" / "crema-d" / f)
+    for name in broken:
+        (root / name).write_bytes(os.urandom(2048))
+    for name in empty:
+        (root / name).write_bytes(b"")
+    return root
+
+
+def test_every_unusable_file_is_listed_at_once_with_a_ready_exclude_list(mirror, tmp_path):
+    """What a user of a 30,000-clip dataset gets (docs/reliability.md): ALL unusable files of all
+    datasets in one message (not one per run), and bad_files_<name>.yaml to paste as exclude."""
+    a = _crema_root(mirror, tmp_path / "a", ["1001_DFA_SAD_XX.flv", "1003_DFA_NEU_XX.wav", "1001_DFA_XYZ_XX.flv"])
+    b = _crema_root(mirror, tmp_path / "b", ["1004_DFA_SAD_XX.flv"])
+    cfg = {"resources_dir": str(tmp_path / "res"),
+           "datasets": {"a": {"kind": "crema_d", "root": str(a)}, "b": {"kind": "crema_d", "root": str(b)}}}
+    with pytest.raises(ds.BadFilesError) as e:
+        ds.build_tables(cfg)
+    msg = str(e.value)
+    assert "4 unusable file(s) in dataset(s) a, b" in msg
+    for root, name in [(a, "1001_DFA_SAD_XX.flv"), (a, "1003_DFA_NEU_XX.wav"), (a, "1001_DFA_XYZ_XX.flv"),
+                       (b, "1004_DFA_SAD_XX.flv")]:
+        assert str(root / name) in msg
+    assert "datasets.a.exclude" in msg and "on_bad_file: skip" in msg
+    listing = tmp_path / "res" / "cache" / "bad_files_a.yaml"
+    assert str(listing) in msg
+    exclude = yaml.safe_load(listing.read_text())["exclude"]
+    assert sorted(exclude) == ["1001_DFA_SAD_XX.flv", "1001_DFA_XYZ_XX.flv", "1003_DFA_NEU_XX.wav"]
+    cfg["datasets"]["a"]["exclude"] = exclude  # pasted as the message says
+    cfg["datasets"]["b"]["exclude"] = yaml.safe_load((listing.parent / "bad_files_b.yaml").read_text())["exclude"]
+    tables = ds.build_tables(cfg)
+    assert list(tables["a"]["sample_id"]) == ["1001_DFA_ANG_XX", "1001_DFA_HAP_XX", "1002_DFA_ANG_XX"]
+
+
+def test_on_bad_file_skip_leaves_them_out_with_a_warning(mirror, tmp_path, caplog):
+    good = ds.build_table("c", {"kind": "crema_d", "root": str(_crema_root(mirror, tmp_path / "good", []))})
+    root = _crema_root(mirror, tmp_path / "c", ["1001_DFA_SAD_XX.flv"], empty=("1001_DFA_FEA_XX.flv",))
+    with caplog.at_level(logging.WARNING, logger="emohead_core.datasets"):
+        df = ds.build_table("c", {"kind": "crema_d", "root": str(root), "on_bad_file": "skip"},
+                            cache_path=tmp_path / "cache" / "d.json")
+    for col in ("video_path", "audio_path"):
+        good[col] = good[col].str.replace(str(tmp_path / "good"), str(root))
+    pd.testing.assert_frame_equal(df, good)  # the good clips' rows (and splits) are unchanged
+    warned = "\n".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "left out 2 unusable file(s)" in warned and str(root / "1001_DFA_SAD_XX.flv") in warned
+    assert f"{root / '1001_DFA_FEA_XX.flv'}: empty file" in warned
+    assert "bad_files_c.yaml" in warned
