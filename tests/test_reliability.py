@@ -618,3 +618,80 @@ def test_on_bad_file_skip_leaves_them_out_with_a_warning(mirror, tmp_path, caplo
     assert "left out 2 unusable file(s)" in warned and str(root / "1001_DFA_SAD_XX.flv") in warned
     assert f"{root / '1001_DFA_FEA_XX.flv'}: empty file" in warned
     assert "bad_files_c.yaml" in warned
+
+
+# ------------------------------------------------------------------ the workflow itself
+
+SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
+FOLDER_ONLY = {"datasets": {"obama": {"kind": "folder", "root": "asset:data/talking-heads",
+                                      "include": ["uncrop_Obama.mp4"], "crop_size": 256}}}
+
+
+def _snakemake(cwd: Path, mirror, config: dict, *args: str) -> subprocess.CompletedProcess:
+    (cwd / "my.yaml").write_text(yaml.safe_dump(config))
+    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config" / "config.yaml"),
+           str(cwd / "my.yaml"), "--cores", "1", *args]
+    return subprocess.run(cmd, cwd=cwd, env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)), capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_workflow_start_names_an_unknown_config_key(mirror, tmp_path):
+    cfg = {**FOLDER_ONLY, "preprocesss": {"fps": 30}}
+    cfg["datasets"]["obama"] = {**cfg["datasets"]["obama"], "crop_sise": 128}
+    r = _snakemake(tmp_path, mirror, cfg, "-n")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "datasets.obama.crop_sise: unknown key; did you mean datasets.obama.crop_size?" in out
+    assert "preprocesss: unknown key; did you mean preprocess?" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_workflow_start_hook_keeps_a_live_writers_temp(mirror, tmp_path):
+    """Issue 16 finding 1, end to end: a second run starts while a job of the first one writes
+    (a live writer's temp of the same output); its start hook removes only the dead writer's temp,
+    and the live writer finishes."""
+    from tests.test_interrupt import _killed_writer, _start_writer
+
+    target = tmp_path / "results" / "obama" / "samples.parquet"
+    writer, live = _start_writer(target)
+    try:
+        dead = _killed_writer(target)
+        r = _snakemake(tmp_path, mirror, FOLDER_ONLY, "--rerun-incomplete", "results/obama/samples.parquet")
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out[-3000:]
+        assert "removed 1 temp file(s) of interrupted jobs" in out and dead.name in out
+        assert "kept 1 temp file(s)" in out and live.name in out
+        assert live.is_file() and not dead.exists()
+        assert list(ds.read_table(target)["sample_id"]) == ["uncrop_Obama"]
+    finally:
+        writer.communicate("go\n", timeout=60)
+    assert writer.returncode == 0 and not live.exists()
+
+
+def test_folder_only_config_gets_metrics_sheet_and_tables(mirror, tmp_path):
+    """Issue 16 finding 8: a config with only a folder dataset crashed metrics_human_sheet
+    (KeyError); it now writes an empty sheet that says why, and the tables."""
+    r = _snakemake(tmp_path, mirror, FOLDER_ONLY, "results/metrics/human/sheet.csv", "results/tables/summary.csv")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    sheet = pd.read_csv(tmp_path / "results" / "metrics" / "human" / "sheet.csv")
+    assert list(sheet.columns) == ["item", "video", "emotion", "Fidelity", "Coherence", "Empathy"] and sheet.empty
+    assert "No clips to rate yet" in (tmp_path / "results" / "metrics" / "human" / "sheet.html").read_text()
+    assert (tmp_path / "results" / "tables" / "table_I.md").is_file()
+
+
+def test_reliability_doc_rows_name_existing_tests():
+    """docs/reliability.md: every row names the tests that keep it true, and they exist."""
+    import re
+
+    doc = (REPO / "docs" / "reliability.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| ") and not line.startswith("| ---")
+            and not line.startswith(("| bad input", "| fault"))]
+    assert len(rows) >= 30
+    refs = set()
+    for row in rows:
+        found = re.findall(r"([a-z_]+\.py)::([a-z0-9_]+)", row)
+        assert found or row.rstrip(" |").endswith("TODO"), f"row without a test: {row}"
+        refs.update(found)
+    for file, name in sorted(refs):
+        source = (REPO / "tests" / file).read_text()
+        assert re.search(rf"^def {name}\(", source, re.M), f"{file}::{name} named in docs/reliability.md is not a test"
