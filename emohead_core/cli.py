@@ -38,7 +38,7 @@ def _add_render(sub) -> None:
 # --intensity scales tau of eq. 9 (1 = as learned). Outside this range the expression leaves
 # what the renderer was trained on (the head dissolves); negative values push away from the
 # emotion. docs/decisions.md.
-INTENSITY_RANGE = (0.0, 5.0)
+INTENSITY_RANGE = (0.0, 4.0)
 
 
 def check_render_args(args) -> dict:

@@ -46,22 +46,41 @@ def _key(path: tuple) -> str:
     return out or "(top level)"
 
 
-def unknown_keys(cfg: Any, schema: dict, path: tuple = ()) -> Iterator[tuple[tuple, list[str]]]:
+def _resolve(node: Any, root: dict) -> Any:
+    """Follow local ``$ref`` (``#/$defs/...``) and, for a mapping value, pick the one object
+    alternative of ``oneOf`` / ``anyOf`` (e.g. a split given as a name or as a mapping)."""
+    while isinstance(node, dict) and str(node.get("$ref", "")).startswith("#/"):
+        target = root
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if isinstance(node, dict):
+        for key in ("oneOf", "anyOf"):
+            objects = [_resolve(alt, root) for alt in node.get(key) or []]
+            objects = [a for a in objects if isinstance(a, dict) and ("properties" in a or a.get("type") == "object")]
+            if len(objects) == 1:
+                node = {**{k: v for k, v in node.items() if k != key}, **objects[0]}
+    return node
+
+
+def unknown_keys(cfg: Any, schema: dict, path: tuple = (), root: dict | None = None) -> Iterator[tuple[tuple, list[str]]]:
     """(path of the key, the keys allowed there) for every key of ``cfg`` that ``schema``
     rejects with ``additionalProperties: false``."""
-    if isinstance(cfg, dict):
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    if isinstance(cfg, dict) and isinstance(schema, dict):
         props = schema.get("properties") or {}
         extra = schema.get("additionalProperties", True)
         for k, v in cfg.items():
             if k in props:
-                yield from unknown_keys(v, props[k], (*path, k))
+                yield from unknown_keys(v, props[k], (*path, k), root)
             elif extra is False:
                 yield (*path, k), sorted(props)
             elif isinstance(extra, dict):
-                yield from unknown_keys(v, extra, (*path, k))
-    elif isinstance(cfg, list) and isinstance(schema.get("items"), dict):
+                yield from unknown_keys(v, extra, (*path, k), root)
+    elif isinstance(cfg, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
         for i, v in enumerate(cfg):
-            yield from unknown_keys(v, schema["items"], (*path, i))
+            yield from unknown_keys(v, schema["items"], (*path, i), root)
 
 
 def check_unknown_keys(cfg: dict, schema: dict | None = None) -> None:
