@@ -146,6 +146,9 @@ def batch_lock(out_dir: Path, desc: str) -> Iterator[None]:
                 f"results directory. Fix: wait for that run to finish (or stop it) and rerun; its "
                 f"finished clips are then reused."
             ) from None
+        except OSError as e:  # a filesystem without locks (ENOLCK, some NFS setups): run unlocked
+            log.warning("%s: cannot lock %s (%s); running without the concurrent-run guard", desc, lock, e)
+            break
         try:
             same = os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino
         except FileNotFoundError:

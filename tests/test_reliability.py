@@ -405,6 +405,21 @@ def test_second_run_of_an_actor_batch_is_refused_while_the_first_runs(tmp_path):
     assert (out / "a.mp4").read_bytes() == b"ok" and sorted(os.listdir(out.parent)) == ["1001"]
 
 
+def test_actor_batch_runs_unlocked_where_the_filesystem_has_no_locks(monkeypatch, tmp_path, caplog):
+    import fcntl
+
+    def no_locks(*a):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "crop" / "1001"
+    with caplog.at_level(logging.WARNING, logger="emohead_core.batch"):
+        run_batch([out], [Clip("a", {}, {"v": (0, "a.mp4")})], lambda c, t: t["v"].write_bytes(b"ok"), params={},
+                  desc="preprocess 1001")
+    assert (out / "a.mp4").read_bytes() == b"ok"
+    assert any("without the concurrent-run guard" in r.getMessage() for r in caplog.records)
+
+
 # ------------------------------------------------------------------ config keys and values
 
 
