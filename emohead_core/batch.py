@@ -12,7 +12,13 @@ does not know about and therefore never deletes:
 - when every clip succeeded, files of clips no longer in the batch are dropped and each stash is
   renamed onto its output directory (an atomic rename: the output never holds a partial batch);
 - when clips failed, the others are finished first, then the job fails with one message naming
-  each failed clip, its file and the fix; the stash keeps the good clips for the rerun.
+  each failed clip, its file and the fix; the stash keeps the good clips for the rerun;
+- when an output cannot be written (disk full, quota, read-only results directory), the batch
+  stops at once with :class:`~emohead_core.errors.EmoheadOutputError` naming the directory and
+  the fix; no clip is blamed (the finished ones stay in the stash for the rerun);
+- one batch runs at a time: the job holds a lock (``.{actor}.lock`` beside the output, an
+  ``flock``) for its whole run, and a second run's job for the same actor fails at once with a
+  message instead of writing into (or renaming away) the stash the first one is filling.
 
 A clip's work function is the same code the per-clip rules run (``datasets.<name>.batch: clip``),
 so both modes write identical files.
@@ -20,6 +26,8 @@ so both modes write identical files.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -29,9 +37,10 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
-from .errors import EmoheadInputError
+from .errors import EmoheadInputError, EmoheadOutputError
+from .io import output_fault
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,10 @@ class Clip:
 
 class BatchError(EmoheadInputError):
     """Some clips of a batch failed; the others are kept in the stash for the rerun."""
+
+
+class BatchBusyError(RuntimeError):
+    """Another process runs the same actor batch now (two Snakemake runs on the same results)."""
 
 
 def stash_of(out_dir: str | os.PathLike) -> Path:
@@ -97,12 +110,67 @@ def run_batch(
     stash of its output directory). ``work`` should write through :func:`emohead_core.io.atomic_path`
     (all production functions do), so a kill never leaves a partial file even in the stash.
     """
-    from tqdm import tqdm
-
     ids = [c.sample for c in clips]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{desc}: duplicate sample ids in one batch")
     out_dirs = [Path(d) for d in out_dirs]
+    try:
+        with batch_lock(out_dirs[0], desc):
+            return _run_batch(out_dirs, clips, work, params=params, desc=desc)
+    except OSError as e:  # stash / marker / final rename: an output-side fault, or a bug
+        fault = output_fault(e, stash_of(out_dirs[0]))
+        if fault is not None:
+            raise fault from e
+        raise
+
+
+@contextlib.contextmanager
+def batch_lock(out_dir: Path, desc: str) -> Iterator[None]:
+    """Hold ``.{name}.lock`` beside ``out_dir`` (flock, released by the kernel when the process
+    dies) for the whole batch; raise :class:`BatchBusyError` if another process holds it. The
+    file is removed when the batch ends (a killed job leaves it; the next run reuses it)."""
+    from .execution import writer_tag
+
+    lock = out_dir.parent / f".{out_dir.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = open(lock, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise BatchBusyError(
+                f"{out_dir}: {desc} is running in another process now ({holder}): two runs on the same "
+                f"results directory. Fix: wait for that run to finish (or stop it) and rerun; its "
+                f"finished clips are then reused."
+            ) from None
+        except OSError as e:  # a filesystem without locks (ENOLCK, some NFS setups): run unlocked
+            log.warning("%s: cannot lock %s (%s); running without the concurrent-run guard", desc, lock, e)
+            break
+        try:
+            same = os.stat(lock).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # the holder removed the file as we locked it: lock the new one
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(writer_tag() + "\n")
+        f.flush()
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        f.close()  # releases the flock
+
+
+def _run_batch(out_dirs: list[Path], clips: Sequence[Clip], work, *, params: Mapping, desc: str) -> dict:
+    from tqdm import tqdm
+
     stashes = [stash_of(d) for d in out_dirs]
     for s in stashes:
         s.mkdir(parents=True, exist_ok=True)
@@ -126,12 +194,16 @@ def run_batch(
             missing = [str(p) for p in targets.values() if not p.exists()]
             if missing:
                 raise RuntimeError(f"produced no {', '.join(missing)}")
+            _write_marker(marker, {"fingerprint": fp, "seconds": round(time.perf_counter() - t, 3)})
         except Exception as e:  # one bad clip must not stop (or corrupt) the others
+            fault = output_fault(e, stashes[0])
+            if fault is not None:  # disk full / read-only: every further clip would fail too
+                log.error("%s: cannot write clip %s:\n%s", desc, clip.sample, traceback.format_exc())
+                raise _stopped(fault, clip, counts, stashes, desc) from e
             counts["failed"] += 1
             failures.append((clip, e))
             log.error("%s: clip %s failed:\n%s", desc, clip.sample, traceback.format_exc())
             continue
-        _write_marker(marker, {"fingerprint": fp, "seconds": round(time.perf_counter() - t, 3)})
         counts["computed"] += 1
     counts["seconds"] = round(time.perf_counter() - t0, 3)
 
@@ -165,6 +237,24 @@ def run_batch(
         os.replace(stash, out_dir)
     log.info("%s: %s", desc, counts)
     return counts
+
+
+def _stopped(fault: EmoheadOutputError, clip: Clip, counts: dict, stashes: list[Path], desc: str) -> EmoheadOutputError:
+    """The batch's message for an output-side fault: what could not be written where, the fix,
+    and that the finished clips are kept (no clip is blamed or to be excluded)."""
+    from .io import OUTPUT_FAULTS, fault_fix
+
+    kept = counts["computed"] + counts["reused"]
+    msg = str(fault)
+    if fault.fix and msg.endswith(f" Fix: {fault.fix}"):
+        msg = msg[: -len(f" Fix: {fault.fix}")]
+    return EmoheadOutputError(
+        f"{desc} stopped at clip {clip.sample}: {msg}",
+        path=stashes[0],
+        fix=f"{fault_fix(fault.reason, stashes[0]) if fault.reason in OUTPUT_FAULTS else fault.fix}. The {kept} clip(s) finished before are kept in "
+        f"{', '.join(str(s) for s in stashes)} and are not recomputed; the input clips are fine.",
+        reason=fault.reason,
+    )
 
 
 def _done(marker: Path, fp: str, targets: dict[str, Path]) -> bool:

@@ -149,12 +149,23 @@ SUBCOMMANDS = [_add_render, _add_stashes]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. Bad input and unwritable outputs end with their message (naming the
+    file or key and the fix) and exit status 2 / 1, without a traceback."""
+    from .errors import EmoheadInputError, EmoheadOutputError
+
     parser = argparse.ArgumentParser(prog="emohead", description="EmoHead command line")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except EmoheadInputError as e:
+        print(f"emohead {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except EmoheadOutputError as e:
+        print(f"emohead {args.command}: cannot write output: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

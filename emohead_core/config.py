@@ -1,14 +1,26 @@
-"""Configuration helpers shared by the Snakefile, scripts and tests."""
+"""Configuration helpers shared by the Snakefile, scripts and tests.
+
+:func:`validate_config` checks a merged config against config/schema.yaml before anything runs: first
+for keys the schema does not know (a misspelt ``crop_sise:`` or a top-level ``preprocesss:``
+would otherwise be ignored silently), naming each with the closest known key; then for types and
+ranges, naming the key and what it takes; then Snakemake's validation fills in the defaults.
+"""
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
+from .errors import EmoheadInputError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
+MAX_REPORTED = 10
 
 
 def deep_update(base: dict, override: dict) -> dict:
@@ -22,6 +34,109 @@ def deep_update(base: dict, override: dict) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _resolve(node: Any, root: dict) -> Any:
+    """Follow local ``$ref`` (``#/$defs/...``) and, for a mapping value, pick the one object
+    alternative of ``oneOf`` / ``anyOf`` (e.g. a split given as a name or as a mapping)."""
+    while isinstance(node, dict) and str(node.get("$ref", "")).startswith("#/"):
+        target = root
+        for part in node["$ref"][2:].split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if isinstance(node, dict):
+        for key in ("oneOf", "anyOf"):
+            objects = [_resolve(alt, root) for alt in node.get(key) or []]
+            objects = [a for a in objects if isinstance(a, dict) and ("properties" in a or a.get("type") == "object")]
+            if len(objects) == 1:
+                node = {**{k: v for k, v in node.items() if k != key}, **objects[0]}
+    return node
+
+
+def unknown_keys(cfg: Any, schema: dict, path: tuple = (), root: dict | None = None) -> Iterator[tuple[tuple, list[str]]]:
+    """(path of the key, the keys allowed there) for every key of ``cfg`` that ``schema``
+    rejects with ``additionalProperties: false``."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    if isinstance(cfg, dict) and isinstance(schema, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties", True)
+        for k, v in cfg.items():
+            if k in props:
+                yield from unknown_keys(v, props[k], (*path, k), root)
+            elif extra is False:
+                yield (*path, k), sorted(props)
+            elif isinstance(extra, dict):
+                yield from unknown_keys(v, extra, (*path, k), root)
+    elif isinstance(cfg, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(cfg):
+            yield from unknown_keys(v, schema["items"], (*path, i), root)
+
+
+def check_unknown_keys(cfg: dict, schema: dict | None = None) -> None:
+    """Raise :class:`EmoheadInputError` naming every unknown key and its closest known key."""
+    found = list(unknown_keys(cfg, schema or load_schema()))
+    if not found:
+        return
+    lines = []
+    for path, known in found[:MAX_REPORTED]:
+        key = str(path[-1])
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {_key((*path[:-1], close[0]))}?" if close else f"allowed here: {', '.join(known)}"
+        lines.append(f"  {_key(path)}: unknown key; {hint}")
+    if len(found) > MAX_REPORTED:
+        lines.append(f"  ... and {len(found) - MAX_REPORTED} more")
+    first = found[0][0]
+    raise EmoheadInputError(
+        f"{len(found)} unknown config key(s) (an unknown key would be ignored, so the run would not do "
+        "what the config says):\n" + "\n".join(lines) + "\n",
+        path=f"config {_key(first)}",
+        fix="rename each key as suggested (or remove it); config/schema.yaml describes every key.",
+    )
+
+
+def check_values(cfg: dict, schema: dict | None = None) -> None:
+    """Raise :class:`EmoheadInputError` naming every key whose value the schema rejects."""
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(Draft202012Validator(schema or load_schema()).iter_errors(cfg),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return
+    lines = []
+    for e in errors[:MAX_REPORTED]:
+        desc = e.schema.get("description") if isinstance(e.schema, dict) else None
+        lines.append(f"  {_key(tuple(e.absolute_path))}: {e.message}" + (f" ({desc})" if desc else ""))
+    if len(errors) > MAX_REPORTED:
+        lines.append(f"  ... and {len(errors) - MAX_REPORTED} more")
+    raise EmoheadInputError(
+        f"{len(errors)} invalid config value(s):\n" + "\n".join(lines) + "\n",
+        path=f"config {_key(tuple(errors[0].absolute_path))}",
+        fix="correct the values above; config/schema.yaml describes every key.",
+    )
+
+
+def validate_config(cfg: dict) -> dict:
+    """Check ``cfg`` (unknown keys, then values) and fill in the schema's defaults, in place."""
+    from snakemake.utils import validate as sm_validate
+
+    schema = load_schema()
+    check_unknown_keys(cfg, schema)
+    check_values(cfg, schema)
+    sm_validate(cfg, str(SCHEMA_PATH))
+    return cfg
+
+
 def load_config(*paths: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
     """Load config/config.yaml plus overrides, validated against config/schema.yaml (with
     defaults filled in) exactly as the Snakefile does."""
@@ -29,9 +144,7 @@ def load_config(*paths: str | os.PathLike, validate: bool = True) -> dict[str, A
     for p in paths:
         cfg = deep_update(cfg, yaml.safe_load(Path(p).read_text()) or {})
     if validate:
-        from snakemake.utils import validate as sm_validate
-
-        sm_validate(cfg, str(REPO_ROOT / "config" / "schema.yaml"))
+        validate_config(cfg)
     apply_env_overrides(cfg)
     return cfg
 

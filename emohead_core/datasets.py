@@ -33,17 +33,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from . import assets as ehassets
-from .errors import EmoheadInputError
+from .errors import EmoheadInputError, EmoheadOutputError
 from .io import write_text_atomic
+
+log = logging.getLogger(__name__)
 
 COLUMNS = [
     "sample_id",
@@ -187,8 +190,10 @@ def list_root(
 
 
 class DurationCache:
-    """Media durations keyed by (path, size, mtime): probing thousands of clips with ffmpeg at
-    every Snakemake start would be slow. Stored as JSON (optional)."""
+    """Media durations and streams keyed by (path, size, mtime): probing thousands of clips with
+    ffmpeg at every Snakemake start would be slow. Stored as JSON (optional). An entry is
+    ``[size, mtime_ns, duration_s, has_video, has_audio]`` (entries of older versions lack the
+    two stream flags: both are then taken as present, not re-probed)."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else None
@@ -201,13 +206,19 @@ class DurationCache:
                 self.data = {}
 
     def duration(self, p: Path) -> float:
+        return self.info(p)[0]
+
+    def info(self, p: Path) -> tuple[float, bool, bool]:
+        """(duration_s, has_video, has_audio) of a readable media file; EmoheadInputError naming
+        the file otherwise."""
         from . import media
 
         st = p.stat()
         key = str(p.resolve())
         hit = self.data.get(key)
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            return float(hit[2])
+            has_video, has_audio = (bool(hit[3]), bool(hit[4])) if len(hit) >= 5 else (True, True)
+            return float(hit[2]), has_video, has_audio
         if st.st_size == 0:
             raise EmoheadInputError("empty file (0 bytes).", path=p, fix="re-download it, or list it in datasets.<name>.exclude.")
         try:
@@ -224,13 +235,18 @@ class DurationCache:
             raise EmoheadInputError(
                 "unreadable media: no duration.", path=p, fix="re-encode it, or list it in datasets.<name>.exclude."
             )
-        self.data[key] = [st.st_size, st.st_mtime_ns, info.duration_s]
+        self.data[key] = [st.st_size, st.st_mtime_ns, info.duration_s, info.has_video, info.has_audio]
         self.dirty = True
-        return info.duration_s
+        return info.duration_s, info.has_video, info.has_audio
 
     def save(self) -> None:
+        """Write the cache (a cache only: a read-only or full resources directory is a warning)."""
         if self.path and self.dirty:
-            write_text_atomic(self.path, json.dumps(self.data, sort_keys=True))
+            try:
+                write_text_atomic(self.path, json.dumps(self.data, sort_keys=True))
+            except (OSError, EmoheadOutputError) as e:
+                log.warning("could not save the media duration cache (%s); the next start probes the files again", e)
+                return
             self.dirty = False
 
 
@@ -256,9 +272,32 @@ def _row(**kw) -> dict:
     return row
 
 
-def parse_crema_d(entries: list[Entry], root_desc: str) -> list[dict]:
+@dataclass(frozen=True)
+class BadFile:
+    """A file of a dataset root that cannot be used: its root-relative path (what
+    ``datasets.<name>.exclude`` takes) and the error naming it, the reason and the fix."""
+
+    rel: str
+    error: EmoheadInputError
+
+    @property
+    def reason(self) -> str:
+        """The error's message without its ``Fix:`` part."""
+        msg = str(self.error)
+        fix = f" Fix: {self.error.fix}" if self.error.fix else ""
+        return msg[: -len(fix)] if fix and msg.endswith(fix) else msg
+
+
+Reject = Callable[[Entry, EmoheadInputError], None]
+
+
+def _raise(entry: Entry, err: EmoheadInputError) -> None:
+    raise err
+
+
+def parse_crema_d(entries: list[Entry], root_desc: str, reject: Reject = _raise) -> list[dict]:
     """CREMA-D: ``{actor}_{sentence}_{EMO}_{LEVEL}`` stems; video and audio files of a stem
-    merge into one row."""
+    merge into one row. A file that cannot be used goes to ``reject`` (default: raise)."""
     videos: dict[str, Entry] = {}
     audios: dict[str, Entry] = {}
     for e in entries:
@@ -266,31 +305,35 @@ def parse_crema_d(entries: list[Entry], root_desc: str) -> list[dict]:
         ext = e.rel.suffix.lower()
         m = _CREMA_RE.match(stem)
         if not m:
-            raise EmoheadInputError(
+            reject(e, EmoheadInputError(
                 "file name does not follow CREMA-D naming {actor}_{sentence}_{EMO}_{LEVEL}.{ext} "
                 "(e.g. 1001_DFA_ANG_XX.flv).",
                 path=e.local,
                 fix="rename the file, or list it in datasets.<name>.exclude.",
-            )
+            ))
+            continue
         if m["emo"] not in CREMA_EMOTIONS:
-            raise EmoheadInputError(
+            reject(e, EmoheadInputError(
                 f"unknown CREMA-D emotion code {m['emo']!r}; expected one of {sorted(CREMA_EMOTIONS)}.",
                 path=e.local,
                 fix="rename the file, or list it in datasets.<name>.exclude.",
-            )
+            ))
+            continue
         if m["level"] not in CREMA_LEVELS:
-            raise EmoheadInputError(
+            reject(e, EmoheadInputError(
                 f"unknown CREMA-D intensity code {m['level']!r}; expected one of {list(CREMA_LEVELS)}.",
                 path=e.local,
                 fix="rename the file, or list it in datasets.<name>.exclude.",
-            )
+            ))
+            continue
         bucket = videos if ext in VIDEO_EXTS else audios
         if stem in bucket:
-            raise EmoheadInputError(
+            reject(e, EmoheadInputError(
                 f"duplicate sample id {stem!r}: also {bucket[stem].local}.",
                 path=e.local,
                 fix="keep one file per sample id and media type (datasets.<name>.exclude drops one).",
-            )
+            ))
+            continue
         bucket[stem] = e
     rows = []
     for stem in sorted(set(videos) | set(audios)):
@@ -310,10 +353,11 @@ def parse_crema_d(entries: list[Entry], root_desc: str) -> list[dict]:
     return rows
 
 
-def parse_mead(entries: list[Entry], root_desc: str) -> list[dict]:
+def parse_mead(entries: list[Entry], root_desc: str, reject: Reject = _raise) -> list[dict]:
     """MEAD: ``{actor}/video/front/{emotion}/level_{k}/{nnn}.mp4`` + ``{actor}/audio/{emotion}/level_{k}/{nnn}.m4a``.
 
-    Other camera views (``video/left_30`` ...) are ignored; only the front view is used.
+    Other camera views (``video/left_30`` ...) are ignored; only the front view is used. A file
+    that cannot be used goes to ``reject`` (default: raise).
     """
     videos: dict[str, tuple[Entry, tuple]] = {}
     audios: dict[str, tuple[Entry, tuple]] = {}
@@ -329,38 +373,46 @@ def parse_mead(entries: list[Entry], root_desc: str) -> list[dict]:
             actor, emo_dir, level_dir, fname = parts[0], parts[2], parts[3], parts[4]
             bucket = audios
         else:
-            raise EmoheadInputError(
+            reject(e, EmoheadInputError(
                 "path does not follow the MEAD layout {actor}/video/front/{emotion}/level_{k}/{nnn}.mp4 "
                 "or {actor}/audio/{emotion}/level_{k}/{nnn}.m4a.",
                 path=e.local,
-                fix="move or remove the file.",
-            )
-        emotion = canonical_emotion(emo_dir, path=e.local)
+                fix="move or remove the file, or list it in datasets.<name>.exclude.",
+            ))
+            continue
+        try:
+            emotion = canonical_emotion(emo_dir, path=e.local)
+        except EmoheadInputError as err:
+            reject(e, err)
+            continue
         ml = _LEVEL_RE.match(level_dir)
         if not ml:
-            raise EmoheadInputError(
+            reject(e, EmoheadInputError(
                 f"intensity directory {level_dir!r} is not level_<k>.", path=e.local, fix="rename the directory."
-            )
+            ))
+            continue
         nnn = fname[: -len(PurePosixPath(fname).suffix)]
         k = int(ml["k"])
         sid = f"{actor}_{emotion}_level{k}_{nnn}"
         if sid in bucket:
-            raise EmoheadInputError(
+            reject(e, EmoheadInputError(
                 f"duplicate sample id {sid!r}: also {bucket[sid][0].local}.",
                 path=e.local,
                 fix="keep one file per clip.",
-            )
+            ))
+            continue
         bucket[sid] = (e, (actor, emotion, k, nnn))
     rows = []
     for sid in sorted(set(videos) | set(audios)):
         if sid in videos and sid not in audios:
             v = videos[sid][0]
-            raise EmoheadInputError(
+            reject(v, EmoheadInputError(
                 f"MEAD video has no audio file; expected {{actor}}/audio/{{emotion}}/level_{{k}}/{{nnn}}.m4a "
                 f"for sample {sid!r}.",
                 path=v.local,
                 fix="add the audio file or remove the video.",
-            )
+            ))
+            continue
         actor, emotion, k, nnn = (videos.get(sid) or audios[sid])[1]
         rows.append(
             _row(
@@ -376,7 +428,7 @@ def parse_mead(entries: list[Entry], root_desc: str) -> list[dict]:
     return rows
 
 
-def parse_folder(entries: list[Entry], root_desc: str) -> list[dict]:
+def parse_folder(entries: list[Entry], root_desc: str, reject: Reject = _raise) -> list[dict]:
     """A plain folder of talking-head videos: one person per file, actor = file stem."""
     rows: dict[str, dict] = {}
     for e in entries:
@@ -384,11 +436,12 @@ def parse_folder(entries: list[Entry], root_desc: str) -> list[dict]:
             continue  # stray audio files are ignored: the renderer needs video
         stem = e.rel.name[: -len(e.rel.suffix)]
         if stem in rows:
-            raise EmoheadInputError(
+            reject(e, EmoheadInputError(
                 f"duplicate sample id {stem!r}: also {rows[stem]['video'].local}.",
                 path=e.local,
                 fix="give each video a unique file name.",
-            )
+            ))
+            continue
         rows[stem] = _row(sample_id=stem, actor=stem, emotion=UNKNOWN_EMOTION, video=e, audio=e)
     return [rows[k] for k in sorted(rows)]
 
@@ -471,6 +524,94 @@ def assign_splits(df: pd.DataFrame, train_s: float, test_s: float) -> pd.Series:
     return split
 
 
+# --------------------------------------------------------------------------- bad files
+
+
+BAD_FILE_POLICIES = ("fail", "skip")
+MAX_LISTED = 30  # bad files named in the error message; all of them go to the list file
+
+
+def _probe_row(v: Entry | None, a: Entry | None, cache: DurationCache, reject: Reject) -> float | None:
+    """Duration of a row's clip; None (after ``reject``) when its video or audio file is
+    unreadable, has no video stream (a video) or no audio stream (the speech source)."""
+    info = {}
+    for entry in dict.fromkeys(x for x in (v, a) if x is not None):
+        try:
+            info[entry] = cache.info(entry.local)
+        except EmoheadInputError as err:
+            reject(entry, err)
+            return None
+    if v is not None and not info[v][1]:
+        reject(v, EmoheadInputError("has no video stream.", path=v.local,
+                                    fix="give a video file, or list it in datasets.<name>.exclude."))
+        return None
+    if a is not None and not info[a][2]:
+        reject(a, EmoheadInputError(
+            "has no audio stream; every clip needs its speech (audio features, lip sync).", path=a.local,
+            fix="use the recording with its sound, or list it in datasets.<name>.exclude."))
+        return None
+    return info[v][0] if v is not None else info[a][0]
+
+
+def _write_bad_list(name: str, bad: list[BadFile], cache_path) -> Path | None:
+    """``bad_files_{name}.yaml`` beside the duration cache: the unusable files as an
+    ``exclude:`` list ready to paste into the config, each with its reason."""
+    if not cache_path:
+        return None
+    path = Path(cache_path).parent / f"bad_files_{name}.yaml"
+    lines = [f"# files of dataset {name!r} that cannot be used, with the reason;",
+             f"# to leave them out, paste this under datasets.{name} in your config:", "exclude:"]
+    lines += [f"  - {json.dumps(b.rel)}  # {b.reason}" for b in bad]
+    try:
+        write_text_atomic(path, "\n".join(lines) + "\n")
+    except (OSError, EmoheadOutputError) as e:
+        log.warning("could not write the list of unusable files (%s)", e)
+        return None
+    return path
+
+
+def _bad_summary(name: str, bad: list[BadFile], listing: Path | None, *, skipped: bool) -> str:
+    head = (f"dataset {name!r}: left out {len(bad)} unusable file(s) (datasets.{name}.on_bad_file: skip):"
+            if skipped else f"dataset {name!r}: {len(bad)} file(s) cannot be used:")
+    lines = [head] + [f"  {b.reason}" for b in bad[:MAX_LISTED]]
+    if len(bad) > MAX_LISTED:
+        lines.append(f"  ... and {len(bad) - MAX_LISTED} more")
+    if listing is not None:
+        lines.append(f"  (all of them, as an exclude list: {listing})")
+    return "\n".join(lines)
+
+
+class BadFilesError(EmoheadInputError):
+    """Files of one or more datasets cannot be used: ALL of them, listed at once (not one per
+    run), with a ready-to-paste ``exclude:`` list (the ``bad_files_{name}.yaml`` list file)."""
+
+    def __init__(self, by_dataset: dict[str, tuple[list[BadFile], Path | None]]):
+        self.by_dataset = by_dataset
+        parts = [_bad_summary(n, bad, listing, skipped=False) for n, (bad, listing) in by_dataset.items()]
+        names = list(by_dataset)
+        example = names[0]
+        first = by_dataset[example][0]
+        snippet = ", ".join(json.dumps(b.rel) for b in first[:3]) + (", ..." if len(first) > 3 else "")
+        listed = any(listing is not None for _, listing in by_dataset.values())
+        fix = (
+            "repair or re-download the files above and rerun; or leave them out: add them to "
+            f"datasets.{example}.exclude (e.g. exclude: [{snippet}]"
+            + ("; the list files above hold every one, ready to paste" if listed else "")
+            + f"), or set datasets.{example}.on_bad_file: skip to leave out every unusable file "
+            "with a warning (large datasets)."
+        )
+        total = sum(len(b) for b, _ in by_dataset.values())
+        super().__init__(f"{total} unusable file(s) in dataset(s) {', '.join(names)}:\n" + "\n".join(parts) + "\n",
+                         fix=fix)
+
+    @classmethod
+    def merge(cls, errors: list["BadFilesError"]) -> "BadFilesError":
+        merged: dict = {}
+        for e in errors:
+            merged.update(e.by_dataset)
+        return cls(merged)
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -503,8 +644,14 @@ def build_table(
             path=root_desc,
             fix="point datasets.<name>.root at the dataset directory.",
         )
-    rows = PARSERS[kind](entries, root_desc)
-    if not rows:
+    policy = spec.get("on_bad_file", "fail")
+    bad: list[BadFile] = []
+
+    def reject(entry: Entry, err: EmoheadInputError) -> None:
+        bad.append(BadFile(str(entry.rel), err))
+
+    rows = PARSERS[kind](entries, root_desc, reject)
+    if not rows and not bad:
         raise EmoheadInputError(
             f"no samples found for dataset {name!r} (kind {kind}); expected {EXPECTED[kind]}.",
             path=root_desc,
@@ -516,7 +663,7 @@ def build_table(
         rows = [r for r in rows if r["actor"] in actors]
     if emotions:
         rows = [r for r in rows if r["emotion"] in emotions]
-    if not rows:
+    if not rows and not bad:
         raise EmoheadInputError(
             f"the actors/emotions filters of dataset {name!r} leave no samples.",
             path=root_desc,
@@ -526,12 +673,9 @@ def build_table(
     out = []
     for r in rows:
         v, a = r["video"], r["audio"]
-        if v is not None:
-            dur = cache.duration(v.local)
-        else:
-            dur = cache.duration(a.local)
-        if a is not None and a is not v:
-            cache.duration(a.local)  # unreadable audio fails here, naming the file
+        probed = _probe_row(v, a, cache, reject)
+        if probed is None:
+            continue
         out.append(
             {
                 "sample_id": r["sample_id"],
@@ -543,10 +687,21 @@ def build_table(
                 "split": "train",
                 "video_path": v.table_path if v is not None else "",
                 "audio_path": a.table_path if a is not None else "",
-                "duration_s": float(dur),
+                "duration_s": float(probed),
             }
         )
     cache.save()
+    if bad:
+        listing = _write_bad_list(name, bad, cache_path)
+        if policy != "skip":
+            raise BadFilesError({name: (bad, listing)})
+        log.warning("%s", _bad_summary(name, bad, listing, skipped=True))
+    if not out:
+        raise EmoheadInputError(
+            f"no usable samples left in dataset {name!r} after leaving out {len(bad)} unusable file(s).",
+            path=root_desc,
+            fix="check the dataset root and the files listed above.",
+        )
     df = pd.DataFrame(out, columns=COLUMNS)
     df["intensity"] = df["intensity"].astype("Int64")
     if kind in DEFAULT_SPLITS:
@@ -559,20 +714,26 @@ def build_table(
 
 
 def build_tables(config: dict, *, cache_dir: str | os.PathLike | None = None) -> dict[str, pd.DataFrame]:
-    """Sample tables of every dataset in a (validated) config."""
+    """Sample tables of every dataset in a (validated) config. Unusable files of every dataset
+    are collected and reported together (:class:`BadFilesError`)."""
     resources = config.get("resources_dir", "resources")
     mirror = (config.get("assets") or {}).get("mirror")
     cache_dir = Path(cache_dir) if cache_dir else Path(resources) / "cache"
-    return {
-        name: build_table(
-            name,
-            spec,
-            mirror=mirror,
-            resources_dir=resources,
-            cache_path=cache_dir / f"durations_{name}.json",
-        )
-        for name, spec in (config.get("datasets") or {}).items()
-    }
+    tables, errors = {}, []
+    for name, spec in (config.get("datasets") or {}).items():
+        try:
+            tables[name] = build_table(
+                name,
+                spec,
+                mirror=mirror,
+                resources_dir=resources,
+                cache_path=cache_dir / f"durations_{name}.json",
+            )
+        except BadFilesError as e:
+            errors.append(e)
+    if errors:
+        raise BadFilesError.merge(errors)
+    return tables
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:

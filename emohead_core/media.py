@@ -6,6 +6,7 @@ decoded and resampled by ffmpeg and read with soundfile.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -18,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import EmoheadInputError
-from .io import atomic_path
+from .io import atomic_path, output_fault
 
 
 @functools.lru_cache(maxsize=1)
@@ -38,11 +39,15 @@ def ffmpeg_exe() -> str:
 
 
 def run_ffmpeg(args: list[str], *, input_path: str | Path | None = None) -> subprocess.CompletedProcess:
-    """Run ffmpeg quietly; on failure raise an error naming the input file and ffmpeg's message."""
+    """Run ffmpeg quietly; on failure raise an error naming the input file and ffmpeg's message
+    (:class:`~emohead_core.errors.EmoheadOutputError` naming the output file when ffmpeg could
+    not write it: disk full, read-only)."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:
-        msg = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
+        text = proc.stderr.decode(errors="replace").strip()
+        _raise_if_output_fault(text, args[-1] if args else "-")
+        msg = text.splitlines()[-5:]
         raise EmoheadInputError(
             "ffmpeg failed: " + " | ".join(msg),
             path=input_path,
@@ -51,8 +56,26 @@ def run_ffmpeg(args: list[str], *, input_path: str | Path | None = None) -> subp
     return proc
 
 
+def _raise_if_output_fault(ffmpeg_stderr: str, output: str) -> None:
+    """ffmpeg failed: raise the output-side fault if its message says it could not write
+    ``output`` (the last argument; "-" / pipe: = stdout, never an output fault)."""
+    from .execution import temp_target
+
+    if output == "-" or output.startswith("pipe:"):
+        return
+    out = Path(output)
+    target = temp_target(out.name)  # an atomic_path temp: name the file it becomes
+    fault = output_fault(RuntimeError(ffmpeg_stderr), out.parent / target if target else out, tmp=out)
+    if fault is not None:
+        raise fault
+
+
 @dataclass(frozen=True)
 class MediaInfo:
+    """Container metadata. ``width`` x ``height`` is the DISPLAY size: the size of the frames
+    ffmpeg decodes, i.e. after the rotation a phone stores as display-matrix / ``rotate``
+    metadata (ffmpeg auto-rotates); ``rotation`` is that rotation in degrees (0 if none)."""
+
     path: str
     duration_s: float | None
     width: int | None
@@ -61,12 +84,39 @@ class MediaInfo:
     has_video: bool
     has_audio: bool
     audio_rate: int | None
+    rotation: int = 0
 
 
 _DUR = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
 _VID = re.compile(r"Stream #\S+.*Video: .*?, (\d{2,5})x(\d{2,5})[, \[]")
 _FPS = re.compile(r"(\d+(?:\.\d+)?) (?:fps|tbr)")
 _AUD = re.compile(r"Stream #\S+.*Audio: .*?(\d+) Hz")
+# "Display Matrix: rotation of -90.00 degrees" (side data; "displaymatrix:" in ffmpeg < 7)
+# or "rotate : 90" (stream metadata written by ffmpeg < 6 and some phones)
+_ROT = re.compile(r"display ?matrix: rotation of (-?\d+(?:\.\d+)?) degrees|^\s*rotate\s*:\s*(-?\d+)", re.I)
+
+
+def _video_stream_block(text: str) -> tuple[str, list[str]] | None:
+    """The first (non cover-art) video stream line of ``ffmpeg -i`` and the lines under it
+    (metadata, side data) up to the next stream."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "Stream #" in line and "Video:" in line and "attached pic" not in line and _VID.search(line):
+            block = []
+            for nxt in lines[i + 1 :]:
+                if "Stream #" in nxt or not nxt.startswith("    "):
+                    break
+                block.append(nxt)
+            return line, block
+    return None
+
+
+def _rotation(block: list[str]) -> int:
+    for line in block:
+        m = _ROT.search(line)
+        if m:
+            return int(round(float(m.group(1) or m.group(2)))) % 360
+    return 0
 
 
 def probe(path: str | Path) -> MediaInfo:
@@ -86,16 +136,17 @@ def probe(path: str | Path) -> MediaInfo:
         h, mi, s = m.groups()
         dur = int(h) * 3600 + int(mi) * 60 + float(s)
     width = height = fps = None
-    has_video = False
-    for line in text.splitlines():
-        if "Video:" in line and "Stream #" in line:
-            mv = _VID.search(line)
-            if mv and "attached pic" not in line:
-                has_video = True
-                width, height = int(mv.group(1)), int(mv.group(2))
-                mf = _FPS.search(line)
-                fps = float(mf.group(1)) if mf else None
-                break
+    rotation = 0
+    video = _video_stream_block(text)
+    if video is not None:
+        line, block = video
+        mv = _VID.search(line)
+        width, height = int(mv.group(1)), int(mv.group(2))
+        mf = _FPS.search(line)
+        fps = float(mf.group(1)) if mf else None
+        rotation = _rotation(block)
+        if rotation % 180 == 90:  # ffmpeg decodes the frames turned: display size
+            width, height = height, width
     ma = _AUD.search(text)
     return MediaInfo(
         path=str(path),
@@ -103,9 +154,10 @@ def probe(path: str | Path) -> MediaInfo:
         width=width,
         height=height,
         fps=fps,
-        has_video=has_video,
+        has_video=video is not None,
         has_audio=ma is not None,
         audio_rate=int(ma.group(1)) if ma else None,
+        rotation=rotation,
     )
 
 
@@ -160,6 +212,29 @@ def iter_frames(
             )
 
 
+# A decode may end this much before the container's duration (track offsets, a shorter audio
+# track, encoder priming) before the file counts as truncated: max(0.5 s, 5 % of the duration).
+TRUNCATION_SLACK_S = 0.5
+TRUNCATION_SLACK_FRACTION = 0.05
+
+
+def check_decoded_duration(path: str | Path, decoded_s: float, declared_s: float | None, what: str) -> None:
+    """Fail when decoding ``path`` gave clearly less ``what`` ("video" / "audio") than the
+    container declares: a file truncated after its index (an mp4 with the moov atom first, cut
+    short) decodes without an error, only shorter."""
+    if not declared_s or declared_s <= 0:
+        return
+    slack = max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * declared_s)
+    if decoded_s < declared_s - slack:
+        raise EmoheadInputError(
+            f"decoded only {decoded_s:.2f} s of {what} but the file declares {declared_s:.2f} s: it is "
+            "truncated or damaged (e.g. an interrupted download or copy).",
+            path=path,
+            fix="re-download or re-copy the file (or re-encode it from a good source), or list it in "
+            "datasets.<name>.exclude.",
+        )
+
+
 def read_frames(path: str | Path, **kw) -> np.ndarray:
     """All frames as one (T, H, W, 3) uint8 array (see :func:`iter_frames`)."""
     frames = list(iter_frames(path, **kw))
@@ -196,11 +271,17 @@ def write_video(
                  "-r", str(fps), "-movflags", "+faststart", str(tmp)]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdin is not None
-        for f in frames:
-            proc.stdin.write(np.ascontiguousarray(f, dtype=np.uint8).tobytes())
-        proc.stdin.close()
+        broken = False
+        try:
+            for f in frames:
+                proc.stdin.write(np.ascontiguousarray(f, dtype=np.uint8).tobytes())
+        except BrokenPipeError:  # ffmpeg stopped (e.g. disk full): its message says why
+            broken = True
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.wait() != 0:
+        if proc.wait() != 0 or broken:
+            _raise_if_output_fault(err, str(tmp))
             raise RuntimeError(f"ffmpeg failed writing {path}: {err[-400:]}")
 
 

@@ -22,6 +22,7 @@ with silence or trimmed to exactly ``n_frames / fps`` seconds of the cropped vid
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -192,6 +193,7 @@ def crop_clip(
     n, size, dets = detect_clip(frames, detector, every=every, batch=int(o["detect_batch"]))
     if n == 0:
         raise EmoheadInputError("decoded zero frames.", path=video, fix="check the video is not empty or corrupt.")
+    media.check_decoded_duration(video, n / fps, info.duration_s, "video")
     width, height = size
     checked = np.array([d is not None for d in dets])
     boxes, scores = select_track(dets)
@@ -285,6 +287,16 @@ def source_to_crop(points_xy: np.ndarray, boxes: pd.DataFrame) -> np.ndarray:
     return (np.asarray(points_xy, np.float64) - np.array([r["crop_x1"], r["crop_y1"]], np.float64)) * s
 
 
+# audio quieter than this (RMS over the clip) is reported as silent; speech is around -20 to -35
+SILENCE_DBFS = -60.0
+
+
+def rms_dbfs(wav: np.ndarray) -> float:
+    """RMS level of a float waveform in dB relative to full scale (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) if len(wav) else 0.0
+    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
+
+
 def extract_clip_audio(
     src: str | os.PathLike,
     dst_wav: str | os.PathLike,
@@ -306,6 +318,12 @@ def extract_clip_audio(
     if wav.size == 0:
         raise EmoheadInputError("decoded zero audio samples.", path=src, fix="check the audio track.")
     orig = len(wav)
+    media.check_decoded_duration(src, orig / sample_rate, info.duration_s, "audio")
+    level = rms_dbfs(wav)
+    if level < SILENCE_DBFS:
+        log.warning("%s: the audio is silent (RMS %.1f dBFS, below %.0f dBFS): its speech features and lip "
+                    "sync will be meaningless. Fix: check the recording (muted microphone, wrong audio track) "
+                    "or list the clip in datasets.<name>.exclude.", src, level, SILENCE_DBFS)
     if boxes_path is not None and n_frames is None:
         n_frames = len(read_boxes(boxes_path))
     if n_frames is not None:
@@ -314,10 +332,12 @@ def extract_clip_audio(
             wav = wav[:target]
         else:
             wav = np.concatenate([wav, np.zeros(target - orig, np.float32)])
+    buf = io.BytesIO()  # encoded in memory: a failed write then raises OSError with its errno
+    sf.write(buf, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     with atomic_path(dst_wav) as tmp:
-        sf.write(str(tmp), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        tmp.write_bytes(buf.getvalue())
     summary = {"src": str(src), "samples": len(wav), "decoded_samples": orig, "sample_rate": sample_rate,
-               "n_frames": n_frames}
+               "n_frames": n_frames, "rms_dbfs": level, "silent": level < SILENCE_DBFS}
     log.info("audio %s", summary)
     return summary
 

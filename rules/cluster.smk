@@ -24,7 +24,8 @@ for _stage in (
 
 # Before any job runs (main Snakemake process only; cluster job steps run with --no-hooks):
 # remove the temp files that jobs killed mid-write left beside the outputs this run is about
-# to produce (emohead_core.io.atomic_path; see emohead_core/execution.py).
+# to produce - only those whose writer is gone, never a live job's of a concurrent run
+# (emohead_core.io.atomic_path; see emohead_core/execution.py).
 onstart:
     ehexec.sweep_stale_temps(
         (f for job in workflow.dag.needrun_jobs() for f in job.output), log=print

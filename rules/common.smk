@@ -20,14 +20,13 @@ import re
 from pathlib import Path
 from types import MappingProxyType
 
-from snakemake.utils import validate
-
 from emohead_core import config as ehconfig
 from emohead_core import datasets as ehdatasets
 from emohead_core import assets as ehassets
 from emohead_core import layout as ehlayout
 
-validate(config, "../config/schema.yaml")
+# unknown keys (with the closest known one), invalid values, then the defaults
+ehconfig.validate_config(config)
 ehconfig.apply_env_overrides(config)
 
 RESULTS = config.get("results_dir", "results")

@@ -10,12 +10,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from emohead_core.execution import find_stale_temps, is_atomic_temp, sweep_stale_temps, temp_target
+from emohead_core.execution import (
+    Writer,
+    find_stale_temps,
+    is_atomic_temp,
+    sweep_stale_temps,
+    temp_target,
+    writer_tag,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
@@ -67,33 +75,101 @@ def test_temp_names_match_atomic_path(tmp_path):
     assert not is_atomic_temp("clip.mp4") and temp_target(".hidden") is None
 
 
-def test_sweep_removes_only_temps_of_given_targets(tmp_path):
-    from emohead_core.io import atomic_path
+# A writer in its own process: enters atomic_path, writes a part, prints the temp path, waits for
+# a line on stdin, writes the rest and leaves the block (rename onto the target).
+WRITER = """
+import sys
+from emohead_core.io import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"part")
+    print(tmp, flush=True)
+    sys.stdin.readline()
+    tmp.write_bytes(b"complete")
+"""
 
+
+def _start_writer(target: Path) -> tuple[subprocess.Popen, Path]:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    tmp = Path(proc.stdout.readline().strip())
+    assert tmp.is_file() and temp_target(tmp.name) == target.name, tmp
+    return proc, tmp
+
+
+def _killed_writer(target: Path) -> Path:
+    """What SIGKILL leaves: the temp exists, nothing was renamed, its writer is gone."""
+    proc, tmp = _start_writer(target)
+    proc.kill()
+    proc.wait()
+    return tmp
+
+
+def test_sweep_removes_only_temps_of_dead_writers_of_given_targets(tmp_path):
     out = tmp_path / "crop"
     out.mkdir()
-
-    alive = []  # keep the open contexts referenced: GC would close them and remove the temp
-
-    def orphan(target: Path) -> Path:
-        # what SIGKILL leaves: the temp exists, nothing was renamed
-        ctx = atomic_path(target)
-        alive.append(ctx)
-        tmp = ctx.__enter__()
-        tmp.write_bytes(b"partial")
-        return tmp
-
-    mine = orphan(out / "a.mp4")
-    mine_dir = out / ".hyper.abcd1234.tmp"
+    mine = _killed_writer(out / "a.mp4")
+    mine_dir = out / ".hyper.abcd1234.tmp"  # a legacy (untagged) temp dir, untouched for 2 days
     mine_dir.mkdir()
     (mine_dir / "x").write_text("partial")
-    other = orphan(out / "b.mp4")  # another run's output: must survive
+    old = time.time() - 2 * 86400
+    os.utime(mine_dir / "x", (old, old))
+    os.utime(mine_dir, (old, old))
+    other = _killed_writer(out / "b.mp4")  # not a target of this run: must survive
     (out / "a.mp4.keep").write_text("not a temp")
     assert set(find_stale_temps([out / "a.mp4", out / "hyper", tmp_path / "missing" / "z"])) == {mine, mine_dir}
     removed = sweep_stale_temps([out / "a.mp4", out / "hyper"])
     assert set(removed) == {mine, mine_dir}
     assert not mine.exists() and not mine_dir.exists()
     assert other.exists() and (out / "a.mp4.keep").exists()
+
+
+def test_sweep_keeps_a_live_writers_temp_and_the_writer_finishes(tmp_path):
+    """Issue 16 finding 1: a second run's start hook removed the first run's in-flight temp file
+    (its job then failed). A live writer's temp is kept; the writer renames it as usual."""
+    target = tmp_path / "crop" / "a.mp4"
+    writer, tmp = _start_writer(target)
+    dead = _killed_writer(target)  # an earlier killed job's leftover of the same target
+    try:
+        messages = []
+        removed = sweep_stale_temps([target], log=messages.append)
+        assert removed == [dead] and not dead.exists()
+        assert tmp.is_file() and tmp.read_bytes() == b"part"
+        assert any("kept 1 temp file(s)" in m and str(tmp) in m for m in messages), messages
+        assert any("removed 1 temp file(s)" in m and str(dead) in m for m in messages), messages
+    finally:
+        writer.communicate("go\n", timeout=60)
+    assert writer.returncode == 0
+    assert target.read_bytes() == b"complete" and not tmp.exists()
+
+
+def _tagged(out: Path, stem: str, w: Writer, ext: str = ".mp4") -> Path:
+    p = out / f".{stem}.{w.tag}.abcd_123{'.tmp' + ext}"
+    p.write_bytes(b"x")
+    return p
+
+
+def test_writer_checks_host_pid_namespace_and_start_time(tmp_path):
+    from emohead_core.execution import STALE_AFTER_S, _writer_of, is_stale, temp_writer, writer_alive
+
+    me = _writer_of(os.getpid())
+    assert temp_writer(f".a.{writer_tag()}.abcd_123.tmp.mp4") == me
+    assert writer_alive(me) is True
+    reused = Writer(me.host, me.ns, me.pid, me.start + 1)  # same pid, another process (pid reuse)
+    assert writer_alive(reused) is False
+    assert writer_alive(Writer("another-node", me.ns, me.pid, me.start)) is None
+    assert writer_alive(Writer(me.host, me.ns + 1, me.pid, me.start)) is None  # other pid namespace
+
+    live = _tagged(tmp_path, "live", me)
+    gone = _tagged(tmp_path, "gone", reused)
+    remote_recent = _tagged(tmp_path, "remote", Writer("another-node", 1, 42, 7))
+    remote_old = _tagged(tmp_path, "remote_old", Writer("another-node", 1, 42, 7))
+    old = time.time() - STALE_AFTER_S - 60
+    os.utime(remote_old, (old, old))
+    assert not is_stale(live) and is_stale(gone)
+    assert not is_stale(remote_recent) and is_stale(remote_old)
+    targets = [tmp_path / f"{n}.mp4" for n in ("live", "gone", "remote", "remote_old")]
+    assert set(sweep_stale_temps(targets)) == {gone, remote_old}
+    assert live.exists() and remote_recent.exists()
 
 
 # ---------------------------------------------------------------- the real kill-and-rerun

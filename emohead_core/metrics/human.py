@@ -48,6 +48,9 @@ def write_sheet(clips: pd.DataFrame, csv_path: str | Path, html_path: str | Path
         for r in sheet.itertuples()
     )
     head = "".join(f"<th>{a}<br><small>{INSTRUCTIONS[a]}</small></th>" for a in ASPECTS)
+    if sheet.empty:
+        rows = ("<tr><td colspan=6>No clips to rate yet: the metrics stage found no generated clips (set "
+                "render.subjects, metrics.pairs or metrics.baselines_dir).</td></tr>")
     page = (
         "<!doctype html><meta charset=utf-8><title>EmoHead human evaluation</title>"
         "<h1>EmoHead human evaluation</h1><p>Score every clip from 0 (worst) to 5 (best) on each aspect "

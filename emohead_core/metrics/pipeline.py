@@ -71,7 +71,10 @@ def train_er_baseline(expression_files: list[str | Path], labels: list[str], out
 
 
 def human_sheet(pairs: pd.DataFrame, csv_path, html_path, key_path, seed: int = 0) -> None:
-    clips = pairs[["dataset", "method", "clip", "generated", "emotion"]].rename(columns={"generated": "video"})
+    """The blind sheet of the evaluated clips; with no clips (e.g. a config with only a folder
+    dataset and no renderer subject yet) an empty sheet that says so."""
+    cols = ["dataset", "method", "clip", "generated", "emotion"]
+    clips = pairs.reindex(columns=cols)[cols].rename(columns={"generated": "video"})
     HU.write_sheet(clips, csv_path, html_path, key_path, seed=seed)
 
 
