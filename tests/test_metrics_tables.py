@@ -172,11 +172,15 @@ def test_pair_catalogue(tmp_path):
     (bdir / "SadTalker" / "cremad" / "unknown.mp4").write_bytes(b"")
     cfg = {"baselines_dir": str(bdir), "reencode": {"datasets": ["cremad"]}, "groundtruth_datasets": ["cremad"],
            "pairs": [{"generated": "/x/gen.mp4", "ground_truth": "/x/gt.mp4", "method": "my method"}]}
-    df = PA.build_pairs(cfg, {"cremad": {"kind": "crema_d"}}, samples, "R",
-                        {"subj": {"dataset": "cremad", "sample": "s2", "emotion": "happy"}}, {"subj": ["main"]})
+    render = [dict(method=m, group="subj", clip="s2", dataset="cremad", generated=f"R/render/subj/{d}/s2/test_render.mp4",
+                   ground_truth=f"R/render/subj/{d}/s2/test_gt.mp4", emotion="happy",
+                   meta=f"R/render/subj/{d}/s2/test_meta.json")
+              for m, d in (("ours", "driven/main"), ("ours_gt_alpha", "test"))]
+    df = PA.build_pairs(cfg, {"cremad": {"kind": "crema_d"}}, samples, "R", render)
     keys = set(zip(df["method"], df["group"], df["clip"]))
-    # audio-driven render (audio2exp main) and the ground-truth-alpha reconstruction
-    assert ("ours", "render", "subj") in keys and ("ours_gt_alpha", "render", "subj") in keys
+    # audio-driven render (audio2exp main) and the ground-truth-alpha reconstruction, per test clip
+    assert ("ours", "subj", "s2") in keys and ("ours_gt_alpha", "subj", "s2") in keys
+    assert PA.build_pairs({**cfg, "render": False}, {}, samples, "R", render)["method"].str.startswith("ours").sum() == 0
     assert ("SadTalker", "cremad", "s2") in keys and ("SadTalker", "cremad", "unknown") not in keys
     assert ("reencode", "cremad", "s2") in keys and ("reencode", "cremad", "s1") not in keys  # test split
     assert ("my_method", "pairs", "gen") in keys
