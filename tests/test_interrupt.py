@@ -42,6 +42,7 @@ def _cmd(*extra: str) -> list[str]:
         *TARGETS,
         "-s", str(REPO / "Snakefile"),
         "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "demo.yaml"),
+        str(REPO / "tests" / "data" / "talking_head.yaml"),
         "--cores", "2",
         *extra,
     ]

@@ -35,14 +35,16 @@ def test_snakefmt_check(repo_root, mirror):
 
 def test_demo_dag_has_preprocessing_jobs(repo_root, mirror):
     rc, out = _run(
-        [str(BIN / "snakemake"), "-n", "--forceall", "--quiet", "rules", "--configfile", "config/demo.yaml"],
+        [str(BIN / "snakemake"), "-n", "--forceall", "--quiet", "rules", "--configfile", "config/demo.yaml",
+         "tests/data/talking_head.yaml"],
         repo_root,
         mirror,
     )
     assert rc == 0, out[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, flags=re.M))
     # Demo: cremad (kind crema_d -> batch: actor) = actor 1001 (6 clips with video) + actor 1002
-    # (3 audio-only clips); obama (kind folder -> batch: clip) = 1 video clip.
+    # (3 audio-only clips); with tests/data/talking_head.yaml, obama (kind folder -> batch: clip) =
+    # 1 video clip.
     expect = {
         # per-clip preprocessing only for obama's clip (clip mode)
         "crop_video": 1,
