@@ -396,3 +396,24 @@ def test_from_arrays_single_clip_matches_accessors():
     assert np.array_equal(d.frame(4), frames[4]) and np.array_equal(d.mask(2), masks[2])
     assert d.clips[0]["test_start"] == 3 and d.clip_test_frames(0).tolist() == [3, 4]
     assert np.array_equal(d.behind(1), np.where(masks[1][..., None], frames[0], frames[1]))
+
+
+def test_person_tau_unit_reaches_the_persons_own_clips(two_clips):
+    """unit person: tau = 1 brings alpha_0's mean distance to w_z up to that of the person's
+    own frames of z (here clip b, 'happy'); never less than one standard deviation."""
+    from emohead_core.render.control import base_frames, tau_units
+    from emohead_core.render.infer import std_tau
+
+    data = load_prepared(two_clips[0])
+    w = np.eye(10)[0]
+    hp = {"happy": (w, 0.0), "neutral": (-w, 0.0)}
+    base = base_frames(data, 3)
+    assert set(data.clip_of[base]) == {0}  # clip a is the neutral one
+    scale = tau_units(hp, data, ["happy", "neutral"], base, "person")
+    gap = data.alpha[data.clip_frames(1), 0].mean() - data.alpha[base, 0].mean()
+    std = std_tau(hp, data, ["happy", "neutral"], 1.0)
+    assert scale["happy"] == pytest.approx(max(gap, std["happy"]))
+    assert scale["neutral"] == pytest.approx(std["neutral"])  # its own frames are alpha_0's clip
+    assert tau_units(hp, data, ["happy"], base, "raw") == {"happy": 1.0}
+    with pytest.raises(EmoheadInputError, match="unknown tau unit"):
+        tau_units(hp, data, ["happy"], base, "percent")

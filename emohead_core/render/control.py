@@ -11,10 +11,15 @@ numbers for the subject's real frames of each tag are the reference (same resolu
 extraction). A renderer that follows its expression input shows d_z rising with tau.
 
 alpha_0: the ground-truth alphas of frames of the subject's neutral clips (test frames first),
-so the edit starts from a neutral face; poses of the same frames. tau is in units of the
-subject's own expression spread by default (``unit: std``: tau w_z has Mahalanobis length tau
-under the training alphas), because w_z is a unit vector in raw alpha space whose components on
-low-variance dimensions make raw tau = 1 dozens of standard deviations (docs/decisions.md).
+so the edit starts from a neutral face; poses of the same frames. Units of tau (``unit``):
+
+* ``person`` (default): tau = 1 moves alpha_0 along w_z as far as the person's own frames of tag
+  z lie from alpha_0 (the gap of their mean signed distances to w_z, in the expression stage's
+  alphas; at least one standard deviation, see ``std``): "as emotional as the person's own z
+  clips";
+* ``std``: tau w_z has Mahalanobis length tau under the subject's training alphas;
+* ``raw``: tau as in eq. (9). w_z is a unit vector in raw alpha space whose weight lies on
+  low-variance dimensions, so raw tau = 1 is dozens of standard deviations (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -91,7 +96,7 @@ def _scores(alpha: np.ndarray, names: list[str], W: np.ndarray, b: np.ndarray, z
 
 
 def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor, *, tags=None, taus=TAUS,
-                            n_frames: int = 12, unit: str = "std", progress: bool = True) -> tuple[dict, dict]:
+                            n_frames: int = 12, unit: str = "person", progress: bool = True) -> tuple[dict, dict]:
     """Returns (the emotion_control.json document, the rendered frames {(tag, tau): (n, H, W, 3)})."""
     from tqdm import tqdm
 
@@ -105,14 +110,8 @@ def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor,
     if not tags:
         raise EmoheadInputError(f"none of the subject's tags {data.emotions()} has a hyperplane (have {names}).",
                                 path=hyperplanes, fix="use hyperplanes fitted on this person's emotions.")
-    if unit == "std":
-        scale = std_tau(hp, data, tags, 1.0)
-    elif unit == "raw":
-        scale = {z: 1.0 for z in tags}
-    else:
-        raise EmoheadInputError(f"unknown tau unit {unit!r}.", path="config render.emotion_control.unit",
-                                fix="use std or raw.")
     base = base_frames(data, n_frames)
+    scale = tau_units(hp, data, tags, base, unit)
     a0 = data.alpha[base].astype(np.float64)
     seed = data.landmarks[base]
     renders: dict = {}
@@ -154,6 +153,26 @@ def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor,
     return doc, renders
 
 
+def tau_units(hp: dict, data: SubjectData, tags: list[str], base: np.ndarray, unit: str) -> dict[str, float]:
+    """Raw tau of tau = 1 per tag (see the module docstring for the units)."""
+    if unit == "raw":
+        return {z: 1.0 for z in tags}
+    std = std_tau(hp, data, tags, 1.0)
+    if unit == "std":
+        return std
+    if unit != "person":
+        raise EmoheadInputError(f"unknown tau unit {unit!r}.", path="config render.emotion_control.unit",
+                                fix="use person, std or raw.")
+    out = {}
+    for z in tags:
+        w, b = np.asarray(hp[z][0], np.float64), float(hp[z][1])
+        ks = [k for k, c in enumerate(data.clips) if c.get("emotion") == z]
+        own = np.concatenate([data.clip_frames(k) for k in ks]) if ks else np.zeros(0, int)
+        gap = float((data.alpha[own] @ w + b).mean() - (data.alpha[base] @ w + b).mean()) if len(own) else 0.0
+        out[z] = max(gap, std[z])
+    return out
+
+
 def rising_tags(rows: list[dict], tags: list[str]) -> dict[str, bool]:
     """Per tag: does the re-extracted mean distance to w_z rise with tau (monotone over the
     measured taus, and the last above the first)?"""
@@ -181,7 +200,7 @@ def plot_emotion_control(doc: dict, path) -> None:
         ref = doc["reference"].get(z)
         if ref:
             ax[0].axhline(ref["mean_distance"], color=col, ls="--", lw=0.8)
-            ax[1].plot([taus[-1] + 0.15], [ref["classified_fraction"]], "*", color=col, ms=9)
+            ax[1].plot([taus[-1] + 0.12 + 0.05 * n], [ref["classified_fraction"]], "*", color=col, ms=9)
     ax[0].set_title("re-extracted distance to w_z (dotted: requested; dashed: real frames)")
     ax[0].set_xlabel(f"tau ({doc['unit']})")
     ax[0].set_ylabel("mean signed distance")

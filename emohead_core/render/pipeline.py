@@ -191,6 +191,6 @@ def step_showcase(model, prepared, hyperplanes, out: dict, rcfg: dict, face_mode
     crop = int(np.median([c.get("crop_size", data.W) for c in data.clips]))
     doc = write_emotion_control(renderer, data, hyperplanes, Reextractor(fm, crop), out,
                                 taus=tuple(ec.get("taus", (0.0, 0.5, 1.0, 1.5))),
-                                n_frames=int(ec.get("frames", 12)), unit=ec.get("unit", "std"))
+                                n_frames=int(ec.get("frames", 12)), unit=ec.get("unit", "person"))
     log.info("emotion switch %s; emotion control %s (rising: %s)", switch, doc["emotion_control"], doc["rising"])
     return dict(switch=switch, emotion_control=doc["emotion_control"], rising=doc["rising"])
