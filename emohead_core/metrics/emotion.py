@@ -74,10 +74,10 @@ class FaceCrop:
     the resolution of FER2013's faces, then bilinear).
     """
 
-    detector: str = "dlib"
+    detector: str = "blazeface"
     box: str = "haar"
-    margin: float = 0.0
-    resize: str = "area"
+    margin: float = 0.15
+    resize: str = "antialias"
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "FaceCrop":

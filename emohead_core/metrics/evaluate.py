@@ -145,6 +145,13 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
     gt_bgr_al = np.ascontiguousarray(ap.gt[..., ::-1])
     rows: list[dict] = []
     feats: dict[str, np.ndarray] = {}
+    tracks: dict[str, FL.FaceTrack] = {}
+
+    def face_track(side: str) -> FL.FaceTrack:
+        """Landmarker results of the aligned generated / ground-truth frames, computed once."""
+        if side not in tracks:
+            tracks[side] = suite.landmarker(ap.gen if side == "gen" else ap.gt)
+        return tracks[side]
 
     def run(metric, fn):
         try:
@@ -235,8 +242,8 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
         def _aue_proxy():
             if suite.landmarker is None:
                 raise Unavailable("n/a: set metrics.landmarker (MediaPipe face_landmarker.task)")
-            return AU.aue(AU.blendshape_aus(suite.landmarker(ap.gen).blendshapes),
-                          AU.blendshape_aus(suite.landmarker(ap.gt).blendshapes))
+            return AU.aue(AU.blendshape_aus(face_track("gen").blendshapes),
+                          AU.blendshape_aus(face_track("gt").blendshapes))
 
         run(AUE_PROXY, _aue_proxy)
 
@@ -258,7 +265,9 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
         if suite.fer is None:
             raise Unavailable("n/a: set metrics.er.model")
         _check_target_emotion(pair, suite.fer.classes, "n/a: classifier has no class {!r}")
-        pred = suite.fer.predict(gen_bgr_al)
+        # the BlazeFace boxes of the landmarker's pass over these frames when it already ran
+        shared = suite.fer.crop.detector == "blazeface" and "gen" in tracks
+        pred = suite.fer.predict(gen_bgr_al, tracks["gen"].boxes if shared else None)
         if all(p is None for p in pred):
             raise Unavailable("n/a: no face detected in the generated frames")
         return ER.accuracy(pred, pair.emotion, suite.fer.classes)

@@ -111,8 +111,8 @@ class SyncNet(nn.Module):
         if unexpected or missing or shapes:
             raise EmoheadInputError(f"not the syncnet_v2 layout: unexpected keys {unexpected[:4]}, missing keys "
                                     f"{missing[:4]}, shape mismatches {shapes[:4]}.", path=path, fix=SYNCNET_FIX)
-        # counters the pre-0.4.1 file lacks: unused in eval mode, kept at their initial value
-        m.load_state_dict({**own, **sd}, strict=True)
+        # BatchNorm fills the counters a pre-0.4.1 file lacks (unused in eval mode)
+        m.load_state_dict(sd, strict=True)
         return m.eval()
 
 
