@@ -242,8 +242,11 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
         def _aue_proxy():
             if suite.landmarker is None:
                 raise Unavailable("n/a: set metrics.landmarker (MediaPipe face_landmarker.task)")
-            return AU.aue(AU.blendshape_aus(face_track("gen").blendshapes),
-                          AU.blendshape_aus(face_track("gt").blendshapes))
+            d = AU.aue(AU.blendshape_aus(face_track("gen").blendshapes),
+                       AU.blendshape_aus(face_track("gt").blendshapes))
+            if not np.isfinite(d):
+                raise Unavailable("n/a: no aligned frame with a face on both sides (MediaPipe landmarker)")
+            return d
 
         run(AUE_PROXY, _aue_proxy)
 
