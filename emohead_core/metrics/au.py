@@ -6,6 +6,12 @@ AU intensities come from OpenFace 2 CSVs the user supplies (``FeatureExtraction 
 writes one row per frame with ``frame``, ``success``, ``AU01_r`` ...), or from an AU estimator by
 model path: a TorchScript module mapping (N, 3, S, S) RGB in [0, 1] to (N, K) intensities, with
 ``metrics.aue.au_names`` naming its K outputs.
+
+"AUE (blendshape proxy)", a separate column that works offline: the same mean absolute difference
+over the MediaPipe face landmarker's blendshape coefficients (0-1, :mod:`.face_landmarker`) that
+correspond to FACS action units (``AU_BLENDSHAPES``; left/right pairs averaged). Blendshapes are
+ARKit-style shape weights, not FACS intensities: the proxy ranks methods by how closely their
+facial actions follow the ground truth, but its values are not comparable with OpenFace AUE.
 """
 
 from __future__ import annotations
@@ -66,3 +72,39 @@ class TorchScriptAU:
             raise EmoheadInputError(f"AU model outputs {y.shape[1]} values but metrics.aue.au_names has "
                                     f"{len(self.au_names)}.", fix="make au_names match the model outputs.")
         return pd.DataFrame(y, columns=self.au_names)
+
+
+# FACS action unit -> MediaPipe / ARKit blendshapes measuring the same facial action (left and right
+# averaged). OpenFace's AU23 (lip tightener) and AU25 (lips part) have no blendshape counterpart;
+# mouthPress is the lip pressor (AU24).
+AU_BLENDSHAPES = {
+    "AU01": ["browInnerUp"],  # inner brow raiser
+    "AU02": ["browOuterUpLeft", "browOuterUpRight"],  # outer brow raiser
+    "AU04": ["browDownLeft", "browDownRight"],  # brow lowerer
+    "AU05": ["eyeWideLeft", "eyeWideRight"],  # upper lid raiser
+    "AU06": ["cheekSquintLeft", "cheekSquintRight"],  # cheek raiser
+    "AU07": ["eyeSquintLeft", "eyeSquintRight"],  # lid tightener
+    "AU09": ["noseSneerLeft", "noseSneerRight"],  # nose wrinkler
+    "AU10": ["mouthUpperUpLeft", "mouthUpperUpRight"],  # upper lip raiser
+    "AU12": ["mouthSmileLeft", "mouthSmileRight"],  # lip corner puller
+    "AU14": ["mouthDimpleLeft", "mouthDimpleRight"],  # dimpler
+    "AU15": ["mouthFrownLeft", "mouthFrownRight"],  # lip corner depressor
+    "AU17": ["mouthShrugLower"],  # chin raiser
+    "AU20": ["mouthStretchLeft", "mouthStretchRight"],  # lip stretcher
+    "AU24": ["mouthPressLeft", "mouthPressRight"],  # lip pressor
+    "AU26": ["jawOpen"],  # jaw drop
+    "AU45": ["eyeBlinkLeft", "eyeBlinkRight"],  # blink
+}
+
+
+def blendshape_aus(blendshapes: np.ndarray) -> pd.DataFrame:
+    """(T, 52) blendshape coefficients (NaN rows: no face) -> (T, 16) action-unit proxies, columns
+    ``AU01_bs`` ... in [0, 1]."""
+    from .face_landmarker import BLENDSHAPES
+
+    b = np.asarray(blendshapes, np.float64)
+    if b.ndim != 2 or b.shape[1] != len(BLENDSHAPES):
+        raise ValueError(f"expected (T, {len(BLENDSHAPES)}) blendshapes, got {b.shape}")
+    idx = {n: i for i, n in enumerate(BLENDSHAPES)}
+    return pd.DataFrame({f"{au}_bs": b[:, [idx[n] for n in names]].mean(axis=1)
+                         for au, names in AU_BLENDSHAPES.items()})

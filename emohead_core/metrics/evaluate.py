@@ -22,6 +22,7 @@ import pandas as pd
 from ..errors import EmoheadInputError
 from . import au as AU
 from . import emotion as ER
+from . import face_landmarker as FL
 from . import fid as FID
 from . import image as IM
 from . import landmarks as LM
@@ -36,6 +37,8 @@ COLUMNS = ["dataset", "method", "clip", "metric", "value", "note", "n_frames", "
 # metrics computed without a reference (also for the "Groundtruth" row of Tables I/II)
 NO_REFERENCE = ["LSE-C", "LSE-D", "Sync offset", "ER", "ER (3DMM-exp baseline)"]
 GROUNDTRUTH_METHOD = "groundtruth"
+AUE_PROXY = "AUE (blendshape proxy)"
+SYNC_NOTE = "n/a: set metrics.syncnet.weights (syncnet_v2.model of joonson/syncnet_python)"
 
 
 class Unavailable(Exception):
@@ -89,13 +92,16 @@ class MetricSuite:
         dp = resolve_weights(lmc.get("dlib_predictor"), key="metrics.lmd.dlib_predictor") if "dlib" in self.lmd_backends else None
         self.dlib = LM.DlibLandmarks(dp) if dp else None
         sc = c.get("syncnet") or {}
-        sw = resolve_weights(sc.get("weights"), key="metrics.syncnet.weights")
+        sw = resolve_weights(sc.get("weights"), key="metrics.syncnet.weights", fix=SY.SYNCNET_FIX)
         self.syncnet = SY.SyncNet.load(sw) if sw else None
         self.vshift = int(sc.get("vshift", SY.VSHIFT))
+        lw = resolve_weights(c.get("landmarker"), key="metrics.landmarker")
+        self.landmarker = FL.FaceLandmarker(lw, threads=self.threads) if lw else None
         ec = c.get("er") or {}
         em = resolve_weights(ec.get("model"), key="metrics.er.model")
-        self.fer = (ER.TFLiteFER(em, classes=ec.get("classes"), threads=self.threads,
-                                 face_crop=bool(ec.get("face_crop", True))) if em else None)
+        self.fer = (ER.TFLiteFER(em, kind=ec.get("kind"), classes=ec.get("classes"),
+                                 crop=ER.FaceCrop.from_config(ec.get("crop")), threads=self.threads,
+                                 landmarker=self.landmarker) if em else None)
         ac = c.get("aue") or {}
         self.openface_dir = ac.get("openface_dir")
         am = resolve_weights(ac.get("model"), key="metrics.aue.model")
@@ -139,6 +145,13 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
     gt_bgr_al = np.ascontiguousarray(ap.gt[..., ::-1])
     rows: list[dict] = []
     feats: dict[str, np.ndarray] = {}
+    tracks: dict[str, FL.FaceTrack] = {}
+
+    def face_track(side: str) -> FL.FaceTrack:
+        """Landmarker results of the aligned generated / ground-truth frames, computed once."""
+        if side not in tracks:
+            tracks[side] = suite.landmarker(ap.gen if side == "gen" else ap.gt)
+        return tracks[side]
 
     def run(metric, fn):
         try:
@@ -226,9 +239,20 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
 
         run("AUE", _aue)
 
+        def _aue_proxy():
+            if suite.landmarker is None:
+                raise Unavailable("n/a: set metrics.landmarker (MediaPipe face_landmarker.task)")
+            d = AU.aue(AU.blendshape_aus(face_track("gen").blendshapes),
+                       AU.blendshape_aus(face_track("gt").blendshapes))
+            if not np.isfinite(d):
+                raise Unavailable("n/a: no aligned frame with a face on both sides (MediaPipe landmarker)")
+            return d
+
+        run(AUE_PROXY, _aue_proxy)
+
     def _sync():
         if suite.syncnet is None:
-            raise Unavailable("n/a: set metrics.syncnet.weights")
+            raise Unavailable(SYNC_NOTE)
         audio = _speech(pair, n, suite.fps)
         try:
             r = SY.lse(suite.syncnet, gen_bgr_al, audio, suite.vshift)
@@ -244,7 +268,9 @@ def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[st
         if suite.fer is None:
             raise Unavailable("n/a: set metrics.er.model")
         _check_target_emotion(pair, suite.fer.classes, "n/a: classifier has no class {!r}")
-        pred = suite.fer.predict(gen_bgr_al)
+        # the BlazeFace boxes of the landmarker's pass over these frames when it already ran
+        shared = suite.fer.crop.detector == "blazeface" and "gen" in tracks
+        pred = suite.fer.predict(gen_bgr_al, tracks["gen"].boxes if shared else None)
         if all(p is None for p in pred):
             raise Unavailable("n/a: no face detected in the generated frames")
         return ER.accuracy(pred, pair.emotion, suite.fer.classes)

@@ -1,8 +1,12 @@
 """Lip-sync metrics LSE-C / LSE-D (Prajwal et al., 2020) with SyncNet (Chung & Zisserman, 2016).
 
-``SyncNet`` reproduces the public ``syncnet_v2`` architecture layer for layer (module names
-``netcnnaud``, ``netfcaud``, ``netcnnlip``, ``netfclip`` and their Sequential indices), so the
-published ``syncnet_v2.model`` state dict loads by weights path. Inputs follow the reference
+``SyncNet`` reproduces the public ``syncnet_v2`` architecture of joonson/syncnet_python
+(``SyncNetModel.S``) layer for layer (module names ``netcnnaud``, ``netfcaud``, ``netcnnlip``,
+``netfclip`` and their Sequential indices). The published ``syncnet_v2.model`` (``download_model.sh``
+of that repository) is a ``torch.save``'d state dict (a mapping of those parameter names to tensors,
+in PyTorch's legacy non-zip container) saved before BatchNorm had ``num_batches_tracked`` counters:
+``SyncNet.load`` reads it with ``torch.load(weights_only=True)`` (no pickled code runs), accepts
+exactly the model's keys with only those 14 counters absent, and checks every shape. Inputs follow the reference
 evaluation: 224x224 BGR face crops with raw 0..255 values, 5-frame windows at 25 fps; 13 MFCCs at
 100 Hz (python_speech_features defaults, computed here in NumPy) of 16 kHz audio in int16 scale,
 20-MFCC windows (4 MFCC frames per video frame).
@@ -15,6 +19,7 @@ Offset sign: ``offset = vshift - argmin``; audio delayed by k frames w.r.t. the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +30,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy.fft import dct
 
+from ..errors import EmoheadInputError
+
 VSHIFT = 15
 SAMPLE_RATE = 16000
 MFCC_PER_FRAME = 4  # 100 Hz MFCC / 25 fps video
+WEIGHTS_URL = "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"
+SYNCNET_FIX = (f"set metrics.syncnet.weights to syncnet_v2.model of joonson/syncnet_python ({WEIGHTS_URL}, "
+               "fetched by its download_model.sh), or null to skip LSE-C / LSE-D.")
 
 
 def _cbr2d(cin, cout, k, s=(1, 1), p=(0, 0)):
@@ -80,10 +90,28 @@ class SyncNet(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> "SyncNet":
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-        if isinstance(sd, dict) and "state_dict" in sd:
+        """The network with the weights of ``path`` (``syncnet_v2.model`` or a state dict of this
+        module), in eval mode. A file of another layout raises EmoheadInputError naming the key."""
+        try:
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable / unsafe file is a bad input
+            raise EmoheadInputError(f"not a SyncNet state dict readable without running pickled code ({e}).",
+                                    path=path, fix=SYNCNET_FIX) from e
+        if isinstance(sd, Mapping) and "state_dict" in sd:
             sd = sd["state_dict"]
+        if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            raise EmoheadInputError(f"expected a mapping of parameter names to tensors, got {type(sd).__name__}.",
+                                    path=path, fix=SYNCNET_FIX)
         m = cls()
+        own = m.state_dict()
+        unexpected = sorted(set(sd) - set(own))
+        missing = sorted(k for k in set(own) - set(sd) if not k.endswith(".num_batches_tracked"))
+        shapes = [f"{k} {tuple(sd[k].shape)} (want {tuple(own[k].shape)})" for k in sorted(set(sd) & set(own))
+                  if tuple(sd[k].shape) != tuple(own[k].shape)]
+        if unexpected or missing or shapes:
+            raise EmoheadInputError(f"not the syncnet_v2 layout: unexpected keys {unexpected[:4]}, missing keys "
+                                    f"{missing[:4]}, shape mismatches {shapes[:4]}.", path=path, fix=SYNCNET_FIX)
+        # BatchNorm fills the counters a pre-0.4.1 file lacks (unused in eval mode)
         m.load_state_dict(sd, strict=True)
         return m.eval()
 

@@ -24,7 +24,7 @@ import pandas as pd
 from ..io import atomic_path, write_text_atomic
 from . import fid as FID
 from . import paper as P
-from .evaluate import GROUNDTRUTH_METHOD, NO_REFERENCE
+from .evaluate import AUE_PROXY, GROUNDTRUTH_METHOD, NO_REFERENCE
 
 PAPER = "paper"
 NR = "n.r."  # not reported in the paper
@@ -43,18 +43,21 @@ HUMAN = ["Fidelity", "Coherence", "Empathy"]
 # % of renders edited by tau = 1 along w_z that the hyperplanes classify as z (render/control.py)
 EMOTION_CONTROL = "Emotion control"
 RENDERER_METHODS = ("ours", "ours_gt_alpha")  # the renderer with hyperplane edits
+EMOTION_CONTROL_COL = ("Emotion control ↑", EMOTION_CONTROL, 1)
 # (header, metric(s), decimals); a pair of metrics is shown "m/f"
 MAIN_COLS = [
     ("SSIM ↑", "SSIM", 3), ("PSNR ↑", "PSNR", 3), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("FID ↓", "FID", 1),
     ("AUE ↓", "AUE", 2), ("Sync. ↑", "LSE-C", 2), ("ER ↑", "ER", 2), ("Fidelity ↑", "Fidelity", 1),
     ("Coherence ↑", "Coherence", 1), ("Empathy ↑", "Empathy", 1),
 ]
+AUE_PROXY_COL = (f"{AUE_PROXY} ↓", AUE_PROXY, 3)
 EXTRA_COLS = [
     ("LPIPS ↓", "LPIPS", 3), ("LSE-D ↓", "LSE-D", 2), ("M/F-LMD (dlib) ↓", ("M-LMD (dlib)", "F-LMD (dlib)"), 3),
-    ("ER (3DMM-exp baseline) ↑", "ER (3DMM-exp baseline)", 2), ("Emotion control ↑", EMOTION_CONTROL, 1),
+    AUE_PROXY_COL, ("ER (3DMM-exp baseline) ↑", "ER (3DMM-exp baseline)", 2), EMOTION_CONTROL_COL,
 ]
-ABLATION_COLS = MAIN_COLS[:7] + [EXTRA_COLS[0], EXTRA_COLS[-1]]
-VI_COLS = [("RMSE ↓", "RMSE", 2), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("AUE ↓", "AUE", 2), ("ER ↑", "ER", 2)]
+ABLATION_COLS = MAIN_COLS[:7] + [EXTRA_COLS[0], AUE_PROXY_COL, EMOTION_CONTROL_COL]
+VI_COLS = [("RMSE ↓", "RMSE", 2), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("AUE ↓", "AUE", 2), ("ER ↑", "ER", 2),
+           AUE_PROXY_COL]
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -332,7 +335,7 @@ def loss_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path) -> p
                     if isinstance(metric, tuple):
                         cells.append(_cell(tuple(vals[(ds, m)] for m in metric), dec))
                     else:
-                        cells.append(_cell(vals[(ds, metric)], dec))
+                        cells.append(_cell(vals.get((ds, metric), NR), dec))
                 rows.append([name, PAPER, ds, *cells])
     for ds, kind in spec.datasets.items():
         if kind not in KIND_TABLE:

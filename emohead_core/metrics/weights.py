@@ -17,8 +17,9 @@ import numpy as np
 from ..errors import EmoheadInputError
 
 
-def resolve_weights(spec: str | None, *, key: str) -> Path | None:
-    """Path of the weights named by ``spec`` (None when unset). Raises when set but missing."""
+def resolve_weights(spec: str | None, *, key: str, fix: str | None = None) -> Path | None:
+    """Path of the weights named by ``spec`` (None when unset). Raises when set but missing;
+    ``fix`` (else a generic hint) tells the user where the file comes from."""
     if not spec:
         return None
     spec = str(spec)
@@ -37,7 +38,7 @@ def resolve_weights(spec: str | None, *, key: str) -> Path | None:
         path = Path(spec).expanduser()
     if not path.is_file():
         raise EmoheadInputError(f"weights file for {key} not found.", path=path,
-                                fix=f"set {key} to an existing file (or null to skip this metric).")
+                                fix=fix or f"set {key} to an existing file (or null to skip this metric).")
     return path
 
 
