@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .hashgrid import HashGridConfig, make_hash_grid
@@ -114,7 +115,7 @@ class EmoNeRF(nn.Module):
                 h = torch.cat([h, inp], dim=-1)
             h = torch.relu(lin(h))
         out = self.sigma_out(h)
-        return trunc_exp(out[..., 0]), out[..., 1:]
+        return trunc_exp(out[..., 0].float()), out[..., 1:]  # exp in float32 (also under autocast)
 
     def density(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         a = self._norm_alpha(alpha)
@@ -127,3 +128,36 @@ class EmoNeRF(nn.Module):
         sigma, feat = self._sigma_feat(x, a)
         rgb = torch.sigmoid(self.color_net(torch.cat([feat, sh_encode(d), a], dim=-1)))
         return sigma, rgb
+
+    def field_for(self, d: torch.Tensor, alpha: torch.Tensor):
+        """The field of one direction d (3,) and one expression alpha (C,) shared by all
+        samples (the rays of a frame are parallel): x (N, 3) -> (sigma (N,), rgb (N, 3)), equal
+        to ``forward(x, d, alpha)`` up to float rounding. The inputs that do not depend on x
+        (alpha_hat, SH(d)) contribute a constant to their layers, folded into the biases once;
+        gradients flow as in ``forward``."""
+        if 0 in self.cfg.skips:  # the input fed twice to layer 0: no folding
+            return lambda x: self.forward(x, d.expand(len(x), -1), alpha.expand(len(x), -1))
+        a = self._norm_alpha(alpha)
+        C = a.shape[-1]
+        first = self.sigma_net[0] if len(self.sigma_net) else self.sigma_out
+        cin = self.color_net[0]
+        geo = self.cfg.geo_feat
+        color_const = cin.bias + cin.weight[:, geo:] @ torch.cat([sh_encode(d[None])[0], a])
+
+        def fold_alpha(lin):  # [h..., alpha_hat] -> weight without the alpha columns, bias with them
+            return lin.weight[:, :-C], lin.bias + lin.weight[:, -C:] @ a
+
+        def field(x: torch.Tensor):
+            enc = self.encoder((x + 1.0) * 0.5)
+            h = enc
+            for i, lin in enumerate(self.sigma_net):
+                if i in self.cfg.skips:
+                    h = torch.cat([h, enc], dim=-1)
+                h = torch.relu(F.linear(h, *fold_alpha(lin)) if (i == 0 or i in self.cfg.skips) else lin(h))
+            out = F.linear(h, *fold_alpha(first)) if first is self.sigma_out else self.sigma_out(h)
+            c = F.linear(out[..., 1:], cin.weight[:, :geo], color_const)
+            for layer in list(self.color_net)[1:]:
+                c = layer(c)
+            return trunc_exp(out[..., 0].float()), torch.sigmoid(c)
+
+        return field
