@@ -20,6 +20,7 @@ from .volume import OccupancyGrid, march_rays, render_rays
 
 SAMPLERS = ("march", "stratified")
 DEFAULT_CHUNK = {"cpu": 16384, "cuda": 65536}  # rays per chunk of a frame
+EVAL_BATCH = {"cpu": 16384}  # samples per model call when marching (CPU: cache-sized; CUDA: a round)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -68,7 +69,8 @@ class Renderer:
             return render_rays(self.model, o, d, a, n_samples=self.n_samples, occupancy=occ, perturb=perturb,
                                generator=generator, bg=bg)
         return march_rays(self.model, o, d, a, n_samples=self.n_samples, occupancy=occ, perturb=perturb,
-                          generator=generator, bg=bg, steps=self.march_steps)
+                          generator=generator, bg=bg, steps=self.march_steps,
+                          eval_batch=EVAL_BATCH.get(self.device.type))
 
     def render_uv(self, pose, uv, alpha, bg, *, perturb=False, generator=None, use_occupancy=True,
                   sampler: str | None = None):

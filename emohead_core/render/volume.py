@@ -173,16 +173,29 @@ def _shared_field(model, d, cond):
     return model.field_for(d[0], cond)
 
 
+def _batches(x, ray, idx, size: int | None):
+    """(x, ray, idx) in consecutive batches of at most ``size`` samples (None: one batch)."""
+    if not size or len(x) <= size:
+        return [(x, ray, idx)]
+    return list(zip(x.split(size), ray.split(size), idx.split(size)))
+
+
 def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | None = None,
                perturb: bool = False, generator=None, bg: torch.Tensor | None = None, steps: int = 4,
-               t_stop: float = T_STOP):
+               t_stop: float = T_STOP, eval_batch: int | None = None):
     """Ray marching through the occupancy grid with early termination (instant-ngp / nerfacc).
 
-    Each round every live ray takes its next ``k`` lattice points in occupied cells (``k`` =
-    ``steps``, growing as rays finish so a round stays about as large as the first), all of them
+    Each round every live ray takes its next ``k`` lattice points in occupied cells, all of them
     evaluated as one batch by ``model(x, d, cond) -> (sigma, rgb)``; a ray is done when its
-    samples run out or its transmittance drops below ``t_stop``. The evaluated samples are then
+    samples run out or its transmittance drops below ``t_stop``. ``k`` starts at ``steps`` and
+    doubles (at least keeping a round as large as the first) while most rays finish; when most
+    do not (a field not yet opaque), the next round takes all remaining samples: on a CPU every
+    round is a batch of tensor operations whose fixed cost is worth paying only when it saves
+    evaluations. The evaluated samples are then
     composited with segment sums (:func:`composite_packed`); gradients flow to the model.
+
+    ``eval_batch``: the model sees at most this many samples at a time (on a CPU, batches whose
+    intermediate tensors stay in cache are faster per sample; None: a round at once).
 
     cond: (C,) one expression for all rays or (R, C). Returns dict(rgb (R, 3) composited over
     ``bg`` when given, acc (R,), rgb_head (R, 3) premultiplied, n_eval, sample_ray / sample_weights
@@ -203,8 +216,8 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
     n_first = max(len(live), 1)
     field = _shared_field(model, d, cond)
     chunks = []  # per round: (ray in 0..Rh-1, sigma, rgb, delta)
+    k = min(steps, N)
     while len(live):
-        k = min(N, max(steps, steps * n_first // len(live)))
         take = (count[live] - consumed[live]).clamp(max=k)
         local = torch.repeat_interleave(torch.arange(len(live), device=dev), take)
         offs = torch.arange(len(local), device=dev) - (torch.cumsum(take, 0) - take)[local]
@@ -212,15 +225,19 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
         consumed[live] += take
         rr, kk = sel[:, 0], sel[:, 1]
         ray = rays[rr]
-        if field is not None:
-            sigma, rgb = field(lattice[rr, kk])
-        else:
+        if field is None:
             c = cond[ray] if cond.dim() == 2 else cond[None].expand(len(ray), -1)
-            sigma, rgb = model(lattice[rr, kk], d[ray], c)
-        sigma, rgb, delta = sigma.float(), rgb.float(), step[ray]
+        out = [field(xb) if field is not None else model(xb, d[rb], c[cb])
+               for xb, rb, cb in _batches(lattice[rr, kk], ray, torch.arange(len(ray), device=dev), eval_batch)]
+        sigma, rgb = (torch.cat(t).float() if len(out) > 1 else t[0].float() for t in zip(*out))
+        delta = step[ray]
         chunks.append((rr, sigma, rgb, delta))
         tau.index_add_(0, rr, (sigma.detach() * delta).double())
+        n_before = len(live)
         live = live[(tau[live] < tau_stop) & (consumed[live] < count[live])]
+        # most rays still going: the field is not opaque enough to stop them soon, so one more
+        # round takes the rest (each round costs a batch of operations); else steps double
+        k = N if 2 * len(live) > n_before else min(N, max(2 * k, steps * n_first // max(len(live), 1)))
     if chunks:
         rr, sigma, rgb, delta = (torch.cat(t) for t in zip(*chunks))
         order = torch.sort(rr, stable=True).indices  # rounds -> each ray's samples in order
