@@ -273,7 +273,7 @@ def main(argv=None) -> None:
     ap.add_argument("--psnr-budget", type=float, default=0.0, help="seconds of training each (0: skip)")
     ap.add_argument("--cuda-iters", type=int, default=2000, help="training iterations timed on CUDA")
     ap.add_argument("--cuda-profile", default="config", help="config/<name>.yaml render section for CUDA")
-    ap.add_argument("--skip-cpu", action="store_true")
+    ap.add_argument("--skip-cpu", action="store_true", help="skip section 1 (frames/s, rays/s on CPU)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from emohead_core.render.data import load_prepared
@@ -298,8 +298,8 @@ def main(argv=None) -> None:
             weights = dict(model=tr.model.state_dict(), occ=tr.occ.state_dict())
         print(f"occupied cells: {weights['occ']['occupied'].float().mean():.1%}")
         bench_cpu(data, rc, weights, args.sizes, args.repeats, args.steps)
-        if args.psnr_budget > 0:
-            bench_psnr(data, rc, args.psnr_budget)
+    if args.psnr_budget > 0:
+        bench_psnr(data, rc, args.psnr_budget)
     bench_cuda(data, args.cuda_profile, args.cuda_iters, args.repeats)
 
 

@@ -100,6 +100,15 @@ def _accept_legacy_table_name(module, state_dict, prefix, *args) -> None:
         state_dict[new] = state_dict.pop(old)
 
 
+def grid_positions(x: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Grid coordinates p = fmaf(s_l, x, 0.5) (L, 3, N) of points x (N, 3), float32 rounded once
+    as tcnn's fmaf: x * s_l is exact in float64 and so is the sum when x * s_l >= 2**-6 (below, the
+    float64 rounding could change the float32 result only at an exact float32 tie).
+    ``scales``: (L,) float64."""
+    return torch.addcmul(torch.full((), 0.5, dtype=torch.float64, device=x.device),
+                         x.t().to(torch.float64).unsqueeze(0), scales[:, None, None]).to(torch.float32)
+
+
 class _GridInterp(torch.autograd.Function):
     """Trilinear interpolation of gathered table entries, feature by feature:
     out[l, f, n] = sum_c w[l, c, n] table[idx[l, c, n], f].
@@ -168,9 +177,7 @@ class TorchHashGrid(nn.Module):
         """Table entries (L, 8, N) int32 and trilinear weights (L, 8, N) float32 of points x
         (N, 3); corner k = 4 bz + 2 by + bx (tcnn's order, bit 0 = x)."""
         n, L, D = x.shape[0], self.cfg.n_levels, self.n_dense
-        # p = fmaf(scale, x, 0.5): x * scale is exact in float64, then one rounding to float32
-        pos = torch.addcmul(torch.full((), 0.5, dtype=torch.float64, device=x.device),
-                            x.t().to(torch.float64).unsqueeze(0), self._scale64[:, None, None]).to(torch.float32)
+        pos = grid_positions(x, self._scale64)
         lo = torch.floor(pos)
         frac = pos - lo  # (L, 3, N)
         lo = lo.to(torch.int32)
@@ -206,8 +213,7 @@ class TorchHashGrid(nn.Module):
         through ``index_select``. Kept as the reference of tests and the baseline of
         bench/bench_render.py."""
         F, L, N = self.cfg.n_features_per_level, self.cfg.n_levels, x.shape[0]
-        pos = torch.addcmul(torch.full((), 0.5, dtype=torch.float64, device=x.device), x.to(torch.float64)[:, None, :],
-                            self._scale64[None, :, None]).to(torch.float32)  # (N, L, 3)
+        pos = grid_positions(x, self._scale64).permute(2, 0, 1)  # (N, L, 3)
         pos_grid = torch.floor(pos)
         frac = pos - pos_grid
         lo = pos_grid.long()
@@ -336,6 +342,7 @@ __all__ = [
     "tcnn_encoding_config",
     "level_layout",
     "level_exp2",
+    "grid_positions",
     "n_params",
     "copy_table",
     "parity_tolerance",

@@ -188,10 +188,8 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
     Each round every live ray takes its next ``k`` lattice points in occupied cells, all of them
     evaluated as one batch by ``model(x, d, cond) -> (sigma, rgb)``; a ray is done when its
     samples run out or its transmittance drops below ``t_stop``. ``k`` starts at ``steps`` and
-    doubles (at least keeping a round as large as the first) while most rays finish; when most
-    do not (a field not yet opaque), the next round takes all remaining samples: on a CPU every
-    round is a batch of tensor operations whose fixed cost is worth paying only when it saves
-    evaluations. The evaluated samples are then
+    doubles every round (at least keeping a round as large as the first): every round costs a
+    batch of tensor operations, so a ray that is not stopped soon is finished in a few rounds. The evaluated samples are then
     composited with segment sums (:func:`composite_packed`); gradients flow to the model.
 
     ``eval_batch``: the model sees at most this many samples at a time (on a CPU, batches whose
@@ -211,7 +209,7 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
     start = torch.cumsum(count, 0) - count
     consumed = torch.zeros_like(count)
     tau = torch.zeros(len(rays), dtype=torch.float64, device=dev)  # optical depth so far (no grad)
-    tau_stop = -math.log(t_stop)
+    tau_stop = -math.log(t_stop) if t_stop > 0 else math.inf  # t_stop 0: never stop early
     live = (count > 0).nonzero(as_tuple=True)[0]
     n_first = max(len(live), 1)
     field = _shared_field(model, d, cond)
@@ -233,11 +231,8 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
         delta = step[ray]
         chunks.append((rr, sigma, rgb, delta))
         tau.index_add_(0, rr, (sigma.detach() * delta).double())
-        n_before = len(live)
         live = live[(tau[live] < tau_stop) & (consumed[live] < count[live])]
-        # most rays still going: the field is not opaque enough to stop them soon, so one more
-        # round takes the rest (each round costs a batch of operations); else steps double
-        k = N if 2 * len(live) > n_before else min(N, max(2 * k, steps * n_first // max(len(live), 1)))
+        k = min(N, max(2 * k, steps * n_first // max(len(live), 1)))  # fewer, larger rounds
     if chunks:
         rr, sigma, rgb, delta = (torch.cat(t) for t in zip(*chunks))
         order = torch.sort(rr, stable=True).indices  # rounds -> each ray's samples in order
