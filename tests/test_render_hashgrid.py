@@ -307,3 +307,50 @@ def test_tcnn_matches_torch_grid_on_gpu():
         bound = float((w.abs().cpu() * parity_tolerance(cfg, x, v)).sum()) \
             + 1e-4 * float(w.abs().sum()) * float(v.abs().max())
         assert abs(float(gt @ v) - float(gp @ v)) <= bound
+
+
+def test_tcnn_layout_checkpoint_renders_identical_pixels_in_torch_backend(tmp_path, standin_tcnn):
+    """A checkpoint of a model whose grid is tcnn's module (``encoder.enc.params``, as GPU runs
+    of earlier versions saved it) loads through ``load_renderer`` and resume on a machine without
+    tinycudann (PyTorch grid) and renders the same pixels; and back: the PyTorch checkpoint
+    loads into the tcnn backend."""
+    from test_render import TINY_MODEL, _tiny_train, synthetic_subject
+
+    from emohead_core.render.data import compose_background
+    from emohead_core.render.network import EmoNeRF
+    from emohead_core.render.renderer import Renderer
+    from emohead_core.render.train import Trainer, load_renderer
+
+    torch.set_num_threads(1)
+    data = synthetic_subject()
+    tr = Trainer(data, TINY_MODEL, _tiny_train(iters=40), device="cpu")
+    tr.fit(progress=False)
+    gpu_model = EmoNeRF(TINY_MODEL)
+    gpu_model.encoder = LegacyTcnnHashGrid(gpu_model.encoder.cfg)
+    sd = tr.model.state_dict()
+    sd["encoder.enc.params"] = sd.pop("encoder.params")
+    gpu_model.load_state_dict(sd)  # strict: the tcnn naming
+    assert "encoder.enc.params" in gpu_model.state_dict()
+    ck = dict(tr.state_dict(), model=gpu_model.state_dict())
+    torch.save(ck, tmp_path / "model.pt")
+
+    i = int(data["val_idx"][0])
+    behind = compose_background(data["frames"][i], data["bg"], data["head_mask"][i])
+    gpu_render = Renderer(gpu_model, tr.occ, tr.box["center_um"], tr.box["half_um"], tr.renderer.n_samples)
+    want, _ = gpu_render.render_frame(data["poses"][i], data["alpha"][i], behind)
+    laptop = load_renderer(tmp_path / "model.pt", "cpu")
+    assert isinstance(laptop.model.encoder, TorchHashGrid)
+    got, acc = laptop.render_frame(data["poses"][i], data["alpha"][i], behind)
+    assert np.array_equal(got, want) and acc.max() > 0.5
+    resumed = Trainer(data, TINY_MODEL, _tiny_train(iters=40), device="cpu")
+    resumed.load(tmp_path / "model.pt")
+    assert torch.equal(resumed.model.encoder.params, tr.model.encoder.params)
+
+    # and back: the PyTorch checkpoint in the tcnn backend
+    tr.save(tmp_path / "torch.pt")
+    on_gpu = EmoNeRF(dict(TINY_MODEL, backend="tcnn"))
+    assert isinstance(on_gpu.encoder, TcnnHashGrid)
+    on_gpu.load_state_dict(torch.load(tmp_path / "torch.pt", weights_only=True)["model"])
+    back, _ = Renderer(on_gpu, tr.occ, tr.box["center_um"], tr.box["half_um"],
+                       tr.renderer.n_samples).render_frame(data["poses"][i], data["alpha"][i], behind)
+    assert np.array_equal(back, want)
