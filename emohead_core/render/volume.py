@@ -98,8 +98,9 @@ def _lattice(o, d, n_samples: int, perturb: bool, generator: torch.Generator | N
     near, far, hit = ray_box(o, d)
     near = near.clamp(min=-1e9)
     u = torch.arange(n_samples, dtype=o.dtype, device=o.device)[None].expand(o.shape[0], n_samples)
-    if perturb:
-        u = u + torch.rand(u.shape, generator=generator, dtype=o.dtype, device=o.device)
+    if perturb:  # drawn on the generator's device (the trainer's is on the CPU: same stream on any device)
+        dev = generator.device if generator is not None else o.device
+        u = u + torch.rand(u.shape, generator=generator, dtype=o.dtype, device=dev).to(o.device)
     else:
         u = u + 0.5
     step = (far - near) / n_samples
