@@ -109,43 +109,39 @@ def _compare(a: list, b: list) -> float:
     return max(float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-12)) for x, y in zip(a, b))
 
 
-def ort_faceboxes_row(assets: Path):
-    import onnxruntime as ort
-
-    model = assets / "faceboxes.onnx"
+def _ort_inputs(assets: Path, name: str):
+    """(model path, CUDA-first providers, None) or (None, None, SKIP row)."""
+    model = assets / name
     if not model.is_file():
-        return "SKIP", "no faceboxes.onnx", f"in {assets} (gpu_check.sh --stage)"
+        return None, None, ("SKIP", f"no {name}", f"in {assets} (gpu_check.sh --stage)")
     prov, why = _cuda_provider()
     if prov is None:
-        return "SKIP", "CPU provider only", why
-    from emohead_core.facedetect import FaceDetector
+        return None, None, ("SKIP", "CPU provider only", why)
+    return model, prov, None
+
+
+def ort_faceboxes_row(assets: Path):
+    model, prov, skip = _ort_inputs(assets, "faceboxes.onnx")
+    if skip:
+        return skip
+    from emohead_core.facedetect import FaceDetector, preprocess_bgr
 
     imgs = [np.ascontiguousarray(f[..., ::-1]) for f in _images(assets)]  # BGR like cv2
     cuda, cpu = FaceDetector(model, prov), FaceDetector(model, ["CPUExecutionProvider"])
     if "CUDAExecutionProvider" not in cuda.providers:
         return "FAIL", "CUDA provider not used", ",".join(cuda.providers)
-    sess_c = ort.InferenceSession(str(model), providers=prov)
-    sess_p = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    from emohead_core.facedetect import preprocess_bgr
-
-    worst = 0.0
-    for im in imgs:
-        x = preprocess_bgr(im)
-        worst = max(worst, _compare(sess_c.run(None, {"input": x}), sess_p.run(None, {"input": x})))
-    dets = [(cuda.detect(im), cpu.detect(im)) for im in imgs]
-    same = sum(len(a) == len(b) for a, b in dets)
+    worst = max(_compare(cuda.session.run(None, {cuda.input_name: x}), cpu.session.run(None, {cpu.input_name: x}))
+                for x in (preprocess_bgr(im) for im in imgs))
+    same = sum(len(cuda.detect(im)) == len(cpu.detect(im)) for im in imgs)
     ok = worst <= ORT_TOLERANCE and same == len(imgs)
     return ("PASS" if ok else "FAIL"), f"max rel diff {worst:.1e}", \
         f"tolerance {ORT_TOLERANCE:g}; same detection count on {same}/{len(imgs)} frames"
 
 
 def ort_3ddfa_row(assets: Path):
-    model = assets / "3ddfa_mb05.onnx"
-    if not model.is_file():
-        return "SKIP", "no 3ddfa_mb05.onnx", f"in {assets} (gpu_check.sh --stage)"
-    prov, why = _cuda_provider()
-    if prov is None:
-        return "SKIP", "CPU provider only", why
+    model, prov, skip = _ort_inputs(assets, "3ddfa_mb05.onnx")
+    if skip:
+        return skip
     import cv2
 
     from emohead_core.expression.runtime import OnnxRegressor
