@@ -36,7 +36,8 @@ class Table:
 
     def markdown(self) -> str:
         lines = ["| check | status | result | detail | s |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {r['check']} | {r['status']} | {r['result']} | {r['detail']} | {r['seconds']} |" for r in self.rows]
+        lines += ["| " + " | ".join(str(r[k]) for k in ("check", "status", "result", "detail", "seconds")) + " |"
+                  for r in self.rows]
         return "\n".join(lines)
 
 
@@ -64,8 +65,9 @@ def device_row():
         ort_s = f"onnxruntime {ort.__version__} [{prov}]"
     except ImportError:
         ort_s = "no onnxruntime"
-    return ("PASS", torch.cuda.get_device_name(),
-            f"torch {torch.__version__} CUDA {torch.version.cuda}; tinycudann {'yes' if tcnn_available() else 'no'}; {ort_s}")
+    tcnn = "yes" if tcnn_available() else "no"
+    return "PASS", torch.cuda.get_device_name(), f"torch {torch.__version__} CUDA {torch.version.cuda}; " \
+        f"tinycudann {tcnn}; {ort_s}"
 
 
 def pytest_row(timeout: int):
@@ -206,7 +208,8 @@ def bench_rows(table: Table, assets: Path, iters: int, timeout: int) -> None:
         if m:
             table.add(f"{m[1]} 512x512 render", "PASS", m[3], m[2])
     if p.returncode != 0:
-        table.add("bench_render CUDA", "FAIL", f"exit {p.returncode}", (p.stderr.strip().splitlines() or [""])[-1][:300], dt)
+        last = (p.stderr.strip().splitlines() or [""])[-1][:300]
+        table.add("bench_render CUDA", "FAIL", f"exit {p.returncode}", last, dt)
 
 
 def main(argv=None) -> int:

@@ -221,14 +221,15 @@ class TorchHashGrid(nn.Module):
         w1 = torch.stack([1.0 - frac, frac], dim=-1)
         w = (w1[:, :, 0, None, None, :] * w1[:, :, 1, None, :, None]) * w1[:, :, 2, :, None, None]
         res = self._res.long()[None, :, None]
-        dense = c[:, :, 2, :, None, None] * (res * res)[..., None, None] + c[:, :, 1, None, :, None] * res[..., None, None] \
-            + c[:, :, 0, None, None, :]
+        dense = (c[:, :, 2, :, None, None] * (res * res)[..., None, None]
+                 + c[:, :, 1, None, :, None] * res[..., None, None] + c[:, :, 0, None, None, :])
         size = self._size.long()[None, :, None, None, None]
         dense = dense - size * (dense >= size)  # index % size (dense index < 2 * size)
         h = (c * torch.tensor(PRIMES, device=x.device)[None, None, :, None]) & 0xFFFFFFFF  # uint32 products
         hashed = (h[:, :, 2, :, None, None] ^ h[:, :, 1, None, :, None] ^ h[:, :, 0, None, None, :]) & self._hmask
         is_dense = torch.arange(L, device=x.device) < self.n_dense
-        idx = torch.where(is_dense[None, :, None, None, None], dense, hashed) + self._offset.long()[None, :, None, None, None]
+        idx = torch.where(is_dense[None, :, None, None, None], dense, hashed) \
+            + self._offset.long()[None, :, None, None, None]
         feats = self.params.view(-1, F).index_select(0, idx.reshape(-1)).view(N, L, 8, F)
         return torch.einsum("nlc,nlcf->nlf", w.reshape(N, L, 8), feats).reshape(N, L * F)
 

@@ -174,13 +174,6 @@ def _shared_field(model, d, cond):
     return model.field_for(d[0], cond)
 
 
-def _batches(x, ray, idx, size: int | None):
-    """(x, ray, idx) in consecutive batches of at most ``size`` samples (None: one batch)."""
-    if not size or len(x) <= size:
-        return [(x, ray, idx)]
-    return list(zip(x.split(size), ray.split(size), idx.split(size)))
-
-
 def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | None = None,
                perturb: bool = False, generator=None, bg: torch.Tensor | None = None, steps: int = 4,
                t_stop: float = T_STOP, eval_batch: int | None = None):
@@ -188,10 +181,11 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
 
     Each round every live ray takes its next ``k`` lattice points in occupied cells, all of them
     evaluated as one batch by ``model(x, d, cond) -> (sigma, rgb)``; a ray is done when its
-    samples run out or its transmittance drops below ``t_stop``. ``k`` starts at ``steps`` and
-    doubles every round (at least keeping a round as large as the first): every round costs a
-    batch of tensor operations, so a ray that is not stopped soon is finished in a few rounds. The evaluated samples are then
-    composited with segment sums (:func:`composite_packed`); gradients flow to the model.
+    samples run out or its transmittance drops below ``t_stop`` (0: never). ``k`` starts at
+    ``steps`` and doubles every round (at least keeping a round as large as the first): every
+    round costs a batch of tensor operations, so a ray that is not stopped soon is finished in a
+    few rounds. The evaluated samples are then composited with segment sums
+    (:func:`composite_packed`); gradients flow to the model.
 
     ``eval_batch``: the model sees at most this many samples at a time (on a CPU, batches whose
     intermediate tensors stay in cache are faster per sample; None: a round at once).
@@ -224,11 +218,13 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
         consumed[live] += take
         rr, kk = sel[:, 0], sel[:, 1]
         ray = rays[rr]
+        x = lattice[rr, kk]
         if field is None:
-            c = cond[ray] if cond.dim() == 2 else cond[None].expand(len(ray), -1)
-        out = [field(xb) if field is not None else model(xb, d[rb], c[cb])
-               for xb, rb, cb in _batches(lattice[rr, kk], ray, torch.arange(len(ray), device=dev), eval_batch)]
-        sigma, rgb = (torch.cat(t).float() if len(out) > 1 else t[0].float() for t in zip(*out))
+            dr, c = d[ray], (cond[ray] if cond.dim() == 2 else cond[None].expand(len(ray), -1))
+        bs = eval_batch or len(x)
+        out = [field(x[i:i + bs]) if field is not None else model(x[i:i + bs], dr[i:i + bs], c[i:i + bs])
+               for i in range(0, len(x), bs)]
+        sigma, rgb = (torch.cat(t).float() for t in zip(*out))
         delta = step[ray]
         chunks.append((rr, sigma, rgb, delta))
         tau.index_add_(0, rr, (sigma.detach() * delta).double())
