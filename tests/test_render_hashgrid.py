@@ -174,6 +174,15 @@ def test_auto_backend_is_torch_on_cpu():
         assert isinstance(g, TorchHashGrid)
 
 
+def test_tcnn_model_without_tinycudann_gets_the_torch_grid(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "tinycudann", None)  # import fails
+    with caplog.at_level("WARNING"):
+        g = make_hash_grid(dict(n_levels=2, log2_hashmap_size=8), backend="tcnn")
+    assert isinstance(g, TorchHashGrid) and "PyTorch hash grid is used" in caplog.text
+    with pytest.raises(ValueError, match="unknown hash grid backend"):
+        make_hash_grid(dict(n_levels=2), backend="cuda")
+
+
 # ----------------------------------------------------------------------------- portable checkpoints
 
 
@@ -309,7 +318,7 @@ def test_tcnn_matches_torch_grid_on_gpu():
         assert abs(float(gt @ v) - float(gp @ v)) <= bound
 
 
-def test_tcnn_layout_checkpoint_renders_identical_pixels_in_torch_backend(tmp_path, standin_tcnn):
+def test_tcnn_layout_checkpoint_renders_identical_pixels_in_torch_backend(tmp_path, standin_tcnn, monkeypatch):
     """A checkpoint of a model whose grid is tcnn's module (``encoder.enc.params``, as GPU runs
     of earlier versions saved it) loads through ``load_renderer`` and resume on a machine without
     tinycudann (PyTorch grid) and renders the same pixels; and back: the PyTorch checkpoint
@@ -331,13 +340,15 @@ def test_tcnn_layout_checkpoint_renders_identical_pixels_in_torch_backend(tmp_pa
     sd["encoder.enc.params"] = sd.pop("encoder.params")
     gpu_model.load_state_dict(sd)  # strict: the tcnn naming
     assert "encoder.enc.params" in gpu_model.state_dict()
-    ck = dict(tr.state_dict(), model=gpu_model.state_dict())
+    ck = dict(tr.state_dict(), model=gpu_model.state_dict(), model_cfg=dict(TINY_MODEL, backend="tcnn"))
     torch.save(ck, tmp_path / "model.pt")
 
     i = int(data["val_idx"][0])
     behind = compose_background(data["frames"][i], data["bg"], data["head_mask"][i])
     gpu_render = Renderer(gpu_model, tr.occ, tr.box["center_um"], tr.box["half_um"], tr.renderer.n_samples)
     want, _ = gpu_render.render_frame(data["poses"][i], data["alpha"][i], behind)
+    standin = sys.modules["tinycudann"]
+    monkeypatch.setitem(sys.modules, "tinycudann", None)  # the laptop: no tinycudann
     laptop = load_renderer(tmp_path / "model.pt", "cpu")
     assert isinstance(laptop.model.encoder, TorchHashGrid)
     got, acc = laptop.render_frame(data["poses"][i], data["alpha"][i], behind)
@@ -347,6 +358,7 @@ def test_tcnn_layout_checkpoint_renders_identical_pixels_in_torch_backend(tmp_pa
     assert torch.equal(resumed.model.encoder.params, tr.model.encoder.params)
 
     # and back: the PyTorch checkpoint in the tcnn backend
+    monkeypatch.setitem(sys.modules, "tinycudann", standin)
     tr.save(tmp_path / "torch.pt")
     on_gpu = EmoNeRF(dict(TINY_MODEL, backend="tcnn"))
     assert isinstance(on_gpu.encoder, TcnnHashGrid)

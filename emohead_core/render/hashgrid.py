@@ -27,12 +27,15 @@ only built when tinycudann imports (``make_hash_grid(backend="auto")`` picks it 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 PRIMES = (1, 2654435761, 805459861)  # tcnn's CoherentPrime hash (instant-ngp)
 LEGACY_TCNN_KEY = "enc.params"  # the table's name in checkpoints of the old tcnn wrapper
@@ -234,14 +237,16 @@ class TorchHashGrid(nn.Module):
         return torch.einsum("nlc,nlcf->nlf", w.reshape(N, L, 8), feats).reshape(N, L * F)
 
 
-def tcnn_available() -> bool:
-    if not torch.cuda.is_available():
-        return False
+def _tcnn_importable() -> bool:
     try:
         import tinycudann  # noqa: F401
     except Exception:
         return False
     return True
+
+
+def tcnn_available() -> bool:
+    return torch.cuda.is_available() and _tcnn_importable()
 
 
 def tcnn_encoding_config(cfg: HashGridConfig) -> dict:
@@ -289,11 +294,16 @@ class TcnnHashGrid(nn.Module):
 
 
 def make_hash_grid(cfg: HashGridConfig | dict, backend: str = "auto") -> nn.Module:
-    """``backend``: 'torch', 'tcnn', or 'auto' (tcnn when importable on CUDA, else torch)."""
+    """``backend``: 'torch', 'tcnn', or 'auto' (tcnn when importable on CUDA, else torch). A
+    'tcnn' model on a machine without tinycudann (a GPU-trained checkpoint rendered on a laptop)
+    gets the PyTorch grid, with a warning: same encoding, same table."""
     if isinstance(cfg, dict):
         cfg = HashGridConfig.from_dict(cfg)
     if backend == "auto":
         backend = "tcnn" if tcnn_available() else "torch"
+    elif backend == "tcnn" and not _tcnn_importable():
+        log.warning("tinycudann is not importable here: the PyTorch hash grid is used (same encoding and table)")
+        backend = "torch"
     if backend == "tcnn":
         return TcnnHashGrid(cfg)
     if backend == "torch":
