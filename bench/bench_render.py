@@ -11,7 +11,8 @@ default. A middle row (stratified sampler, vectorised grid) separates the two ga
     python bench/bench_render.py --prepared results/render/obama/prepared.npz \\
         --psnr-budget 240                                       # + equal-time training, PSNR
 
-Sections: (1) render frames/s and training rays/s at 128 and 256 on CPU (``--threads``);
+Sections: (1) the hash grid alone (reference vs vectorised, same 80,000 points), render
+frames/s and training rays/s at 128 and 256 on CPU (``--threads``);
 (2) ``--psnr-budget S``: the previous and the new renderer each train a fresh model for S
 seconds of their own steps (steps interleaved, so both see the same machine load; the linear
 learning-rate schedule runs over each one's elapsed time), then the held-out frames are
@@ -121,10 +122,38 @@ def frame_args(data, i):
     return data["poses"][i], data["alpha"][i], compose_background(data["frames"][i], data["bg"], m), sampling_region(m)
 
 
+def bench_grid(rc, n_points: int, repeats: int) -> None:
+    """The hash grid alone (demo configuration, random table): reference vs vectorised, the same
+    points, forward and forward+backward."""
+    from emohead_core.render.hashgrid import HashGridConfig, TorchHashGrid
+
+    grid = TorchHashGrid(HashGridConfig.from_dict(rc["model"]["grid"]))
+    with torch.no_grad():
+        grid.params.normal_()
+    x = torch.rand(n_points, 3, generator=torch.Generator().manual_seed(0))
+
+    def run(reference: bool, backward: bool):
+        def f():
+            grid.reference = reference
+            if backward:
+                grid.params.grad = None
+                grid(x).sum().backward()
+            else:
+                with torch.no_grad():
+                    grid(x)
+        return f
+
+    for label, bwd in (("forward", False), ("forward+backward", True)):
+        t = interleaved({"reference": run(True, bwd), "vectorised": run(False, bwd)}, repeats)
+        print(f"hash grid {label}, {n_points} points: reference {t['reference'] * 1e3:.0f} ms | vectorised "
+              f"{t['vectorised'] * 1e3:.0f} ms (x{t['reference'] / t['vectorised']:.2f})")
+
+
 def bench_cpu(data, rc, weights, sizes, repeats, steps) -> None:
     from emohead_core.render.hashgrid import TorchHashGrid
 
     print("\n== render frames/s and training rays/s (CPU, %d threads) ==" % torch.get_num_threads())
+    bench_grid(rc, 80000, repeats)
     for size in sizes:
         d = upscale(data, size)
         tr = make_trainer(d, rc["model"], rc["train"], "cpu", weights)
