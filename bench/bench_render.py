@@ -53,26 +53,63 @@ def render_cfg(profile: str) -> dict:
     return yaml.safe_load((REPO / "config" / f"{profile}.yaml").read_text())["render"]
 
 
-def upscale(data: dict, size: int) -> dict:
-    """The prepared subject at ``size`` x ``size`` (frames, masks, background resized; cameras
+# The prepared subject is a dict of arrays here and a SubjectData (several clips) after the
+# multi-clip rework; the helpers below read either, so the benchmark runs on both.
+def _is_dict(data) -> bool:
+    return isinstance(data, dict)
+
+
+def n_frames(data) -> int:
+    return len(data["frames"]) if _is_dict(data) else data.n_frames
+
+
+def frame_size(data) -> int:
+    return int(data["frames"].shape[1]) if _is_dict(data) else int(data.H)
+
+
+def test_frames(data) -> np.ndarray:
+    return np.asarray(data["val_idx"] if _is_dict(data) else data.test_idx)
+
+
+def frame_args(data, i):
+    """pose, alpha, what lies behind the head, and the rays' region of frame i."""
+    from emohead_core.render.data import compose_background
+    from emohead_core.render.train import sampling_region
+
+    if _is_dict(data):
+        m = data["head_mask"][i]
+        return data["poses"][i], data["alpha"][i], compose_background(data["frames"][i], data["bg"], m), \
+            sampling_region(m)
+    return data.poses[i], data.alpha[i], data.behind(i), sampling_region(data.mask(i))
+
+
+def upscale(data, size: int):
+    """The prepared subject at ``size`` x ``size`` (frames, masks, backgrounds resized; cameras
     and landmarks rescaled), for timing at another resolution."""
     from emohead_core.render.camera import scale_pose
 
-    H = data["frames"].shape[1]
+    H = frame_size(data)
     if size == H:
         return data
     k = size / H
-    out = dict(data)
-    out["frames"] = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) for f in data["frames"]])
-    out["bg"] = cv2.resize(data["bg"], (size, size), interpolation=cv2.INTER_LINEAR)
-    out["head_mask"] = np.stack([cv2.resize(m.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
-                                 for m in data["head_mask"]])
-    out["poses"] = np.stack([scale_pose(p, k) for p in data["poses"]])
-    lm = data["landmarks"].copy()
+
+    def rs(img, nearest=False):
+        interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+        return cv2.resize(img.astype(np.uint8), (size, size), interpolation=interp)
+
+    get = (lambda name: data[name]) if _is_dict(data) else (lambda name: getattr(data, name))
+    idx = np.arange(n_frames(data))
+    frames = data["frames"] if _is_dict(data) else data.frames(idx)
+    masks = data["head_mask"] if _is_dict(data) else data.masks(idx)
+    lm = np.array(get("landmarks"), copy=True)
     lm[..., :2] = (lm[..., :2] + 0.5) * k - 0.5
-    out["landmarks"] = lm
-    out["resolution"] = np.int64(size)
-    return out
+    arrays = dict(frames=np.stack([rs(f) for f in frames]), head_mask=np.stack([rs(m, True) > 0 for m in masks]),
+                  poses=np.stack([scale_pose(p, k) for p in get("poses")]), landmarks=lm)
+    if _is_dict(data):
+        return dict(data, bg=rs(data["bg"]), resolution=np.int64(size), **arrays)
+    return type(data).from_arrays(bg=np.stack([rs(b) for b in data.bgs]), alpha=data.alpha, shape=data.shape,
+                                  train_idx=data.train_idx, test_idx=data.test_idx, clip_of=data.clip_of,
+                                  clips=data.clips, **arrays)
 
 
 def use(tr, config) -> None:
@@ -114,14 +151,6 @@ def interleaved(fns: dict, repeats: int, device="cpu", reduce=np.median) -> dict
     return {k: float(reduce(v)) for k, v in times.items()}
 
 
-def frame_args(data, i):
-    from emohead_core.render.data import compose_background
-    from emohead_core.render.train import sampling_region
-
-    m = data["head_mask"][i]
-    return data["poses"][i], data["alpha"][i], compose_background(data["frames"][i], data["bg"], m), sampling_region(m)
-
-
 def bench_grid(rc, n_points: int, repeats: int) -> None:
     """The hash grid alone (demo configuration, random table): reference vs vectorised, the same
     points, forward and forward+backward."""
@@ -158,7 +187,7 @@ def bench_cpu(data, rc, weights, sizes, repeats, steps) -> None:
         d = upscale(data, size)
         tr = make_trainer(d, rc["model"], rc["train"], "cpu", weights)
         assert isinstance(tr.model.encoder, TorchHashGrid)
-        i = int(d["val_idx"][0])
+        i = int(test_frames(d)[0])
         pose, alpha, behind, region = frame_args(d, i)
         r = tr.renderer
 
@@ -249,7 +278,7 @@ def bench_cuda(data, profile: str, iters: int, repeats: int, device: str = "cuda
     rc = render_cfg(profile)
     d = upscale(data, size)
     train_cfg = dict(rc["train"], iters=max(iters, 1), val_every=0, ckpt_every=10**9, refine_start=10**9)
-    i = int(d["val_idx"][0])
+    i = int(test_frames(d)[0])
     pose, alpha, behind, region = frame_args(d, i)
     weights = None
     for backend in backends:
@@ -312,8 +341,8 @@ def main(argv=None) -> None:
         from test_render import synthetic_subject
 
         data = synthetic_subject(T=24, size=int(rc["resolution"]))
-    H = data["frames"].shape[1]
-    print(f"subject: {args.prepared or 'synthetic'} ({len(data['frames'])} frames {H}x{H}); demo model, "
+    H = frame_size(data)
+    print(f"subject: {args.prepared or 'synthetic'} ({n_frames(data)} frames {H}x{H}); demo model, "
           f"{rc['train']['n_samples']} samples/ray, {rc['train']['rays']} rays/step; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     if not args.skip_cpu:
