@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One-command GPU check (about 5 minutes on one GPU, 8 at most with a tinycudann build): prints one
-# table of
+# One-command GPU check, sized for 8 minutes on one H200 with a tinycudann build (an estimate: not
+# yet run on a GPU; each step has its own timeout). Prints one table of
 #   device | pytest -m gpu | onnxruntime CUDA vs CPU provider on FaceBoxes and 3DDFA |
 #   tinycudann vs PyTorch hash grid | training it/s (--iters, default 2000, paper-profile model)
 #   | 512x512 render frames/s with each grid backend
