@@ -130,32 +130,42 @@ class EmoNeRF(nn.Module):
         return sigma, rgb
 
     def field_for(self, d: torch.Tensor, alpha: torch.Tensor):
-        """The field of one direction d (3,) and one expression alpha (C,) shared by all
-        samples (the rays of a frame are parallel): x (N, 3) -> (sigma (N,), rgb (N, 3)), equal
-        to ``forward(x, d, alpha)`` up to float rounding. The inputs that do not depend on x
-        (alpha_hat, SH(d)) contribute a constant to their layers, folded into the biases once;
-        gradients flow as in ``forward``."""
+        """The field with the inputs that do not depend on x fixed: one direction d (3,) and one
+        expression alpha (C,) shared by all samples (the rays of a frame are parallel), or one
+        per ray, d (G, 3) and alpha (G, C). Returns ``field(x, g=None) -> (sigma, rgb)``, x (N, 3),
+        g (N,) the ray of each sample in the per-ray case; equal to ``forward(x, d, alpha)`` (per
+        sample) up to float rounding. alpha_hat and SH(d) contribute a constant to their layers,
+        folded into the biases once (per ray: a gathered bias); gradients flow as in ``forward``."""
+        per_ray = d.dim() == 2
         if 0 in self.cfg.skips:  # the input fed twice to layer 0: no folding
-            return lambda x: self.forward(x, d.expand(len(x), -1), alpha.expand(len(x), -1))
+            if per_ray:
+                return lambda x, g: self.forward(x, d[g], alpha[g])
+            return lambda x, g=None: self.forward(x, d.expand(len(x), -1), alpha.expand(len(x), -1))
         a = self._norm_alpha(alpha)
         C = a.shape[-1]
         first = self.sigma_net[0] if len(self.sigma_net) else self.sigma_out
         cin = self.color_net[0]
         geo = self.cfg.geo_feat
-        color_const = cin.bias + cin.weight[:, geo:] @ torch.cat([sh_encode(d[None])[0], a])
+        const = torch.cat([sh_encode(d if per_ray else d[None]), a if per_ray else a[None]], dim=-1)
+        color_const = cin.bias + const @ cin.weight[:, geo:].T  # (G or 1, hidden)
 
-        def fold_alpha(lin):  # [h..., alpha_hat] -> weight without the alpha columns, bias with them
-            return lin.weight[:, :-C], lin.bias + lin.weight[:, -C:] @ a
+        def folded(lin, h, const_bias, g):  # lin(h) with the constant columns' share in the bias
+            if not per_ray:
+                return F.linear(h, lin.weight[:, :h.shape[-1]], const_bias[0])
+            return F.linear(h, lin.weight[:, :h.shape[-1]]) + const_bias[g]
 
-        def field(x: torch.Tensor):
+        def alpha_bias(lin):  # [h..., alpha_hat]: bias + the alpha_hat columns
+            return lin.bias + (a if per_ray else a[None]) @ lin.weight[:, -C:].T
+
+        def field(x: torch.Tensor, g: torch.Tensor | None = None):
             enc = self.encoder((x + 1.0) * 0.5)
             h = enc
             for i, lin in enumerate(self.sigma_net):
                 if i in self.cfg.skips:
                     h = torch.cat([h, enc], dim=-1)
-                h = torch.relu(F.linear(h, *fold_alpha(lin)) if (i == 0 or i in self.cfg.skips) else lin(h))
-            out = F.linear(h, *fold_alpha(first)) if first is self.sigma_out else self.sigma_out(h)
-            c = F.linear(out[..., 1:], cin.weight[:, :geo], color_const)
+                h = torch.relu(folded(lin, h, alpha_bias(lin), g) if (i == 0 or i in self.cfg.skips) else lin(h))
+            out = folded(first, h, alpha_bias(first), g) if first is self.sigma_out else self.sigma_out(h)
+            c = folded(cin, out[..., 1:], color_const, g)
             for layer in list(self.color_net)[1:]:
                 c = layer(c)
             return trunc_exp(out[..., 0].float()), torch.sigmoid(c)

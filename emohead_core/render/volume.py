@@ -166,12 +166,14 @@ def composite_packed(sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tenso
     return out, acc, weights
 
 
-def _shared_field(model, d, cond):
-    """``model.field_for(d, cond)`` when every ray has the same direction and expression (the
-    rays of one frame), else None."""
-    if cond.dim() != 1 or not hasattr(model, "field_for") or not len(d) or not bool((d == d[:1]).all()):
+def _folded_field(model, d, cond):
+    """``model.field_for``: one direction and expression when all rays share them (the rays of
+    one frame), else per ray; None for a model without it (a plain ``model(x, d, cond)``)."""
+    if not hasattr(model, "field_for") or not len(d):
         return None
-    return model.field_for(d[0], cond)
+    if cond.dim() == 1 and bool((d == d[:1]).all()):
+        return model.field_for(d[0], cond)
+    return model.field_for(d, cond if cond.dim() == 2 else cond[None].expand(len(d), -1))
 
 
 def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | None = None,
@@ -207,7 +209,7 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
     tau_stop = -math.log(t_stop) if t_stop > 0 else math.inf  # t_stop 0: never stop early
     live = (count > 0).nonzero(as_tuple=True)[0]
     n_first = max(len(live), 1)
-    field = _shared_field(model, d, cond)
+    field = _folded_field(model, d, cond)
     chunks = []  # per round: (ray in 0..Rh-1, sigma, rgb, delta)
     k = min(steps, N)
     while len(live):
@@ -222,8 +224,8 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
         if field is None:
             dr, c = d[ray], (cond[ray] if cond.dim() == 2 else cond[None].expand(len(ray), -1))
         bs = eval_batch or len(x)
-        out = [field(x[i:i + bs]) if field is not None else model(x[i:i + bs], dr[i:i + bs], c[i:i + bs])
-               for i in range(0, len(x), bs)]
+        out = [field(x[i:i + bs], ray[i:i + bs]) if field is not None
+               else model(x[i:i + bs], dr[i:i + bs], c[i:i + bs]) for i in range(0, len(x), bs)]
         sigma, rgb = (torch.cat(t).float() for t in zip(*out))
         delta = step[ray]
         chunks.append((rr, sigma, rgb, delta))
