@@ -1,8 +1,11 @@
 """Render stage: volume rendering vs direct integration, camera ray geometry, occupancy skipping,
-a tiny training run, exact resume, CLIP and 3DDFA refinement losses through production loaders."""
+ray marching (packed compositing, early termination, gradients) against the stratified sampler,
+a tiny training run, exact resume, new vs previous renderer on a trained subject, CLIP and 3DDFA
+refinement losses through production loaders."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -11,7 +14,7 @@ import torch
 
 from emohead_core.render.camera import (DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF, HeadCamera, fit_affine_pose,
                                         ray_box, rotate_pose, scale_pose, yaw_matrix)
-from emohead_core.render.volume import OccupancyGrid, composite, render_rays
+from emohead_core.render.volume import T_STOP, OccupancyGrid, composite, composite_packed, march_rays, render_rays
 
 S = 32  # synthetic image size
 
@@ -170,6 +173,139 @@ def test_occupancy_skips_empty_space_without_changing_the_image():
     assert out["n_eval"] == 0 and torch.equal(out["rgb"], bg)
 
 
+# ----------------------------------------------------------------------------- ray marching
+
+
+def test_composite_packed_matches_dense_composite():
+    """Segment sums over packed samples == the dense per-ray composite with zero-padded rows,
+    also after a ray of huge optical depth (no float32 cancellation in the running sum)."""
+    g = torch.Generator().manual_seed(0)
+    counts = [3, 0, 7, 1, 5, 4]
+    R, N = len(counts), max(counts)
+    sigma = torch.zeros(R, N)
+    rgb = torch.zeros(R, N, 3)
+    deltas = torch.zeros(R, N)
+    for r, c in enumerate(counts):
+        sigma[r, :c] = torch.rand(c, generator=g) * 8
+        rgb[r, :c] = torch.rand(c, 3, generator=g)
+        deltas[r, :c] = torch.rand(c, generator=g) * 0.3 + 0.01
+    sigma[0, :3] = 1e7  # optical depth ~1e6 before the other rays
+    mask = torch.arange(N)[None] < torch.tensor(counts)[:, None]
+    ray = torch.arange(R)[:, None].expand(R, N)[mask]
+    ours, acc, w = composite_packed(sigma[mask], rgb[mask], deltas[mask], ray, R)
+    ref, ref_acc, ref_w = composite(sigma, rgb, deltas)
+    torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(acc, ref_acc, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(w, ref_w[mask], atol=1e-6, rtol=1e-5)
+    assert float(acc[1]) == 0.0 and torch.isfinite(ours).all()
+
+
+class _OpaqueBall(_Ball):
+    """The ball with a density that stops rays within a few samples."""
+
+    def forward(self, x, d, a):
+        s, c = super().forward(x, d, a)
+        return 20 * s, c
+
+    def density(self, x, a):
+        return 20 * super().density(x, a)
+
+
+def _parallel_rays(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    o = torch.rand(n, 3, generator=g) * 2 - 1
+    o[:, 2] = 1.5
+    d = torch.zeros_like(o)
+    d[:, 2] = -1
+    return o, d, g
+
+
+def _ball_occupancy(res=16, radius=0.4):
+    """Conservative grid: cells the ball touches are occupied (nearest-point test)."""
+    occ = OccupancyGrid(res=res)
+    idx = torch.arange(res).float()
+    gx, gy, gz = torch.meshgrid(idx, idx, idx, indexing="ij")
+    lo = torch.stack([gx, gy, gz], -1) / res * 2 - 1
+    nearest = torch.clamp(torch.zeros(3), lo, lo + 2 / res)
+    occ.occupied.copy_(nearest.norm(dim=-1) < radius)
+    return occ
+
+
+def test_march_matches_stratified_and_stops_early():
+    model = _OpaqueBall()
+    o, d, g = _parallel_rays(400)
+    a = torch.zeros(10)
+    bg = torch.rand(400, 3, generator=g)
+    occ = _ball_occupancy()
+    old = render_rays(model, o, d, a, n_samples=64, occupancy=occ, bg=bg)
+    new = march_rays(model, o, d, a, n_samples=64, occupancy=occ, bg=bg)
+    # the same lattice points; only what lies behind T < T_STOP is left out
+    assert (new["rgb"] - old["rgb"]).abs().max() <= 2 * T_STOP
+    assert (new["acc"] - old["acc"]).abs().max() <= T_STOP
+    assert (old["acc"] > 0.99).sum() > 30  # rays through the ball (1 in 8) are opaque...
+    assert new["n_eval"] < 0.6 * old["n_eval"]  # ...and stop early
+    full = march_rays(model, o, d, a, n_samples=64, occupancy=occ, bg=bg, t_stop=0.0)
+    assert full["n_eval"] == old["n_eval"]
+    torch.testing.assert_close(full["rgb"], old["rgb"], atol=1e-6, rtol=0)
+    # same points with or without the occupancy grid (its empty cells hold no density)
+    free = march_rays(model, o, d, a, n_samples=64, bg=bg)
+    torch.testing.assert_close(free["rgb"], new["rgb"], atol=2 * T_STOP, rtol=0)
+    assert free["n_eval"] > new["n_eval"]
+    empty = OccupancyGrid(res=8)
+    empty.occupied.fill_(False)
+    out = march_rays(model, o, d, a, n_samples=16, occupancy=empty, bg=bg)
+    assert out["n_eval"] == 0 and torch.equal(out["rgb"], bg)
+
+
+def _tiny_field(seed=0):
+    from emohead_core.render.network import EmoNeRF
+
+    torch.manual_seed(seed)
+    m = EmoNeRF(TINY_MODEL)
+    with torch.no_grad():
+        m.encoder.params.normal_(0, 1.0)  # some structure: density and colour vary in space
+        m.set_alpha_stats(torch.zeros(10), torch.ones(10))
+    return m
+
+
+@pytest.mark.parametrize("per_ray", [False, True])
+def test_march_gradients_match_stratified(per_ray):
+    """Training through the marcher: with the same jittered points (same generator state) and no
+    early stop, loss and every parameter gradient equal the stratified sampler's."""
+    R = 300
+    o, d, g = _parallel_rays(R, seed=1)
+    d = torch.nn.functional.normalize(d + torch.tensor([0.2, -0.1, 0.0]), dim=1)  # oblique, parallel
+    cond = torch.randn(R, 10, generator=g) if per_ray else torch.randn(10, generator=g)
+    target = torch.rand(R, 3, generator=g)
+    bg = torch.rand(R, 3, generator=g)
+    grads = {}
+    for name, fn in (("old", render_rays), ("new", march_rays)):
+        model = _tiny_field()
+        kw = dict(t_stop=0.0) if fn is march_rays else {}
+        out = fn(model, o, d, cond, n_samples=24, perturb=True, generator=torch.Generator().manual_seed(7), bg=bg, **kw)
+        loss = torch.nn.functional.mse_loss(out["rgb"], target)
+        loss.backward()
+        grads[name] = (float(loss), {k: p.grad.clone() for k, p in model.named_parameters()})
+    assert grads["new"][0] == pytest.approx(grads["old"][0], rel=1e-5)
+    for k, v in grads["old"][1].items():
+        assert v.abs().max() > 0, k
+        torch.testing.assert_close(grads["new"][1][k], v, atol=1e-6, rtol=1e-4, msg=k)
+
+
+def test_shared_and_per_ray_expressions_agree():
+    """Rays of two frames in one call with per-ray expressions (general path) == each frame with
+    its own expression (frame-constant inputs folded into the biases)."""
+    model = _tiny_field(seed=3)
+    o, d, g = _parallel_rays(200, seed=2)
+    a1, a2 = torch.randn(10, generator=g), torch.randn(10, generator=g)
+    cond = torch.where((torch.arange(200) < 80)[:, None], a1, a2)
+    both = march_rays(model, o, d, cond, n_samples=20)
+    first = march_rays(model, o[:80], d[:80], a1, n_samples=20)
+    second = march_rays(model, o[80:], d[80:], a2, n_samples=20)
+    torch.testing.assert_close(both["rgb"], torch.cat([first["rgb"], second["rgb"]]), atol=1e-5, rtol=0)
+    assert (first["rgb"] - second["rgb"][:80]).abs().max() > 1e-3  # the expression matters
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -227,6 +363,44 @@ def test_tiny_training_lowers_loss_and_beats_background():
     assert v["val_psnr_head"] > v0["val_psnr_head"] + 3
     assert 0 < tr.occ.fraction() < 1  # empty space (never-seen cells at least) is skipped
     assert not tr.occ.trainable[0, 0, 0] and tr.occ.trainable[4, 4, 4]
+
+
+def test_new_renderer_matches_previous_on_trained_subject():
+    """Same weights, the held-out frames of a trained subject: the new renderer (marching,
+    vectorised grid) and the previous one (stratified samples, reference grid) differ by at most
+    2/255 per pixel, on renders that reproduce the subject."""
+    from emohead_core.render.data import sampling_region
+    from emohead_core.render.train import Trainer, psnr
+
+    torch.set_num_threads(1)
+    data = synthetic_subject()
+    tr = Trainer(data, TINY_MODEL, _tiny_train(iters=120), device="cpu")
+    tr.fit(progress=False)
+    assert tr.validate()["val_psnr_head"] > tr.validate()["baseline_psnr_head"] + 3
+    r = tr.renderer
+    for i in data.test_idx:
+        m = data.mask(i)
+        behind = data.behind(i)
+        for region in (sampling_region(m), None):
+            new, acc = r.render_frame(data.poses[i], data.alpha[i], behind, region=region)
+            tr.model.encoder.reference = True
+            old, _ = r.render_frame(data.poses[i], data.alpha[i], behind, region=region, sampler="stratified")
+            tr.model.encoder.reference = False
+            assert np.abs(new - old).max() <= 2 / 255
+            assert acc[m].mean() > 0.5
+            assert psnr(new, data.frame(i) / 255.0, m) > psnr(behind / 255.0, data.frame(i) / 255.0, m) + 3
+
+
+def test_stratified_sampler_still_trains():
+    from emohead_core.render.train import Trainer
+
+    torch.set_num_threads(1)
+    tr = Trainer(synthetic_subject(), TINY_MODEL, _tiny_train(iters=60, sampler="stratified"), device="cpu")
+    assert tr.renderer.sampler == "stratified"
+    hist = tr.fit(progress=False)
+    assert np.mean([r["photo"] for r in hist[-10:]]) < 0.5 * np.mean([r["photo"] for r in hist[:10]])
+    with pytest.raises(ValueError, match="sampler"):
+        tr.renderer.render_rays(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]), torch.zeros(10), sampler="dense")
 
 
 def test_resume_is_exact(tmp_path):
@@ -332,3 +506,30 @@ def test_tiny_training_on_cuda_with_auto_backend():
     assert np.mean([r["photo"] for r in hist[-10:]]) < 0.5 * np.mean([r["photo"] for r in hist[:10]])
     v = tr.validate()
     assert v["val_psnr_head"] > v["baseline_psnr_head"] + 3
+
+
+@pytest.mark.gpu
+def test_cuda_frames_in_half_precision_match_cpu():
+    """Frames on CUDA (float16 MLPs under inference_mode) vs float32 on the CPU, same weights:
+    at most 2/255 apart; training rays on CUDA draw the same jitter as on the CPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from emohead_core.render.renderer import Renderer
+    from emohead_core.render.train import Trainer
+
+    data = synthetic_subject()
+    tr = Trainer(data, dict(TINY_MODEL, backend="torch"), _tiny_train(iters=120), device="cpu")
+    tr.fit(progress=False)
+    cpu = tr.renderer
+    gpu = Renderer(copy.deepcopy(tr.model).cuda(), copy.deepcopy(tr.occ).cuda(), cpu.box_center, cpu.box_half,
+                   cpu.n_samples)
+    for i in data.test_idx:
+        behind = data.behind(i)
+        a, _ = cpu.render_frame(data.poses[i], data.alpha[i], behind)
+        b, _ = gpu.render_frame(data.poses[i], data.alpha[i], behind)
+        assert np.abs(a - b).max() <= 2 / 255
+    uv = torch.rand(64, 2) * 31
+    bg = torch.rand(64, 3)
+    outs = [r.render_uv(data.poses[0], uv, data.alpha[0], bg.to(r.device), perturb=True,
+                        generator=torch.Generator().manual_seed(5))["rgb"].float().cpu() for r in (cpu, gpu)]
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=0)

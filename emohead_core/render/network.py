@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .hashgrid import HashGridConfig, make_hash_grid
@@ -114,7 +115,7 @@ class EmoNeRF(nn.Module):
                 h = torch.cat([h, inp], dim=-1)
             h = torch.relu(lin(h))
         out = self.sigma_out(h)
-        return trunc_exp(out[..., 0]), out[..., 1:]
+        return trunc_exp(out[..., 0].float()), out[..., 1:]  # exp in float32 (also under autocast)
 
     def density(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         a = self._norm_alpha(alpha)
@@ -127,3 +128,46 @@ class EmoNeRF(nn.Module):
         sigma, feat = self._sigma_feat(x, a)
         rgb = torch.sigmoid(self.color_net(torch.cat([feat, sh_encode(d), a], dim=-1)))
         return sigma, rgb
+
+    def field_for(self, d: torch.Tensor, alpha: torch.Tensor):
+        """The field with the inputs that do not depend on x fixed: one direction d (3,) and one
+        expression alpha (C,) shared by all samples (the rays of a frame are parallel), or one
+        per ray, d (G, 3) and alpha (G, C). Returns ``field(x, g=None) -> (sigma, rgb)``, x (N, 3),
+        g (N,) the ray of each sample in the per-ray case; equal to ``forward(x, d, alpha)`` (per
+        sample) up to float rounding. alpha_hat and SH(d) contribute a constant to their layers,
+        folded into the biases once (per ray: a gathered bias); gradients flow as in ``forward``."""
+        per_ray = d.dim() == 2
+        if 0 in self.cfg.skips:  # the input fed twice to layer 0: no folding
+            if per_ray:
+                return lambda x, g: self.forward(x, d[g], alpha[g])
+            return lambda x, g=None: self.forward(x, d.expand(len(x), -1), alpha.expand(len(x), -1))
+        a = self._norm_alpha(alpha)
+        C = a.shape[-1]
+        first = self.sigma_net[0] if len(self.sigma_net) else self.sigma_out
+        cin = self.color_net[0]
+        geo = self.cfg.geo_feat
+        const = torch.cat([sh_encode(d if per_ray else d[None]), a if per_ray else a[None]], dim=-1)
+        color_const = cin.bias + const @ cin.weight[:, geo:].T  # (G or 1, hidden)
+
+        def folded(lin, h, const_bias, g):  # lin(h) with the constant columns' share in the bias
+            if not per_ray:
+                return F.linear(h, lin.weight[:, :h.shape[-1]], const_bias[0])
+            return F.linear(h, lin.weight[:, :h.shape[-1]]) + const_bias[g]
+
+        def alpha_bias(lin):  # [h..., alpha_hat]: bias + the alpha_hat columns
+            return lin.bias + (a if per_ray else a[None]) @ lin.weight[:, -C:].T
+
+        def field(x: torch.Tensor, g: torch.Tensor | None = None):
+            enc = self.encoder((x + 1.0) * 0.5)
+            h = enc
+            for i, lin in enumerate(self.sigma_net):
+                if i in self.cfg.skips:
+                    h = torch.cat([h, enc], dim=-1)
+                h = torch.relu(folded(lin, h, alpha_bias(lin), g) if (i == 0 or i in self.cfg.skips) else lin(h))
+            out = folded(first, h, alpha_bias(first), g) if first is self.sigma_out else self.sigma_out(h)
+            c = folded(cin, out[..., 1:], color_const, g)
+            for layer in list(self.color_net)[1:]:
+                c = layer(c)
+            return trunc_exp(out[..., 0].float()), torch.sigmoid(c)
+
+        return field

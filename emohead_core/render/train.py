@@ -31,7 +31,7 @@ from .volume import OccupancyGrid, alpha_to_sigma_threshold
 log = logging.getLogger(__name__)
 
 DEFAULT_TRAIN = dict(
-    iters=2000, rays=2048, inside_fraction=0.8, n_samples=32, lr_grid=1e-2, lr_mlp=1e-3,
+    iters=2000, rays=2048, inside_fraction=0.8, n_samples=32, sampler="march", lr_grid=1e-2, lr_mlp=1e-3,
     lr_final_ratio=0.1, refine_start=None, refine_every=1, lambda_photo=1.0, lambda_cord=1e-3,
     lambda_shape=1e-9, patch_size=64, clip_model=None, clip_prompt="a photo of a {emotion} face",
     emotion="neutral", shape_net=None, param_stats=None, ckpt_every=500, log_every=50,
@@ -99,7 +99,7 @@ class Trainer:
         thr = alpha_to_sigma_threshold(float(oc["alpha_threshold"]), int(self.cfg["n_samples"]))
         self.occ = OccupancyGrid(int(oc["res"]), float(oc["decay"]), thr).to(self.device)
         self.renderer = Renderer(self.model, self.occ, self.box["center_um"], self.box["half_um"],
-                                 int(self.cfg["n_samples"]))
+                                 int(self.cfg["n_samples"]), sampler=self.cfg["sampler"])
         grid_params = list(self.model.encoder.parameters())
         gid = {id(p) for p in grid_params}
         mlp_params = [p for p in self.model.parameters() if id(p) not in gid]
