@@ -330,11 +330,15 @@ def main(argv=None) -> None:
     ap.add_argument("--cuda-device", default="cuda", help="run section 3 on this device ('cpu': a smoke test)")
     ap.add_argument("--cuda-size", type=int, default=512, help="frame size of section 3")
     ap.add_argument("--skip-cpu", action="store_true", help="skip section 1 (frames/s, rays/s on CPU)")
+    ap.add_argument("--frames-per-step", type=int, default=None,
+                    help="training frames per step (default: config/demo.yaml's render.train.frames_per_step)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from emohead_core.render.data import load_prepared
 
     rc = render_cfg("demo")
+    if args.frames_per_step:
+        rc["train"] = dict(rc["train"], frames_per_step=args.frames_per_step)
     if args.prepared:
         data = load_prepared(args.prepared)
     else:
@@ -343,7 +347,8 @@ def main(argv=None) -> None:
         data = synthetic_subject(T=24, size=int(rc["resolution"]))
     H = frame_size(data)
     print(f"subject: {args.prepared or 'synthetic'} ({n_frames(data)} frames {H}x{H}); demo model, "
-          f"{rc['train']['n_samples']} samples/ray, {rc['train']['rays']} rays/step; "
+          f"{rc['train']['n_samples']} samples/ray, {rc['train']['rays']} rays/step from "
+          f"{rc['train'].get('frames_per_step', 1)} frame(s); "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     if not args.skip_cpu:
         if args.model:
