@@ -24,12 +24,15 @@ def open_session(onnx_path: str | os.PathLike, *, providers_: list[str] | None =
     """An ``InferenceSession`` for ``onnx_path``; a missing file is an input error naming ``fix``.
 
     ``threads`` caps intra-op threads (one inter-op thread) so Snakemake's ``threads:`` holds.
+    Idle worker threads sleep instead of spinning: the pipeline runs ffmpeg (decoding,
+    encoding) beside the models, and spinning workers would take its cores.
     """
     import onnxruntime as ort
 
     if not Path(onnx_path).is_file():
         raise EmoheadInputError(f"{what} ONNX model not found.", path=onnx_path, fix=fix)
     so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1

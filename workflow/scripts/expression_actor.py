@@ -1,4 +1,4 @@
-"""Rule expression_actor: crop videos of one actor -> per-frame 3DDFA_V2 expression Parquets."""
+"""Rule expression_actor: crop videos (+ boxes) of one actor -> per-frame 3DDFA_V2 expression Parquets."""
 
 import torch
 
@@ -16,5 +16,7 @@ with log_to(snakemake.log[0]):
         snakemake.output[0],
         detect_every=opts["detect_every"],
         params={"opts": dict(opts)},
+        boxes=dict(snakemake.params.boxes) if opts["face_boxes"] == "preprocess" else None,
+        threads=snakemake.threads,
     )
     print(counts)

@@ -1,4 +1,4 @@
-"""Rule expression_extract: crop video -> per-frame 3DDFA_V2 expression Parquet."""
+"""Rule expression_extract: crop video (+ its boxes) -> per-frame 3DDFA_V2 expression Parquet."""
 
 import torch
 
@@ -10,5 +10,12 @@ with log_to(snakemake.log[0]):
     opts = snakemake.params.opts
     inp = snakemake.input
     fm = face_model_for_job(inp.checkpoint, inp.onnx, inp.detector, inp.bfm, opts, snakemake.threads)
-    data = extract_clip(inp.video, fm, snakemake.output[0], detect_every=opts["detect_every"])
+    data = extract_clip(
+        inp.video,
+        fm,
+        snakemake.output[0],
+        detect_every=opts["detect_every"],
+        boxes=inp.boxes if opts["face_boxes"] == "preprocess" else None,
+        threads=snakemake.threads,
+    )
     print(f"{inp.video}: {len(data['frame'])} frames, {int((~data['detected']).sum())} interpolated")
