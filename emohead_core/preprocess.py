@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,7 @@ def crop_clip(
     info = media.probe(video)
     if not info.has_video:
         raise EmoheadInputError("has no video stream.", path=video, fix="give a video file for this sample.")
+    t0 = time.perf_counter()
     frames = media.prefetch(media.iter_frames(video, fps=fps, threads=threads), depth=2 * int(o["detect_batch"]))
     n, _, dets = detect_clip(frames, detector, every=every, batch=int(o["detect_batch"]))
     if n == 0:
@@ -218,6 +220,7 @@ def crop_clip(
     x, y, side = stable_crop_box(filled[detected], width, height, float(o["crop_scale"]))
 
     # crop + resize + encode with ffmpeg, same fps filter as the decode above
+    t1 = time.perf_counter()
     with atomic_path(out_video) as tmp:
         media.run_ffmpeg(
             [
@@ -265,6 +268,7 @@ def crop_clip(
         "crop_box": [x, y, x + side, y + side],
         "crop_size": crop_size,
         "providers": getattr(detector, "providers", None),
+        "seconds": {"detect": round(t1 - t0, 2), "encode": round(time.perf_counter() - t1, 2)},
     }
     log.info("cropped %s: %s", video, summary)
     return summary
