@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "detect_max_side": 640,
     "detect_batch": 8,
     "crop_scale": 2.0,
+    "x264_preset": "ultrafast",
 }
 
 BOX_COLUMNS = [
@@ -226,7 +227,7 @@ def crop_clip(
             [
                 "-threads", str(max(1, threads)), "-i", str(video), "-an",
                 "-vf", f"fps={fps},crop={side}:{side}:{x}:{y},scale={crop_size}:{crop_size}:flags=bicubic,setsar=1",
-                "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+                "-c:v", "libx264", "-preset", str(o["x264_preset"]), "-crf", "18", "-pix_fmt", "yuv420p",
                 "-r", str(fps), "-fps_mode", "cfr", "-threads", str(max(1, threads)),
                 "-movflags", "+faststart", str(tmp),
             ],

@@ -161,9 +161,12 @@ def roi_box_from_landmarks(pts: np.ndarray) -> np.ndarray:
 
 
 def crop_image(img: np.ndarray, roi_box) -> np.ndarray:
-    """Crop ``img`` to the ROI rounded to integer pixels, zero-padding what lies outside."""
+    """Crop ``img`` to the ROI rounded to integer pixels, zero-padding what lies outside (a
+    view of ``img`` when the ROI lies inside it)."""
     h, w = img.shape[:2]
     sx, sy, ex, ey = (int(round(float(v))) for v in roi_box[:4])
+    if 0 <= sx < ex <= w and 0 <= sy < ey <= h:
+        return img[sy:ey, sx:ex]
     out = np.zeros((ey - sy, ex - sx) + img.shape[2:], dtype=img.dtype)
     ix0, iy0, ix1, iy1 = max(sx, 0), max(sy, 0), min(ex, w), min(ey, h)
     if ix1 > ix0 and iy1 > iy0:
@@ -181,8 +184,10 @@ def crop_resize(img: np.ndarray, roi_box, size: int = INPUT_SIZE) -> np.ndarray:
 
 def normalize_crops(crops: np.ndarray) -> np.ndarray:
     """uint8 (N, 120, 120, 3) BGR -> float32 (N, 3, 120, 120), (x - 127.5) / 128."""
-    x = np.ascontiguousarray(np.asarray(crops).transpose(0, 3, 1, 2), dtype=np.float32)
-    return (x - PIXEL_MEAN) / PIXEL_STD
+    x = np.asarray(crops).transpose(0, 3, 1, 2).astype(np.float32, order="C")  # a new array
+    x -= PIXEL_MEAN
+    x /= PIXEL_STD  # in place: same values, no temporaries
+    return x
 
 
 # ----------------------------------------------------------------------------- parameters
