@@ -25,8 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import EmoheadInputError
 from ..io import sha256_file
@@ -286,6 +284,7 @@ def mouth_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- differentiable path
+# (torch is imported inside: the ONNX extraction path never loads it)
 
 
 def roi_crop_tensor(images: torch.Tensor, roi_boxes: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -294,6 +293,9 @@ def roi_crop_tensor(images: torch.Tensor, roi_boxes: torch.Tensor, size: int = I
 
     images: (N, C, H, W) float; roi_boxes: (N, 4) pixel boxes (x1, y1, x2, y2) -> (N, C, size, size)
     """
+    import torch
+    import torch.nn.functional as F
+
     n, _, h, w = images.shape
     roi = roi_boxes.to(images.dtype)
     # pixel centres of the output grid in source pixel coordinates
@@ -315,6 +317,9 @@ def params_from_crop_tensor(model: torch.nn.Module, crops: torch.Tensor, stats: 
     120x120 when needed. Returns (N, 62) = out * std + mean; ``[:, 12:52]`` is the shape
     (identity) coefficient beta_id, ``[:, 52:62]`` the expression alpha.
     """
+    import torch
+    import torch.nn.functional as F
+
     x = crops
     if rgb:
         x = x.flip(1)
