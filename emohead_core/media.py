@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import queue
+import re
 import shutil
 import subprocess
 import threading
