@@ -435,3 +435,15 @@ def test_seeded_fit_needs_matching_boxes(face_model, crops, tmp_path):
     pp.read_boxes(boxes).iloc[:-3].to_parquet(short)
     with pytest.raises(EmoheadInputError, match=r"short\.boxes\.parquet.*rerun the preprocessing"):
         extract_clip(video, face_model, boxes=short)
+
+
+def test_regressor_batch_split_over_threads_is_exact(face_model, clip_frames):
+    from emohead_core.expression.runtime import OnnxRegressor
+
+    frames = clip_frames("SAD")[:11]
+    rois = [T.roi_box_from_bbox(face_model.detect(f)[0]) for f in frames]
+    x = T.normalize_crops(np.stack([T.crop_resize(f, r) for f, r in zip(frames, rois)]))
+    one = OnnxRegressor(face_model.onnx_path, ["CPUExecutionProvider"], threads=1)(x)
+    split = OnnxRegressor(face_model.onnx_path, ["CPUExecutionProvider"], batch_size=8, threads=3)
+    assert split._runner.parts == 3
+    assert np.array_equal(split(x), one)  # 8 + 3 crops, each call in 3 parts

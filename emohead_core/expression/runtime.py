@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path, sha256_file
-from ..ortsession import open_session, providers
+from ..ortsession import BatchSplitter, open_session, providers
 from .tddfa import INPUT_SIZE
 
 ONNX_OPSET = 17
@@ -47,21 +47,25 @@ onnx_providers = providers  # CUDA first when available, CPU last
 
 
 class OnnxRegressor:
-    """Batched onnxruntime execution: normalised (N, 3, 120, 120) -> raw (N, 62)."""
+    """Batched onnxruntime execution: normalised (N, 3, 120, 120) -> raw (N, 62). Each batch
+    runs as ``threads`` parts in parallel, one thread each
+    (:class:`~emohead_core.ortsession.BatchSplitter`; None / 0: one call, onnxruntime's default
+    threads)."""
 
     def __init__(self, onnx_path: str | os.PathLike, providers: list[str] | None = None,
                  batch_size: int = 64, threads: int | None = None):
         onnx_path = Path(onnx_path)
         self.session = open_session(
-            onnx_path, providers_=providers, threads=threads, what="3DDFA_V2",
+            onnx_path, providers_=providers, threads=1 if threads else 0, what="3DDFA_V2",
             fix="run the rule export_3ddfa_onnx (or FaceModel with a writable onnx_dir).")
+        self._runner = BatchSplitter(self.session, threads)
         self.path = onnx_path
         self.batch_size = int(batch_size)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)
-        outs = [self.session.run(["param"], {"input": x[i:i + self.batch_size]})[0]
+        outs = [self._runner.run(["param"], "input", x[i:i + self.batch_size])[0]
                 for i in range(0, len(x), self.batch_size)]
         return np.concatenate(outs, 0) if outs else np.zeros((0, 62), np.float32)
 
