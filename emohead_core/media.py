@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import queue
 import re
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -167,11 +169,13 @@ def iter_frames(
     fps: float | None = None,
     size: tuple[int, int] | None = None,
     pix_fmt: str = "bgr24",
+    threads: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode frames as uint8 HxWx3 arrays (BGR by default, as OpenCV / 3DDFA expect).
 
     ``fps`` resamples to a constant frame rate (ffmpeg ``fps`` filter: duplicates/drops frames
-    on the nearest-timestamp rule); ``size`` = (width, height) rescales.
+    on the nearest-timestamp rule); ``size`` = (width, height) rescales. ``threads`` caps
+    ffmpeg's decoder threads (default: ffmpeg's choice, all cores).
     """
     info = probe(path)
     if not info.has_video:
@@ -182,7 +186,10 @@ def iter_frames(
         filters.append(f"fps={fps}")
     if size is not None:
         filters.append(f"scale={w}:{h}")
-    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path)]
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
+    if threads:
+        args += ["-threads", str(int(threads))]
+    args += ["-i", str(path)]
     if filters:
         args += ["-vf", ",".join(filters)]
     args += ["-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
@@ -233,6 +240,72 @@ def check_decoded_duration(path: str | Path, decoded_s: float, declared_s: float
             fix="re-download or re-copy the file (or re-encode it from a good source), or list it in "
             "datasets.<name>.exclude.",
         )
+
+
+_T = TypeVar("_T")
+
+
+def prefetch(items: Iterable[_T], depth: int = 8) -> Iterator[_T]:
+    """Iterate ``items`` in a background thread, up to ``depth`` items ahead of the consumer.
+
+    With :func:`iter_frames` the thread reads ffmpeg's pipe while the caller computes (the pipe
+    itself buffers only 64 KiB, less than one frame), so decoding and the caller's work
+    overlap. Exceptions of ``items`` are raised to the consumer; a consumer that stops early
+    stops the thread (and, through the generator's cleanup, ffmpeg)."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((end, None))
+        except BaseException as e:  # handed to the consumer
+            q.put((end, e))
+        finally:
+            close = getattr(it, "close", None)
+            if stop.is_set() and close is not None:
+                close()  # e.g. kills ffmpeg in iter_frames
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if item is end:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def count_frames(path: str | Path) -> int:
+    """Number of frames of the first video stream, read from the container's packets (no
+    decoding: fast even for long videos)."""
+    proc = run_ffmpeg(
+        ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-", "-progress", "pipe:1", "-nostats"],
+        input_path=path,
+    )
+    counts = re.findall(rb"^frame=(\d+)", proc.stdout, flags=re.M)
+    if not counts:
+        raise EmoheadInputError("has no video stream.", path=path, fix="give a video file.")
+    return int(counts[-1])
 
 
 def read_frames(path: str | Path, **kw) -> np.ndarray:

@@ -4,6 +4,8 @@
 #   resources/onnx/3ddfa_<arch>.onnx                     3DDFA_V2 MobileNet regressor (cached asset)
 #   results/{dataset}/expression/{actor}/{sample}.parquet  per-frame pose/shape/exp, landmarks, MAR
 #                                                        (columns: emohead_core/expression/schema.py)
+#   Reads the crop video and (expression.face_boxes: preprocess) its boxes.parquet, whose face
+#   boxes seed the 3DDFA fits instead of a second FaceBoxes search of the crop.
 #   (datasets.<name>.batch: clip -> expression_extract per clip; actor -> expression_actor)
 #   results/{dataset}/hyperplanes/{actor}/               hyperplanes.json|.parquet, accuracy.csv|.md,
 #                                                        distances.png, projection.png, cv_accuracy.png
@@ -47,6 +49,7 @@ rule expression_extract:
     input:
         **EXPR_ASSETS,
         video=f"{RESULTS}/{{dataset}}/crop/{{actor}}/{{sample}}.mp4",
+        boxes=f"{RESULTS}/{{dataset}}/crop/{{actor}}/{{sample}}.boxes.parquet",
     output:
         f"{RESULTS}/{{dataset}}/expression/{{actor}}/{{sample}}.parquet",
     log:
@@ -86,6 +89,10 @@ rule expression_actor:
         opts=EXPR,
         videos=lambda wildcards: {
             s: clip_file(wildcards.dataset, "crop", s)
+            for s in actor_samples(wildcards.dataset, wildcards.actor, video=True)
+        },
+        boxes=lambda wildcards: {
+            s: clip_file(wildcards.dataset, "boxes", s)
             for s in actor_samples(wildcards.dataset, wildcards.actor, video=True)
         },
     script:

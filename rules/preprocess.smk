@@ -73,7 +73,7 @@ rule crop_video:
         dataset=_alternation(CLIP_DATASETS),
     conda:
         "../envs/preprocess.yaml"
-    threads: 1
+    threads: config["preprocess"]["threads"]
     params:
         crop_size=lambda wildcards: ehdatasets.crop_size(
             config["datasets"][wildcards.dataset]
@@ -120,7 +120,7 @@ rule preprocess_actor:
         dataset=_alternation(ACTOR_DATASETS),
     conda:
         "../envs/preprocess.yaml"
-    threads: 1
+    threads: config["preprocess"]["threads"]
     resources:
         runtime=batch_runtime(0.2),
     params:

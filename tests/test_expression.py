@@ -304,3 +304,146 @@ def test_full_bfm_pickle_keypoint_rows(tddfa_dir, tmp_path):
     assert np.array_equal(full.w_shp_base, ref.w_shp_base) and np.array_equal(full.w_exp_base, ref.w_exp_base)
     with pytest.raises(EmoheadInputError, match="sha256 mismatch"):
         T.load_bfm_keypoints(pkl, expected_sha256="0" * 64)
+
+
+# ---------------------------------------------------------------- fits seeded from preprocessing boxes
+
+
+@pytest.fixture(scope="module")
+def crops(mirror, face_model, tmp_path_factory):
+    """The real ANG clip preprocessed with detection on every frame (k1) and every 5th (k5)."""
+    from emohead_core import preprocess as pp
+
+    out = tmp_path_factory.mktemp("crops")
+    src = mirror / "data" / "crema-d" / "1001_DFA_ANG_XX.flv"
+    res = {}
+    for k in (1, 5):
+        v, b = out / f"k{k}.mp4", out / f"k{k}.boxes.parquet"
+        pp.crop_clip(src, face_model.detector.onnx_path, v, b, crop_size=340, threads=1, opts={"detect_every": k})
+        res[k] = (v, b)
+    return res
+
+
+class _NoDetector:
+    """Fails the test if the expression stage searches a frame for the face."""
+
+    def detect(self, img):
+        raise AssertionError("FaceBoxes ran although every frame had a box")
+
+
+def _model_with(face_model, detector):
+    fm = FaceModel.__new__(FaceModel)
+    fm.__dict__.update(face_model.__dict__)
+    fm._detector = detector
+    return fm
+
+
+def test_detect_mode_equals_per_frame_reference(mirror, tddfa_dir, tmp_path):
+    """face_boxes: detect with every-frame detection is the per-frame algorithm (FaceBoxes, best
+    box, two-pass fit) within 1e-4, with two threads (reader thread, onnxruntime intra-op) on
+    a real CREMA-D flv and a real 512x512 talking-head mp4."""
+    fm2 = FaceModel(tddfa_dir, onnx_dir=tmp_path, threads=2)
+    for video in (mirror / "data/crema-d/1001_DFA_FEA_XX.flv", mirror / "data/talking-heads/WDA_AlexandriaOcasioCortez_000.mp4"):
+        got = extract_clip(video, fm2, detect_every=1, threads=2)
+        frames = media.read_frames(video)
+        ref_p, ref_lm = [], []
+        for f in frames:
+            box = fm2.detect(f)[:1]
+            p, lm, _ = fm2.fit_boxes([f], box)
+            ref_p.append(p[0])
+            ref_lm.append(lm[0])
+        ref_p, ref_lm = np.stack(ref_p), np.stack(ref_lm)
+        assert (got["roi_source"] == 1).all() and len(frames) == len(got["exp"])
+        assert np.abs(got["exp"] - ref_p[:, 52:62]).max() < 1e-4
+        assert np.abs(got["pose"] - ref_p[:, :12]).max() < 1e-4
+        assert (np.abs(got["shape"] - ref_p[:, 12:52]) <= 1e-4 * (np.abs(ref_p[:, 12:52]) + 1)).all()
+        assert np.abs(got["landmarks"] - ref_lm).max() < 1e-3
+
+
+def test_seeded_fits_use_the_preprocessing_boxes(face_model, crops, tmp_path):
+    from emohead_core import preprocess as pp
+
+    video, boxes = crops[5]
+    fm = _model_with(face_model, _NoDetector())
+    out = tmp_path / "seeded.parquet"
+    d = extract_clip(video, fm, out, boxes=boxes)
+    table = pp.read_boxes(boxes)
+    det = table["detected"].to_numpy()
+    assert det.sum() < len(det)  # every 5th frame and the last
+    assert (d["roi_source"][det] == 3).all() and (d["roi_source"][~det] == 4).all() and d["detected"].all()
+    # the box each fit started from is preprocessing's, mapped into the crop
+    corners = pp.source_to_crop(table[["x1", "y1", "x2", "y2"]].to_numpy().reshape(-1, 2, 2), table).reshape(-1, 4)
+    assert np.allclose(d["box"][:, :4], corners, atol=1e-3)
+    assert np.allclose(d["box"][det, 4], table["score"][det]) and np.isnan(d["box"][~det, 4]).all()
+    meta = read_expression_metadata(out)
+    assert meta["face_boxes"] == "preprocess" and meta["boxes"] == boxes.name and meta["boxes_detected"] == det.sum()
+    assert "detect_every" not in meta
+
+
+def test_seeded_fits_close_to_searching_the_crop(face_model, crops):
+    """Seeded fits vs FaceBoxes on every crop frame (same crop video). Tolerances: measured
+    mean |d alpha| 0.025, 0.45 px, MAR r 0.99 on this clip (bench/bench_detect_every.py), below
+    3DDFA_V2's own ROI sensitivity (one more landmark-ROI pass: 0.042, 0.54 px)."""
+    for k, (video, boxes) in crops.items():
+        ref = extract_clip(video, face_model, detect_every=1)
+        d = extract_clip(video, face_model, boxes=boxes)
+        d_exp = np.abs(d["exp"] - ref["exp"]).mean()
+        d_lm = np.linalg.norm(d["landmarks"][..., :2] - ref["landmarks"][..., :2], axis=-1).mean()
+        assert d_exp < 0.05, (k, d_exp)
+        assert d_lm < 1.0, (k, d_lm)
+        assert np.corrcoef(d["mar"], ref["mar"])[0, 1] > 0.98
+
+
+def test_frames_without_a_box_are_tracked_or_searched(face_model, crops):
+    from emohead_core.expression import fit_frames_from_boxes
+    from emohead_core.expression.extract import seed_boxes
+
+    video, boxes = crops[1]
+    frames = list(media.read_frames(video)[:12])
+    seeds, kinds = seed_boxes(boxes)
+    seeds, kinds = seeds[:12], kinds[:12].copy()
+    kinds[[0, 5, 6]] = 0  # searched by preprocessing, no face found
+
+    class Counting:
+        def __init__(self, det):
+            self.det, self.calls = det, 0
+
+        def detect(self, img):
+            self.calls += 1
+            return self.det.detect(img)
+
+    fm = _model_with(face_model, Counting(face_model.detector))
+    d = fit_frames_from_boxes(fm, frames, seeds, kinds, chunk=4)
+    # frame 0 has nothing to track from: FaceBoxes on the crop; 5 and 6 follow the landmarks
+    assert list(d["roi_source"][[0, 5, 6]]) == [1, 2, 2] and fm.detector.calls == 1
+    assert d["detected"].all() and (d["roi_source"][[1, 2, 3, 4, 7]] == 3).all()
+    # chunks do not change the result (tracking carries over chunk boundaries)
+    whole = fit_frames_from_boxes(fm, frames, seeds, kinds, chunk=64)
+    for key in ("exp", "landmarks", "roi_source", "roi_box"):
+        assert np.allclose(whole[key], d[key], atol=1e-5, equal_nan=True), key
+    # no face to track and none found: interpolated from the nearest fitted frame
+    fm_blind = _model_with(face_model, type("Blind", (), {"detect": lambda self, img: np.zeros((0, 5), np.float32)})())
+    d = fit_frames_from_boxes(fm_blind, frames, seeds, kinds, chunk=4)
+    assert d["roi_source"][0] == 0 and not d["detected"][0] and np.allclose(d["exp"][0], d["exp"][1])
+
+
+def test_seeded_fit_needs_matching_boxes(face_model, crops, tmp_path):
+    from emohead_core import preprocess as pp
+
+    video, boxes = crops[1]
+    short = tmp_path / "short.boxes.parquet"
+    pp.read_boxes(boxes).iloc[:-3].to_parquet(short)
+    with pytest.raises(EmoheadInputError, match=r"short\.boxes\.parquet.*rerun the preprocessing"):
+        extract_clip(video, face_model, boxes=short)
+
+
+def test_regressor_batch_split_over_threads_is_exact(face_model, clip_frames):
+    from emohead_core.expression.runtime import OnnxRegressor
+
+    frames = clip_frames("SAD")[:11]
+    rois = [T.roi_box_from_bbox(face_model.detect(f)[0]) for f in frames]
+    x = T.normalize_crops(np.stack([T.crop_resize(f, r) for f, r in zip(frames, rois)]))
+    one = OnnxRegressor(face_model.onnx_path, ["CPUExecutionProvider"], threads=1)(x)
+    split = OnnxRegressor(face_model.onnx_path, ["CPUExecutionProvider"], batch_size=8, threads=3)
+    assert split._runner.parts == 3
+    assert np.array_equal(split(x), one)  # 8 + 3 crops, each call in 3 parts

@@ -1,5 +1,6 @@
 """Snakemake really runs the expression stage: two real CREMA-D clips (angry, happy) in a
-temporary copy of the workflow -> crops -> expression Parquet -> hyperplanes of actor 1001."""
+temporary copy of the workflow -> crops + boxes -> expression Parquet (fits seeded from the
+preprocessing boxes, the default) -> hyperplanes of actor 1001."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -32,7 +34,6 @@ def test_snakemake_expression_and_hyperplanes(repo_root, mirror, tmp_path):
         os.symlink(mirror / "data" / "crema-d" / f"1001_DFA_{emo}_XX.flv", data / f"1001_DFA_{emo}_XX.flv")
     cfg = {
         "datasets": {"cremad": {"kind": "crema_d", "root": str(data), "crop_size": 340}},
-        "expression": {"detect_every": 2},
         "hyperplanes": {"actors": ["each"], "splits": ["train", "test"], "cv_folds": 3},
     }
     (tmp_path / "config" / "t.yaml").write_text(yaml.safe_dump(cfg))
@@ -48,9 +49,13 @@ def test_snakemake_expression_and_hyperplanes(repo_root, mirror, tmp_path):
         n = len(media.read_frames(res / "crop" / "1001" / f"1001_DFA_{emo}_XX.mp4"))
         assert e["exp"].shape == (n, 10) and e["detected"].all()
         assert np.allclose(e["time_s"], np.arange(n) / 25.0)
-        assert (e["roi_source"][::2] == 1).all()
+        # preprocessing detected every 5th frame (and the last); the fits start from its boxes
+        boxes = pd.read_parquet(res / "crop" / "1001" / f"1001_DFA_{emo}_XX.boxes.parquet")
+        assert list(np.nonzero(boxes["checked"])[0]) == sorted(set(range(0, n, 5)) | {n - 1})
+        assert (e["roi_source"] == np.where(boxes["detected"], 3, 4)).all()
         meta = read_expression_metadata(res / "expression" / "1001" / f"1001_DFA_{emo}_XX.parquet")
-        assert meta["detect_every"] == 2 and "faceboxes.onnx" in meta["assets"]
+        assert meta["face_boxes"] == "preprocess" and meta["boxes"] == f"1001_DFA_{emo}_XX.boxes.parquet"
+        assert "3ddfa_mb05.onnx" in meta["assets"]
     hp = load_hyperplanes(res / "hyperplanes" / "1001" / "hyperplanes.json")
     assert set(hp) == {"angry", "happy"}
     for w, _ in hp.values():

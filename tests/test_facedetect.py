@@ -211,3 +211,14 @@ def test_missing_onnx_and_bad_input(tmp_path, onnx_det):
     with pytest.raises(ValueError):
         onnx_det.detect_batch(np.zeros((1, 10, 10, 3), np.float32))
     assert fd.default_providers("cpu") == ["CPUExecutionProvider"]
+
+
+def test_batch_split_over_threads_gives_the_same_boxes(onnx_path, crema_clips):
+    """threads > 1 runs a batch as parts in parallel (ortsession.BatchSplitter): same detections
+    to the bit as one call, also for a batch that does not divide evenly."""
+    frames = media.read_frames(crema_clips[1], fps=25)[:7]
+    one = fd.FaceDetector(onnx_path, ["CPUExecutionProvider"], threads=1).detect_batch(frames)
+    split = fd.FaceDetector(onnx_path, ["CPUExecutionProvider"], threads=3)
+    assert split._runner.parts == 3
+    for a, b in zip(one, split.detect_batch(frames)):
+        assert np.array_equal(a, b)

@@ -27,12 +27,12 @@ def detector(onnx_path):
 
 @pytest.fixture(scope="module")
 def cropped(crema_clips, onnx_path, tmp_path_factory):
-    """Two real clips preprocessed (crop 340, every frame), with their source clips."""
+    """Two real clips preprocessed (crop 340, detection on every frame), with their source clips."""
     out = tmp_path_factory.mktemp("crop")
     res = {}
     for clip in [crema_clips[0], crema_clips[3]]:  # ANG, HAP
         v, b, w = out / f"{clip.stem}.mp4", out / f"{clip.stem}.boxes.parquet", out / f"{clip.stem}.wav"
-        summary = pp.crop_clip(clip, onnx_path, v, b, crop_size=340, threads=1)
+        summary = pp.crop_clip(clip, onnx_path, v, b, crop_size=340, threads=1, opts={"detect_every": 1})
         pp.extract_clip_audio(clip, w, boxes_path=b)
         res[clip.stem] = dict(src=clip, video=v, boxes=b, wav=w, summary=summary)
     return res
@@ -137,7 +137,7 @@ def _partly_blank(clip, tmp_path, blank):
 def test_frames_without_face_are_flagged_and_interpolated(crema_clips, onnx_path, tmp_path):
     video = _partly_blank(crema_clips[4], tmp_path, slice(6, 11))
     out_v, out_b = tmp_path / "o.mp4", tmp_path / "o.boxes.parquet"
-    s = pp.crop_clip(video, onnx_path, out_v, out_b, crop_size=128, threads=1)
+    s = pp.crop_clip(video, onnx_path, out_v, out_b, crop_size=128, threads=1, opts={"detect_every": 1})
     b = pp.read_boxes(out_b)
     assert s["detected"] == 15 and len(b) == 20
     assert list(np.nonzero(~b["detected"].to_numpy())[0]) == [6, 7, 8, 9, 10]
@@ -152,19 +152,19 @@ def test_too_few_faces_fails_without_outputs(crema_clips, onnx_path, tmp_path):
     video = _partly_blank(crema_clips[4], tmp_path, slice(2, 20))
     out_v, out_b = tmp_path / "o.mp4", tmp_path / "o.boxes.parquet"
     with pytest.raises(EmoheadInputError) as e:
-        pp.crop_clip(video, onnx_path, out_v, out_b, crop_size=340, opts={"min_face_fraction": 0.5})
+        pp.crop_clip(video, onnx_path, out_v, out_b, crop_size=340, opts={"min_face_fraction": 0.5, "detect_every": 1})
     assert "partial.mp4" in str(e.value) and "2 of 20" in str(e.value) and "min_face_fraction" in str(e.value)
     assert not out_v.exists() and not out_b.exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
     # with a lower threshold the same clip passes
-    pp.crop_clip(video, onnx_path, out_v, out_b, crop_size=340, opts={"min_face_fraction": 0.1})
+    pp.crop_clip(video, onnx_path, out_v, out_b, crop_size=340, opts={"min_face_fraction": 0.1, "detect_every": 1})
     assert out_v.exists() and pp.read_boxes(out_b)["detected"].sum() == 2
 
 
 def test_detect_every_k_frames(cropped, onnx_path, tmp_path):
     r = cropped["1001_DFA_ANG_XX"]
     b_out = tmp_path / "k.boxes.parquet"
-    pp.crop_clip(r["src"], onnx_path, tmp_path / "k.mp4", b_out, crop_size=340, opts={"detect_every": 5})
+    pp.crop_clip(r["src"], onnx_path, tmp_path / "k.mp4", b_out, crop_size=340)  # default: every 5th frame
     k, full = pp.read_boxes(b_out), pp.read_boxes(r["boxes"])
     n = len(full)
     checked = np.nonzero(k["checked"].to_numpy())[0]
@@ -190,3 +190,41 @@ def test_helpers():
     np.testing.assert_allclose(filled[3], [12, 11, 52, 51])
     with pytest.raises(EmoheadInputError, match="even"):
         pp.crop_clip("x.mp4", None, "o.mp4", "o.parquet", crop_size=341, detector=object())
+
+
+def test_threads_change_speed_not_boxes(cropped, onnx_path, tmp_path):
+    """Two threads (decoder, FaceBoxes intra-op, x264) find the same boxes and crop box as one;
+    the mp4 holds as many frames as the table has rows (counted from its packets and decoded)."""
+    r = cropped["1001_DFA_HAP_XX"]
+    v, b = tmp_path / "t2.mp4", tmp_path / "t2.boxes.parquet"
+    pp.crop_clip(r["src"], onnx_path, v, b, crop_size=340, threads=2, opts={"detect_every": 1})
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(pp.read_boxes(b), pp.read_boxes(r["boxes"]))
+    assert media.count_frames(v) == len(media.read_frames(v)) == len(pp.read_boxes(b))
+    # x264 is deterministic for a given thread count: the same crop twice is the same file
+    pp.crop_clip(r["src"], onnx_path, tmp_path / "again.mp4", tmp_path / "again.parquet", crop_size=340, threads=2,
+                 opts={"detect_every": 1})
+    assert (tmp_path / "again.mp4").read_bytes() == v.read_bytes()
+
+
+def test_prefetch_overlaps_and_stops_cleanly(crema_clips):
+    import threading
+
+    frames = media.read_frames(crema_clips[0], fps=25)
+    got = list(media.prefetch(media.iter_frames(crema_clips[0], fps=25, threads=1), depth=3))
+    assert len(got) == len(frames) and all(np.array_equal(a, b) for a, b in zip(got, frames))
+    # a consumer that stops early ends the reader thread (and ffmpeg, through the generator)
+    before = threading.active_count()
+    it = media.prefetch(media.iter_frames(crema_clips[0]), depth=2)
+    next(it)
+    it.close()
+    assert threading.active_count() == before
+    # errors of the producer reach the consumer
+
+    def broken():
+        yield 1
+        raise EmoheadInputError("bad frame", path="x.mp4")
+
+    with pytest.raises(EmoheadInputError, match="bad frame"):
+        list(media.prefetch(broken()))

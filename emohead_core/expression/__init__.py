@@ -11,7 +11,7 @@ Public API used by the other stages:
 """
 
 _EXPORTS = {
-    "extract": ("extract_clip", "extract_actor", "face_model_for_job", "fit_frames"),
+    "extract": ("extract_clip", "extract_actor", "face_model_for_job", "fit_frames", "fit_frames_from_boxes"),
     "facemodel": ("Face", "FaceModel"),
     "mobilenet": ("MobileNetV1", "load_mobilenet"),
     "runtime": ("OnnxRegressor", "TorchRegressor", "export_onnx"),

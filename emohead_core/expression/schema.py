@@ -8,8 +8,8 @@ columns, their dtypes and meaning; other stages read the file with :func:`read_e
 | frame | int32 | frame (T,) | frame index in the video |
 | time_s | float64 | time_s (T,) | frame / fps |
 | detected | bool | detected (T,) | a face was fitted on this frame (False: parameters interpolated from neighbours) |
-| roi_source | int8 | roi_source (T,) | 0 interpolated, 1 face detector box, 2 tracked from the previous frame's landmarks |
-| box | fixed_size_list<float32>[5] | box (T, 5) | face box x1, y1, x2, y2, score (detector frames; tracked frames: bbox of the previous landmarks, score NaN) |
+| roi_source | int8 | roi_source (T,) | 0 interpolated, 1 face detector box (on this frame), 2 tracked from the previous frame's landmarks, 3 preprocessing's face box of this frame, 4 preprocessing's box interpolated between its detections |
+| box | fixed_size_list<float32>[5] | box (T, 5) | face box x1, y1, x2, y2, score the fit started from (detector or preprocessing box; tracked frames: bbox of the previous landmarks; score NaN unless detected on this frame) |
 | roi_box | fixed_size_list<float32>[4] | roi_box (T, 4) | the square crop box the final parameters were regressed from |
 | pose | fixed_size_list<float32>[12] | pose (T, 12) | 3x4 camera matrix row-major [s R \\| t] |
 | shape | fixed_size_list<float32>[40] | shape (T, 40) | BFM identity coefficients (beta_id) |
@@ -57,7 +57,7 @@ COLUMNS: dict[str, tuple[pa.DataType, int | None, str]] = {
     "scale": (pa.float32(), None, "float32"),
     "mar": (pa.float32(), None, "float32"),
 }
-ROI_INTERPOLATED, ROI_DETECTED, ROI_TRACKED = 0, 1, 2
+ROI_INTERPOLATED, ROI_DETECTED, ROI_TRACKED, ROI_BOX_DETECTED, ROI_BOX_INTERPOLATED = 0, 1, 2, 3, 4
 
 
 def arrow_schema(metadata: dict | None = None) -> pa.Schema:

@@ -25,8 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import EmoheadInputError
 from ..io import sha256_file
@@ -161,9 +159,12 @@ def roi_box_from_landmarks(pts: np.ndarray) -> np.ndarray:
 
 
 def crop_image(img: np.ndarray, roi_box) -> np.ndarray:
-    """Crop ``img`` to the ROI rounded to integer pixels, zero-padding what lies outside."""
+    """Crop ``img`` to the ROI rounded to integer pixels, zero-padding what lies outside (a
+    view of ``img`` when the ROI lies inside it)."""
     h, w = img.shape[:2]
     sx, sy, ex, ey = (int(round(float(v))) for v in roi_box[:4])
+    if 0 <= sx < ex <= w and 0 <= sy < ey <= h:
+        return img[sy:ey, sx:ex]
     out = np.zeros((ey - sy, ex - sx) + img.shape[2:], dtype=img.dtype)
     ix0, iy0, ix1, iy1 = max(sx, 0), max(sy, 0), min(ex, w), min(ey, h)
     if ix1 > ix0 and iy1 > iy0:
@@ -181,8 +182,10 @@ def crop_resize(img: np.ndarray, roi_box, size: int = INPUT_SIZE) -> np.ndarray:
 
 def normalize_crops(crops: np.ndarray) -> np.ndarray:
     """uint8 (N, 120, 120, 3) BGR -> float32 (N, 3, 120, 120), (x - 127.5) / 128."""
-    x = np.ascontiguousarray(np.asarray(crops).transpose(0, 3, 1, 2), dtype=np.float32)
-    return (x - PIXEL_MEAN) / PIXEL_STD
+    x = np.asarray(crops).transpose(0, 3, 1, 2).astype(np.float32, order="C")  # a new array
+    x -= PIXEL_MEAN
+    x /= PIXEL_STD  # in place: same values, no temporaries
+    return x
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -281,6 +284,7 @@ def mouth_aspect_ratio(landmarks: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- differentiable path
+# (torch is imported inside: the ONNX extraction path never loads it)
 
 
 def roi_crop_tensor(images: torch.Tensor, roi_boxes: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -289,6 +293,9 @@ def roi_crop_tensor(images: torch.Tensor, roi_boxes: torch.Tensor, size: int = I
 
     images: (N, C, H, W) float; roi_boxes: (N, 4) pixel boxes (x1, y1, x2, y2) -> (N, C, size, size)
     """
+    import torch
+    import torch.nn.functional as F
+
     n, _, h, w = images.shape
     roi = roi_boxes.to(images.dtype)
     # pixel centres of the output grid in source pixel coordinates
@@ -310,6 +317,9 @@ def params_from_crop_tensor(model: torch.nn.Module, crops: torch.Tensor, stats: 
     120x120 when needed. Returns (N, 62) = out * std + mean; ``[:, 12:52]`` is the shape
     (identity) coefficient beta_id, ``[:, 52:62]`` the expression alpha.
     """
+    import torch
+    import torch.nn.functional as F
+
     x = crops
     if rgb:
         x = x.flip(1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path
-from ..ortsession import open_session, providers
+from ..ortsession import BatchSplitter, open_session, providers
 from .boxes import MEAN_BGR, decode, nms, prior_boxes
 
 # 3DDFA_V2 FaceBoxes test settings
@@ -25,8 +25,10 @@ def preprocess_bgr(images: np.ndarray) -> np.ndarray:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected (H, W, 3) or (N, H, W, 3) BGR images, got shape {x.shape}")
-    x = x.astype(np.float32) - np.asarray(MEAN_BGR, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    out = np.empty((x.shape[0], 3) + x.shape[1:3], np.float32)
+    for c in range(3):  # one pass per channel straight into NCHW (3x faster than cast, subtract, transpose)
+        np.subtract(x[..., c], np.float32(MEAN_BGR[c]), out=out[:, c], dtype=np.float32)
+    return out
 
 
 class _Detector:
@@ -90,9 +92,11 @@ default_providers = providers  # CUDA first when available (unless device='cpu')
 class FaceDetector(_Detector):
     """FaceBoxes exported to ONNX (:func:`export_onnx`), run with onnxruntime.
 
-    ``providers`` defaults to CUDA when onnxruntime offers it, else CPU. ``threads`` sets
-    onnxruntime's intra-op threads (0 = its default). ``max_side`` downscales larger inputs
-    before detection (boxes are returned in the input's coordinates).
+    ``providers`` defaults to CUDA when onnxruntime offers it, else CPU. ``threads``: a batch
+    of frames runs as ``threads`` parts in parallel, one thread each
+    (:class:`~emohead_core.ortsession.BatchSplitter`; 0 = one call with onnxruntime's default
+    threads). ``max_side`` downscales larger inputs before detection (boxes are returned in
+    the input's coordinates).
     """
 
     def __init__(self, onnx_path: str | os.PathLike, providers: list[str] | None = None, *,
@@ -100,16 +104,17 @@ class FaceDetector(_Detector):
                  max_side: int | None = None, threads: int = 0):
         super().__init__(threshold, nms_threshold, max_side)
         self.session = open_session(
-            onnx_path, providers_=providers, threads=threads, what="FaceBoxes",
+            onnx_path, providers_=providers, threads=1 if threads else 0, what="FaceBoxes",
             fix="run rule export_faceboxes_onnx (or facedetect.export_onnx).")
         self.input_name = self.session.get_inputs()[0].name
+        self._runner = BatchSplitter(self.session, threads)
 
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
     def _forward(self, x):
-        loc, conf = self.session.run(["loc", "conf"], {self.input_name: x})
+        loc, conf = self._runner.run(["loc", "conf"], self.input_name, x)
         return loc, conf
 
 
