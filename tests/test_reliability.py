@@ -517,7 +517,8 @@ def test_schema_is_strict_and_described_and_matches_the_code():
     for name, node in (schema.get("$defs") or {}).items():
         walk(node, f"$defs.{name}")
     p = schema["properties"]
-    assert _schema_keys(p["preprocess"]) == set(pp.DEFAULTS)
+    # threads is the job's CPU budget (the rule's threads:), passed as an argument, not an option
+    assert _schema_keys(p["preprocess"]) == set(pp.DEFAULTS) | {"threads"}
     assert _schema_keys(p["audio2exp"]["properties"]["model"]) == MODEL_KEYS
     assert _schema_keys(p["audio2exp"]["properties"]["train"]) == TRAIN_KEYS
     r = p["render"]["properties"]
