@@ -356,8 +356,25 @@ def test_emotion_control_scores_follow_what_the_extractor_sees(two_clips):
     assert happy[-1]["classified_fraction"] >= happy[0]["classified_fraction"]
     assert set(doc["reference"]) == {"happy", "neutral"} and doc["tags"] == ["neutral", "happy"]
     assert renders[("happy", 0.0)] is renders[("neutral", 0.0)]  # tau = 0 rendered once
+    assert all(np.isfinite(r["input_offset_std"]) and r["input_offset_std"] >= 0 for r in doc["rendered"])
+    assert doc["training_spacing_std"] > 0
     assert rising_tags([dict(tag="x", tau=0, mean_distance=1.0), dict(tag="x", tau=1, mean_distance=0.5)],
                        ["x"]) == {"x": False}
+
+
+def test_expression_support_distances():
+    """Nearest-training-expression distance in the renderer's standardised units: zero on a
+    training alpha, the component offset divided by that component's std elsewhere."""
+    from emohead_core.render.control import ExpressionSupport
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(400, 10)) * np.linspace(0.1, 2.0, 10)
+    s = ExpressionSupport(train)
+    assert s.offset(train[:5]) == pytest.approx(np.zeros(5), abs=1e-6)
+    far = train[:1].copy()
+    far[0, 0] += 100 * train[:, 0].std()  # far along the low-variance component
+    assert s.offset(far)[0] == pytest.approx(100.0, rel=0.05)
+    assert 0 < s.spacing < 3
 
 
 def test_reextractor_recovers_the_expression_stage_alphas_on_real_frames(mirror, tmp_path):

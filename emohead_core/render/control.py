@@ -114,6 +114,7 @@ def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor,
     scale = tau_units(hp, data, tags, base, unit)
     a0 = data.alpha[base].astype(np.float64)
     seed = data.landmarks[base]
+    seen = ExpressionSupport(data.alpha[data.train_idx])
     renders: dict = {}
     rows = []
     jobs = [(z, t) for z in tags for t in taus]
@@ -131,6 +132,7 @@ def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor,
         renders[(z, float(t))] = frames
         rows.append(dict(tag=z, tau=float(t), tau_raw=float(t * scale[z]),
                          input_distance=float((alpha_in @ W[k] + b[k]).mean()),
+                         input_offset_std=float(seen.offset(alpha_in).mean()),
                          **_scores(alpha_re, names, W, b, z)))
     reference = {}
     for z in tags:
@@ -142,15 +144,41 @@ def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor,
     doc = dict(subject=data.subject, dataset=data.clips[0].get("dataset", ""), tags=tags, taus=[float(t) for t in taus], unit=unit,
                tau_scale={z: float(scale[z]) for z in tags}, base_frames=[int(i) for i in base],
                hyperplanes=str(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,
-               rendered=rows, reference=reference,
+               rendered=rows, reference=reference, training_spacing_std=seen.spacing,
                emotion_control=float(np.mean(at1)) if at1 else None,
                rising=rising_tags(rows, tags),
                note="rendered: alpha_0 (ground-truth alphas of neutral frames) + tau w_z rendered at those frames' "
                     "poses; 3DDFA alpha re-extracted from the renders; mean_distance = mean signed distance to "
                     "w_z, classified_fraction = share of frames whose highest-scoring hyperplane is z; "
                     "reference: the subject's real frames of each tag, extracted the same way; "
-                    "emotion_control = mean over tags of classified_fraction at tau = 1.")
+                    "emotion_control = mean over tags of classified_fraction at tau = 1; "
+                    "input_offset_std = mean distance of the edited alphas to the nearest training alpha in "
+                    "training standard deviations (training_spacing_std: the same between training frames), "
+                    "how far the edit asks the field to extrapolate.")
     return doc, renders
+
+
+class ExpressionSupport:
+    """The expressions a subject's field was trained on, in standardised units (the renderer's own
+    normalisation: per-component training mean and std). ``offset(alpha)`` is each row's Euclidean
+    distance to the nearest training alpha; ``spacing`` the median of the same distance between
+    training frames (how densely the training expressions cover their region)."""
+
+    def __init__(self, alpha_train: np.ndarray):
+        a = np.asarray(alpha_train, np.float64)
+        self.mean, self.std = a.mean(0), np.maximum(a.std(0), 1e-6)
+        self.points = (a - self.mean) / self.std
+        d = self._dist(self.points[:: max(1, len(self.points) // 256)], self.points)
+        d.sort(axis=1)
+        self.spacing = float(np.median(d[:, 1])) if d.shape[1] > 1 else 0.0
+
+    def _dist(self, q: np.ndarray, p: np.ndarray) -> np.ndarray:
+        d2 = (q**2).sum(1)[:, None] + (p**2).sum(1)[None] - 2.0 * q @ p.T
+        return np.sqrt(np.maximum(d2, 0.0))
+
+    def offset(self, alpha: np.ndarray) -> np.ndarray:
+        q = (np.asarray(alpha, np.float64) - self.mean) / self.std
+        return self._dist(q, self.points).min(1)
 
 
 def tau_units(hp: dict, data: SubjectData, tags: list[str], base: np.ndarray, unit: str) -> dict[str, float]:
@@ -189,7 +217,7 @@ def plot_emotion_control(doc: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4))
     for n, z in enumerate(doc["tags"]):
         col = plt.cm.tab10(n % 10)
         rows = sorted((r for r in doc["rendered"] if r["tag"] == z), key=lambda r: r["tau"])
@@ -197,6 +225,8 @@ def plot_emotion_control(doc: dict, path) -> None:
         ax[0].plot(taus, [r["mean_distance"] for r in rows], "o-", color=col, label=z)
         ax[0].plot(taus, [r["input_distance"] for r in rows], ":", color=col, lw=0.8)
         ax[1].plot(taus, [r["classified_fraction"] for r in rows], "o-", color=col, label=z)
+        if all("input_offset_std" in r for r in rows):
+            ax[2].plot(taus, [r["input_offset_std"] for r in rows], "o-", color=col, label=z)
         ref = doc["reference"].get(z)
         if ref:
             ax[0].axhline(ref["mean_distance"], color=col, ls="--", lw=0.8)
@@ -208,6 +238,11 @@ def plot_emotion_control(doc: dict, path) -> None:
     ax[1].set_xlabel(f"tau ({doc['unit']})")
     ax[1].set_ylim(-0.02, 1.02)
     ax[1].legend(fontsize=8)
+    if doc.get("training_spacing_std") is not None:
+        ax[2].axhline(doc["training_spacing_std"], color="k", ls="--", lw=0.8)
+    ax[2].set_title("edited alpha to nearest training alpha (dashed: between training frames)", fontsize=9)
+    ax[2].set_xlabel(f"tau ({doc['unit']})")
+    ax[2].set_ylabel("training std")
     fig.suptitle(f"Emotion control of {doc['subject']}: {doc['emotion_control']:.2f} at tau = 1"
                  if doc.get("emotion_control") is not None else f"Emotion control of {doc['subject']}")
     fig.tight_layout()
