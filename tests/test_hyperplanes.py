@@ -51,8 +51,10 @@ def synthetic(rng, n=500, sep=2.0, noise=0.5, confound=0.0):
 
 
 def test_recovers_known_normals_in_raw_space():
+    # 1,500 frames per class: with 500 the estimation error alone (amplified on the small-scale
+    # raw axes) brings some normals to cos ~0.9 depending on the data draw
     rng = np.random.default_rng(0)
-    X, M, L, C, truth = synthetic(rng)
+    X, M, L, C, truth = synthetic(rng, n=1500)
     res = H.train_hyperplanes(X, M, L, C, n_groups=5, C=1.0, cv_folds=5, seed=0)
     assert set(res["hyperplanes"]) == {f"e{k}" for k in range(K)}
     for k in range(K):
