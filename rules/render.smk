@@ -70,6 +70,7 @@ rule render_train:
         prepared=rules.render_prepare.output.prepared,
         shape_ckpt=asset(config["expression"]["checkpoint"]),
         param_stats=asset("3ddfa_v2/param_mean_std_62d_120x120.pkl"),
+        hyperplanes=RPLAN.train_hyperplanes,
     output:
         model=f"{RESULTS}/render/{{subject}}/model.pt",
         loss_csv=f"{RESULTS}/render/{{subject}}/loss.csv",
