@@ -71,10 +71,12 @@ def table_html(table: MarkdownTable) -> str:
              f"<title>{esc(table.title or 'table')}</title><style>{_STYLE}</style></head><body>"]
     if table.title:
         parts.append(f"<h2>{esc(table.title)}</h2>")
-    parts.append("<table><thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in table.header) + "</tr></thead><tbody>")
+    head = "".join(f"<th>{esc(c)}</th>" for c in table.header)
+    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>")
     for row in table.rows:
         cls = ' class="paper"' if src is not None and src < len(row) and row[src] == "paper" else ""
-        cells = "".join(f'<td class="na">{esc(c)}</td>' if c.startswith("n/a") else f"<td>{esc(c)}</td>" for c in row)
+        cells = "".join(f'<td class="na">{esc(c)}</td>' if c.startswith("n/a") else f"<td>{esc(c)}</td>"
+                        for c in row)
         parts.append(f"<tr{cls}>{cells}</tr>")
     parts.append("</tbody></table>")
     parts += [f'<p class="note">{esc(n)}</p>' for n in table.notes]

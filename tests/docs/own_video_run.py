@@ -47,8 +47,8 @@ def env(mirror: Path) -> dict:
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
     """The workflow of this checkout, run in ``workdir`` (results/, logs/, .snakemake/ there)."""
-    return [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config" / "config.yaml"),
-            str(EXAMPLE), str(workdir / "tiny.yaml"), *args]
+    configs = [str(REPO / "config" / "config.yaml"), str(EXAMPLE), str(workdir / "tiny.yaml")]
+    return [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", *configs, *args]
 
 
 def prepare(workdir: Path) -> Path:

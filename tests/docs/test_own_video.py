@@ -20,7 +20,17 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from own_video_run import BIN, CLIP, EXAMPLE, REPO, SUBJECT, env, prepare, run_all, snakemake_cmd  # noqa: E402
+from own_video_run import (  # noqa: E402
+    BIN,
+    CLIP,
+    EXAMPLE,
+    REPO,
+    SUBJECT,
+    env,
+    prepare,
+    run_all,
+    snakemake_cmd,
+)
 
 
 def test_example_config_is_the_documented_one():
@@ -46,8 +56,10 @@ def test_example_config_plans_preprocessing_to_a_trained_subject(tmp_path, mirro
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
     # the folder video runs per clip (batch: clip), CREMA-D per actor; one renderer, one test clip
-    for rule, n in {"crop_video": 1, "extract_audio": 1, "expression_extract": 1, "audio2exp_train": 1, "render_prepare": 1, "render_train": 1, "render_test": 1,
-                    "render_driven": 1, "render_showcase": 1}.items():
+    expected = {"crop_video": 1, "extract_audio": 1, "expression_extract": 1, "audio2exp_train": 1,
+                "render_prepare": 1, "render_train": 1, "render_test": 1, "render_driven": 1,
+                "render_showcase": 1}
+    for rule, n in expected.items():
         assert counts.get(rule) == n, (rule, counts)
     assert counts.get("preprocess_actor", 0) >= 1 and counts.get("expression_hyperplanes", 0) >= 1
 
@@ -80,7 +92,8 @@ def test_own_video_to_trained_subject_and_new_audio(tmp_path_factory, mirror):
     out = wd / "me_happy.mp4"
     cmd = [str(BIN / "emohead"), "render", "--subject-dir", str(sdir), "--audio", str(audio),
            "--timeline", "0:neutral,1:happy", "--intensity", "1.5", "--out", str(out),
-           "--config", str(REPO / "config" / "config.yaml"), "--config", str(EXAMPLE), "--config", str(wd / "tiny.yaml")]
+           "--config", str(REPO / "config" / "config.yaml"), "--config", str(EXAMPLE),
+           "--config", str(wd / "tiny.yaml")]
     r = subprocess.run(cmd, cwd=wd, env=env(mirror), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     info = media.probe(out)

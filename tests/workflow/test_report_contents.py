@@ -62,16 +62,19 @@ def test_paper_table_markdown_becomes_an_html_table(tmp_path):
     from emohead_core.metrics.tables import to_markdown
     from emohead_core.report import write_table_html
 
-    df = pd.DataFrame({"Method": ["Ours", "Ours", "A | B"], "Source": ["paper", "measured", "measured"],
+    df = pd.DataFrame({"Method": ["Ours", "Ours", "A | B"],
+                       "Source": ["paper", "measured", "measured"],
                        "PSNR ↑": ["28.262", "26.818", "n/a: set metrics.x <y>"]})
     md = tmp_path / "table_I.md"
     md.write_text(to_markdown(df, "Table I: a <test> & more"), encoding="utf-8")
     table = write_table_html(md, tmp_path / "table_I.html")
     page = (tmp_path / "table_I.html").read_text(encoding="utf-8")
-    assert table.title == "Table I: a <test> & more" and "<h2>Table I: a &lt;test&gt; &amp; more</h2>" in page
+    assert table.title == "Table I: a <test> & more"
+    assert "<h2>Table I: a &lt;test&gt; &amp; more</h2>" in page
     (rows,) = html_tables(page)
-    assert rows == [["Method", "Source", "PSNR ↑"], ["Ours", "paper", "28.262"], ["Ours", "measured", "26.818"],
-                    ["A | B", "measured", "n/a: set metrics.x <y>"]]  # escaped pipe and markup survive
+    # the escaped pipe and the markup in cells survive
+    assert rows == [["Method", "Source", "PSNR ↑"], ["Ours", "paper", "28.262"],
+                    ["Ours", "measured", "26.818"], ["A | B", "measured", "n/a: set metrics.x <y>"]]
     assert page.count('<tr class="paper">') == 1 and page.count('class="na"') == 1
     assert "Source `paper`" in page  # the legend under the table
 
@@ -90,11 +93,12 @@ def _data(record: dict) -> bytes:
 def test_report_holds_tables_videos_and_plots(tmp_path_factory, mirror):
     wd = run_all(tmp_path_factory, mirror)
     res = wd / "results"
-    r = subprocess.run(snakemake_cmd(wd, "--report", "report.html"), cwd=wd, env=env(mirror), capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(snakemake_cmd(wd, "--report", "report.html"), cwd=wd, env=env(mirror),
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     page = (wd / "report.html").read_text(encoding="utf-8")
-    results = {str((wd / k).resolve().relative_to(res.resolve())): v for k, v in _report_results(page).items()}
+    records = _report_results(page)
+    results = {str((wd / k).resolve().relative_to(res.resolve())): v for k, v in records.items()}
 
     # Tables I, II, IV, VI: real HTML tables with the rows of the CSV rule `tables` wrote
     for tid in ("table_I", "table_II", "table_IV", "table_VI"):
@@ -120,8 +124,8 @@ def test_report_holds_tables_videos_and_plots(tmp_path_factory, mirror):
     # plots: hyperplanes, audio2exp and renderer losses, head masks, emotion control
     plots = ["cremad/hyperplanes/all/distances.png", "cremad/hyperplanes/all/projection.png",
              "cremad/hyperplanes/all/cv_accuracy.png", "cremad/audio2exp/main/loss.png",
-             f"render/{SUBJECT}/loss.png", f"render/{SUBJECT}/masks.png", f"render/{SUBJECT}/emotion_control.png",
-             f"render/{SUBJECT}/intensity_sweep.png", f"render/{SUBJECT}/novel_views.png"]
+             *(f"render/{SUBJECT}/{p}" for p in ("loss.png", "masks.png", "emotion_control.png",
+                                                 "intensity_sweep.png", "novel_views.png"))]
     for path in plots:
         rec = results[path]
         assert rec["data_uri"].startswith("data:image/png"), path
