@@ -81,7 +81,7 @@ def test_paper_table_markdown_becomes_an_html_table(tmp_path):
 
 def _report_results(page: str) -> dict:
     """The report's embedded result records: path -> {name, labels, caption, data_uri, ...}."""
-    start = page.index("var results = ") + len("var results = ")
+    start = [m.end() - 1 for m in re.finditer(r"var results = \{", page)][-1]  # after the bundled JS
     return json.JSONDecoder().raw_decode(page, start)[0]
 
 
