@@ -70,6 +70,7 @@ rule render_train:
         prepared=rules.render_prepare.output.prepared,
         shape_ckpt=asset(config["expression"]["checkpoint"]),
         param_stats=asset("3ddfa_v2/param_mean_std_62d_120x120.pkl"),
+        hyperplanes=RPLAN.train_hyperplanes,
     output:
         model=f"{RESULTS}/render/{{subject}}/model.pt",
         loss_csv=f"{RESULTS}/render/{{subject}}/loss.csv",
@@ -101,7 +102,12 @@ rule render_test:
     input:
         unpack(RPLAN.test_clip_inputs),
     output:
-        test_render=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_render.mp4",
+        test_render=report(
+            f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_render.mp4",
+            caption="../workflow/report/render_test.rst",
+            category="Rendered videos",
+            labels={"subject": "{subject}", "video": "test {clip}, GT alpha"},
+        ),
         test_gt=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_gt.mp4",
         test_meta=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_meta.json",
     log:
@@ -124,7 +130,12 @@ rule render_driven:
     input:
         unpack(RPLAN.driven_inputs),
     output:
-        test_render=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_render.mp4",
+        test_render=report(
+            f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_render.mp4",
+            caption="../workflow/report/render_driven.rst",
+            category="Rendered videos",
+            labels={"subject": "{subject}", "video": "test {clip}, {variant}"},
+        ),
         test_gt=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_gt.mp4",
         test_meta=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_meta.json",
     log:
@@ -175,7 +186,12 @@ rule render_showcase:
         detector=rules.export_faceboxes_onnx.output[0],
         bfm=asset(config["expression"]["bfm"]),
     output:
-        emotion_switch=f"{RESULTS}/render/{{subject}}/emotion_switch.mp4",
+        emotion_switch=report(
+            f"{RESULTS}/render/{{subject}}/emotion_switch.mp4",
+            caption="../workflow/report/emotion_switch.rst",
+            category="Rendered videos",
+            labels={"subject": "{subject}", "video": "emotion switch"},
+        ),
         novel_views=report(
             f"{RESULTS}/render/{{subject}}/novel_views.png",
             caption="../workflow/report/render.rst",

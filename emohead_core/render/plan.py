@@ -200,6 +200,12 @@ class RenderPlan:
                     split_mode=sp.split_mode, test_fraction=sp.test_fraction, hyperplanes=sp.hyperplanes,
                     audio2exp=sp.audio2exp)
 
+    def train_hyperplanes(self, wildcards) -> list[str]:
+        """render_train copies the subject's hyperplanes into its directory (subject.json; the
+        subject is self-contained for `emohead render`): an input, so that they exist by then."""
+        sp = self.subject(wildcards.subject)
+        return [sp.hyperplanes] if sp.hyperplanes else []
+
     # ------------------------------------------------------------------ per test clip
     def test_clip_inputs(self, wildcards) -> dict:
         sp = self.subject(wildcards.subject)
