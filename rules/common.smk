@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from emohead_core import config as ehconfig
-from emohead_core import datasets as ehdatasets
+from emohead_core.preprocess import datasets as ehdatasets
 from emohead_core import assets as ehassets
 from emohead_core import layout as ehlayout
 

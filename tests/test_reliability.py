@@ -20,11 +20,11 @@ import pytest
 import soundfile as sf
 import yaml
 
-from emohead_core import datasets as ds
-from emohead_core import facedetect as fd
+from emohead_core.preprocess import datasets as ds
+from emohead_core.preprocess import facedetect as fd
 from emohead_core import io as ehio
 from emohead_core import media
-from emohead_core import preprocess as pp
+from emohead_core.preprocess import crop as pp
 from emohead_core.batch import BatchBusyError, Clip, run_batch, stash_of
 from emohead_core.errors import EmoheadInputError, EmoheadOutputError
 
@@ -180,13 +180,13 @@ def test_silent_audio_is_warned_naming_the_file(clip_mp4, tmp_path, caplog):
     silent = tmp_path / "silent.mp4"
     ffmpeg("-i", str(clip_mp4), "-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-map", "0:v", "-map", "1:a",
            "-c:v", "copy", "-c:a", "aac", "-shortest", str(silent))
-    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess"):
+    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.crop"):
         s = pp.extract_clip_audio(silent, tmp_path / "s.wav")
     assert s["silent"] and sf.info(str(tmp_path / "s.wav")).frames > 0  # a warning, not an error
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(str(silent) in m and "silent" in m and "Fix:" in m for m in warned), warned
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess"):
+    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.crop"):
         s = pp.extract_clip_audio(clip_mp4, tmp_path / "g.wav")
     assert not s["silent"] and not [r for r in caplog.records if r.levelno == logging.WARNING]
 
@@ -356,7 +356,7 @@ def test_read_only_duration_cache_is_a_warning(mirror, monkeypatch, tmp_path, ca
     _read_only(monkeypatch, cache_dir)
     spec = {"kind": "folder", "root": "asset:data/talking-heads", "include": ["uncrop_Obama.mp4"]}
     try:
-        with caplog.at_level(logging.WARNING, logger="emohead_core.datasets"):
+        with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.datasets"):
             df = ds.build_table("obama", spec, mirror=mirror, cache_path=cache_dir / "durations_obama.json")
     finally:
         cache_dir.chmod(0o755)
@@ -648,7 +648,7 @@ def test_every_unusable_file_is_listed_at_once_with_a_ready_exclude_list(mirror,
 def test_on_bad_file_skip_leaves_them_out_with_a_warning(mirror, tmp_path, caplog):
     good = ds.build_table("c", {"kind": "crema_d", "root": str(_crema_root(mirror, tmp_path / "good", []))})
     root = _crema_root(mirror, tmp_path / "c", ["1001_DFA_SAD_XX.flv"], empty=("1001_DFA_FEA_XX.flv",))
-    with caplog.at_level(logging.WARNING, logger="emohead_core.datasets"):
+    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.datasets"):
         df = ds.build_table("c", {"kind": "crema_d", "root": str(root), "on_bad_file": "skip"},
                             cache_path=tmp_path / "cache" / "d.json")
     for col in ("video_path", "audio_path"):

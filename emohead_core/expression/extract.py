@@ -239,7 +239,7 @@ def seed_boxes(boxes_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessing's face boxes (``crop/{sample}.boxes.parquet``) mapped into the crop video's
     pixels: boxes (T, 5) x1, y1, x2, y2, score and kinds (T,) as :func:`fit_frames_from_boxes`
     takes them."""
-    from ..preprocess import read_boxes, source_to_crop
+    from ..preprocess.crop import read_boxes, source_to_crop
 
     table = read_boxes(boxes_path)
     corners = table[["x1", "y1", "x2", "y2"]].to_numpy(np.float64).reshape(-1, 2, 2)

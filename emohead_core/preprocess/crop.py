@@ -5,7 +5,7 @@
 1. decode the clip resampled to a constant ``fps`` (ffmpeg ``fps`` filter), in a reader
    thread so decoding overlaps detection;
 2. detect faces with FaceBoxes every ``detect_every`` frames and on the last frame
-   (:class:`~emohead_core.facedetect.FaceDetector`), follow one face (the detection
+   (:class:`~emohead_core.preprocess.facedetect.FaceDetector`), follow one face (the detection
    overlapping the previous box most, else the best score), record per frame the box, score
    and a ``detected`` flag, and fill frames without a detection by linear interpolation
    between detected frames (nearest at the ends);
@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import media
-from .errors import EmoheadInputError
+from .. import media
+from ..errors import EmoheadInputError
+from ..io import atomic_path
 from .facedetect import FaceDetector, box_iou
-from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ def preprocess_actor(
     boxes of each video sample into ``crop_dir``, the wav of every sample into ``audio_dir``,
     the same files :func:`crop_clip` + :func:`extract_clip_audio` write per clip. ``clips``:
     (sample id, video path or "", audio path). Resumable, see :mod:`emohead_core.batch`."""
-    from .batch import Clip, run_batch
+    from ..batch import Clip, run_batch
 
     o = _opts(opts)
     detector = None
