@@ -1,5 +1,5 @@
 # Metrics and tables (paper Sec. IV-A; Tables I, II, IV, VI). Which clips and which inputs:
-# emohead_core.metrics.plan.MetricsPlan (renderer test clips, metrics.pairs, baselines_dir,
+# emohead_core/metrics/plan.py (PLANS.metrics: renderer test clips, metrics.pairs, baselines_dir,
 # the demo's re-encoded crops, the ground-truth row).
 #
 # Outputs (the results/ contract, CONTRIBUTING.md):
@@ -9,23 +9,8 @@
 #   results/metrics/er_baseline/{dataset}.json               ER (3DMM-exp baseline) classifier
 #   results/metrics/human/sheet.{csv,html}, key.csv          blind human-evaluation sheet
 #   results/tables/table_{I,II,IV,VI}.{md,tex,csv}, summary.csv
-from emohead_core.metrics.plan import MetricsPlan
-
 MET = config.get("metrics", {})
-MPLAN = MetricsPlan(
-    config,
-    SAMPLES,
-    RESULTS,
-    RESOURCES,
-    asset,
-    has_expression=True,
-    render_pairs=RPLAN.metric_pairs(),
-    emotion_control=RPLAN.emotion_control_files(),
-    expression_onnx=EXPR_ONNX,
-    a2e_datasets=a2e_datasets,
-    a2e_variants=a2e_variants,
-    layout=LAYOUT,
-)
+MPLAN = PLANS.metrics
 
 
 rule metrics_reencode:

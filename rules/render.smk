@@ -19,19 +19,9 @@
 #       emotion control measured: 3DDFA alpha re-extracted from renders edited by tau w_z, scored
 #       by the hyperplanes (render/control.py)
 #   results/render/{subject}/novel_views.png    yaw strip
-from emohead_core.render.plan import RenderPlan
-
+# Input functions: emohead_core/render/plan.py (PLANS.render).
 RENDER = config["render"]
-RPLAN = RenderPlan(
-    config,
-    SAMPLES,
-    RESULTS,
-    LAYOUT,
-    hyperplane_actors=lambda ds: expr_smk.hyperplane_actors(config, SAMPLES, ds),
-    a2e_datasets=a2e_datasets(),
-    a2e_variants=a2e_variants(),
-    feature_encoders=feat.role_encoders(config),
-)
+RPLAN = PLANS.render
 
 
 wildcard_constraints:
@@ -171,7 +161,7 @@ rule render_showcase:
     input:
         unpack(RPLAN.showcase_inputs),
         checkpoint=asset(config["expression"]["checkpoint"]),
-        onnx=EXPR_ONNX,
+        onnx=PLANS.expression.onnx,
         detector=rules.export_faceboxes_onnx.output[0],
         bfm=asset(config["expression"]["bfm"]),
     output:

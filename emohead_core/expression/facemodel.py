@@ -22,7 +22,7 @@ from ..errors import EmoheadInputError
 from ..io import sha256_file
 from . import tddfa as T
 from .runtime import OnnxRegressor, TorchRegressor, export_onnx, onnx_providers
-from .smk import onnx_name
+from .plan import onnx_name
 
 PARAM_STATS_FILE = "param_mean_std_62d_120x120.pkl"
 BFM68_FILE = "bfm_68_landmarks.npz"
