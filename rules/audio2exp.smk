@@ -56,6 +56,7 @@ rule audio2exp_train:
     threads: config["audio2exp"].get("threads", 2)
     params:
         section=AUDIO2EXP.section,
+        results=RESULTS,
     script:
         "../workflow/scripts/audio2exp_train.py"
 
@@ -77,6 +78,7 @@ rule audio2exp_evaluate:
     threads: 1
     params:
         section=AUDIO2EXP.section,
+        results=RESULTS,
     script:
         "../workflow/scripts/audio2exp_evaluate.py"
 

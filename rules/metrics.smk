@@ -73,6 +73,7 @@ rule metrics_clip:
     params:
         row=MPLAN.pair_row,
         metrics=MET,
+        results=RESULTS,
         expression=config.get("expression", {}),
     script:
         "../workflow/scripts/metrics_clip.py"
@@ -116,6 +117,7 @@ rule tables:
         tables=config.get("tables", {}),
         datasets=config["datasets"],
         method_notes=MPLAN.method_notes(),
+        results=RESULTS,
     script:
         "../workflow/scripts/metrics_tables.py"
 

@@ -326,31 +326,13 @@ def silence_vector(modality_meta: dict, dim: int, encoder: str | None = None) ->
 
 
 def load_hyperplanes_any(path: str | Path) -> dict[str, np.ndarray]:
-    """{emotion: unit w_z (m,)} from a hyperplanes.json (expression stage's loader when present)."""
+    """{emotion: unit w_z (m,)} from a hyperplanes.json of the expression stage."""
+    from ..hyperplanes import load_hyperplanes
+
     path = Path(path)
     if not path.is_file():
         raise EmoheadInputError("hyperplanes.json missing", path=path, fix="run the hyperplanes rule first")
-    try:
-        from ..hyperplanes import load_hyperplanes  # issue 3
-    except ImportError:  # pragma: no cover
-        load_hyperplanes = None
-    if load_hyperplanes is not None:
-        hp = load_hyperplanes(path)
-        out = {}
-        for emo, val in hp.items():
-            w = val[0] if isinstance(val, (tuple, list)) else getattr(val, "w_z", val)
-            out[str(emo)] = np.asarray(w, dtype=np.float32)
-        return out
-    import json
-
-    raw = json.loads(path.read_text())
-    raw = raw.get("hyperplanes", raw)
-    out = {}
-    for emo, val in raw.items():
-        w = val["w_z"] if isinstance(val, dict) else val
-        w = np.asarray(w, dtype=np.float32)
-        out[emo] = w / max(np.linalg.norm(w), 1e-12)
-    return out
+    return {str(emo): np.asarray(w, dtype=np.float32) for emo, (w, _b) in load_hyperplanes(path).items()}
 
 
 def load_corpus(

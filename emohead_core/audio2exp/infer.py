@@ -57,11 +57,6 @@ def _windows(feats: dict[str, np.ndarray], silence: dict[str, np.ndarray], conte
     return T, out
 
 
-def load_feature_files(paths: dict[str, str | Path]) -> dict[str, np.ndarray]:
-    """{'v','e','gamma'} -> feature-cache Parquet paths -> arrays (T, D)."""
-    return {k: read_feature(paths[k])[1] for k in MODALITIES}
-
-
 def features_from_wav(wav: str | Path, config: dict, encoders: dict[str, str], *, transcript=None,
                       threads: int | None = None) -> dict[str, np.ndarray]:
     """v~, e~, gamma~ (T, D) of a wav on the 25 fps grid, computed with the features stage's

@@ -7,7 +7,6 @@ import csv
 import functools
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..io import atomic_path, write_json_atomic, write_text_atomic
+from ..io import atomic_path
 from .data import Corpus, FrameTable, alpha_mean, feature_stats
 from .model import ModelConfig, build_model, refine
 

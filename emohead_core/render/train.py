@@ -15,15 +15,14 @@ import csv
 import logging
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import atomic_path, write_json_atomic
+from ..io import atomic_path
 from .camera import DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF
-from .data import SubjectData, sampling_region
+from .data import sampling_region
 from .network import EmoNeRF, NeRFConfig
 from .renderer import Renderer, pick_device
 from .volume import OccupancyGrid, alpha_to_sigma_threshold
