@@ -14,9 +14,9 @@ from emohead_core.audio2exp.model import (
     EMOTION_INDEX,
     ModelConfig,
     build_model,
-    refine,
     renderer_input_without_refinement,
 )
+from emohead_core.emotion_edit import refine
 from emohead_core.audio2exp.synthetic import synthetic_corpus
 from emohead_core.audio2exp.train import TrainConfig, contrastive_loss, evaluate, Interrupt, train
 

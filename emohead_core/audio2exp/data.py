@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..layout import clip_file
+from ..emotion_edit import emotion_directions
 from ..errors import EmoheadInputError
 from ..expression.schema import read_expression
 from ..features.cache import read_features
+from ..layout import clip_file
 
 MODALITIES = ("v", "e", "gamma")
 SPLIT_MODES = ("samples", "within_clip")
@@ -325,16 +326,6 @@ def silence_vector(modality_meta: dict, dim: int, encoder: str | None = None) ->
     return np.zeros(dim, dtype=np.float32)
 
 
-def load_hyperplanes_any(path: str | Path) -> dict[str, np.ndarray]:
-    """{emotion: unit w_z (m,)} from a hyperplanes.json of the expression stage."""
-    from ..hyperplanes import load_hyperplanes
-
-    path = Path(path)
-    if not path.is_file():
-        raise EmoheadInputError("hyperplanes.json missing", path=path, fix="run the hyperplanes rule first")
-    return {str(emo): np.asarray(w, dtype=np.float32) for emo, (w, _b) in load_hyperplanes(path).items()}
-
-
 def load_corpus(
     results_dir: str | Path,
     dataset: str,
@@ -368,11 +359,11 @@ def load_corpus(
     for actor in sorted(samples["actor"].astype(str).unique()):
         p = root / "hyperplanes" / actor / "hyperplanes.json"
         if p.is_file():
-            hp_by_actor[actor] = load_hyperplanes_any(p)
+            hp_by_actor[actor] = emotion_directions(p)
     if hyperplane_actor is not None and str(hyperplane_actor) not in hp_by_actor:
         p = root / "hyperplanes" / str(hyperplane_actor) / "hyperplanes.json"  # e.g. the pooled "all"
         if p.is_file():
-            hp_by_actor[str(hyperplane_actor)] = load_hyperplanes_any(p)
+            hp_by_actor[str(hyperplane_actor)] = emotion_directions(p)
     if hyperplane_actor is not None and str(hyperplane_actor) not in hp_by_actor:
         raise EmoheadInputError(
             f"no hyperplanes for actor {hyperplane_actor}",

@@ -17,7 +17,8 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..io import atomic_path
 from .data import Corpus, FrameTable, alpha_mean, feature_stats
-from .model import ModelConfig, build_model, refine
+from ..emotion_edit import refine
+from .model import ModelConfig, build_model
 
 
 @dataclass
