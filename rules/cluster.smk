@@ -1,11 +1,11 @@
 # Before any job runs (main Snakemake process only; cluster job steps run with --no-hooks):
 # remove the temp files that jobs killed mid-write left beside the outputs this run is about
 # to produce - only those whose writer is gone, never a live job's of a concurrent run
-# (emohead_core.io.atomic_path; see emohead_core/execution.py).
-from emohead_core import execution as ehexec
+# (emohead_core.io: atomic_path, sweep_stale_temps).
+from emohead_core import io as ehio
 
 
 onstart:
-    ehexec.sweep_stale_temps(
+    ehio.sweep_stale_temps(
         (f for job in workflow.dag.needrun_jobs() for f in job.output), log=print
     )
