@@ -26,7 +26,10 @@ SPLIT_MODES = ("samples", "within_clip")
 
 
 @dataclass
-class Clip:
+class CorpusClip:
+    """One clip of the audio-expression corpus: its features, 3DDFA alpha and split (not
+    :class:`emohead_core.batch.Clip`, one clip of a per-actor batch job)."""
+
     sample_id: str
     actor: str
     emotion: str
@@ -66,7 +69,7 @@ class Clip:
 
 @dataclass
 class Corpus:
-    clips: list[Clip]
+    clips: list[CorpusClip]
     silence: dict[str, np.ndarray]  # modality -> (D,) silence-padding vector
     m: int = 10
     meta: dict = field(default_factory=dict)
@@ -105,7 +108,7 @@ def split_corpus(corpus: Corpus, mode: str = "samples", test_fraction: float = 0
     return Corpus(clips, corpus.silence, m=corpus.m, meta=meta)
 
 
-def partners_of(clip: Clip, clips: list[Clip], split: str | None = None) -> list[int]:
+def partners_of(clip: CorpusClip, clips: list[CorpusClip], split: str | None = None) -> list[int]:
     """Eq. (13) pairing rule: indices of clips of ANOTHER individual with the SAME emotion tag
     that have expression targets in the same split (``split``, default the clip's); those that
     also share the sentence are preferred (if any exist, only they are returned)."""
@@ -400,7 +403,7 @@ def load_corpus(
             hp = hp_by_actor[fallback_actor]
         w_z = None if hp is None else hp.get(str(r.emotion))
         clips.append(
-            Clip(sid, actor, str(r.emotion), str(r.sentence), str(r.split), feats, alpha, mask,
+            CorpusClip(sid, actor, str(r.emotion), str(r.sentence), str(r.split), feats, alpha, mask,
                  None if w_z is None else np.asarray(w_z, np.float32))
         )
     if not clips:

@@ -3,7 +3,6 @@ test-split evaluation (Table VI RMSE) against a constant-mean predictor."""
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import json
@@ -15,9 +14,10 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..io import atomic_path
-from .data import Corpus, FrameTable, alpha_mean, feature_stats
 from ..emotion_edit import refine
+from ..io import atomic_path
+from ..loss_curves import write_loss_curves
+from .data import Corpus, FrameTable, alpha_mean, feature_stats
 from .model import ModelConfig, build_model
 
 
@@ -171,7 +171,9 @@ def _train(
     bar.close()
     model_path = out_dir / "model.pt"
     save_model(model, mcfg, model_path, meta=meta, extra={"train": asdict(tcfg), "fingerprint": fp})
-    write_loss_curves(history, out_dir / "loss.csv", out_dir / "loss.png")
+    rows = [dict(zip(LOSS_COLUMNS, r)) for r in history]  # iteration, loss, own and cross-individual terms
+    write_loss_curves(rows, LOSS_COLUMNS, out_dir / "loss.csv", out_dir / "loss.png", _draw_loss,
+                      figsize=(6, 3.5))
     return model_path
 
 
@@ -230,19 +232,12 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model, payload
 
 
-def write_loss_curves(history, csv_path: Path, png_path: Path) -> None:
-    with atomic_path(csv_path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["iteration", "loss", "loss_own", "loss_partner"])
-            w.writerows(history)
-    import matplotlib
+LOSS_COLUMNS = ["iteration", "loss", "loss_own", "loss_partner"]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    h = np.asarray(history, dtype=np.float64).reshape(-1, 4)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def _draw_loss(fig, rows: list[dict]) -> None:
+    h = np.asarray([[r[c] for c in LOSS_COLUMNS] for r in rows], dtype=np.float64).reshape(-1, 4)
+    ax = fig.subplots()
     if len(h):
         k = max(1, len(h) // 100)
         smooth = lambda x: np.convolve(x, np.ones(k) / k, mode="valid")  # noqa: E731
@@ -253,10 +248,6 @@ def write_loss_curves(history, csv_path: Path, png_path: Path) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 @torch.no_grad()

@@ -11,7 +11,6 @@ is checkpointed, so a resumed run is bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import csv
 import logging
 import math
 import time
@@ -332,22 +331,15 @@ class Trainer:
         return self.history
 
 
-def write_loss_curves(history: list[dict], csv_path, png_path) -> None:
-    keys = ["step", "loss", "photo", "cord", "shape", "psnr", "lr", "occupied", "n_eval", "time_s",
-            "val_psnr_head", "baseline_psnr_head"]
-    with atomic_path(csv_path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-            w.writeheader()
-            for r in history:
-                w.writerow(r)
-    import matplotlib
+LOSS_COLUMNS = ["step", "loss", "photo", "cord", "shape", "psnr", "lr", "occupied", "n_eval", "time_s",
+                "val_psnr_head", "baseline_psnr_head"]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def draw_loss(fig, history: list[dict]) -> None:
+    """The renderer's loss.png (:func:`emohead_core.loss_curves.write_loss_curves`): L_photo, PSNR
+    of training rays and validation frames, the L_refine terms."""
     steps = np.array([r["step"] for r in history])
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    ax = fig.subplots(1, 3)
     ax[0].semilogy(steps, [r["photo"] for r in history], lw=0.6, label="L_photo")
     ax[0].set_title("L_photo (MSE)")
     ax[1].plot(steps, [r["psnr"] for r in history], lw=0.6, label="train rays")
@@ -367,10 +359,6 @@ def write_loss_curves(history: list[dict], csv_path, png_path) -> None:
     ax[2].legend() if ax[2].lines else None
     for a in ax:
         a.set_xlabel("iteration")
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
 
 
 def load_renderer(ckpt_path, device="auto") -> Renderer:
