@@ -53,10 +53,10 @@ rule audio2exp_train:
         variant=r"[A-Za-z0-9_.\-]+",
     conda:
         "../envs/audio2exp.yaml"
-    threads: config["audio2exp"].get("threads", 2)
+    threads: config["audio2exp"]["threads"]
     params:
         section=AUDIO2EXP.section,
-        results=RESULTS,
+        results=PLANS.results_dir,
     script:
         "../workflow/scripts/audio2exp_train.py"
 
@@ -78,7 +78,7 @@ rule audio2exp_evaluate:
     threads: 1
     params:
         section=AUDIO2EXP.section,
-        results=RESULTS,
+        results=PLANS.results_dir,
     script:
         "../workflow/scripts/audio2exp_evaluate.py"
 

@@ -24,10 +24,10 @@ from emohead_core.preprocess import datasets as ehdatasets
 ehconfig.validate_config(config)
 ehconfig.apply_env_overrides(config)
 
-RESULTS = config.get("results_dir", "results")
-RESOURCES = config.get("resources_dir", "resources")
-LOGS = config.get("logs_dir", "logs")
-BENCH = config.get("benchmarks_dir", "benchmarks")
+RESULTS = config["results_dir"]
+RESOURCES = config["resources_dir"]
+LOGS = config["logs_dir"]
+BENCH = config["benchmarks_dir"]
 
 ASSET_MANIFEST = ehassets.load_manifest()
 

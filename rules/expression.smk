@@ -31,7 +31,7 @@ rule export_3ddfa_onnx:
         "../envs/expression.yaml"
     threads: 1
     params:
-        widen_factor=EXPR.get("widen_factor"),
+        widen_factor=EXPR["widen_factor"],
     script:
         "../workflow/scripts/expression_export_onnx.py"
 

@@ -9,7 +9,7 @@
 #   results/metrics/er_baseline/{dataset}.json               ER (3DMM-exp baseline) classifier
 #   results/metrics/human/sheet.{csv,html}, key.csv          blind human-evaluation sheet
 #   results/tables/table_{I,II,IV,VI}.{md,tex,csv}, summary.csv
-MET = config.get("metrics", {})
+MET = config["metrics"]
 MPLAN = PLANS.metrics
 
 
@@ -26,8 +26,8 @@ rule metrics_reencode:
         "../envs/metrics.yaml"
     threads: 1
     params:
-        crf=(MET.get("reencode") or {}).get("crf", 40),
-        fps=MET.get("fps", 25),
+        crf=MET["reencode"]["crf"],
+        fps=MET["fps"],
         crop=MPLAN.crop_file,
     script:
         "../workflow/scripts/metrics_reencode.py"
@@ -48,7 +48,7 @@ rule metrics_er_baseline:
     params:
         labels=lambda wildcards: MPLAN.er_train_labels(wildcards.dataset),
         expression=MPLAN.er_files,
-        C=(MET.get("er") or {}).get("baseline_C", 1.0),
+        C=MET["er"]["baseline_C"],
     script:
         "../workflow/scripts/metrics_er_baseline.py"
 
@@ -69,12 +69,12 @@ rule metrics_clip:
         clip=r"[A-Za-z0-9_.\-]+",
     conda:
         "../envs/metrics.yaml"
-    threads: MET.get("threads", 1)
+    threads: MET["threads"]
     params:
         row=MPLAN.pair_row,
         metrics=MET,
-        results=RESULTS,
-        expression=config.get("expression", {}),
+        results=PLANS.results_dir,
+        expression=config["expression"],
     script:
         "../workflow/scripts/metrics_clip.py"
 
@@ -95,7 +95,7 @@ rule metrics_human_sheet:
     threads: 1
     params:
         pairs=MPLAN.pairs.to_dict("records"),
-        seed=(MET.get("human") or {}).get("seed", 0),
+        seed=MET["human"]["seed"],
     script:
         "../workflow/scripts/metrics_human_sheet.py"
 
@@ -114,10 +114,10 @@ rule tables:
         "../envs/metrics.yaml"
     threads: 1
     params:
-        tables=config.get("tables", {}),
+        tables=config["tables"],
         datasets=config["datasets"],
         method_notes=MPLAN.method_notes(),
-        results=RESULTS,
+        results=PLANS.results_dir,
     script:
         "../workflow/scripts/metrics_tables.py"
 

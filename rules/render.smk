@@ -49,7 +49,7 @@ rule render_prepare:
         "../envs/render.yaml"
     threads: 1
     params:
-        render={k: RENDER.get(k) for k in ("resolution", "mask", "max_frames")},
+        render={k: RENDER[k] for k in ("resolution", "mask", "max_frames")},
         subject=RPLAN.prepare_params,
     script:
         "../workflow/scripts/render_prepare.py"
@@ -76,11 +76,11 @@ rule render_train:
         f"{BENCH}/render/train/{{subject}}.tsv"
     conda:
         "../envs/render.yaml"
-    threads: RENDER.get("threads", 2)
+    threads: RENDER["threads"]
     resources:
-        gpu=RENDER.get("gpus", 0),
+        gpu=RENDER["gpus"],
     params:
-        render={k: RENDER.get(k) for k in ("model", "train", "box", "device")},
+        render={k: RENDER[k] for k in ("model", "train", "box", "device")},
         info=RPLAN.subject_info,
         ckpt=lambda w: f"{RESULTS}/render/{w.subject}/ckpt/last.pt",
     script:
@@ -100,9 +100,9 @@ rule render_test:
         f"{BENCH}/render/test/{{subject}}/{{clip}}.tsv"
     conda:
         "../envs/render.yaml"
-    threads: RENDER.get("threads", 2)
+    threads: RENDER["threads"]
     resources:
-        gpu=RENDER.get("gpus", 0),
+        gpu=RENDER["gpus"],
     params:
         render=RENDER,
         audio=RPLAN.clip_audio,
@@ -125,18 +125,14 @@ rule render_driven:
         variant=r"[^/]+",
     conda:
         "../envs/render.yaml"
-    threads: RENDER.get("threads", 2)
+    threads: RENDER["threads"]
     resources:
-        gpu=RENDER.get("gpus", 0),
+        gpu=RENDER["gpus"],
     params:
         render=RENDER,
         audio=RPLAN.clip_audio,
         features=RPLAN.clip_features,
-        pipeline={
-            k: config.get(k)
-            for k in ("features", "preprocess", "results_dir")
-            if k in config
-        },
+        pipeline={k: config[k] for k in ("features", "preprocess", "results_dir")},
     script:
         "../workflow/scripts/render_driven.py"
 
@@ -191,9 +187,9 @@ rule render_showcase:
         f"{BENCH}/render/showcase/{{subject}}.tsv"
     conda:
         "../envs/render.yaml"
-    threads: RENDER.get("threads", 2)
+    threads: RENDER["threads"]
     resources:
-        gpu=RENDER.get("gpus", 0),
+        gpu=RENDER["gpus"],
     params:
         render=RENDER,
         expression=config["expression"],

@@ -491,7 +491,8 @@ def test_schema_is_strict_and_described_and_matches_the_code():
     import inspect
 
     from emohead_core.audio2exp.config import MODEL_KEYS, TRAIN_KEYS
-    from emohead_core.config import load_config, load_schema
+    from emohead_core.features.pipeline import DEFAULTS as FEATURE_DEFAULTS
+    from emohead_core.config import load_config, load_schema, schema_defaults
     from emohead_core.render.data import head_masks
     from emohead_core.render.hashgrid import HashGridConfig
     from emohead_core.render.network import NeRFConfig
@@ -517,12 +518,28 @@ def test_schema_is_strict_and_described_and_matches_the_code():
     for name, node in (schema.get("$defs") or {}).items():
         walk(node, f"$defs.{name}")
     p = schema["properties"]
+    # defaults live in the schema only: every key of these sections has one there, the code's
+    # default dicts are the schema's, and a validated config holds every key
+    def no_default(node):
+        return {k for k, sub in node["properties"].items() if "default" not in sub and not sub.get("properties")}
+
+    assert not no_default(p["preprocess"])
+    assert no_default(p["features"]) == {"profiles"}
+    assert not no_default(p["render"]["properties"]["train"])
+    assert not no_default(p["render"]["properties"]["train"]["properties"]["occupancy"])
+    assert {"results_dir", "resources_dir", "logs_dir", "benchmarks_dir"} <= set(schema_defaults())
     # threads is the job's CPU budget (the rule's threads:), passed as an argument, not an option
     assert _schema_keys(p["preprocess"]) == set(pp.DEFAULTS) | {"threads"}
+    assert pp.DEFAULTS == {k: v for k, v in schema_defaults("preprocess").items() if k != "threads"}
+    assert FEATURE_DEFAULTS == schema_defaults("features")
+    validated = load_config()
+    assert set(validated["preprocess"]) == _schema_keys(p["preprocess"])
+    assert validated["logs_dir"] == "logs" and validated["benchmarks_dir"] == "benchmarks"
     assert _schema_keys(p["audio2exp"]["properties"]["model"]) == MODEL_KEYS
     assert _schema_keys(p["audio2exp"]["properties"]["train"]) == TRAIN_KEYS
     r = p["render"]["properties"]
     assert _schema_keys(r["train"]) == set(DEFAULT_TRAIN) - {"emotion", "shape_net", "param_stats"}
+    assert {k: DEFAULT_TRAIN[k] for k in _schema_keys(r["train"])} == schema_defaults("render.train")
     assert _schema_keys(r["train"]["properties"]["occupancy"]) == set(DEFAULT_TRAIN["occupancy"])
     assert _schema_keys(r["model"]) == {f.name for f in dataclasses.fields(NeRFConfig)}
     assert _schema_keys(r["model"]["properties"]["grid"]) == {f.name for f in dataclasses.fields(HashGridConfig)} | {

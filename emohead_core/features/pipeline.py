@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import layout as L
+from ..config import schema_defaults
 from ..errors import EmoheadInputError
 from ..media import load_audio
 from . import asr as asrmod
@@ -24,8 +25,7 @@ from .frames import frames_from_words, n_frames_for, reference_frame_count
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"profile": "paper", "dtype": "float16", "chunk_s": 20.0, "context_s": 1.0, "threads": 1,
-            "store": None, "align_to_crop": True, "prefill": "actor"}
+DEFAULTS = schema_defaults("features")  # config/schema.yaml
 
 
 def settings(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -81,10 +81,10 @@ class MetricsPlan:
         if row["meta"]:
             inputs["meta"] = row["meta"]
         if self.uses_3ddfa(row):
-            expr = self.config.get("expression") or {}
-            inputs["checkpoint"] = self.asset(expr.get("checkpoint", "3ddfa_v2/mb05_120x120.pth"))
+            expr = self.config["expression"]
+            inputs["checkpoint"] = self.asset(expr["checkpoint"])
             inputs["stats"] = self.asset(STATS_ASSET)
-            inputs["bfm"] = self.asset(expr.get("bfm", "3ddfa_v2/bfm_68_landmarks.npz"))
+            inputs["bfm"] = self.asset(expr["bfm"])
             inputs["detector"] = f"{self.resources}/onnx/faceboxes.onnx"
             if self.expression_onnx:
                 inputs["onnx"] = self.expression_onnx

@@ -40,24 +40,16 @@ import numpy as np
 import pandas as pd
 
 from .. import media
+from ..config import schema_defaults
 from ..errors import EmoheadInputError
 from ..io import atomic_path
 from .facedetect import FaceDetector, box_iou
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "fps": 25,
-    "sample_rate": 16000,
-    "device": "cpu",
-    "min_face_fraction": 0.5,
-    "detect_threshold": 0.5,
-    "detect_every": 5,
-    "detect_max_side": 640,
-    "detect_batch": 8,
-    "crop_scale": 2.0,
-    "x264_preset": "ultrafast",
-}
+# options of crop_clip / extract_clip_audio: config/schema.yaml's preprocess section (threads is
+# the job's CPU budget, an argument)
+DEFAULTS: dict[str, Any] = {k: v for k, v in schema_defaults("preprocess").items() if k != "threads"}
 
 BOX_COLUMNS = [
     "frame", "time_s", "x1", "y1", "x2", "y2", "score", "detected", "checked",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import schema_defaults
 from ..io import atomic_path
 from .camera import DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF
 from .data import sampling_region
@@ -28,14 +29,9 @@ from .volume import OccupancyGrid, alpha_to_sigma_threshold
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRAIN = dict(
-    iters=2000, rays=2048, inside_fraction=0.8, n_samples=32, sampler="march", lr_grid=1e-2, lr_mlp=1e-3,
-    lr_final_ratio=0.1, refine_start=None, refine_every=1, lambda_photo=1.0, lambda_cord=1e-3,
-    lambda_shape=1e-9, patch_size=64, clip_model=None, clip_prompt="a photo of a {emotion} face",
-    emotion="neutral", shape_net=None, param_stats=None, ckpt_every=500, log_every=50,
-    val_every=0, val_frames=4, seed=0, frames_per_step=1,
-    occupancy=dict(res=32, update_every=16, warmup=64, alpha_threshold=0.01, decay=0.95, n_cond=2),
-)
+# config/schema.yaml's render.train, plus what the job passes besides the config: the subject's
+# default emotion tag and the L_shape model files
+DEFAULT_TRAIN = dict(schema_defaults("render.train"), emotion="neutral", shape_net=None, param_stats=None)
 
 
 def train_config(cfg: dict | None) -> dict:
