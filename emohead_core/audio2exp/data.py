@@ -154,14 +154,34 @@ class FrameTable:
             total += clips[c].T
         self.offsets = offsets
         self.n_frames = total
+        self._stack_features()
+        self._frame_arrays()
+        self._partners(self.clip_ids if pairing_pool is None else pairing_pool)
+        local = np.repeat(np.arange(len(self.clip_ids)), [clips[c].T for c in self.clip_ids])
+        self.local_of = torch.from_numpy(local.astype(np.int64))
+        self.T_of = torch.tensor([clips[c].T for c in self.clip_ids], dtype=torch.int64)[self.local_of]
+        self.frame_t = torch.from_numpy(self.frame_of)
+        self.partner_n = (self.partner_ptr[1:] - self.partner_ptr[:-1])[self.local_of]
+        # frames usable for training: in the split, with an own target or at least one partner
+        self.usable = torch.nonzero(self.own | (self.in_split & (self.partner_n > 0))).squeeze(1)
+
+    def _stack_features(self) -> None:
+        """``feats[k]``: the silence vector, then every clip's features, one row per frame."""
+        clips = self.corpus.clips
         self.feats = {}
         for k in MODALITIES:
             # kept in the clips' dtype (float16 caches stay float16: half the memory at MEAD
             # scale); windows() returns float32
             dt = np.result_type(*[clips[c].feats[k].dtype for c in self.clip_ids])
-            rows = [corpus.silence[k][None].astype(dt)] + [clips[c].feats[k].astype(dt, copy=False) for c in self.clip_ids]
+            rows = [self.corpus.silence[k][None].astype(dt)] + [clips[c].feats[k].astype(dt, copy=False)
+                                                                 for c in self.clip_ids]
             self.feats[k] = torch.from_numpy(np.concatenate(rows, 0))
-        m = corpus.m
+
+    def _frame_arrays(self) -> None:
+        """Per frame: its causal window of feature rows, target alpha, own-target and split flags,
+        w_z, clip and frame index."""
+        clips, context, split, total = self.corpus.clips, self.context, self.split, self.n_frames
+        m = self.corpus.m
         win = np.zeros((total, context), dtype=np.int64)
         alpha = np.zeros((total, m), dtype=np.float32)
         own = np.zeros(total, dtype=bool)
@@ -170,7 +190,7 @@ class FrameTable:
         clip_of = np.zeros(total, dtype=np.int64)
         frame_of = np.zeros(total, dtype=np.int64)
         rel = np.arange(-context + 1, 1)
-        for c, off in zip(self.clip_ids, offsets):
+        for c, off in zip(self.clip_ids, self.offsets):
             clip = clips[c]
             T = clip.T
             t = np.arange(T)
@@ -192,11 +212,12 @@ class FrameTable:
         self.frame_of = frame_of
         self.in_split = torch.from_numpy(sel)
 
-        # eq. (13) partners, stored per clip (CSR: partner clip lists) so memory grows with the
-        # number of clip pairs, not frames x partners; the partner frame is aligned at sampling.
-        # Partner targets are restricted to the table's split (within-clip mode: the partner's
-        # train frames only; the aligned frame may fall in its test part, then no partner term).
-        pool = self.clip_ids if pairing_pool is None else pairing_pool
+    def _partners(self, pool: list[int]) -> None:
+        """eq. (13) partners, stored per clip (CSR: partner clip lists) so memory grows with the
+        number of clip pairs, not frames x partners; the partner frame is aligned at sampling.
+        Partner targets are restricted to the table's split (within-clip mode: the partner's
+        train frames only; the aligned frame may fall in its test part, then no partner term)."""
+        clips, split, m = self.corpus.clips, self.split, self.corpus.m
         with_alpha = [p for p in pool if clips[p].has_alpha]
         bank_off = {}
         bank_alpha, bank_mask, o = [], [], 0
@@ -223,13 +244,6 @@ class FrameTable:
         self.partner_ids = ids
         self.partner_bank = torch.from_numpy(np.concatenate(bank_alpha, 0) if bank_alpha else np.zeros((1, m), np.float32))
         self.partner_mask = torch.from_numpy(np.concatenate(bank_mask, 0) if bank_mask else np.zeros(1, bool))
-        local = np.repeat(np.arange(len(self.clip_ids)), [clips[c].T for c in self.clip_ids])
-        self.local_of = torch.from_numpy(local.astype(np.int64))
-        self.T_of = torch.tensor([clips[c].T for c in self.clip_ids], dtype=torch.int64)[self.local_of]
-        self.frame_t = torch.from_numpy(frame_of)
-        self.partner_n = (self.partner_ptr[1:] - self.partner_ptr[:-1])[self.local_of]
-        # frames usable for training: in the split, with an own target or at least one partner
-        self.usable = torch.nonzero(self.own | (self.in_split & (self.partner_n > 0))).squeeze(1)
 
     def windows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = self.win[idx]  # (B, L)
