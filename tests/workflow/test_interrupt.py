@@ -25,7 +25,7 @@ from emohead_core.io import (
     writer_tag,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
 # obama is a folder dataset (batch: clip, per-clip jobs); its actor is the file stem
 CROP_DIR = "results/obama/crop/uncrop_Obama"

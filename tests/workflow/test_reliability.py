@@ -28,7 +28,7 @@ from emohead_core.preprocess import crop as pp
 from emohead_core.batch import BatchBusyError, Clip, run_batch, stash_of
 from emohead_core.errors import EmoheadInputError, EmoheadOutputError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def ffmpeg(*args: str) -> None:
@@ -752,5 +752,7 @@ def test_reliability_doc_rows_name_existing_tests():
         assert found or row.rstrip(" |").endswith("TODO"), f"row without a test: {row}"
         refs.update(found)
     for file, name in sorted(refs):
-        source = (REPO / "tests" / file).read_text()
+        found = sorted((REPO / "tests").rglob(file))  # tests/<stage>/, tests/workflow/, tests/
+        assert len(found) == 1, f"{file} named in docs/reliability.md: {len(found)} files of that name under tests/"
+        source = found[0].read_text()
         assert re.search(rf"^def {name}\(", source, re.M), f"{file}::{name} named in docs/reliability.md is not a test"
