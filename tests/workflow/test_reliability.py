@@ -709,7 +709,7 @@ def test_workflow_start_hook_keeps_a_live_writers_temp(mirror, tmp_path):
     """Issue 16 finding 1, end to end: a second run starts while a job of the first one writes
     (a live writer's temp of the same output); its start hook removes only the dead writer's temp,
     and the live writer finishes."""
-    from tests.test_interrupt import _killed_writer, _start_writer
+    from test_interrupt import _killed_writer, _start_writer  # tests/workflow/
 
     target = tmp_path / "results" / "obama" / "samples.parquet"
     writer, live = _start_writer(target)
