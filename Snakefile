@@ -23,10 +23,11 @@ include: "rules/audio2exp.smk"
 include: "rules/render.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
+include: "rules/targets.smk"
 include: "rules/cluster.smk"
 
 
 rule all:
     default_target: True
     input:
-        lambda wildcards: [p for stage in TARGETS.values() for p in stage],
+        [p for stage in TARGETS.values() for p in stage],

@@ -29,7 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from emohead_core.datasets import EMOTIONS, DurationCache  # noqa: E402
+from emohead_core.preprocess.datasets import EMOTIONS, DurationCache  # noqa: E402
 
 LEVELS = (1, 2, 3)
 CLIP_S = 3.0

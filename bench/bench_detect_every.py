@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from emohead_core import media
-from emohead_core import preprocess as pp
+from emohead_core.preprocess import crop as pp
 from emohead_core.expression import FaceModel, extract_clip
 from emohead_core.expression import tddfa as T
 from emohead_core.expression.extract import seed_boxes

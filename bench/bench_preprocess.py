@@ -6,7 +6,7 @@ Measured in the same run, each step in a fresh Python process as a Snakemake job
 - **baseline**, upstream 3DDFA_V2 style: OpenCV decode, FaceBoxes + one 3DDFA_V2 pass
   (box ROI -> parameters -> 68 landmarks) on every source frame, one thread, nothing written;
 - **workflow** (this checkout, ``config/config.yaml`` defaults): the crop job
-  (:func:`emohead_core.preprocess.crop_clip` + :func:`~emohead_core.preprocess.extract_clip_audio`:
+  (:func:`emohead_core.preprocess.crop.crop_clip` + :func:`~emohead_core.preprocess.crop.extract_clip_audio`:
   crop mp4, boxes Parquet, wav) then the expression job
   (:func:`emohead_core.expression.extract_clip`: expression Parquet), ``--threads`` each;
 - **before** (``--before REV``): the same two jobs with the ``emohead_core`` and
@@ -50,7 +50,10 @@ assert emohead_core.__file__.startswith(a["pkg"]), emohead_core.__file__
 CROP_JOB = """
 import json, sys
 a = json.loads(sys.argv[1])
-{IMPORT_PKG}from emohead_core import preprocess as pp
+{IMPORT_PKG}try:
+    from emohead_core.preprocess import crop as pp
+except ImportError:  # packages before emohead_core/preprocess/
+    from emohead_core.preprocess import crop as pp
 pp.crop_clip(a["src"], a["faceboxes"], a["video"], a["boxes"], crop_size=a["crop_size"], opts=a["opts"],
              threads=a["threads"])
 pp.extract_clip_audio(a["src"], a["wav"], boxes_path=a["boxes"])
@@ -75,7 +78,10 @@ BASELINE_JOB = """
 import json, sys
 a = json.loads(sys.argv[1])
 import cv2, numpy as np
-from emohead_core.facedetect import FaceDetector
+try:
+    from emohead_core.preprocess.facedetect import FaceDetector
+except ImportError:  # packages before emohead_core/preprocess/
+    from emohead_core.preprocess.facedetect import FaceDetector
 from emohead_core.expression import tddfa as T
 from emohead_core.expression.runtime import OnnxRegressor
 det = FaceDetector(a["faceboxes"], ["CPUExecutionProvider"], threads=1)
@@ -150,8 +156,8 @@ def workflow(pkg_root: Path, work: Path, clip: Path, models: dict, threads: int 
 
 
 def export_models(mirror: Path, dst: Path) -> dict:
-    from emohead_core import facedetect
     from emohead_core.expression.runtime import export_onnx
+    from emohead_core.preprocess import facedetect
 
     tddfa = mirror / "models" / "3ddfa_v2"
     facedetect.export_onnx(tddfa / "FaceBoxesProd.pth", dst / "faceboxes.onnx")

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from emohead_core import media
-from emohead_core.datasets import CREMA_EMOTIONS
+from emohead_core.preprocess.datasets import CREMA_EMOTIONS
 from emohead_core.metrics import emotion as ER
 from emohead_core.metrics.face_landmarker import FaceLandmarker
 from emohead_core.metrics.weights import resolve_weights

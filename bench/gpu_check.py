@@ -126,7 +126,7 @@ def ort_faceboxes_row(assets: Path):
     model, prov, skip = _ort_inputs(assets, "faceboxes.onnx")
     if skip:
         return skip
-    from emohead_core.facedetect import FaceDetector, preprocess_bgr
+    from emohead_core.preprocess.facedetect import FaceDetector, preprocess_bgr
 
     imgs = [np.ascontiguousarray(f[..., ::-1]) for f in _images(assets)]  # BGR like cv2
     cuda, cpu = FaceDetector(model, prov), FaceDetector(model, ["CPUExecutionProvider"])

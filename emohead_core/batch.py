@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from .errors import EmoheadInputError, EmoheadOutputError
-from .io import output_fault
+from .io import output_fault, writer_tag
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,6 @@ def batch_lock(out_dir: Path, desc: str) -> Iterator[None]:
     """Hold ``.{name}.lock`` beside ``out_dir`` (flock, released by the kernel when the process
     dies) for the whole batch; raise :class:`BatchBusyError` if another process holds it. The
     file is removed when the batch ends (a killed job leaves it; the next run reuses it)."""
-    from .execution import writer_tag
-
     lock = out_dir.parent / f".{out_dir.name}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     while True:

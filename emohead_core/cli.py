@@ -61,7 +61,8 @@ def _run_render(args) -> int:
     import numpy as np
 
     from .errors import EmoheadInputError
-    from .hyperplanes import load_hyperplanes, parse_timeline
+    from .emotion_edit import parse_timeline
+    from .expression.hyperplanes import load_hyperplanes
 
     sdir = Path(args.subject_dir)
     if not (sdir / "model.pt").is_file():

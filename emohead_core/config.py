@@ -8,6 +8,7 @@ ranges, naming the key and what it takes; then Snakemake's validation fills in t
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import os
@@ -37,6 +38,31 @@ def deep_update(base: dict, override: dict) -> dict:
 @functools.lru_cache(maxsize=1)
 def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema_defaults(section: str = "") -> dict:
+    """The defaults config/schema.yaml gives the keys of ``section`` (dotted path, e.g.
+    ``"render.train"``; nested objects included): what a validated config holds where the config
+    files are silent. Library code that runs without a config takes its defaults from here, so
+    that they live in the schema only."""
+    schema = load_schema()
+    node = _resolve(schema, schema)
+    for part in filter(None, section.split(".")):
+        node = _resolve(node["properties"][part], schema)
+    return _defaults_of(node, schema)
+
+
+def _defaults_of(node: dict, root: dict) -> dict:
+    out = {}
+    for key, sub in (node.get("properties") or {}).items():
+        sub = _resolve(sub, root)
+        if "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        elif sub.get("properties"):
+            nested = _defaults_of(sub, root)
+            if nested:
+                out[key] = nested
+    return out
 
 
 def _key(path: tuple) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import traceback
 from pathlib import Path
 from typing import Iterator

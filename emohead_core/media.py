@@ -21,7 +21,7 @@ from typing import Iterable, Iterator, TypeVar
 import numpy as np
 
 from .errors import EmoheadInputError
-from .io import atomic_path, output_fault
+from .io import atomic_path, output_fault, temp_target
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,8 +61,6 @@ def run_ffmpeg(args: list[str], *, input_path: str | Path | None = None) -> subp
 def _raise_if_output_fault(ffmpeg_stderr: str, output: str) -> None:
     """ffmpeg failed: raise the output-side fault if its message says it could not write
     ``output`` (the last argument; "-" / pipe: = stdout, never an output fault)."""
-    from .execution import temp_target
-
     if output == "-" or output.startswith("pipe:"):
         return
     out = Path(output)

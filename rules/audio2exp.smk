@@ -10,26 +10,15 @@
 #   results/{dataset}/audio2exp/inputs.json             manifest of the feature/expression files
 #     (rule audio2exp_inputs, once per dataset: train/evaluate depend on it instead of on every
 #     per-clip file, which kept 26 jobs x 4 files per clip in the DAG; bench/bench_dag.py)
-# Input functions: emohead_core.audio2exp.pipeline.smk_*.
-from emohead_core.audio2exp import pipeline as a2e
-
-# For other stages (rules/metrics.smk): datasets and variants this stage trains.
-a2e_datasets = lambda: a2e.smk_datasets(config, SAMPLES)
-a2e_variants = lambda: a2e.smk_variants(config)
+# Input functions: emohead_core/audio2exp/plan.py (PLANS.audio2exp).
+AUDIO2EXP = PLANS.audio2exp
 
 
 rule audio2exp_inputs:
     input:
-        unpack(
-            lambda w: {
-                role: LAYOUT.deps(files)
-                for role, files in a2e.smk_manifest_inputs(
-                    config, SAMPLES, RESULTS, w.dataset
-                ).items()
-            }
-        ),
+        unpack(AUDIO2EXP.manifest_inputs),
     output:
-        manifest=a2e.smk_manifest_path(RESULTS, "{dataset}"),
+        manifest=AUDIO2EXP.manifest_path("{dataset}"),
     log:
         f"{LOGS}/audio2exp/inputs/{{dataset}}.log",
     benchmark:
@@ -39,14 +28,14 @@ rule audio2exp_inputs:
         "../envs/audio2exp.yaml"
     threads: 1
     params:
-        files=lambda w: a2e.smk_manifest_inputs(config, SAMPLES, RESULTS, w.dataset),
+        files=AUDIO2EXP.manifest_files,
     script:
         "../workflow/scripts/audio2exp_inputs.py"
 
 
 rule audio2exp_train:
     input:
-        unpack(lambda w: a2e.smk_inputs(config, SAMPLES, RESULTS, w.dataset)),
+        unpack(AUDIO2EXP.job_inputs),
     output:
         model=f"{RESULTS}/{{dataset}}/audio2exp/{{variant}}/model.pt",
         loss_csv=f"{RESULTS}/{{dataset}}/audio2exp/{{variant}}/loss.csv",
@@ -64,16 +53,17 @@ rule audio2exp_train:
         variant=r"[A-Za-z0-9_.\-]+",
     conda:
         "../envs/audio2exp.yaml"
-    threads: config["audio2exp"].get("threads", 2)
+    threads: config["audio2exp"]["threads"]
     params:
-        section=lambda w: a2e.smk_section(config, w.variant),
+        section=AUDIO2EXP.section,
+        results=PLANS.results_dir,
     script:
         "../workflow/scripts/audio2exp_train.py"
 
 
 rule audio2exp_evaluate:
     input:
-        unpack(lambda w: a2e.smk_inputs(config, SAMPLES, RESULTS, w.dataset)),
+        unpack(AUDIO2EXP.job_inputs),
         model=rules.audio2exp_train.output.model,
     output:
         eval=f"{RESULTS}/{{dataset}}/audio2exp/{{variant}}/eval.json",
@@ -87,14 +77,10 @@ rule audio2exp_evaluate:
         "../envs/audio2exp.yaml"
     threads: 1
     params:
-        section=lambda w: a2e.smk_section(config, w.variant),
+        section=AUDIO2EXP.section,
+        results=PLANS.results_dir,
     script:
         "../workflow/scripts/audio2exp_evaluate.py"
 
 
-TARGETS["audio2exp"] = [
-    f"{RESULTS}/{ds}/audio2exp/{v}/{f}"
-    for ds in a2e_datasets()
-    for v in a2e_variants()
-    for f in ("eval.json", "loss.png")
-]
+TARGETS["audio2exp"] = AUDIO2EXP.targets()

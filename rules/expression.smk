@@ -10,18 +10,19 @@
 #   results/{dataset}/hyperplanes/{actor}/               hyperplanes.json|.parquet, accuracy.csv|.md,
 #                                                        distances.png, projection.png, cv_accuracy.png
 
-from emohead_core.expression import smk as expr_smk
+# Input functions: emohead_core/expression/plan.py (PLANS.expression).
+from emohead_core.expression.plan import HYPERPLANE_FILES
 
+EXPRESSION = PLANS.expression
 EXPR = config["expression"]
 HYPER = config["hyperplanes"]
-EXPR_ONNX = f"{RESOURCES}/onnx/{expr_smk.onnx_name(EXPR['checkpoint'])}"
 
 
 rule export_3ddfa_onnx:
     input:
         checkpoint=asset(EXPR["checkpoint"]),
     output:
-        EXPR_ONNX,
+        EXPRESSION.onnx,
     log:
         f"{LOGS}/expression/export_3ddfa_onnx.log",
     benchmark:
@@ -30,24 +31,18 @@ rule export_3ddfa_onnx:
         "../envs/expression.yaml"
     threads: 1
     params:
-        widen_factor=EXPR.get("widen_factor"),
+        widen_factor=EXPR["widen_factor"],
     script:
         "../workflow/scripts/expression_export_onnx.py"
 
 
 # inputs of both extraction rules besides the video(s)
-EXPR_ASSETS = {
-    "checkpoint": asset(EXPR["checkpoint"]),
-    "stats": asset("3ddfa_v2/param_mean_std_62d_120x120.pkl"),
-    "bfm": asset(EXPR["bfm"]),
-    "onnx": EXPR_ONNX,
-    "detector": rules.export_faceboxes_onnx.output[0],
-}
+EXPR_MODELS = EXPRESSION.model_inputs(detector=rules.export_faceboxes_onnx.output[0])
 
 
 rule expression_extract:
     input:
-        **EXPR_ASSETS,
+        **EXPR_MODELS,
         video=f"{RESULTS}/{{dataset}}/crop/{{actor}}/{{sample}}.mp4",
         boxes=f"{RESULTS}/{{dataset}}/crop/{{actor}}/{{sample}}.boxes.parquet",
     output:
@@ -57,7 +52,7 @@ rule expression_extract:
     benchmark:
         f"{BENCH}/expression/extract/{{dataset}}/{{actor}}/{{sample}}.tsv"
     wildcard_constraints:
-        dataset=_alternation(CLIP_DATASETS),
+        dataset=alternation(CLIP_DATASETS),
     conda:
         "../envs/expression.yaml"
     threads: EXPR["threads"]
@@ -70,7 +65,7 @@ rule expression_extract:
 # One job per actor: the expression Parquets of all of the actor's video samples.
 rule expression_actor:
     input:
-        **EXPR_ASSETS,
+        **EXPR_MODELS,
         crop=f"{RESULTS}/{{dataset}}/crop/{{actor}}",
     output:
         directory(f"{RESULTS}/{{dataset}}/expression/{{actor}}"),
@@ -79,22 +74,16 @@ rule expression_actor:
     benchmark:
         f"{BENCH}/expression/expression_actor/{{dataset}}/{{actor}}.tsv"
     wildcard_constraints:
-        dataset=_alternation(ACTOR_DATASETS),
+        dataset=alternation(ACTOR_DATASETS),
     conda:
         "../envs/expression.yaml"
     threads: EXPR["threads"]
     resources:
-        runtime=batch_runtime(0.2),
+        runtime=batch_runtime(SAMPLES, 0.2),
     params:
         opts=EXPR,
-        videos=lambda wildcards: {
-            s: clip_file(wildcards.dataset, "crop", s)
-            for s in actor_samples(wildcards.dataset, wildcards.actor, video=True)
-        },
-        boxes=lambda wildcards: {
-            s: clip_file(wildcards.dataset, "boxes", s)
-            for s in actor_samples(wildcards.dataset, wildcards.actor, video=True)
-        },
+        videos=EXPRESSION.actor_videos,
+        boxes=EXPRESSION.actor_boxes,
     script:
         "../workflow/scripts/expression_actor.py"
 
@@ -102,11 +91,7 @@ rule expression_actor:
 rule expression_hyperplanes:
     input:
         samples=f"{RESULTS}/{{dataset}}/samples.parquet",
-        expression=lambda w: LAYOUT.deps(
-            expr_smk.hyperplane_expression(
-                config, SAMPLES, RESULTS, w.dataset, w.actor
-            )
-        ),
+        expression=EXPRESSION.hyperplane_inputs,
     output:
         [
             (
@@ -119,7 +104,7 @@ rule expression_hyperplanes:
                 if f.endswith(".png")
                 else f"{RESULTS}/{{dataset}}/hyperplanes/{{actor}}/{f}"
             )
-            for f in expr_smk.HYPERPLANE_FILES
+            for f in HYPERPLANE_FILES
         ],
     log:
         f"{LOGS}/expression/hyperplanes/{{dataset}}/{{actor}}.log",
@@ -130,11 +115,9 @@ rule expression_hyperplanes:
     threads: HYPER["threads"]
     params:
         opts=HYPER,
-        expression=lambda w: expr_smk.hyperplane_expression(
-            config, SAMPLES, RESULTS, w.dataset, w.actor
-        ),
+        expression=EXPRESSION.hyperplane_files,
     script:
         "../workflow/scripts/expression_hyperplanes.py"
 
 
-TARGETS["expression"] = expr_smk.targets(config, SAMPLES, RESULTS, LAYOUT)
+TARGETS["expression"] = EXPRESSION.targets()

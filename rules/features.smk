@@ -14,26 +14,14 @@
 # (model loaded once) and the per-clip jobs only hash and link. A per-clip job whose outputs
 # Snakemake deleted for a rerun (params/code/input triggers) likewise finds its key in the
 # store and never loads a model.
-from emohead_core.features import pipeline as feat
-
-FEAT_SPECS = feat.encoder_specs(config)
-FEAT_AUDIO = [n for n, s in FEAT_SPECS.items() if s.role != "gamma"]
-FEAT_TEXT = [n for n, s in FEAT_SPECS.items() if s.role == "gamma"]
-FEAT_SET = feat.settings(config)
+# Input functions: emohead_core/features/plan.py (PLANS.features).
+FEATURES = PLANS.features
+FEAT_SET = FEATURES.settings
 
 
 rule features_prefill:
     input:
-        unpack(
-            lambda w: feat.smk_prefill_inputs(
-                config,
-                RESULTS,
-                w.dataset,
-                w.actor,
-                _feature_rows(w.dataset, w.actor),
-                w.encoder,
-            )
-        ),
+        unpack(FEATURES.prefill_inputs),
     output:
         f"{RESULTS}/{{dataset}}/features_prefill/{{encoder}}/{{actor}}.json",
     log:
@@ -41,30 +29,20 @@ rule features_prefill:
     benchmark:
         f"{BENCH}/features/prefill/{{encoder}}/{{dataset}}/{{actor}}.tsv"
     wildcard_constraints:
-        encoder=_alternation(list(FEAT_SPECS) + ["asr"]),
-        dataset=_alternation(CLIP_DATASETS),
+        encoder=alternation(list(FEATURES.specs) + ["asr"]),
+        dataset=alternation(CLIP_DATASETS),
     conda:
         "../envs/features.yaml"
     threads: FEAT_SET["threads"]
     params:
-        cfg=lambda w: _feature_job_config(w.encoder),
+        cfg=FEATURES.encoder_job_config,
     script:
         "../workflow/scripts/features_prefill.py"
 
 
 rule features_transcript:
     input:
-        unpack(
-            lambda w: feat.smk_inputs(
-                config,
-                RESULTS,
-                w.dataset,
-                w.sample,
-                False,
-                w.actor,
-                "asr",
-            )
-        ),
+        unpack(FEATURES.transcript_inputs),
     output:
         f"{RESULTS}/{{dataset}}/transcripts/{{actor}}/{{sample}}.parquet",
     log:
@@ -72,29 +50,19 @@ rule features_transcript:
     benchmark:
         f"{BENCH}/features/transcript/{{dataset}}/{{actor}}/{{sample}}.tsv"
     wildcard_constraints:
-        dataset=_alternation(CLIP_DATASETS),
+        dataset=alternation(CLIP_DATASETS),
     conda:
         "../envs/features.yaml"
     threads: FEAT_SET["threads"]
     params:
-        cfg=feat.smk_job_config(config, RESULTS, asr=True),
+        cfg=FEATURES.job_config("asr"),
     script:
         "../workflow/scripts/features_transcript.py"
 
 
 rule features_audio:
     input:
-        unpack(
-            lambda w: feat.smk_inputs(
-                config,
-                RESULTS,
-                w.dataset,
-                w.sample,
-                bool(sample_row(w.dataset, w.sample)["video_path"]),
-                w.actor,
-                w.encoder,
-            )
-        ),
+        unpack(FEATURES.clip_inputs),
     output:
         f"{RESULTS}/{{dataset}}/features/{{encoder}}/{{actor}}/{{sample}}.parquet",
     log:
@@ -102,30 +70,20 @@ rule features_audio:
     benchmark:
         f"{BENCH}/features/{{encoder}}/{{dataset}}/{{actor}}/{{sample}}.tsv"
     wildcard_constraints:
-        encoder=_alternation(FEAT_AUDIO),
-        dataset=_alternation(CLIP_DATASETS),
+        encoder=alternation(FEATURES.audio_encoders),
+        dataset=alternation(CLIP_DATASETS),
     conda:
         "../envs/features.yaml"
     threads: FEAT_SET["threads"]
     params:
-        cfg=lambda w: feat.smk_job_config(config, RESULTS, w.encoder),
+        cfg=FEATURES.encoder_job_config,
     script:
         "../workflow/scripts/features_audio.py"
 
 
 rule features_text:
     input:
-        unpack(
-            lambda w: feat.smk_inputs(
-                config,
-                RESULTS,
-                w.dataset,
-                w.sample,
-                bool(sample_row(w.dataset, w.sample)["video_path"]),
-                w.actor,
-                w.encoder,
-            )
-        ),
+        unpack(FEATURES.clip_inputs),
         transcript=rules.features_transcript.output[0],
     output:
         f"{RESULTS}/{{dataset}}/features/{{encoder}}/{{actor}}/{{sample}}.parquet",
@@ -134,13 +92,13 @@ rule features_text:
     benchmark:
         f"{BENCH}/features/{{encoder}}/{{dataset}}/{{actor}}/{{sample}}.tsv"
     wildcard_constraints:
-        encoder=_alternation(FEAT_TEXT),
-        dataset=_alternation(CLIP_DATASETS),
+        encoder=alternation(FEATURES.text_encoders),
+        dataset=alternation(CLIP_DATASETS),
     conda:
         "../envs/features.yaml"
     threads: FEAT_SET["threads"]
     params:
-        cfg=lambda w: feat.smk_job_config(config, RESULTS, w.encoder),
+        cfg=FEATURES.encoder_job_config,
     script:
         "../workflow/scripts/features_text.py"
 
@@ -148,7 +106,7 @@ rule features_text:
 # One job per (dataset, actor, step); step features/{encoder} or transcripts.
 rule features_actor:
     input:
-        unpack(_actor_feature_inputs),
+        unpack(FEATURES.actor_batch_inputs),
     output:
         directory(f"{RESULTS}/{{dataset}}/{{step}}/{{actor}}"),
     log:
@@ -156,28 +114,19 @@ rule features_actor:
     benchmark:
         f"{BENCH}/features/features_actor/{{dataset}}/{{step}}/{{actor}}.tsv"
     wildcard_constraints:
-        dataset=_alternation(ACTOR_DATASETS),
-        step=_alternation([f"features/{e}" for e in FEAT_SPECS] + ["transcripts"]),
+        dataset=alternation(ACTOR_DATASETS),
+        step=alternation(FEATURES.actor_steps()),
     conda:
         "../envs/features.yaml"
     threads: FEAT_SET["threads"]
     resources:
-        runtime=batch_runtime(0.1),
+        runtime=batch_runtime(SAMPLES, 0.1),
     params:
-        encoder=_step_encoder,
-        cfg=lambda w: _feature_job_config(_step_encoder(w)),
-        clips=_actor_feature_clips,
+        encoder=FEATURES.step_encoder,
+        cfg=FEATURES.step_job_config,
+        clips=FEATURES.actor_batch_clips,
     script:
         "../workflow/scripts/features_actor.py"
 
 
-TARGETS["features"] = [
-    p
-    for ds in SAMPLES
-    for p in LAYOUT.deps(
-        clip_file(ds, kind, s, enc)
-        for s in audio_samples(ds)
-        for kind, enc in [("features", e) for e in FEAT_SPECS]
-        + ([("transcript", None)] if FEAT_TEXT else [])
-    )
-]
+TARGETS["features"] = FEATURES.targets()

@@ -1,5 +1,5 @@
 # Metrics and tables (paper Sec. IV-A; Tables I, II, IV, VI). Which clips and which inputs:
-# emohead_core.metrics.plan.MetricsPlan (renderer test clips, metrics.pairs, baselines_dir,
+# emohead_core/metrics/plan.py (PLANS.metrics: renderer test clips, metrics.pairs, baselines_dir,
 # the demo's re-encoded crops, the ground-truth row).
 #
 # Outputs (the results/ contract, CONTRIBUTING.md):
@@ -9,23 +9,8 @@
 #   results/metrics/er_baseline/{dataset}.json               ER (3DMM-exp baseline) classifier
 #   results/metrics/human/sheet.{csv,html}, key.csv          blind human-evaluation sheet
 #   results/tables/table_{I,II,IV,VI}.{md,tex,csv}, summary.csv
-from emohead_core.metrics.plan import MetricsPlan
-
-MET = config.get("metrics", {})
-MPLAN = MetricsPlan(
-    config,
-    SAMPLES,
-    RESULTS,
-    RESOURCES,
-    asset,
-    has_expression=True,
-    render_pairs=RPLAN.metric_pairs(),
-    emotion_control=RPLAN.emotion_control_files(),
-    expression_onnx=EXPR_ONNX,
-    a2e_datasets=a2e_datasets,
-    a2e_variants=a2e_variants,
-    layout=LAYOUT,
-)
+MET = config["metrics"]
+MPLAN = PLANS.metrics
 
 
 rule metrics_reencode:
@@ -41,8 +26,8 @@ rule metrics_reencode:
         "../envs/metrics.yaml"
     threads: 1
     params:
-        crf=(MET.get("reencode") or {}).get("crf", 40),
-        fps=MET.get("fps", 25),
+        crf=MET["reencode"]["crf"],
+        fps=MET["fps"],
         crop=MPLAN.crop_file,
     script:
         "../workflow/scripts/metrics_reencode.py"
@@ -63,7 +48,7 @@ rule metrics_er_baseline:
     params:
         labels=lambda wildcards: MPLAN.er_train_labels(wildcards.dataset),
         expression=MPLAN.er_files,
-        C=(MET.get("er") or {}).get("baseline_C", 1.0),
+        C=MET["er"]["baseline_C"],
     script:
         "../workflow/scripts/metrics_er_baseline.py"
 
@@ -84,11 +69,12 @@ rule metrics_clip:
         clip=r"[A-Za-z0-9_.\-]+",
     conda:
         "../envs/metrics.yaml"
-    threads: MET.get("threads", 1)
+    threads: MET["threads"]
     params:
         row=MPLAN.pair_row,
         metrics=MET,
-        expression=config.get("expression", {}),
+        results=PLANS.results_dir,
+        expression=config["expression"],
     script:
         "../workflow/scripts/metrics_clip.py"
 
@@ -109,7 +95,7 @@ rule metrics_human_sheet:
     threads: 1
     params:
         pairs=MPLAN.pairs.to_dict("records"),
-        seed=(MET.get("human") or {}).get("seed", 0),
+        seed=MET["human"]["seed"],
     script:
         "../workflow/scripts/metrics_human_sheet.py"
 
@@ -128,9 +114,10 @@ rule tables:
         "../envs/metrics.yaml"
     threads: 1
     params:
-        tables=config.get("tables", {}),
+        tables=config["tables"],
         datasets=config["datasets"],
         method_notes=MPLAN.method_notes(),
+        results=PLANS.results_dir,
     script:
         "../workflow/scripts/metrics_tables.py"
 

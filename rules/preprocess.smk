@@ -7,6 +7,10 @@
 #   results/{dataset}/audio/{actor}/{sample}.wav           16 kHz mono PCM16 (every sample)
 # datasets.<name>.batch: clip -> crop_video + extract_audio per clip; actor -> preprocess_actor
 # writes both directories of an actor in one job (emohead_core/layout.py, batch.py).
+# Input functions: emohead_core/preprocess/plan.py (PLANS.preprocess).
+PREPROCESS = PLANS.preprocess
+
+
 rule fetch_asset:
     output:
         f"{RESOURCES}/assets/{{name}}",
@@ -15,7 +19,7 @@ rule fetch_asset:
     benchmark:
         f"{BENCH}/preprocess/fetch_asset/{{name}}.tsv"
     wildcard_constraints:
-        name=_alternation(ASSET_MANIFEST),
+        name=alternation(ASSET_MANIFEST),
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -41,7 +45,7 @@ rule export_faceboxes_onnx:
 
 rule sample_table:
     input:
-        _table_inputs,
+        PREPROCESS.table_inputs,
     output:
         f"{RESULTS}/{{dataset}}/samples.parquet",
     log:
@@ -52,7 +56,7 @@ rule sample_table:
         "../envs/preprocess.yaml"
     threads: 1
     params:
-        spec=lambda wildcards: config["datasets"][wildcards.dataset],
+        spec=PREPROCESS.dataset_spec,
         resources=RESOURCES,
     script:
         "../workflow/scripts/preprocess_sample_table.py"
@@ -60,7 +64,7 @@ rule sample_table:
 
 rule crop_video:
     input:
-        video=_video_of,
+        video=PREPROCESS.video_of,
         onnx=rules.export_faceboxes_onnx.output[0],
     output:
         video=f"{RESULTS}/{{dataset}}/crop/{{actor}}/{{sample}}.mp4",
@@ -70,14 +74,12 @@ rule crop_video:
     benchmark:
         f"{BENCH}/preprocess/crop_video/{{dataset}}/{{actor}}/{{sample}}.tsv"
     wildcard_constraints:
-        dataset=_alternation(CLIP_DATASETS),
+        dataset=alternation(CLIP_DATASETS),
     conda:
         "../envs/preprocess.yaml"
     threads: config["preprocess"]["threads"]
     params:
-        crop_size=lambda wildcards: ehdatasets.crop_size(
-            config["datasets"][wildcards.dataset]
-        ),
+        crop_size=PREPROCESS.crop_size,
         opts=config["preprocess"],
     script:
         "../workflow/scripts/preprocess_crop_video.py"
@@ -85,7 +87,7 @@ rule crop_video:
 
 rule extract_audio:
     input:
-        unpack(_audio_inputs),
+        unpack(PREPROCESS.audio_inputs),
     output:
         f"{RESULTS}/{{dataset}}/audio/{{actor}}/{{sample}}.wav",
     log:
@@ -93,7 +95,7 @@ rule extract_audio:
     benchmark:
         f"{BENCH}/preprocess/extract_audio/{{dataset}}/{{actor}}/{{sample}}.tsv"
     wildcard_constraints:
-        dataset=_alternation(CLIP_DATASETS),
+        dataset=alternation(CLIP_DATASETS),
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -107,7 +109,7 @@ rule extract_audio:
 # One job per actor: crops + boxes of the video samples and wavs of every sample.
 rule preprocess_actor:
     input:
-        unpack(_actor_sources),
+        unpack(PREPROCESS.actor_sources),
         onnx=rules.export_faceboxes_onnx.output[0],
     output:
         crop=directory(f"{RESULTS}/{{dataset}}/crop/{{actor}}"),
@@ -117,17 +119,15 @@ rule preprocess_actor:
     benchmark:
         f"{BENCH}/preprocess/preprocess_actor/{{dataset}}/{{actor}}.tsv"
     wildcard_constraints:
-        dataset=_alternation(ACTOR_DATASETS),
+        dataset=alternation(ACTOR_DATASETS),
     conda:
         "../envs/preprocess.yaml"
     threads: config["preprocess"]["threads"]
     resources:
-        runtime=batch_runtime(0.2),
+        runtime=batch_runtime(SAMPLES, 0.2),
     params:
-        clips=_actor_clips,
-        crop_size=lambda wildcards: ehdatasets.crop_size(
-            config["datasets"][wildcards.dataset]
-        ),
+        clips=PREPROCESS.actor_clips,
+        crop_size=PREPROCESS.crop_size,
         opts=config["preprocess"],
         sample_rate=config["preprocess"]["sample_rate"],
         fps=config["preprocess"]["fps"],
@@ -135,20 +135,4 @@ rule preprocess_actor:
         "../workflow/scripts/preprocess_actor.py"
 
 
-TARGETS["preprocess"] = [
-    p
-    for ds in SAMPLES
-    for p in [f"{RESULTS}/{ds}/samples.parquet"]
-    + LAYOUT.deps(
-        [clip_file(ds, "crop", s) for s in video_samples(ds)]
-        + [clip_file(ds, "boxes", s) for s in video_samples(ds)]
-        + [clip_file(ds, "audio", s) for s in audio_samples(ds)]
-    )
-]
-
-
-# `snakemake preprocess`: only this stage's outputs (`make demo SNAKEMAKE_ARGS=preprocess`).
-rule preprocess:
-    input:
-        TARGETS["preprocess"],
-    localrule: True
+TARGETS["preprocess"] = PREPROCESS.targets()

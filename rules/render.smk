@@ -19,19 +19,9 @@
 #       emotion control measured: 3DDFA alpha re-extracted from renders edited by tau w_z, scored
 #       by the hyperplanes (render/control.py)
 #   results/render/{subject}/novel_views.png    yaw strip
-from emohead_core.render.plan import RenderPlan
-
+# Input functions: emohead_core/render/plan.py (PLANS.render).
 RENDER = config["render"]
-RPLAN = RenderPlan(
-    config,
-    SAMPLES,
-    RESULTS,
-    LAYOUT,
-    hyperplane_actors=lambda ds: expr_smk.hyperplane_actors(config, SAMPLES, ds),
-    a2e_datasets=a2e_datasets(),
-    a2e_variants=a2e_variants(),
-    feature_encoders=feat.role_encoders(config),
-)
+RPLAN = PLANS.render
 
 
 wildcard_constraints:
@@ -59,7 +49,7 @@ rule render_prepare:
         "../envs/render.yaml"
     threads: 1
     params:
-        render={k: RENDER.get(k) for k in ("resolution", "mask", "max_frames")},
+        render={k: RENDER[k] for k in ("resolution", "mask", "max_frames")},
         subject=RPLAN.prepare_params,
     script:
         "../workflow/scripts/render_prepare.py"
@@ -87,11 +77,11 @@ rule render_train:
         f"{BENCH}/render/train/{{subject}}.tsv"
     conda:
         "../envs/render.yaml"
-    threads: RENDER.get("threads", 2)
+    threads: RENDER["threads"]
     resources:
-        gpu=RENDER.get("gpus", 0),
+        gpu=RENDER["gpus"],
     params:
-        render={k: RENDER.get(k) for k in ("model", "train", "box", "device")},
+        render={k: RENDER[k] for k in ("model", "train", "box", "device")},
         info=RPLAN.subject_info,
         ckpt=lambda w: f"{RESULTS}/render/{w.subject}/ckpt/last.pt",
     script:
@@ -116,9 +106,9 @@ rule render_test:
         f"{BENCH}/render/test/{{subject}}/{{clip}}.tsv"
     conda:
         "../envs/render.yaml"
-    threads: RENDER.get("threads", 2)
+    threads: RENDER["threads"]
     resources:
-        gpu=RENDER.get("gpus", 0),
+        gpu=RENDER["gpus"],
     params:
         render=RENDER,
         audio=RPLAN.clip_audio,
@@ -146,18 +136,14 @@ rule render_driven:
         variant=r"[^/]+",
     conda:
         "../envs/render.yaml"
-    threads: RENDER.get("threads", 2)
+    threads: RENDER["threads"]
     resources:
-        gpu=RENDER.get("gpus", 0),
+        gpu=RENDER["gpus"],
     params:
         render=RENDER,
         audio=RPLAN.clip_audio,
         features=RPLAN.clip_features,
-        pipeline={
-            k: config.get(k)
-            for k in ("features", "preprocess", "results_dir")
-            if k in config
-        },
+        pipeline={k: config[k] for k in ("features", "preprocess", "results_dir")},
     script:
         "../workflow/scripts/render_driven.py"
 
@@ -182,7 +168,7 @@ rule render_showcase:
     input:
         unpack(RPLAN.showcase_inputs),
         checkpoint=asset(config["expression"]["checkpoint"]),
-        onnx=EXPR_ONNX,
+        onnx=PLANS.expression.onnx,
         detector=rules.export_faceboxes_onnx.output[0],
         bfm=asset(config["expression"]["bfm"]),
     output:
@@ -217,9 +203,9 @@ rule render_showcase:
         f"{BENCH}/render/showcase/{{subject}}.tsv"
     conda:
         "../envs/render.yaml"
-    threads: RENDER.get("threads", 2)
+    threads: RENDER["threads"]
     resources:
-        gpu=RENDER.get("gpus", 0),
+        gpu=RENDER["gpus"],
     params:
         render=RENDER,
         expression=config["expression"],

@@ -15,17 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..layout import clip_file
+from ..emotion_edit import emotion_directions
 from ..errors import EmoheadInputError
 from ..expression.schema import read_expression
 from ..features.cache import read_features
+from ..layout import clip_file
 
 MODALITIES = ("v", "e", "gamma")
 SPLIT_MODES = ("samples", "within_clip")
 
 
 @dataclass
-class Clip:
+class CorpusClip:
+    """One clip of the audio-expression corpus: its features, 3DDFA alpha and split (not
+    :class:`emohead_core.batch.Clip`, one clip of a per-actor batch job)."""
+
     sample_id: str
     actor: str
     emotion: str
@@ -65,7 +69,7 @@ class Clip:
 
 @dataclass
 class Corpus:
-    clips: list[Clip]
+    clips: list[CorpusClip]
     silence: dict[str, np.ndarray]  # modality -> (D,) silence-padding vector
     m: int = 10
     meta: dict = field(default_factory=dict)
@@ -104,7 +108,7 @@ def split_corpus(corpus: Corpus, mode: str = "samples", test_fraction: float = 0
     return Corpus(clips, corpus.silence, m=corpus.m, meta=meta)
 
 
-def partners_of(clip: Clip, clips: list[Clip], split: str | None = None) -> list[int]:
+def partners_of(clip: CorpusClip, clips: list[CorpusClip], split: str | None = None) -> list[int]:
     """Eq. (13) pairing rule: indices of clips of ANOTHER individual with the SAME emotion tag
     that have expression targets in the same split (``split``, default the clip's); those that
     also share the sentence are preferred (if any exist, only they are returned)."""
@@ -150,14 +154,34 @@ class FrameTable:
             total += clips[c].T
         self.offsets = offsets
         self.n_frames = total
+        self._stack_features()
+        self._frame_arrays()
+        self._partners(self.clip_ids if pairing_pool is None else pairing_pool)
+        local = np.repeat(np.arange(len(self.clip_ids)), [clips[c].T for c in self.clip_ids])
+        self.local_of = torch.from_numpy(local.astype(np.int64))
+        self.T_of = torch.tensor([clips[c].T for c in self.clip_ids], dtype=torch.int64)[self.local_of]
+        self.frame_t = torch.from_numpy(self.frame_of)
+        self.partner_n = (self.partner_ptr[1:] - self.partner_ptr[:-1])[self.local_of]
+        # frames usable for training: in the split, with an own target or at least one partner
+        self.usable = torch.nonzero(self.own | (self.in_split & (self.partner_n > 0))).squeeze(1)
+
+    def _stack_features(self) -> None:
+        """``feats[k]``: the silence vector, then every clip's features, one row per frame."""
+        clips = self.corpus.clips
         self.feats = {}
         for k in MODALITIES:
             # kept in the clips' dtype (float16 caches stay float16: half the memory at MEAD
             # scale); windows() returns float32
             dt = np.result_type(*[clips[c].feats[k].dtype for c in self.clip_ids])
-            rows = [corpus.silence[k][None].astype(dt)] + [clips[c].feats[k].astype(dt, copy=False) for c in self.clip_ids]
+            rows = [self.corpus.silence[k][None].astype(dt)] + [clips[c].feats[k].astype(dt, copy=False)
+                                                                 for c in self.clip_ids]
             self.feats[k] = torch.from_numpy(np.concatenate(rows, 0))
-        m = corpus.m
+
+    def _frame_arrays(self) -> None:
+        """Per frame: its causal window of feature rows, target alpha, own-target and split flags,
+        w_z, clip and frame index."""
+        clips, context, split, total = self.corpus.clips, self.context, self.split, self.n_frames
+        m = self.corpus.m
         win = np.zeros((total, context), dtype=np.int64)
         alpha = np.zeros((total, m), dtype=np.float32)
         own = np.zeros(total, dtype=bool)
@@ -166,7 +190,7 @@ class FrameTable:
         clip_of = np.zeros(total, dtype=np.int64)
         frame_of = np.zeros(total, dtype=np.int64)
         rel = np.arange(-context + 1, 1)
-        for c, off in zip(self.clip_ids, offsets):
+        for c, off in zip(self.clip_ids, self.offsets):
             clip = clips[c]
             T = clip.T
             t = np.arange(T)
@@ -188,11 +212,12 @@ class FrameTable:
         self.frame_of = frame_of
         self.in_split = torch.from_numpy(sel)
 
-        # eq. (13) partners, stored per clip (CSR: partner clip lists) so memory grows with the
-        # number of clip pairs, not frames x partners; the partner frame is aligned at sampling.
-        # Partner targets are restricted to the table's split (within-clip mode: the partner's
-        # train frames only; the aligned frame may fall in its test part, then no partner term).
-        pool = self.clip_ids if pairing_pool is None else pairing_pool
+    def _partners(self, pool: list[int]) -> None:
+        """eq. (13) partners, stored per clip (CSR: partner clip lists) so memory grows with the
+        number of clip pairs, not frames x partners; the partner frame is aligned at sampling.
+        Partner targets are restricted to the table's split (within-clip mode: the partner's
+        train frames only; the aligned frame may fall in its test part, then no partner term)."""
+        clips, split, m = self.corpus.clips, self.split, self.corpus.m
         with_alpha = [p for p in pool if clips[p].has_alpha]
         bank_off = {}
         bank_alpha, bank_mask, o = [], [], 0
@@ -219,13 +244,6 @@ class FrameTable:
         self.partner_ids = ids
         self.partner_bank = torch.from_numpy(np.concatenate(bank_alpha, 0) if bank_alpha else np.zeros((1, m), np.float32))
         self.partner_mask = torch.from_numpy(np.concatenate(bank_mask, 0) if bank_mask else np.zeros(1, bool))
-        local = np.repeat(np.arange(len(self.clip_ids)), [clips[c].T for c in self.clip_ids])
-        self.local_of = torch.from_numpy(local.astype(np.int64))
-        self.T_of = torch.tensor([clips[c].T for c in self.clip_ids], dtype=torch.int64)[self.local_of]
-        self.frame_t = torch.from_numpy(frame_of)
-        self.partner_n = (self.partner_ptr[1:] - self.partner_ptr[:-1])[self.local_of]
-        # frames usable for training: in the split, with an own target or at least one partner
-        self.usable = torch.nonzero(self.own | (self.in_split & (self.partner_n > 0))).squeeze(1)
 
     def windows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         w = self.win[idx]  # (B, L)
@@ -325,34 +343,6 @@ def silence_vector(modality_meta: dict, dim: int, encoder: str | None = None) ->
     return np.zeros(dim, dtype=np.float32)
 
 
-def load_hyperplanes_any(path: str | Path) -> dict[str, np.ndarray]:
-    """{emotion: unit w_z (m,)} from a hyperplanes.json (expression stage's loader when present)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EmoheadInputError("hyperplanes.json missing", path=path, fix="run the hyperplanes rule first")
-    try:
-        from ..hyperplanes import load_hyperplanes  # issue 3
-    except ImportError:  # pragma: no cover
-        load_hyperplanes = None
-    if load_hyperplanes is not None:
-        hp = load_hyperplanes(path)
-        out = {}
-        for emo, val in hp.items():
-            w = val[0] if isinstance(val, (tuple, list)) else getattr(val, "w_z", val)
-            out[str(emo)] = np.asarray(w, dtype=np.float32)
-        return out
-    import json
-
-    raw = json.loads(path.read_text())
-    raw = raw.get("hyperplanes", raw)
-    out = {}
-    for emo, val in raw.items():
-        w = val["w_z"] if isinstance(val, dict) else val
-        w = np.asarray(w, dtype=np.float32)
-        out[emo] = w / max(np.linalg.norm(w), 1e-12)
-    return out
-
-
 def load_corpus(
     results_dir: str | Path,
     dataset: str,
@@ -386,11 +376,11 @@ def load_corpus(
     for actor in sorted(samples["actor"].astype(str).unique()):
         p = root / "hyperplanes" / actor / "hyperplanes.json"
         if p.is_file():
-            hp_by_actor[actor] = load_hyperplanes_any(p)
+            hp_by_actor[actor] = emotion_directions(p)
     if hyperplane_actor is not None and str(hyperplane_actor) not in hp_by_actor:
         p = root / "hyperplanes" / str(hyperplane_actor) / "hyperplanes.json"  # e.g. the pooled "all"
         if p.is_file():
-            hp_by_actor[str(hyperplane_actor)] = load_hyperplanes_any(p)
+            hp_by_actor[str(hyperplane_actor)] = emotion_directions(p)
     if hyperplane_actor is not None and str(hyperplane_actor) not in hp_by_actor:
         raise EmoheadInputError(
             f"no hyperplanes for actor {hyperplane_actor}",
@@ -427,7 +417,7 @@ def load_corpus(
             hp = hp_by_actor[fallback_actor]
         w_z = None if hp is None else hp.get(str(r.emotion))
         clips.append(
-            Clip(sid, actor, str(r.emotion), str(r.sentence), str(r.split), feats, alpha, mask,
+            CorpusClip(sid, actor, str(r.emotion), str(r.sentence), str(r.split), feats, alpha, mask,
                  None if w_z is None else np.asarray(w_z, np.float32))
         )
     if not clips:

@@ -57,11 +57,6 @@ def _windows(feats: dict[str, np.ndarray], silence: dict[str, np.ndarray], conte
     return T, out
 
 
-def load_feature_files(paths: dict[str, str | Path]) -> dict[str, np.ndarray]:
-    """{'v','e','gamma'} -> feature-cache Parquet paths -> arrays (T, D)."""
-    return {k: read_feature(paths[k])[1] for k in MODALITIES}
-
-
 def features_from_wav(wav: str | Path, config: dict, encoders: dict[str, str], *, transcript=None,
                       threads: int | None = None) -> dict[str, np.ndarray]:
     """v~, e~, gamma~ (T, D) of a wav on the 25 fps grid, computed with the features stage's
@@ -103,7 +98,7 @@ def features_from_wav(wav: str | Path, config: dict, encoders: dict[str, str], *
 
 def _directions(hyperplanes: dict[str, np.ndarray], T: int, fps: float, emotion, timeline, ramp_s: float):
     """Per-frame w (T, m), the emotions in order, and their per-frame weights (T, K)."""
-    from ..hyperplanes import timeline_directions  # Appendix B (3): w_1 -> w_2 with a linear ramp
+    from ..emotion_edit import timeline_directions  # Appendix B (3): w_1 -> w_2 with a linear ramp
 
     if timeline is None:
         if emotion is None:
@@ -167,9 +162,9 @@ def predict_alpha(
     if hyperplanes is None:
         hp = {k: np.asarray(v, np.float32) for k, v in payload["hyperplanes"].items()}
     elif isinstance(hyperplanes, (str, Path)):
-        from .data import load_hyperplanes_any
+        from ..emotion_edit import emotion_directions
 
-        hp = load_hyperplanes_any(hyperplanes)
+        hp = emotion_directions(hyperplanes)
     else:
         hp = {k: np.asarray(v[0] if isinstance(v, (tuple, list)) else v, np.float32) for k, v in hyperplanes.items()}
     T, (v, e, g) = _windows(feats, silence, mcfg.context)
@@ -187,7 +182,7 @@ def predict_alpha(
         raise EmoheadInputError(f"tau_mode must be 'model' or 'fixed', got {tau_mode!r}")
     a_t = alpha_tilde.numpy()
     if mcfg.refinement:
-        from .model import refine
+        from ..emotion_edit import refine
 
         alpha_hat = refine(torch.from_numpy(a_t), torch.from_numpy(tau_used.astype(np.float32)), torch.from_numpy(W)).numpy()  # eq. (9)
     else:

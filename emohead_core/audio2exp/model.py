@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-# eq. (9)/(14): alpha_hat = alpha_tilde + tau * w_z^T. The one implementation lives with the
-# hyperplanes (works on torch tensors, per-frame tau and per-frame w_z); re-exported here.
-from ..hyperplanes import refine  # noqa: F401
+# eq. (9)/(14): alpha_hat = alpha_tilde + tau * w_z^T: emohead_core.emotion_edit.refine (works on
+# torch tensors, per-frame tau and per-frame w_z).
 
 M_EXP = 10  # alpha in R^10 (3DDFA expression, Table V)
 

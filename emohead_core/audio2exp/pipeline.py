@@ -82,59 +82,6 @@ def evaluate_variant(results_dir, dataset: str, section: dict, variant: str, mod
     return ev
 
 
-# --------------------------------------------------------------------------- Snakemake helpers
-# (rules/audio2exp.smk calls these; kept here so the .smk holds only rules, as the linter wants)
-
-
-def smk_datasets(config: dict, samples: dict) -> list[str]:
-    """Datasets to train on: audio2exp.datasets, or every labelled dataset (not kind folder)."""
-    names = (config.get("audio2exp") or {}).get("datasets")
-    if names is None:
-        names = [ds for ds, spec in config["datasets"].items() if spec["kind"] != "folder"]
-    return [ds for ds in names if ds in samples]
-
-
-def smk_variants(config: dict) -> list[str]:
-    """Variants to run: audio2exp.run_variants, or every entry of audio2exp.variants."""
-    a2e = config.get("audio2exp") or {}
-    run = a2e.get("run_variants")
-    return list(a2e.get("variants") or {"main": {}}) if run is None else list(run)
-
-
-def smk_section(config: dict, variant: str) -> dict:
-    """The config section with only this variant (edits of other variants trigger no rerun)."""
-    a2e = config.get("audio2exp") or {}
-    variants = a2e.get("variants") or {"main": {}}
-    return {**a2e, "features": resolve_encoders(config), "variants": {variant: variants.get(variant) or {}}}
-
-
-def _train_test(config: dict, samples: dict, dataset: str):
-    df = samples[dataset]
-    df = df[df["split"].isin(["train", "test"])]
-    return df, df[df["video_path"] != ""]
-
-
-def smk_manifest_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
-    """Inputs of rule audio2exp_inputs (once per dataset): the feature files of every
-    train/test sample for the encoders of audio2exp.features and the expression Parquets of
-    the video samples. The 26 train/evaluate jobs depend on its one manifest instead of on
-    these ~4 files per clip (DAG build time, bench/bench_dag.py)."""
-    from .. import layout as L
-
-    df, video = _train_test(config, samples, dataset)
-    encoders = sorted(set(resolve_encoders(config).values()))
-    return {
-        "features": [L.clip_file(results, dataset, "features", str(a), s, enc)
-                     for enc in encoders for s, a in zip(df["sample_id"], df["actor"])],
-        "expression": [L.clip_file(results, dataset, "expression", str(a), s)
-                       for s, a in zip(video["sample_id"], video["actor"])],
-    }
-
-
-def smk_manifest_path(results: str, dataset: str) -> str:
-    return f"{results}/{dataset}/audio2exp/inputs.json"
-
-
 def write_input_manifest(inputs: dict[str, list[str]], target: str | Path) -> None:
     """The manifest of rule audio2exp_inputs: every input file per role with its size and
     mtime (ns), so its content changes whenever one of them is rewritten (Snakemake's mtime
@@ -154,21 +101,3 @@ def write_input_manifest(inputs: dict[str, list[str]], target: str | Path) -> No
             rows.append([str(p), st.st_size, st.st_mtime_ns])
         files[role] = rows
     write_json_atomic(target, {"files": files})
-
-
-def smk_inputs(config: dict, samples: dict, results: str, dataset: str) -> dict:
-    """Inputs of training/evaluation: sample table, the input manifest of the dataset (rule
-    audio2exp_inputs: feature files of every train/test sample for the three encoders,
-    expression Parquet of the video samples), hyperplanes of the video samples' actors."""
-    _, video = _train_test(config, samples, dataset)
-    hp_actors = sorted(video["actor"].astype(str).unique())
-    forced = (config.get("audio2exp") or {}).get("hyperplane_actor")
-    if forced is not None and str(forced) not in hp_actors:
-        hp_actors.append(str(forced))  # e.g. the pooled "all" hyperplanes
-    return {
-        "samples": f"{results}/{dataset}/samples.parquet",
-        "manifest": smk_manifest_path(results, dataset),
-        "hyperplanes": [
-            f"{results}/{dataset}/hyperplanes/{a}/hyperplanes.json" for a in hp_actors
-        ],
-    }

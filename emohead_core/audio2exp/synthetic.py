@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Clip, Corpus
+from .data import Corpus, CorpusClip
 
 EMOS = ("angry", "happy", "sad")
 
@@ -43,7 +43,7 @@ def synthetic_corpus(
                 alpha = np.tanh(v @ M1 + v_prev @ M2) + emo_vec[z]
                 has = actor not in audio_only
                 clips.append(
-                    Clip(
+                    CorpusClip(
                         sample_id=f"{actor}_S{s}_{z}",
                         actor=actor,
                         emotion=z,

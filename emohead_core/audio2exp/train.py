@@ -3,11 +3,9 @@ test-split evaluation (Table VI RMSE) against a constant-mean predictor."""
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,9 +14,11 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..io import atomic_path, write_json_atomic, write_text_atomic
+from ..emotion_edit import refine
+from ..io import atomic_path
+from ..loss_curves import write_loss_curves
 from .data import Corpus, FrameTable, alpha_mean, feature_stats
-from .model import ModelConfig, build_model, refine
+from .model import ModelConfig, build_model
 
 
 @dataclass
@@ -108,45 +108,18 @@ def _train(
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "ckpt"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    train_ids = split_ids(corpus, "train")
-    if not train_ids:
-        from ..errors import EmoheadInputError
-
-        raise EmoheadInputError("no clip in the train split", fix="check the sample table's split column")
-    table = FrameTable(corpus, train_ids, mcfg.context, split="train")
-    if len(table.usable) == 0:
-        from ..errors import EmoheadInputError
-
-        raise EmoheadInputError("no training frame has an expression target (own or paired)")
+    train_ids, table = _training_frames(corpus, mcfg)
     fp = _fingerprint(corpus, mcfg, tcfg)
     meta = model_meta(corpus, train_ids, hyperplanes)
     model = init_model(corpus, mcfg, train_ids, tcfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     gen = torch.Generator().manual_seed(tcfg.seed + 1)
-    start, history = 0, []
-    existing = _ckpts(ckpt_dir) if resume else []
-    if existing:
-        st = load_checkpoint(existing[-1], what="audio2exp training checkpoint")
-        if st.get("fingerprint") == fp and st["iteration"] <= tcfg.iterations:
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["optimizer"])
-            gen.set_state(st["generator"])
-            torch.set_rng_state(st["torch_rng"])
-            start, history = st["iteration"], list(st["history"])
-        else:
-            for p in existing:  # a different run's checkpoints: start fresh
-                p.unlink(missing_ok=True)
+    start, history = _resume(_ckpts(ckpt_dir) if resume else [], fp, tcfg, model, opt, gen)
     model.train()
     bar = tqdm(range(start, tcfg.iterations), initial=start, total=tcfg.iterations, disable=not progress,
                desc=f"audio2exp {mcfg.architecture} d={mcfg.d} n={mcfg.n}", mininterval=2.0)
     for it in bar:
-        b = table.sample_batch(tcfg.batch_size, gen)
-        alpha_tilde, tau = model(b["v"], b["e"], b["gamma"])
-        alpha_hat = refine(alpha_tilde, tau, b["w_z"]) if mcfg.refinement else alpha_tilde  # eq. (14)
-        loss, l_own, l_bar = contrastive_loss(alpha_hat, b["alpha"], b["own"], b["alpha_bar"], b["has_partner"], tcfg.rho)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss, l_own, l_bar = _train_step(model, opt, table.sample_batch(tcfg.batch_size, gen), mcfg, tcfg)
         history.append((it + 1, loss.item(), l_own.item(), l_bar.item()))
         if (it + 1) % tcfg.log_every == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -171,8 +144,52 @@ def _train(
     bar.close()
     model_path = out_dir / "model.pt"
     save_model(model, mcfg, model_path, meta=meta, extra={"train": asdict(tcfg), "fingerprint": fp})
-    write_loss_curves(history, out_dir / "loss.csv", out_dir / "loss.png")
+    rows = [dict(zip(LOSS_COLUMNS, r)) for r in history]  # iteration, loss, own and cross-individual terms
+    write_loss_curves(rows, LOSS_COLUMNS, out_dir / "loss.csv", out_dir / "loss.png", _draw_loss,
+                      figsize=(6, 3.5))
     return model_path
+
+
+def _training_frames(corpus: Corpus, mcfg: ModelConfig) -> tuple[list[int], FrameTable]:
+    """The train clips and their frame table; fails when nothing can be trained on."""
+    from ..errors import EmoheadInputError
+
+    train_ids = split_ids(corpus, "train")
+    if not train_ids:
+        raise EmoheadInputError("no clip in the train split", fix="check the sample table's split column")
+    table = FrameTable(corpus, train_ids, mcfg.context, split="train")
+    if len(table.usable) == 0:
+        raise EmoheadInputError("no training frame has an expression target (own or paired)")
+    return train_ids, table
+
+
+def _resume(existing: list[Path], fp: str, tcfg: TrainConfig, model, opt, gen) -> tuple[int, list]:
+    """(iteration, loss history) of the newest checkpoint of this run (same fingerprint), its
+    model, Adam, generator and torch RNG states restored; (0, []) when there is none, and a
+    different run's checkpoints are removed."""
+    if not existing:
+        return 0, []
+    st = load_checkpoint(existing[-1], what="audio2exp training checkpoint")
+    if st.get("fingerprint") == fp and st["iteration"] <= tcfg.iterations:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        gen.set_state(st["generator"])
+        torch.set_rng_state(st["torch_rng"])
+        return st["iteration"], list(st["history"])
+    for p in existing:  # a different run's checkpoints: start fresh
+        p.unlink(missing_ok=True)
+    return 0, []
+
+
+def _train_step(model, opt, b: dict, mcfg: ModelConfig, tcfg: TrainConfig):
+    """One optimiser step on batch ``b``; returns (loss, own term, cross-individual term)."""
+    alpha_tilde, tau = model(b["v"], b["e"], b["gamma"])
+    alpha_hat = refine(alpha_tilde, tau, b["w_z"]) if mcfg.refinement else alpha_tilde  # eq. (14)
+    loss, l_own, l_bar = contrastive_loss(alpha_hat, b["alpha"], b["own"], b["alpha_bar"], b["has_partner"], tcfg.rho)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss, l_own, l_bar
 
 
 @functools.wraps(_train)
@@ -230,19 +247,12 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model, payload
 
 
-def write_loss_curves(history, csv_path: Path, png_path: Path) -> None:
-    with atomic_path(csv_path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["iteration", "loss", "loss_own", "loss_partner"])
-            w.writerows(history)
-    import matplotlib
+LOSS_COLUMNS = ["iteration", "loss", "loss_own", "loss_partner"]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    h = np.asarray(history, dtype=np.float64).reshape(-1, 4)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def _draw_loss(fig, rows: list[dict]) -> None:
+    h = np.asarray([[r[c] for c in LOSS_COLUMNS] for r in rows], dtype=np.float64).reshape(-1, 4)
+    ax = fig.subplots()
     if len(h):
         k = max(1, len(h) // 100)
         smooth = lambda x: np.convolve(x, np.ones(k) / k, mode="valid")  # noqa: E731
@@ -253,10 +263,6 @@ def write_loss_curves(history, csv_path: Path, png_path: Path) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 @torch.no_grad()

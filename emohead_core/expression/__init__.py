@@ -27,7 +27,7 @@ __all__ = sorted(_MODULE_OF)
 
 
 def __getattr__(name):
-    # Lazy (PEP 562): the Snakefile imports ``emohead_core.expression.smk`` when it is parsed,
+    # Lazy (PEP 562): the Snakefile imports ``emohead_core.expression.plan`` when it is parsed,
     # which must not pull in torch through this package's public names.
     mod = _MODULE_OF.get(name)
     if mod is None:

@@ -65,6 +65,67 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
         yield buf
 
 
+def _empty_fit(n: int) -> tuple[np.ndarray, ...]:
+    """Per-frame arrays of ``n`` frames not fitted yet: params, landmarks, ROIs, boxes, source."""
+    return (np.full((n, T.N_PARAMS), np.nan, np.float32), np.full((n, 68, 3), np.nan, np.float32),
+            np.full((n, 4), np.nan, np.float32), np.full((n, 5), np.nan, np.float32), np.zeros(n, np.int8))
+
+
+def _fit_chunk_detecting(fm: FaceModel, imgs: list[np.ndarray], prev: np.ndarray | None):
+    """detect_every 1: FaceBoxes on every frame, batched; a frame without a face is tracked from
+    the previous frame's landmarks when that frame was fitted. Returns the chunk's arrays and
+    the landmarks the next chunk may track from."""
+    n = len(imgs)
+    params, lms, rois, boxes, source = arrays = _empty_fit(n)
+    dets = fm.detect_batch(imgs)
+    idx = [j for j, b in enumerate(dets) if len(b)]
+    if idx:
+        bxs = np.stack([dets[j][0] for j in idx])
+        p, lm, r = fm.fit_boxes([imgs[j] for j in idx], bxs)
+        params[idx], lms[idx], rois[idx], boxes[idx] = p, lm, r, bxs
+        source[idx] = ROI_DETECTED
+    # frames without a detection: track from the previous frame if it was fitted
+    for j in range(n):
+        before = lms[j - 1] if j > 0 else prev
+        if source[j] == ROI_INTERPOLATED and before is not None and np.isfinite(before).all():
+            p, lm, r = fm.fit_landmarks([imgs[j]], before[None])
+            params[j], lms[j], rois[j], boxes[j] = p[0], lm[0], r[0], _bbox_of(before)
+            source[j] = ROI_TRACKED
+    return arrays, (lms[-1] if source[-1] != ROI_INTERPOLATED else None)
+
+
+def _fit_chunk_tracking(fm: FaceModel, imgs: list[np.ndarray], prev: np.ndarray | None, t0: int, k: int):
+    """detect_every k > 1: landmark tracking from the last fitted frame, FaceBoxes every k-th
+    frame (``t0``: index of the chunk's first frame in the clip) and whenever the tracked ROI is
+    too small; a frame without a face is tracked when there is something to track."""
+    params, lms, rois, boxes, source = arrays = _empty_fit(len(imgs))
+    for j in range(len(imgs)):
+        fitted = False
+        if prev is not None and (t0 + j) % k != 0:
+            roi = T.roi_box_from_landmarks(prev)
+            if (roi[2] - roi[0]) * (roi[3] - roi[1]) >= MIN_TRACK_AREA:
+                p, lm, r = fm.fit_landmarks([imgs[j]], prev[None])
+                boxes[j] = _bbox_of(prev)
+                source[j] = ROI_TRACKED
+                fitted = True
+        if not fitted:
+            b = fm.detect(imgs[j])
+            if len(b):
+                p, lm, r = fm.fit_boxes([imgs[j]], b[:1])
+                boxes[j] = b[0]
+                source[j] = ROI_DETECTED
+                fitted = True
+            elif prev is not None:
+                p, lm, r = fm.fit_landmarks([imgs[j]], prev[None])
+                boxes[j] = _bbox_of(prev)
+                source[j] = ROI_TRACKED
+                fitted = True
+        if fitted:
+            params[j], lms[j], rois[j] = p[0], lm[0], r[0]
+            prev = lms[j]
+    return arrays, prev
+
+
 def fit_frames(fm: FaceModel, frames: Iterable[np.ndarray], detect_every: int = 1,
                chunk: int = 32) -> dict[str, np.ndarray]:
     """Fit every frame; returns the per-frame arrays of the schema (without frame/time).
@@ -72,65 +133,18 @@ def fit_frames(fm: FaceModel, frames: Iterable[np.ndarray], detect_every: int = 
     ``frames`` may be any iterable (e.g. :func:`emohead_core.media.iter_frames`): frames are
     consumed ``chunk`` at a time, so memory does not grow with the clip length."""
     k = max(1, int(detect_every))
-    P, LM, R, B, S = [], [], [], [], []
+    per_chunk: tuple[list, ...] = ([], [], [], [], [])  # params, landmarks, ROIs, boxes, source
     prev = None  # landmarks of the last fitted frame (k = 1: only if it is the previous frame)
     t0 = 0
     for imgs in _chunks(frames, chunk):
-        n = len(imgs)
-        params = np.full((n, T.N_PARAMS), np.nan, np.float32)
-        lms = np.full((n, 68, 3), np.nan, np.float32)
-        rois = np.full((n, 4), np.nan, np.float32)
-        boxes = np.full((n, 5), np.nan, np.float32)
-        source = np.zeros(n, np.int8)
         if k == 1:
-            dets = fm.detect_batch(imgs)
-            idx = [j for j, b in enumerate(dets) if len(b)]
-            if idx:
-                bxs = np.stack([dets[j][0] for j in idx])
-                p, lm, r = fm.fit_boxes([imgs[j] for j in idx], bxs)
-                params[idx], lms[idx], rois[idx], boxes[idx] = p, lm, r, bxs
-                source[idx] = ROI_DETECTED
-            # frames without a detection: track from the previous frame if it was fitted
-            for j in range(n):
-                before = lms[j - 1] if j > 0 else prev
-                if source[j] == ROI_INTERPOLATED and before is not None and np.isfinite(before).all():
-                    p, lm, r = fm.fit_landmarks([imgs[j]], before[None])
-                    params[j], lms[j], rois[j], boxes[j] = p[0], lm[0], r[0], _bbox_of(before)
-                    source[j] = ROI_TRACKED
-            prev = lms[-1] if source[-1] != ROI_INTERPOLATED else None
+            arrays, prev = _fit_chunk_detecting(fm, imgs, prev)
         else:
-            for j in range(n):
-                t = t0 + j
-                fitted = False
-                if prev is not None and t % k != 0:
-                    roi = T.roi_box_from_landmarks(prev)
-                    if (roi[2] - roi[0]) * (roi[3] - roi[1]) >= MIN_TRACK_AREA:
-                        p, lm, r = fm.fit_landmarks([imgs[j]], prev[None])
-                        boxes[j] = _bbox_of(prev)
-                        source[j] = ROI_TRACKED
-                        fitted = True
-                if not fitted:
-                    b = fm.detect(imgs[j])
-                    if len(b):
-                        p, lm, r = fm.fit_boxes([imgs[j]], b[:1])
-                        boxes[j] = b[0]
-                        source[j] = ROI_DETECTED
-                        fitted = True
-                    elif prev is not None:
-                        p, lm, r = fm.fit_landmarks([imgs[j]], prev[None])
-                        boxes[j] = _bbox_of(prev)
-                        source[j] = ROI_TRACKED
-                        fitted = True
-                if fitted:
-                    params[j], lms[j], rois[j] = p[0], lm[0], r[0]
-                    prev = lms[j]
-        P.append(params)
-        LM.append(lms)
-        R.append(rois)
-        B.append(boxes)
-        S.append(source)
-        t0 += n
-    return _finish(fm, P, LM, R, B, S)
+            arrays, prev = _fit_chunk_tracking(fm, imgs, prev, t0, k)
+        for out, arr in zip(per_chunk, arrays):
+            out.append(arr)
+        t0 += len(imgs)
+    return _finish(fm, *per_chunk)
 
 
 def fit_frames_from_boxes(fm: FaceModel, frames: Iterable[np.ndarray], boxes: np.ndarray, kinds: np.ndarray,
@@ -239,7 +253,7 @@ def seed_boxes(boxes_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessing's face boxes (``crop/{sample}.boxes.parquet``) mapped into the crop video's
     pixels: boxes (T, 5) x1, y1, x2, y2, score and kinds (T,) as :func:`fit_frames_from_boxes`
     takes them."""
-    from ..preprocess import read_boxes, source_to_crop
+    from ..preprocess.crop import read_boxes, source_to_crop
 
     table = read_boxes(boxes_path)
     corners = table[["x1", "y1", "x2", "y2"]].to_numpy(np.float64).reshape(-1, 2, 2)

@@ -22,7 +22,7 @@ from ..errors import EmoheadInputError
 from ..io import sha256_file
 from . import tddfa as T
 from .runtime import OnnxRegressor, TorchRegressor, export_onnx, onnx_providers
-from .smk import onnx_name
+from .plan import onnx_name
 
 PARAM_STATS_FILE = "param_mean_std_62d_120x120.pkl"
 BFM68_FILE = "bfm_68_landmarks.npz"
@@ -184,8 +184,8 @@ class FaceModel:
 
 def _default_detector(assets_dir: Path, onnx_dir: Path, providers: list[str], threshold: float = 0.5,
                       threads: int | None = None):
-    """FaceBoxes of the preprocessing stage (emohead_core.facedetect), ONNX exported once."""
-    from .. import facedetect
+    """FaceBoxes of the preprocessing stage (emohead_core.preprocess.facedetect), ONNX exported once."""
+    from ..preprocess import facedetect
 
     onnx_path = onnx_dir / FACEBOXES_ONNX
     if not onnx_path.is_file():

@@ -36,11 +36,6 @@ def n_frames_for(duration_s: float, fps: float = 25.0) -> int:
     return max(1, int(math.floor(duration_s * fps + 0.5)))
 
 
-def frame_times(n_frames: int, fps: float = 25.0) -> np.ndarray:
-    """Start time (s) of each of ``n_frames`` frames."""
-    return np.arange(n_frames, dtype=np.float64) / fps
-
-
 _FRAME_RE = re.compile(r"frame=\s*(\d+)")
 
 

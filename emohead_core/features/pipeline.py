@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import layout as L
+from ..config import schema_defaults
 from ..errors import EmoheadInputError
 from ..media import load_audio
 from . import asr as asrmod
@@ -24,8 +25,7 @@ from .frames import frames_from_words, n_frames_for, reference_frame_count
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"profile": "paper", "dtype": "float16", "chunk_s": 20.0, "context_s": 1.0, "threads": 1,
-            "store": None, "align_to_crop": True, "prefill": "actor"}
+DEFAULTS = schema_defaults("features")  # config/schema.yaml
 
 
 def settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -250,53 +250,6 @@ def extract_clips(cfg: dict[str, Any], dataset: str, clips: Iterable[dict[str, A
                 st = run_audio_features(cfg, n, c["audio"], out, c.get("frames_ref"), threads)
             counts[st] += 1
     return counts
-
-
-# ---- Snakemake helpers (rules/features.smk) ----
-
-def smk_job_config(cfg: dict[str, Any], results: str, encoder: str | None = None, asr: bool = False) -> dict:
-    """The part of the config one feature job depends on, passed as its ``params`` so that
-    editing another encoder's entry does not re-trigger this job."""
-    sec = settings(cfg)
-    pname, prof = active_profile(cfg)
-    keep = {k: sec[k] for k in ("profile", "dtype", "chunk_s", "context_s", "threads", "store", "prefill")}
-    sub: dict[str, Any] = {"encoders": {encoder: prof["encoders"][encoder]} if encoder else {}}
-    if asr:
-        sub["asr"] = prof.get("asr")
-    pre = cfg.get("preprocess") or {}
-    return {"results_dir": results,
-            "preprocess": {"fps": pre.get("fps", 25), "sample_rate": pre.get("sample_rate", 16000)},
-            "features": {**keep, "profiles": {pname: sub}}}
-
-
-def smk_inputs(cfg: dict[str, Any], results: str, dataset: str, sample: str, has_video: bool,
-               actor: str, encoder: str) -> dict[str, str]:
-    """Inputs of a per-clip feature job: the 16 kHz wav, the crop's boxes (T) for video samples,
-    and with ``features.prefill: actor`` the actor's prefill manifest (``encoder`` "asr" for
-    the transcript rule)."""
-    inputs = {"audio": L.clip_file(results, dataset, "audio", actor, sample)}
-    sec = settings(cfg)
-    if sec["align_to_crop"] and has_video:
-        inputs["frames"] = L.clip_file(results, dataset, "boxes", actor, sample)
-    if sec["prefill"] == "actor":
-        inputs["prefill"] = f"{results}/{dataset}/features_prefill/{encoder}/{actor}.json"
-    return inputs
-
-
-def smk_prefill_inputs(cfg: dict[str, Any], results: str, dataset: str, actor: str,
-                       rows: Iterable[tuple[str, bool]], encoder: str) -> dict[str, list[str]]:
-    """Per-clip files one actor's clips need for ``encoder`` ("asr": transcripts): wavs, crop
-    boxes (T) of video samples, transcripts (role gamma); ``rows``: (sample id, has video).
-    Inputs of a per-actor prefill job, and (through the layout) of an actor batch."""
-    rows = list(rows)
-    sec = settings(cfg)
-    out: dict[str, list[str]] = {"audio": [L.clip_file(results, dataset, "audio", actor, s) for s, _ in rows]}
-    if encoder != "asr":
-        if sec["align_to_crop"]:
-            out["frames"] = [L.clip_file(results, dataset, "boxes", actor, s) for s, v in rows if v]
-        if encoder_specs(cfg)[encoder].role == "gamma":
-            out["transcripts"] = [L.clip_file(results, dataset, "transcript", actor, s) for s, _ in rows]
-    return out
 
 
 def prefill(cfg: dict[str, Any], encoder: str, audio: list[str], manifest: str | Path,

@@ -8,6 +8,9 @@ method by the tables; the per-clip "FID (clip)" row is the FID of that clip's fr
 
 ``MetricSuite`` loads every configured model once from the ``metrics:`` config section; a metric
 whose model is not configured yields a NaN row with the note naming the config key to set.
+Each metric is a :class:`Metric` of :func:`metric_registry` (its rows, whether it needs the
+ground-truth frames, ``compute(clip)`` on the decoded :class:`ClipFrames`); :func:`evaluate_pair`
+runs the registry in order.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -133,164 +137,210 @@ def _speech(pair: Pair, n_frames: int, fps: float) -> np.ndarray:
     raise Unavailable("n/a: no audio (generated and ground-truth videos have none, pair has no audio)")
 
 
+class ClipFrames:
+    """One pair's frames, decoded and aligned once, and what several metrics share: the
+    landmarker's face tracks and the 3DDFA fits (computed on first use), the FID features."""
+
+    def __init__(self, pair: Pair, suite: MetricSuite):
+        from .. import media
+
+        self.pair, self.suite = pair, suite
+        gen_bgr = media.read_frames(pair.generated, fps=suite.fps)
+        gt_bgr = gen_bgr if pair.reference_free_only else media.read_frames(pair.ground_truth, fps=suite.fps)
+        self.aligned = IM.align_frames(gen_bgr, gt_bgr, suite.fps)  # RGB
+        self.n = len(self.aligned.gen)
+        self.gen_bgr = np.ascontiguousarray(self.aligned.gen[..., ::-1])
+        self.gt_bgr = np.ascontiguousarray(self.aligned.gt[..., ::-1])
+        self.feats: dict[str, np.ndarray] = {}  # FID features {'gen', 'gt'} (the .fid.npz)
+        self.tracks: dict[str, FL.FaceTrack] = {}
+        self._tddfa: dict[str, dict | None] = {}
+
+    def face_track(self, side: str) -> FL.FaceTrack:
+        """Landmarker results of the aligned generated / ground-truth frames, computed once."""
+        if side not in self.tracks:
+            self.tracks[side] = self.suite.landmarker(self.aligned.gen if side == "gen" else self.aligned.gt)
+        return self.tracks[side]
+
+    def tddfa(self, side: str) -> dict | None:
+        """3DDFA fit of the generated / ground-truth frames (LMD and the ER baseline share it);
+        None without a face model or when the fit fails."""
+        if side not in self._tddfa:
+            fit = None
+            if self.suite.face_model is not None:
+                try:
+                    fit = LM.tddfa_fit(self.suite.face_model, self.gen_bgr if side == "gen" else self.gt_bgr,
+                                       self.suite.lmd_detect_every)
+                except EmoheadInputError as e:
+                    log.warning("3DDFA fit failed on %s: %s", self.pair.clip, e)
+            self._tddfa[side] = fit
+        return self._tddfa[side]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of the registry: the rows it writes (the first is its name), whether it
+    compares against the ground-truth frames (skipped for the ground-truth row), and
+    ``compute(clip)`` -> a value, or {row: value} for several rows; raises :class:`Unavailable`
+    (every row n/a with the reason)."""
+
+    rows: tuple[str, ...]
+    reference: bool
+    compute: Callable[[ClipFrames], float | dict]
+
+    @property
+    def name(self) -> str:
+        return self.rows[0]
+
+
+def _ssim(c: ClipFrames) -> float:
+    return IM.ssim(c.aligned.gen, c.aligned.gt)
+
+
+def _psnr(c: ClipFrames) -> float:
+    return IM.psnr(c.aligned.gen, c.aligned.gt)
+
+
+def _lpips(c: ClipFrames) -> float:
+    if c.suite.lpips is None:
+        raise Unavailable("n/a: set metrics.lpips.backbone and metrics.lpips.heads")
+    return float(LP.lpips_frames(c.suite.lpips, c.aligned.gen, c.aligned.gt).mean())
+
+
+def _fid(c: ClipFrames) -> float:
+    if c.suite.inception is None:
+        raise Unavailable("n/a: set metrics.fid.weights")
+    idx = FID.subsample(c.n, c.suite.fid_max_frames)
+    c.feats["gen"] = c.suite.inception(c.aligned.gen[idx])
+    c.feats["gt"] = c.suite.inception(c.aligned.gt[idx])
+    return FID.fid_from_features(c.feats["gen"], c.feats["gt"]) if len(idx) > 1 else float("nan")
+
+
+def _lmd(backend: str, suffix: str) -> Callable[[ClipFrames], dict]:
+    def compute(c: ClipFrames) -> dict:
+        if not c.suite.lmd_backends:
+            raise Unavailable("n/a: set metrics.lmd.backends")
+        if backend == "3ddfa":
+            gen = c.tddfa("gen")
+            gt = c.tddfa("gt") if gen is not None else None
+            if gen is None or gt is None:
+                raise Unavailable("n/a: no 3DDFA face model (expression assets) or no face fitted")
+            g, t = gen["landmarks"], gt["landmarks"]
+        elif backend == "dlib":
+            if c.suite.dlib is None:
+                raise Unavailable("n/a: set metrics.lmd.dlib_predictor")
+            g, t = c.suite.dlib(c.aligned.gen), c.suite.dlib(c.aligned.gt)
+        else:
+            raise Unavailable(f"n/a: unknown landmark backend {backend!r}")
+        return {f"M-LMD{suffix}": LM.m_lmd(g, t), f"F-LMD{suffix}": LM.f_lmd(g, t)}
+
+    return compute
+
+
+def _aue(c: ClipFrames) -> float:
+    suite, pair = c.suite, c.pair
+    if suite.openface_dir:
+        base = Path(suite.openface_dir)
+        g = base / pair.method / pair.dataset / f"{pair.clip}.csv"
+        t = base / GROUNDTRUTH_METHOD / pair.dataset / f"{pair.clip}.csv"
+        if g.is_file() and t.is_file():
+            return AU.aue(AU.read_openface_csv(g), AU.read_openface_csv(t))
+        if suite.au_model is None:
+            raise Unavailable(f"n/a: OpenFace CSVs {g} / {t} missing")
+    if suite.au_model is None:
+        raise Unavailable("n/a: set metrics.aue.openface_dir or metrics.aue.model")
+    return AU.aue(suite.au_model(c.aligned.gen), suite.au_model(c.aligned.gt))
+
+
+def _aue_proxy(c: ClipFrames) -> float:
+    if c.suite.landmarker is None:
+        raise Unavailable("n/a: set metrics.landmarker (MediaPipe face_landmarker.task)")
+    d = AU.aue(AU.blendshape_aus(c.face_track("gen").blendshapes),
+               AU.blendshape_aus(c.face_track("gt").blendshapes))
+    if not np.isfinite(d):
+        raise Unavailable("n/a: no aligned frame with a face on both sides (MediaPipe landmarker)")
+    return d
+
+
+def _sync(c: ClipFrames) -> dict:
+    if c.suite.syncnet is None:
+        raise Unavailable(SYNC_NOTE)
+    audio = _speech(c.pair, c.n, c.suite.fps)
+    try:
+        r = SY.lse(c.suite.syncnet, c.gen_bgr, audio, c.suite.vshift)
+    except ValueError as e:
+        raise Unavailable(f"n/a: {e}") from e
+    return {"LSE-C": r.lse_c, "LSE-D": r.lse_d, "Sync offset": float(r.offset)}
+
+
+def _er(c: ClipFrames) -> float:
+    fer = c.suite.fer
+    if fer is None:
+        raise Unavailable("n/a: set metrics.er.model")
+    _check_target_emotion(c.pair, fer.classes, "n/a: classifier has no class {!r}")
+    # the BlazeFace boxes of the landmarker's pass over these frames when it already ran
+    shared = fer.crop.detector == "blazeface" and "gen" in c.tracks
+    pred = fer.predict(c.gen_bgr, c.tracks["gen"].boxes if shared else None)
+    if all(p is None for p in pred):
+        raise Unavailable("n/a: no face detected in the generated frames")
+    return ER.accuracy(pred, c.pair.emotion, fer.classes)
+
+
+def _er_baseline(c: ClipFrames) -> float:
+    base = c.suite.er_baseline
+    if base is None:
+        raise Unavailable("n/a: no ER baseline model (metrics.er.baseline, needs expression stage)")
+    _check_target_emotion(c.pair, base.classes, "n/a: baseline was not trained on {!r} clips")
+    fit = c.tddfa("gen")
+    if fit is None:
+        raise Unavailable("n/a: no 3DDFA fit of the generated frames")
+    pred = base.predict(fit["exp"])
+    if all(p is None for p in pred):
+        raise Unavailable("n/a: no face fitted on the generated frames")
+    return ER.accuracy(pred, c.pair.emotion, base.classes)
+
+
+def metric_registry(lmd_backends: list[str]) -> list[Metric]:
+    """Every metric of a clip, in row order; one M-LMD / F-LMD pair per landmark backend (the
+    first unsuffixed: the tables' column)."""
+    lmd = [Metric((f"M-LMD{s}", f"F-LMD{s}"), True, _lmd(b, s))
+           for i, b in enumerate(lmd_backends or ["3ddfa"]) for s in ["" if i == 0 else f" ({b})"]]
+    return [
+        Metric(("SSIM",), True, _ssim),
+        Metric(("PSNR",), True, _psnr),
+        Metric(("LPIPS",), True, _lpips),
+        Metric(("FID (clip)",), True, _fid),
+        *lmd,
+        Metric(("AUE",), True, _aue),
+        Metric((AUE_PROXY,), True, _aue_proxy),
+        Metric(("LSE-C", "LSE-D", "Sync offset"), False, _sync),
+        Metric(("ER",), False, _er),
+        Metric(("ER (3DMM-exp baseline)",), False, _er_baseline),
+    ]
+
+
+def measure(metric: Metric, clip: ClipFrames) -> list[dict]:
+    """The rows of one metric on one clip (n/a rows with the reason when it is unavailable)."""
+    pair, n = clip.pair, clip.n
+    try:
+        out = metric.compute(clip)
+    except Unavailable as e:
+        note = str(e)
+    except EmoheadInputError as e:
+        note = f"n/a: {e}"
+    else:
+        if isinstance(out, dict):
+            return [_row(pair, k, v, "" if np.isfinite(v) or np.isinf(v) else "n/a: no face fitted", n)
+                    for k, v in out.items()]
+        return [_row(pair, metric.name, out, "", n)]
+    return [_row(pair, r, None, note, n) for r in metric.rows]
+
+
 def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """All metric rows of one clip and the FID features {'gen': (T, 2048), 'gt': (T, 2048)}."""
-    from .. import media
-
-    gen_bgr = media.read_frames(pair.generated, fps=suite.fps)
-    gt_bgr = gen_bgr if pair.reference_free_only else media.read_frames(pair.ground_truth, fps=suite.fps)
-    ap = IM.align_frames(gen_bgr, gt_bgr, suite.fps)
-    n = len(ap.gen)
-    gen_bgr_al = np.ascontiguousarray(ap.gen[..., ::-1])
-    gt_bgr_al = np.ascontiguousarray(ap.gt[..., ::-1])
-    rows: list[dict] = []
-    feats: dict[str, np.ndarray] = {}
-    tracks: dict[str, FL.FaceTrack] = {}
-
-    def face_track(side: str) -> FL.FaceTrack:
-        """Landmarker results of the aligned generated / ground-truth frames, computed once."""
-        if side not in tracks:
-            tracks[side] = suite.landmarker(ap.gen if side == "gen" else ap.gt)
-        return tracks[side]
-
-    def run(metric, fn):
-        try:
-            out = fn()
-        except Unavailable as e:
-            rows.append(_row(pair, metric, None, str(e), n))
-            return None
-        except EmoheadInputError as e:
-            rows.append(_row(pair, metric, None, f"n/a: {e}", n))
-            return None
-        if isinstance(out, dict):
-            for k, v in out.items():
-                rows.append(_row(pair, k, v, "" if np.isfinite(v) or np.isinf(v) else "n/a: no face fitted", n))
-        else:
-            rows.append(_row(pair, metric, out, "", n))
-        return out
-
-    if not pair.reference_free_only:
-        run("SSIM", lambda: IM.ssim(ap.gen, ap.gt))
-        run("PSNR", lambda: IM.psnr(ap.gen, ap.gt))
-
-        def _lpips():
-            if suite.lpips is None:
-                raise Unavailable("n/a: set metrics.lpips.backbone and metrics.lpips.heads")
-            return float(LP.lpips_frames(suite.lpips, ap.gen, ap.gt).mean())
-
-        run("LPIPS", _lpips)
-
-        def _fid():
-            if suite.inception is None:
-                raise Unavailable("n/a: set metrics.fid.weights")
-            idx = FID.subsample(n, suite.fid_max_frames)
-            feats["gen"] = suite.inception(ap.gen[idx])
-            feats["gt"] = suite.inception(ap.gt[idx])
-            return FID.fid_from_features(feats["gen"], feats["gt"]) if len(idx) > 1 else float("nan")
-
-        run("FID (clip)", _fid)
-
-    # 3DDFA fit of generated frames (LMD and the ER baseline share it)
-    tddfa_gen = tddfa_gt = None
-    need_3ddfa = ("3ddfa" in suite.lmd_backends and not pair.reference_free_only) or suite.er_baseline is not None
-    if need_3ddfa and suite.face_model is not None:
-        try:
-            tddfa_gen = LM.tddfa_fit(suite.face_model, gen_bgr_al, suite.lmd_detect_every)
-            if not pair.reference_free_only:
-                tddfa_gt = LM.tddfa_fit(suite.face_model, gt_bgr_al, suite.lmd_detect_every)
-        except EmoheadInputError as e:
-            log.warning("3DDFA fit failed on %s: %s", pair.clip, e)
-
-    if not pair.reference_free_only:
-        for bi, backend in enumerate(suite.lmd_backends or ["3ddfa"]):
-            suffix = "" if bi == 0 else f" ({backend})"
-
-            def _lmd(backend=backend, suffix=suffix):
-                if not suite.lmd_backends:
-                    raise Unavailable("n/a: set metrics.lmd.backends")
-                if backend == "3ddfa":
-                    if tddfa_gen is None or tddfa_gt is None:
-                        raise Unavailable("n/a: no 3DDFA face model (expression assets) or no face fitted")
-                    g, t = tddfa_gen["landmarks"], tddfa_gt["landmarks"]
-                elif backend == "dlib":
-                    if suite.dlib is None:
-                        raise Unavailable("n/a: set metrics.lmd.dlib_predictor")
-                    g, t = suite.dlib(ap.gen), suite.dlib(ap.gt)
-                else:
-                    raise Unavailable(f"n/a: unknown landmark backend {backend!r}")
-                return {f"M-LMD{suffix}": LM.m_lmd(g, t), f"F-LMD{suffix}": LM.f_lmd(g, t)}
-
-            out = run(f"M-LMD{suffix}", _lmd)
-            if out is None:  # the F-LMD row says the same
-                rows.append({**rows[-1], "metric": f"F-LMD{suffix}"})
-
-        def _aue():
-            if suite.openface_dir:
-                base = Path(suite.openface_dir)
-                g = base / pair.method / pair.dataset / f"{pair.clip}.csv"
-                t = base / GROUNDTRUTH_METHOD / pair.dataset / f"{pair.clip}.csv"
-                if g.is_file() and t.is_file():
-                    return AU.aue(AU.read_openface_csv(g), AU.read_openface_csv(t))
-                if suite.au_model is None:
-                    raise Unavailable(f"n/a: OpenFace CSVs {g} / {t} missing")
-            if suite.au_model is None:
-                raise Unavailable("n/a: set metrics.aue.openface_dir or metrics.aue.model")
-            return AU.aue(suite.au_model(ap.gen), suite.au_model(ap.gt))
-
-        run("AUE", _aue)
-
-        def _aue_proxy():
-            if suite.landmarker is None:
-                raise Unavailable("n/a: set metrics.landmarker (MediaPipe face_landmarker.task)")
-            d = AU.aue(AU.blendshape_aus(face_track("gen").blendshapes),
-                       AU.blendshape_aus(face_track("gt").blendshapes))
-            if not np.isfinite(d):
-                raise Unavailable("n/a: no aligned frame with a face on both sides (MediaPipe landmarker)")
-            return d
-
-        run(AUE_PROXY, _aue_proxy)
-
-    def _sync():
-        if suite.syncnet is None:
-            raise Unavailable(SYNC_NOTE)
-        audio = _speech(pair, n, suite.fps)
-        try:
-            r = SY.lse(suite.syncnet, gen_bgr_al, audio, suite.vshift)
-        except ValueError as e:
-            raise Unavailable(f"n/a: {e}") from e
-        return {"LSE-C": r.lse_c, "LSE-D": r.lse_d, "Sync offset": float(r.offset)}
-
-    if run("LSE-C", _sync) is None:
-        rows.append({**rows[-1], "metric": "LSE-D"})
-        rows.append({**rows[-1], "metric": "Sync offset"})
-
-    def _er():
-        if suite.fer is None:
-            raise Unavailable("n/a: set metrics.er.model")
-        _check_target_emotion(pair, suite.fer.classes, "n/a: classifier has no class {!r}")
-        # the BlazeFace boxes of the landmarker's pass over these frames when it already ran
-        shared = suite.fer.crop.detector == "blazeface" and "gen" in tracks
-        pred = suite.fer.predict(gen_bgr_al, tracks["gen"].boxes if shared else None)
-        if all(p is None for p in pred):
-            raise Unavailable("n/a: no face detected in the generated frames")
-        return ER.accuracy(pred, pair.emotion, suite.fer.classes)
-
-    run("ER", _er)
-
-    def _er_base():
-        if suite.er_baseline is None:
-            raise Unavailable("n/a: no ER baseline model (metrics.er.baseline, needs expression stage)")
-        _check_target_emotion(pair, suite.er_baseline.classes, "n/a: baseline was not trained on {!r} clips")
-        if tddfa_gen is None:
-            raise Unavailable("n/a: no 3DDFA fit of the generated frames")
-        pred = suite.er_baseline.predict(tddfa_gen["exp"])
-        if all(p is None for p in pred):
-            raise Unavailable("n/a: no face fitted on the generated frames")
-        return ER.accuracy(pred, pair.emotion, suite.er_baseline.classes)
-
-    run("ER (3DMM-exp baseline)", _er_base)
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df, feats
+    clip = ClipFrames(pair, suite)
+    rows = [row for metric in metric_registry(suite.lmd_backends)
+            if not (metric.reference and pair.reference_free_only) for row in measure(metric, clip)]
+    return pd.DataFrame(rows, columns=COLUMNS), clip.feats
 
 
 def write_clip_outputs(df: pd.DataFrame, feats: dict[str, np.ndarray], parquet_path, npz_path) -> None:

@@ -1,8 +1,6 @@
-"""Parse-time plan of the metrics rules (rules/metrics.smk): which clips, which inputs.
-
-Kept out of the .smk so the Snakefile only declares rules (snakemake --lint) and so the logic is
-importable and testable.
-"""
+"""Parse-time plan of ``rules/metrics.smk``: which clips (renderer test clips, metrics.pairs,
+baselines_dir, the demo's re-encoded crops, the ground-truth row), which inputs, which tables
+(:mod:`emohead_core.plan` builds it)."""
 
 from __future__ import annotations
 
@@ -26,12 +24,11 @@ class MetricsPlan:
     results: str
     resources: str
     asset: Callable[[str], str]
-    has_expression: bool = False  # the expression stage's rules are included
     render_pairs: list | None = None  # the renderer's test-clip pairs (RenderPlan.metric_pairs)
     emotion_control: dict | None = None  # dataset -> the render subjects' emotion_control.json
-    expression_onnx: str | None = None  # the expression stage's 3DDFA ONNX (EXPR_ONNX), when included
-    a2e_datasets: Callable[[], list] | None = None
-    a2e_variants: Callable[[], list] | None = None
+    expression_onnx: str | None = None  # the expression stage's 3DDFA ONNX (ExpressionPlan.onnx)
+    a2e_datasets: list | None = None  # datasets the audio2exp stage trains on
+    a2e_variants: list | None = None  # and its variants
     layout: Layout | None = None  # per-actor batches: depend on actor directories, not clip files
     pairs: pd.DataFrame = field(init=False)
 
@@ -68,8 +65,6 @@ class MetricsPlan:
     def er_baseline_possible(self, ds: str) -> bool:
         if not (self.met.get("er") or {}).get("baseline", True) or ds not in self.samples:
             return False
-        if not self.has_expression:
-            return False
         labels = set(self.er_train_labels(ds))
         return len(labels) >= 2 and "unknown" not in labels
 
@@ -86,10 +81,10 @@ class MetricsPlan:
         if row["meta"]:
             inputs["meta"] = row["meta"]
         if self.uses_3ddfa(row):
-            expr = self.config.get("expression") or {}
-            inputs["checkpoint"] = self.asset(expr.get("checkpoint", "3ddfa_v2/mb05_120x120.pth"))
+            expr = self.config["expression"]
+            inputs["checkpoint"] = self.asset(expr["checkpoint"])
             inputs["stats"] = self.asset(STATS_ASSET)
-            inputs["bfm"] = self.asset(expr.get("bfm", "3ddfa_v2/bfm_68_landmarks.npz"))
+            inputs["bfm"] = self.asset(expr["bfm"])
             inputs["detector"] = f"{self.resources}/onnx/faceboxes.onnx"
             if self.expression_onnx:
                 inputs["onnx"] = self.expression_onnx
@@ -136,10 +131,10 @@ class MetricsPlan:
         if inputs["filled"]:
             inputs["human_key"] = f"{self.results}/metrics/human/key.csv"
         if self.a2e_variants is not None and self.a2e_datasets is not None:
-            run = set(self.a2e_variants())
+            run = set(self.a2e_variants)
             wanted = {r.get("variant") for r in self.tab.get("loss_ablations") or [] if r.get("variant")}
             inputs["rmse"] = [f"{self.results}/{ds}/audio2exp/{v}/eval.json"
-                              for ds in self.a2e_datasets() for v in sorted(wanted & run)]
+                              for ds in self.a2e_datasets for v in sorted(wanted & run)]
         return inputs
 
     def method_notes(self) -> dict:

@@ -66,7 +66,3 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def load_numpy_pickle(path: str | Path):
     with open(path, "rb") as f:
         return _NumpyOnlyUnpickler(io.BytesIO(f.read())).load()
-
-
-def as_array(x) -> np.ndarray:
-    return np.asarray(x, dtype=np.float32)

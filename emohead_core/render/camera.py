@@ -112,10 +112,3 @@ def pixel_grid(h: int, w: int) -> torch.Tensor:
     v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
                           indexing="ij")
     return torch.stack([u.reshape(-1), v.reshape(-1)], dim=1)
-
-
-def project_box(pose, h: int, w: int, box_center=DEFAULT_BOX_CENTER, box_half=DEFAULT_BOX_HALF) -> np.ndarray:
-    """Boolean (h, w) mask of pixels whose ray hits the head cube."""
-    cam = HeadCamera(pose, box_center, box_half)
-    o, d = cam.rays(pixel_grid(h, w))
-    return ray_box(o, d)[2].reshape(h, w).numpy()

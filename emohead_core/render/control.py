@@ -100,7 +100,7 @@ def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor,
     """Returns (the emotion_control.json document, the rendered frames {(tag, tau): (n, H, W, 3)})."""
     from tqdm import tqdm
 
-    from ..hyperplanes import load_hyperplanes
+    from ..expression.hyperplanes import load_hyperplanes
 
     hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
     names = sorted(hp)

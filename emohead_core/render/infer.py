@@ -80,7 +80,8 @@ def timeline_alphas(alpha_tilde: np.ndarray, timeline: str, hyperplanes, *, inte
                     ramp_s: float = 0.5) -> np.ndarray:
     """alpha_hat = alpha_tilde + tau w(t) (eq. 9) with w(t) the timeline's ramped hyperplane
     normal (Appendix B (3)); intensity tau is a number or a per-frame curve."""
-    from ..hyperplanes import load_hyperplanes, refine, timeline_directions
+    from ..emotion_edit import refine, timeline_directions
+    from ..expression.hyperplanes import load_hyperplanes
 
     hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
     T = len(alpha_tilde)
@@ -274,7 +275,7 @@ def emotion_switch_video(renderer: Renderer, data: SubjectData, out_mp4, *, hype
     ping-pong when the walk is longer than the clip; its audio is muxed only when they do not.
     ``intensity_unit``: ``raw`` (tau as given) or ``std`` (tau w_z of Mahalanobis length
     ``intensity`` under the subject's training alphas)."""
-    from ..hyperplanes import load_hyperplanes
+    from ..expression.hyperplanes import load_hyperplanes
 
     hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
     tags = [z for z in (tags or data.emotions()) if z in hp]

@@ -100,7 +100,8 @@ def step_train(prepared, out: dict, rcfg: dict, info: dict, *, shape_ckpt=None, 
 
     from .data import load_prepared
     from .renderer import pick_device
-    from .train import Trainer, write_loss_curves
+    from ..loss_curves import write_loss_curves
+    from .train import LOSS_COLUMNS, Trainer, draw_loss
 
     torch.set_num_threads(int(threads))
     data = load_prepared(prepared)
@@ -117,7 +118,8 @@ def step_train(prepared, out: dict, rcfg: dict, info: dict, *, shape_ckpt=None, 
         log.info("resumed from %s at step %d", ckpt, tr.step)
     tr.fit(ckpt_path=ckpt)
     tr.save(out["model"])
-    write_loss_curves(tr.history, out["loss_csv"], out["loss_png"])
+    write_loss_curves(tr.history, LOSS_COLUMNS, out["loss_csv"], out["loss_png"], draw_loss,
+                      figsize=(13, 3.5))
     doc = subject_json(info, Path(out["model"]).parent, iters=tr.step, device=str(tr.device),
                        backend=type(tr.model.encoder).__name__, n_clips=len(data.clips),
                        n_train_frames=int(len(data.train_idx)), n_test_frames=int(len(data.test_idx)),

@@ -11,33 +11,27 @@ is checkpointed, so a resumed run is bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import csv
 import logging
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import atomic_path, write_json_atomic
+from ..config import schema_defaults
+from ..io import atomic_path
 from .camera import DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF
-from .data import SubjectData, sampling_region
+from .data import sampling_region
 from .network import EmoNeRF, NeRFConfig
 from .renderer import Renderer, pick_device
 from .volume import OccupancyGrid, alpha_to_sigma_threshold
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRAIN = dict(
-    iters=2000, rays=2048, inside_fraction=0.8, n_samples=32, sampler="march", lr_grid=1e-2, lr_mlp=1e-3,
-    lr_final_ratio=0.1, refine_start=None, refine_every=1, lambda_photo=1.0, lambda_cord=1e-3,
-    lambda_shape=1e-9, patch_size=64, clip_model=None, clip_prompt="a photo of a {emotion} face",
-    emotion="neutral", shape_net=None, param_stats=None, ckpt_every=500, log_every=50,
-    val_every=0, val_frames=4, seed=0, frames_per_step=1,
-    occupancy=dict(res=32, update_every=16, warmup=64, alpha_threshold=0.01, decay=0.95, n_cond=2),
-)
+# config/schema.yaml's render.train, plus what the job passes besides the config: the subject's
+# default emotion tag and the L_shape model files
+DEFAULT_TRAIN = dict(schema_defaults("render.train"), emotion="neutral", shape_net=None, param_stats=None)
 
 
 def train_config(cfg: dict | None) -> dict:
@@ -333,22 +327,15 @@ class Trainer:
         return self.history
 
 
-def write_loss_curves(history: list[dict], csv_path, png_path) -> None:
-    keys = ["step", "loss", "photo", "cord", "shape", "psnr", "lr", "occupied", "n_eval", "time_s",
-            "val_psnr_head", "baseline_psnr_head"]
-    with atomic_path(csv_path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-            w.writeheader()
-            for r in history:
-                w.writerow(r)
-    import matplotlib
+LOSS_COLUMNS = ["step", "loss", "photo", "cord", "shape", "psnr", "lr", "occupied", "n_eval", "time_s",
+                "val_psnr_head", "baseline_psnr_head"]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def draw_loss(fig, history: list[dict]) -> None:
+    """The renderer's loss.png (:func:`emohead_core.loss_curves.write_loss_curves`): L_photo, PSNR
+    of training rays and validation frames, the L_refine terms."""
     steps = np.array([r["step"] for r in history])
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.5))
+    ax = fig.subplots(1, 3)
     ax[0].semilogy(steps, [r["photo"] for r in history], lw=0.6, label="L_photo")
     ax[0].set_title("L_photo (MSE)")
     ax[1].plot(steps, [r["psnr"] for r in history], lw=0.6, label="train rays")
@@ -368,10 +355,6 @@ def write_loss_curves(history: list[dict], csv_path, png_path) -> None:
     ax[2].legend() if ax[2].lines else None
     for a in ax:
         a.set_xlabel("iteration")
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
 
 
 def load_renderer(ckpt_path, device="auto") -> Renderer:

@@ -1,13 +1,11 @@
 """Rule audio2exp_evaluate: test-split RMSE of alpha (Table VI) and the constant-mean baseline."""
 
-from pathlib import Path
-
 from emohead_core.audio2exp.pipeline import evaluate_variant
 from emohead_core.logutil import log_to
 
 with log_to(snakemake.log[0]):
     evaluate_variant(
-        Path(snakemake.input.samples).parent.parent,  # results/
+        snakemake.params.results,
         snakemake.wildcards.dataset,
         snakemake.params.section,
         snakemake.wildcards.variant,

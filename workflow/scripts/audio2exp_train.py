@@ -7,7 +7,7 @@ from emohead_core.logutil import log_to
 
 with log_to(snakemake.log[0]):
     train_variant(
-        Path(snakemake.input.samples).parent.parent,  # results/
+        snakemake.params.results,
         snakemake.wildcards.dataset,
         snakemake.params.section,
         snakemake.wildcards.variant,

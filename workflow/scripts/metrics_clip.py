@@ -14,7 +14,7 @@ with log_to(snakemake.log[0]):
     pipeline.run_clip(
         dict(snakemake.params.row),
         dict(snakemake.params.metrics),
-        str(Path(snakemake.output.rows).parents[4]),  # {results}/metrics/clips/{method}/{group}/{clip}
+        snakemake.params.results,
         snakemake.output.rows,
         snakemake.output.fid,
         checkpoint=inp.checkpoint if has("checkpoint") else None,

@@ -1,10 +1,10 @@
 """Rule preprocess_actor: crops, boxes and wavs of all samples of one actor (batch: actor)."""
 
-from emohead_core import preprocess
+from emohead_core.preprocess import crop
 from emohead_core.logutil import log_to
 
 with log_to(snakemake.log[0]):
-    counts = preprocess.preprocess_actor(
+    counts = crop.preprocess_actor(
         [tuple(c) for c in snakemake.params.clips],
         snakemake.input.onnx,
         snakemake.output.crop,

@@ -1,11 +1,11 @@
 """Rule crop_video: 25 fps face crop + per-frame boxes of one clip."""
 
-from emohead_core import preprocess
+from emohead_core.preprocess import crop
 from emohead_core.logutil import log_to
 
 with log_to(snakemake.log[0]):
     opts = dict(snakemake.params.opts)
-    summary = preprocess.crop_clip(
+    summary = crop.crop_clip(
         snakemake.input.video,
         snakemake.input.onnx,
         snakemake.output.video,

@@ -2,7 +2,7 @@
 
 import torch
 
-from emohead_core.facedetect import export_onnx
+from emohead_core.preprocess.facedetect import export_onnx
 from emohead_core.logutil import log_to
 
 with log_to(snakemake.log[0]):

@@ -1,11 +1,11 @@
 """Rule extract_audio: 16 kHz mono wav (padded/trimmed to the crop video's length)."""
 
-from emohead_core import preprocess
+from emohead_core.preprocess import crop
 from emohead_core.logutil import log_to
 
 with log_to(snakemake.log[0]):
     boxes = snakemake.input.get("boxes")
-    preprocess.extract_clip_audio(
+    crop.extract_clip_audio(
         snakemake.input.audio,
         snakemake.output[0],
         sample_rate=int(snakemake.params.sample_rate),

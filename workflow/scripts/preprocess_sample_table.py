@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from emohead_core import datasets
+from emohead_core.preprocess import datasets
 from emohead_core.logutil import log_to
 
 with log_to(snakemake.log[0]):

@@ -266,7 +266,7 @@ def test_tiny_emotion2vec_funasr_dir(tmp_path):
     import yaml
     from funasr.models.emotion2vec.model import Emotion2vec
 
-    conf = yaml.safe_load((Path(__file__).parent / "data" / "tiny_emotion2vec.yaml").read_text())
+    conf = yaml.safe_load((Path(__file__).parents[1] / "data" / "tiny_emotion2vec.yaml").read_text())
     torch.manual_seed(0)
     net = Emotion2vec(**conf)
     d = tmp_path / "e2v"
@@ -411,7 +411,7 @@ def test_tiny_paraformer_funasr_dir_timestamps(tmp_path):
 
     import funasr.models.paraformer.model  # noqa: F401  (registers the classes)
 
-    conf = yaml.safe_load((Path(__file__).parent / "data" / "tiny_paraformer.yaml").read_text())
+    conf = yaml.safe_load((Path(__file__).parents[1] / "data" / "tiny_paraformer.yaml").read_text())
     tokens = ["<blank>", "<s>", "</s>", "don@@", "t", "forget", "a", "jack@@", "et", "<unk>"]
     d = tmp_path / "pf"
     d.mkdir()

@@ -42,9 +42,9 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from . import assets as ehassets
-from .errors import EmoheadInputError, EmoheadOutputError
-from .io import write_text_atomic
+from .. import assets as ehassets
+from ..errors import EmoheadInputError, EmoheadOutputError
+from ..io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class DurationCache:
     def info(self, p: Path) -> tuple[float, bool, bool]:
         """(duration_s, has_video, has_audio) of a readable media file; EmoheadInputError naming
         the file otherwise."""
-        from . import media
+        from .. import media
 
         st = p.stat()
         key = str(p.resolve())
@@ -738,7 +738,7 @@ def build_tables(config: dict, *, cache_dir: str | os.PathLike | None = None) ->
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write the sample table as Parquet (atomic)."""
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)

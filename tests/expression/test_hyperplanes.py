@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from emohead_core import hyperplanes as H
+from emohead_core import emotion_edit as E
+from emohead_core.expression import hyperplanes as H
 from emohead_core.errors import EmoheadInputError
 
 K = 6
@@ -113,25 +114,25 @@ def test_refine_matches_direct_computation():
     alpha = rng.normal(size=(7, 10))
     w = rng.normal(size=10)
     w /= np.linalg.norm(w)
-    assert np.allclose(H.refine(alpha, 0.8, w), alpha + 0.8 * w)  # eq. (9), scalar tau
+    assert np.allclose(E.refine(alpha, 0.8, w), alpha + 0.8 * w)  # eq. (9), scalar tau
     tau = rng.normal(size=7)
     direct = np.stack([alpha[t] + tau[t] * w for t in range(7)])
-    assert np.allclose(H.refine(alpha, tau, w), direct)
-    assert np.allclose(H.refine(alpha, tau[:, None], w), direct)
+    assert np.allclose(E.refine(alpha, tau, w), direct)
+    assert np.allclose(E.refine(alpha, tau[:, None], w), direct)
     W = rng.normal(size=(7, 10))
-    assert np.allclose(H.refine(alpha, tau, W), alpha + tau[:, None] * W)
-    out = H.refine(torch.tensor(alpha), torch.tensor(tau), torch.tensor(w))
+    assert np.allclose(E.refine(alpha, tau, W), alpha + tau[:, None] * W)
+    out = E.refine(torch.tensor(alpha), torch.tensor(tau), torch.tensor(w))
     assert torch.allclose(out, torch.tensor(direct))
 
 
 def test_timeline_switch_with_linear_ramp():
-    assert H.parse_timeline("2.5:sad, 0:happy") == [(0.0, "happy"), (2.5, "sad")]
+    assert E.parse_timeline("2.5:sad, 0:happy") == [(0.0, "happy"), (2.5, "sad")]
     with pytest.raises(EmoheadInputError):
-        H.parse_timeline("happy")
+        E.parse_timeline("happy")
     rng = np.random.default_rng(4)
     hp = {z: (v / np.linalg.norm(v), 0.1) for z, v in (("happy", rng.normal(size=10)), ("sad", rng.normal(size=10)))}
     fps, n = 25.0, 125
-    td = H.timeline_directions("0:happy,2.5:sad", n, fps, hp, ramp_s=1.0)
+    td = E.timeline_directions("0:happy,2.5:sad", n, fps, hp, ramp_s=1.0)
     t = np.arange(n) / fps
     lam = np.clip((t - 2.5) / 1.0 + 0.5, 0, 1)
     direct = (1 - lam)[:, None] * hp["happy"][0] + lam[:, None] * hp["sad"][0]
@@ -139,14 +140,14 @@ def test_timeline_switch_with_linear_ramp():
     assert td.emotions == ["happy", "sad"] and np.allclose(td.weights.sum(1), 1.0)
     assert np.allclose(td.W[t < 2.0], hp["happy"][0]) and np.allclose(td.W[t >= 3.0], hp["sad"][0])
     assert np.allclose(td.weights[:, 1], lam)  # half-way (0.5) exactly at the switch time
-    assert np.isclose(H.timeline_directions("0:happy,2:sad", n, fps, hp, ramp_s=1.0).weights[50, 1], 0.5)
-    hard = H.timeline_directions([(0.0, "happy"), (2.5, "sad")], n, fps, hp, ramp_s=0.0)
+    assert np.isclose(E.timeline_directions("0:happy,2:sad", n, fps, hp, ramp_s=1.0).weights[50, 1], 0.5)
+    hard = E.timeline_directions([(0.0, "happy"), (2.5, "sad")], n, fps, hp, ramp_s=0.0)
     assert np.allclose(hard.W[t < 2.5], hp["happy"][0]) and np.allclose(hard.W[t >= 2.5], hp["sad"][0])
     tau = np.linspace(0, 1, n)
     alpha = rng.normal(size=(n, 10))
-    assert np.allclose(H.refine(alpha, tau, td.W), alpha + tau[:, None] * direct)
+    assert np.allclose(E.refine(alpha, tau, td.W), alpha + tau[:, None] * direct)
     with pytest.raises(EmoheadInputError, match="no hyperplane"):
-        H.timeline_directions("0:angry", n, fps, hp)
+        E.timeline_directions("0:angry", n, fps, hp)
 
 
 def test_save_load_plots_and_table(tmp_path):

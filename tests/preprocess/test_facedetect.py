@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from emohead_core import facedetect as fd
+from emohead_core.preprocess import facedetect as fd
 from emohead_core import media
 from emohead_core.errors import EmoheadInputError
 

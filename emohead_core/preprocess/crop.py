@@ -5,7 +5,7 @@
 1. decode the clip resampled to a constant ``fps`` (ffmpeg ``fps`` filter), in a reader
    thread so decoding overlaps detection;
 2. detect faces with FaceBoxes every ``detect_every`` frames and on the last frame
-   (:class:`~emohead_core.facedetect.FaceDetector`), follow one face (the detection
+   (:class:`~emohead_core.preprocess.facedetect.FaceDetector`), follow one face (the detection
    overlapping the previous box most, else the best score), record per frame the box, score
    and a ``detected`` flag, and fill frames without a detection by linear interpolation
    between detected frames (nearest at the ends);
@@ -39,25 +39,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import media
-from .errors import EmoheadInputError
+from .. import media
+from ..config import schema_defaults
+from ..errors import EmoheadInputError
+from ..io import atomic_path
 from .facedetect import FaceDetector, box_iou
-from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "fps": 25,
-    "sample_rate": 16000,
-    "device": "cpu",
-    "min_face_fraction": 0.5,
-    "detect_threshold": 0.5,
-    "detect_every": 5,
-    "detect_max_side": 640,
-    "detect_batch": 8,
-    "crop_scale": 2.0,
-    "x264_preset": "ultrafast",
-}
+# options of crop_clip / extract_clip_audio: config/schema.yaml's preprocess section (threads is
+# the job's CPU budget, an argument)
+DEFAULTS: dict[str, Any] = {k: v for k, v in schema_defaults("preprocess").items() if k != "threads"}
 
 BOX_COLUMNS = [
     "frame", "time_s", "x1", "y1", "x2", "y2", "score", "detected", "checked",
@@ -190,7 +182,6 @@ def crop_clip(
     """Crop one clip (see the module docstring). Returns a summary dict."""
     o = _opts(opts)
     fps = float(o["fps"])
-    every = int(o["detect_every"])
     if crop_size % 2:
         raise EmoheadInputError(f"crop_size {crop_size} must be even (H.264 yuv420p).", path="config datasets.<name>.crop_size")
     if detector is None:
@@ -200,7 +191,7 @@ def crop_clip(
         raise EmoheadInputError("has no video stream.", path=video, fix="give a video file for this sample.")
     t0 = time.perf_counter()
     frames = media.prefetch(media.iter_frames(video, fps=fps, threads=threads), depth=2 * int(o["detect_batch"]))
-    n, _, dets = detect_clip(frames, detector, every=every, batch=int(o["detect_batch"]))
+    n, _, dets = detect_clip(frames, detector, every=int(o["detect_every"]), batch=int(o["detect_batch"]))
     if n == 0:
         raise EmoheadInputError("decoded zero frames.", path=video, fix="check the video is not empty or corrupt.")
     media.check_decoded_duration(video, n / fps, info.duration_s, "video")
@@ -208,38 +199,72 @@ def crop_clip(
     checked = np.array([d is not None for d in dets])
     boxes, scores = select_track(dets)
     detected = ~np.isnan(scores)
-    n_checked = int(checked.sum())
-    n_found = int(detected.sum())
+    _check_face_fraction(video, int(detected.sum()), int(checked.sum()), float(o["min_face_fraction"]))
+    filled = interpolate_boxes(boxes, detected)
+    x, y, side = stable_crop_box(filled[detected], width, height, float(o["crop_scale"]))
+
+    t1 = time.perf_counter()
+    encode_crop(video, out_video, (x, y, side), crop_size, fps, str(o["x264_preset"]), threads, n)
+    table = boxes_table(filled, scores, detected, checked, (x, y, side), crop_size, (width, height), fps)
+    with atomic_path(out_boxes) as tmp:
+        table.to_parquet(tmp, index=False)
+    summary = {
+        "video": str(video),
+        "frames": n,
+        "checked": int(checked.sum()),
+        "detected": int(detected.sum()),
+        "crop_box": [x, y, x + side, y + side],
+        "crop_size": crop_size,
+        "providers": getattr(detector, "providers", None),
+        "seconds": {"detect": round(t1 - t0, 2), "encode": round(time.perf_counter() - t1, 2)},
+    }
+    log.info("cropped %s: %s", video, summary)
+    return summary
+
+
+def _check_face_fraction(video, n_found: int, n_checked: int, min_fraction: float) -> None:
+    """Step 3: fail when a face was found in fewer than ``min_fraction`` of the checked frames."""
     frac = n_found / max(n_checked, 1)
-    if n_found == 0 or frac < float(o["min_face_fraction"]):
+    if n_found == 0 or frac < min_fraction:
         raise EmoheadInputError(
             f"a face was found in only {n_found} of {n_checked} checked frames ({frac:.0%}); "
-            f"preprocess.min_face_fraction is {float(o['min_face_fraction']):.0%}.",
+            f"preprocess.min_face_fraction is {min_fraction:.0%}.",
             path=video,
             fix="remove this clip from the dataset, or lower preprocess.min_face_fraction / "
             "preprocess.detect_threshold if the face is small or partly hidden.",
         )
-    filled = interpolate_boxes(boxes, detected)
-    x, y, side = stable_crop_box(filled[detected], width, height, float(o["crop_scale"]))
 
-    # crop + resize + encode with ffmpeg, same fps filter as the decode above
-    t1 = time.perf_counter()
+
+def encode_crop(video, out_video, box: tuple[int, int, int], crop_size: int, fps: float, preset: str,
+                threads: int, n_frames: int) -> None:
+    """Step 5: crop ``box`` (x, y, side) + resize to ``crop_size`` + encode H.264 at ``fps`` CFR
+    with ffmpeg, the same fps filter as the decode; the written file must have ``n_frames``."""
+    x, y, side = box
     with atomic_path(out_video) as tmp:
         media.run_ffmpeg(
             [
                 "-threads", str(max(1, threads)), "-i", str(video), "-an",
                 "-vf", f"fps={fps},crop={side}:{side}:{x}:{y},scale={crop_size}:{crop_size}:flags=bicubic,setsar=1",
-                "-c:v", "libx264", "-preset", str(o["x264_preset"]), "-crf", "18", "-pix_fmt", "yuv420p",
+                "-c:v", "libx264", "-preset", preset, "-crf", "18", "-pix_fmt", "yuv420p",
                 "-r", str(fps), "-fps_mode", "cfr", "-threads", str(max(1, threads)),
                 "-movflags", "+faststart", str(tmp),
             ],
             input_path=video,
         )
         n_out = media.count_frames(tmp)
-        if n_out != n:
-            raise RuntimeError(f"{video}: cropped video has {n_out} frames, detection saw {n}")
+        if n_out != n_frames:
+            raise RuntimeError(f"{video}: cropped video has {n_out} frames, detection saw {n_frames}")
 
-    table = pd.DataFrame(
+
+def boxes_table(filled: np.ndarray, scores: np.ndarray, detected: np.ndarray, checked: np.ndarray,
+                box: tuple[int, int, int], crop_size: int, source_size: tuple[int, int],
+                fps: float) -> pd.DataFrame:
+    """The boxes table (``{sample}.boxes.parquet``, :data:`BOX_COLUMNS`): per frame the face box
+    in source pixels, its score, detected / checked flags, and the clip's crop box."""
+    n = len(filled)
+    x, y, side = box
+    width, height = source_size
+    return pd.DataFrame(
         {
             "frame": np.arange(n, dtype=np.int32),
             "time_s": np.arange(n, dtype=np.float64) / fps,
@@ -261,20 +286,6 @@ def crop_clip(
         },
         columns=BOX_COLUMNS,
     )
-    with atomic_path(out_boxes) as tmp:
-        table.to_parquet(tmp, index=False)
-    summary = {
-        "video": str(video),
-        "frames": n,
-        "checked": n_checked,
-        "detected": n_found,
-        "crop_box": [x, y, x + side, y + side],
-        "crop_size": crop_size,
-        "providers": getattr(detector, "providers", None),
-        "seconds": {"detect": round(t1 - t0, 2), "encode": round(time.perf_counter() - t1, 2)},
-    }
-    log.info("cropped %s: %s", video, summary)
-    return summary
 
 
 def read_boxes(path: str | os.PathLike) -> pd.DataFrame:
@@ -370,7 +381,7 @@ def preprocess_actor(
     boxes of each video sample into ``crop_dir``, the wav of every sample into ``audio_dir``,
     the same files :func:`crop_clip` + :func:`extract_clip_audio` write per clip. ``clips``:
     (sample id, video path or "", audio path). Resumable, see :mod:`emohead_core.batch`."""
-    from .batch import Clip, run_batch
+    from ..batch import Clip, run_batch
 
     o = _opts(opts)
     detector = None

@@ -173,7 +173,7 @@ def test_er_default_classifier_on_real_clips(mirror):
 def _config_path():
     from pathlib import Path
 
-    return Path(__file__).resolve().parent.parent / "config" / "config.yaml"
+    return Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 
 # ------------------------------------------------------------------ SyncNet, original file layout

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from emohead_core.execution import (
+from emohead_core.io import (
     Writer,
     find_stale_temps,
     is_atomic_temp,
@@ -25,7 +25,7 @@ from emohead_core.execution import (
     writer_tag,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
 # obama is a folder dataset (batch: clip, per-clip jobs); its actor is the file stem
 CROP_DIR = "results/obama/crop/uncrop_Obama"
@@ -150,7 +150,7 @@ def _tagged(out: Path, stem: str, w: Writer, ext: str = ".mp4") -> Path:
 
 
 def test_writer_checks_host_pid_namespace_and_start_time(tmp_path):
-    from emohead_core.execution import STALE_AFTER_S, _writer_of, is_stale, temp_writer, writer_alive
+    from emohead_core.io import STALE_AFTER_S, _writer_of, is_stale, temp_writer, writer_alive
 
     me = _writer_of(os.getpid())
     assert temp_writer(f".a.{writer_tag()}.abcd_123.tmp.mp4") == me

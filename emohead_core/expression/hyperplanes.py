@@ -12,25 +12,24 @@ Training (Appendix B, "Pre-training hyperplane"), per target character (or poole
    normal is mapped back to the raw expression space and normalised: w_z (unit), b such that
    the signed distance of alpha to the hyperplane is ``w_z . alpha + b``.
 
-Refinement (eq. 9): ``alpha_hat = alpha_tilde + tau * w_z``; :func:`timeline_directions`
-switches w_1 -> w_2 at given times with a linear ramp (Appendix B (3)).
+Files: :func:`save_hyperplanes` (hyperplanes.json / .parquet, accuracy table, the plots of
+:mod:`.hyperplane_plots`), :func:`load_hyperplanes`. Using the normals at run time (eq. 9,
+emotion timelines): :mod:`emohead_core.emotion_edit`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import EmoheadInputError
-from .io import atomic_path, write_json_atomic, write_text_atomic
+from ..errors import EmoheadInputError
+from ..io import atomic_path, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +213,7 @@ def collect_frames(samples, expression_paths: dict[str, str | os.PathLike], *, a
                    splits: Iterable[str] = ("train",)) -> dict[str, np.ndarray]:
     """Gather labelled frames: samples is the sample table (DataFrame); expression_paths maps
     sample_id -> expression Parquet. ``actor`` None / 'all' pools every actor."""
-    from .expression.schema import read_expression
+    from .schema import read_expression
 
     df = samples
     df = df[df["split"].isin(list(splits)) & (df["video_path"] != "") & (df["emotion"] != "unknown")]
@@ -312,6 +311,8 @@ def save_hyperplanes(result: dict, out_dir: str | os.PathLike, *, meta: dict | N
         title += f" ({meta.get('dataset', '')} actor {meta.get('actor', '')})"
     write_text_atomic(paths["md"], accuracy_markdown(rows, title))
     if plots:
+        from .hyperplane_plots import plot_hyperplanes
+
         paths.update(plot_hyperplanes(result, out_dir, frames))
     return paths
 
@@ -333,156 +334,3 @@ def load_hyperplanes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, flo
                 for i, (z, b) in enumerate(zip(t.column("emotion").to_pylist(), t.column("b").to_pylist()))}
     doc = json.loads(path.read_text())
     return {z: (np.asarray(h["w_z"], np.float64), float(h["b"])) for z, h in doc["hyperplanes"].items()}
-
-
-# ----------------------------------------------------------------------------- refinement
-
-
-def refine(alpha_tilde, tau, w_z):
-    """Eq. (9): alpha_hat = alpha_tilde + tau * w_z^T.
-
-    alpha_tilde: (..., 10) (NumPy or torch); tau: scalar, (...,) per frame or (..., 1);
-    w_z: (10,) or per-frame (..., 10)."""
-    ndim = getattr(alpha_tilde, "ndim", np.ndim(alpha_tilde))
-    if getattr(tau, "ndim", 0) == ndim - 1 and ndim >= 1 and getattr(tau, "ndim", 0) > 0:
-        tau = tau[..., None]
-    return alpha_tilde + tau * w_z
-
-
-_TIMELINE_ITEM = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(?:s)?\s*:\s*([A-Za-z_]+)\s*$")
-
-
-def parse_timeline(spec: str) -> list[tuple[float, str]]:
-    """"0:happy,2.5:sad" -> [(0.0, 'happy'), (2.5, 'sad')] (sorted, times in seconds)."""
-    items = []
-    for part in [p for p in spec.split(",") if p.strip()]:
-        m = _TIMELINE_ITEM.match(part)
-        if not m:
-            raise EmoheadInputError(f"bad emotion timeline item {part!r} in {spec!r}.",
-                                    fix='write "<seconds>:<emotion>,..." e.g. "0:happy,2.5:sad".')
-        items.append((float(m.group(1)), m.group(2).lower()))
-    if not items:
-        raise EmoheadInputError(f"empty emotion timeline {spec!r}.", fix='e.g. "0:happy".')
-    items.sort(key=lambda x: x[0])
-    return items
-
-
-@dataclass
-class TimelineDirections:
-    W: np.ndarray  # (T, 10) per-frame direction sum_k weights[:, k] * w_k
-    weights: np.ndarray  # (T, K) per-frame weight of each emotion (rows sum to 1)
-    emotions: list[str]
-
-
-def timeline_directions(timeline: Sequence[tuple[float, str]] | str, n_frames: int, fps: float,
-                        hyperplanes: dict[str, tuple[np.ndarray, float]], ramp_s: float = 0.5) -> TimelineDirections:
-    """Per-frame emotion direction for a timeline (Appendix B (3)).
-
-    At each switch time t_s from w_1 to w_2, the weight of w_2 ramps linearly from 0 to 1 over
-    ``ramp_s`` seconds centred on t_s (ramp_s = 0: hard switch at t_s); w_1 gets 1 minus that.
-    Before the first entry its emotion holds. Refine with ``refine(alpha, tau, W)``.
-    """
-    if isinstance(timeline, str):
-        timeline = parse_timeline(timeline)
-    timeline = sorted(timeline, key=lambda x: x[0])
-    missing = [z for _, z in timeline if z not in hyperplanes]
-    if missing:
-        raise EmoheadInputError(f"no hyperplane for emotion(s) {sorted(set(missing))}; have {sorted(hyperplanes)}.",
-                                fix="use an emotion of the target character's hyperplanes.json.")
-    emotions = list(dict.fromkeys(z for _, z in timeline))
-    t = np.arange(n_frames, dtype=np.float64) / float(fps)
-    weights = np.zeros((n_frames, len(emotions)))
-    weights[:, emotions.index(timeline[0][1])] = 1.0
-    for (t_s, z_new) in timeline[1:]:
-        if ramp_s > 0:
-            lam = np.clip((t - t_s) / ramp_s + 0.5, 0.0, 1.0)
-        else:
-            lam = (t >= t_s).astype(np.float64)
-        weights *= (1.0 - lam)[:, None]
-        weights[:, emotions.index(z_new)] += lam
-    Wz = np.stack([np.asarray(hyperplanes[z][0], np.float64) for z in emotions])
-    return TimelineDirections(weights @ Wz, weights, emotions)
-
-
-# ----------------------------------------------------------------------------- plots
-
-
-def plot_hyperplanes(result: dict, out_dir: str | os.PathLike, frames: dict | None) -> dict[str, Path]:
-    """distances.png (signed distances, positives vs negatives per emotion), projection.png
-    (2-D PCA of all frames with the normals drawn), cv_accuracy.png (bar chart)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    hp = result["hyperplanes"]
-    zs = list(hp)
-    paths = {}
-    colors = {z: plt.cm.tab10(i % 10) for i, z in enumerate(zs)}
-    if frames is not None and zs:
-        X, L = np.asarray(frames["exp"], np.float64), np.asarray(frames["emotion"], dtype=object)
-        ncol = min(3, len(zs))
-        nrow = math.ceil(len(zs) / ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
-        for ax, z in zip(axes.flat, zs):
-            d = hp[z].distance(X)
-            bins = np.linspace(d.min(), d.max(), 30)
-            ax.hist(d[L != z], bins=bins, alpha=0.6, density=True, label="other emotions", color="grey")
-            ax.hist(d[L == z], bins=bins, alpha=0.6, density=True, label=z, color=colors[z])
-            ax.axvline(0, color="k", lw=1)
-            ax.set_title(f"{z}: signed distance")
-            ax.legend(fontsize=7)
-        for ax in list(axes.flat)[len(zs):]:
-            ax.axis("off")
-        fig.tight_layout()
-        paths["distances"] = out_dir / "distances.png"
-        _savefig(fig, paths["distances"])
-        plt.close(fig)
-
-        mu = X.mean(0)
-        _, _, Vt = np.linalg.svd(X - mu, full_matrices=False)
-        P = Vt[:2]
-        Y = (X - mu) @ P.T
-        fig, ax = plt.subplots(figsize=(6, 5))
-        for z in sorted(set(L)):
-            sel = L == z
-            ax.scatter(Y[sel, 0], Y[sel, 1], s=5, alpha=0.5, color=colors.get(z, "grey"), label=z)
-        # arrows: in-plane part of each unit normal, the longest drawn at 60% of the data range
-        vs = {z: P @ hp[z].w_z for z in zs}
-        longest = max(float(np.linalg.norm(v)) for v in vs.values()) or 1.0
-        scale = 0.9 * float(np.abs(Y).max(0).min() or 1.0) / longest
-        for z in zs:
-            v = vs[z]
-            ax.annotate("", xy=(v[0] * scale, v[1] * scale), xytext=(0, 0),
-                        arrowprops=dict(arrowstyle="->", color=colors[z], lw=2))
-            ax.text(v[0] * scale * 1.08, v[1] * scale * 1.08, z, color=colors[z], fontsize=8)
-        ax.set_xlabel("PC 1 of expression alpha")
-        ax.set_ylabel("PC 2")
-        ax.set_title("frames and normals w_z projected on PC 1-2 (relative length)")
-        ax.legend(fontsize=7, markerscale=3)
-        fig.tight_layout()
-        paths["projection"] = out_dir / "projection.png"
-        _savefig(fig, paths["projection"])
-        plt.close(fig)
-
-    rows = accuracy_table(result)
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows) + 1), 3.5))
-    x = np.arange(len(rows))
-    ax.bar(x - 0.2, [r["bacc_balanced"] for r in rows], 0.4, label="MAR-balanced sampling")
-    ax.bar(x + 0.2, [r["bacc_unbalanced"] for r in rows], 0.4, label="unbalanced")
-    ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_xticks(x, [r["emotion"] for r in rows])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("CV balanced accuracy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths["cv_accuracy"] = out_dir / "cv_accuracy.png"
-    _savefig(fig, paths["cv_accuracy"])
-    plt.close(fig)
-    return paths
-
-
-def _savefig(fig, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")

@@ -288,7 +288,7 @@ def test_bad_clip_in_actor_batch_fails_alone_and_exclude_reuses_the_rest(tmp_pat
     appears; once the clip is in ``datasets.<name>.exclude``, the rerun reuses the good clips
     (nothing recomputed) and finalizes the actor's directories."""
     from emohead_core import media
-    from emohead_core.execution import is_atomic_temp
+    from emohead_core.io import is_atomic_temp
 
     ds, a = "bad", "1001"
     good = ["1001_DFA_HAP_XX", "1001_DFA_SAD_XX"]

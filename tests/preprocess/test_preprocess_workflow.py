@@ -16,7 +16,8 @@ import pandas as pd
 import soundfile as sf
 
 from conftest import copy_workflow
-from emohead_core import datasets, media
+from emohead_core import media
+from emohead_core.preprocess import datasets
 
 BIN = Path(sys.executable).parent
 

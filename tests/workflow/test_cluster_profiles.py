@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SLURM = REPO / "profiles" / "slurm" / "config.yaml"
 LOCAL = REPO / "profiles" / "local" / "config.yaml"
 TEST = REPO / "tests" / "cluster" / "profile" / "config.yaml"

@@ -105,7 +105,7 @@ def test_preprocessed_audio_gives_exact_crop_length(tmp_path, mirror):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from emohead_core.preprocess import extract_clip_audio
+    from emohead_core.preprocess.crop import extract_clip_audio
 
     src = mirror / "data" / "crema-d" / "1001_DFA_NEU_XX.flv"
     n = sum(1 for _ in media.iter_frames(src, fps=25, size=(32, 24)))

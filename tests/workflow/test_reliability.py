@@ -20,15 +20,15 @@ import pytest
 import soundfile as sf
 import yaml
 
-from emohead_core import datasets as ds
-from emohead_core import facedetect as fd
+from emohead_core.preprocess import datasets as ds
+from emohead_core.preprocess import facedetect as fd
 from emohead_core import io as ehio
 from emohead_core import media
-from emohead_core import preprocess as pp
+from emohead_core.preprocess import crop as pp
 from emohead_core.batch import BatchBusyError, Clip, run_batch, stash_of
 from emohead_core.errors import EmoheadInputError, EmoheadOutputError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def ffmpeg(*args: str) -> None:
@@ -180,13 +180,13 @@ def test_silent_audio_is_warned_naming_the_file(clip_mp4, tmp_path, caplog):
     silent = tmp_path / "silent.mp4"
     ffmpeg("-i", str(clip_mp4), "-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-map", "0:v", "-map", "1:a",
            "-c:v", "copy", "-c:a", "aac", "-shortest", str(silent))
-    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess"):
+    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.crop"):
         s = pp.extract_clip_audio(silent, tmp_path / "s.wav")
     assert s["silent"] and sf.info(str(tmp_path / "s.wav")).frames > 0  # a warning, not an error
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(str(silent) in m and "silent" in m and "Fix:" in m for m in warned), warned
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess"):
+    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.crop"):
         s = pp.extract_clip_audio(clip_mp4, tmp_path / "g.wav")
     assert not s["silent"] and not [r for r in caplog.records if r.levelno == logging.WARNING]
 
@@ -356,7 +356,7 @@ def test_read_only_duration_cache_is_a_warning(mirror, monkeypatch, tmp_path, ca
     _read_only(monkeypatch, cache_dir)
     spec = {"kind": "folder", "root": "asset:data/talking-heads", "include": ["uncrop_Obama.mp4"]}
     try:
-        with caplog.at_level(logging.WARNING, logger="emohead_core.datasets"):
+        with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.datasets"):
             df = ds.build_table("obama", spec, mirror=mirror, cache_path=cache_dir / "durations_obama.json")
     finally:
         cache_dir.chmod(0o755)
@@ -491,7 +491,8 @@ def test_schema_is_strict_and_described_and_matches_the_code():
     import inspect
 
     from emohead_core.audio2exp.config import MODEL_KEYS, TRAIN_KEYS
-    from emohead_core.config import load_config, load_schema
+    from emohead_core.features.pipeline import DEFAULTS as FEATURE_DEFAULTS
+    from emohead_core.config import load_config, load_schema, schema_defaults
     from emohead_core.render.data import head_masks
     from emohead_core.render.hashgrid import HashGridConfig
     from emohead_core.render.network import NeRFConfig
@@ -517,12 +518,28 @@ def test_schema_is_strict_and_described_and_matches_the_code():
     for name, node in (schema.get("$defs") or {}).items():
         walk(node, f"$defs.{name}")
     p = schema["properties"]
+    # defaults live in the schema only: every key of these sections has one there, the code's
+    # default dicts are the schema's, and a validated config holds every key
+    def no_default(node):
+        return {k for k, sub in node["properties"].items() if "default" not in sub and not sub.get("properties")}
+
+    assert not no_default(p["preprocess"])
+    assert no_default(p["features"]) == {"profiles"}
+    assert not no_default(p["render"]["properties"]["train"])
+    assert not no_default(p["render"]["properties"]["train"]["properties"]["occupancy"])
+    assert {"results_dir", "resources_dir", "logs_dir", "benchmarks_dir"} <= set(schema_defaults())
     # threads is the job's CPU budget (the rule's threads:), passed as an argument, not an option
     assert _schema_keys(p["preprocess"]) == set(pp.DEFAULTS) | {"threads"}
+    assert pp.DEFAULTS == {k: v for k, v in schema_defaults("preprocess").items() if k != "threads"}
+    assert FEATURE_DEFAULTS == schema_defaults("features")
+    validated = load_config()
+    assert set(validated["preprocess"]) == _schema_keys(p["preprocess"])
+    assert validated["logs_dir"] == "logs" and validated["benchmarks_dir"] == "benchmarks"
     assert _schema_keys(p["audio2exp"]["properties"]["model"]) == MODEL_KEYS
     assert _schema_keys(p["audio2exp"]["properties"]["train"]) == TRAIN_KEYS
     r = p["render"]["properties"]
     assert _schema_keys(r["train"]) == set(DEFAULT_TRAIN) - {"emotion", "shape_net", "param_stats"}
+    assert {k: DEFAULT_TRAIN[k] for k in _schema_keys(r["train"])} == schema_defaults("render.train")
     assert _schema_keys(r["train"]["properties"]["occupancy"]) == set(DEFAULT_TRAIN["occupancy"])
     assert _schema_keys(r["model"]) == {f.name for f in dataclasses.fields(NeRFConfig)}
     assert _schema_keys(r["model"]["properties"]["grid"]) == {f.name for f in dataclasses.fields(HashGridConfig)} | {
@@ -648,7 +665,7 @@ def test_every_unusable_file_is_listed_at_once_with_a_ready_exclude_list(mirror,
 def test_on_bad_file_skip_leaves_them_out_with_a_warning(mirror, tmp_path, caplog):
     good = ds.build_table("c", {"kind": "crema_d", "root": str(_crema_root(mirror, tmp_path / "good", []))})
     root = _crema_root(mirror, tmp_path / "c", ["1001_DFA_SAD_XX.flv"], empty=("1001_DFA_FEA_XX.flv",))
-    with caplog.at_level(logging.WARNING, logger="emohead_core.datasets"):
+    with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.datasets"):
         df = ds.build_table("c", {"kind": "crema_d", "root": str(root), "on_bad_file": "skip"},
                             cache_path=tmp_path / "cache" / "d.json")
     for col in ("video_path", "audio_path"):
@@ -692,7 +709,7 @@ def test_workflow_start_hook_keeps_a_live_writers_temp(mirror, tmp_path):
     """Issue 16 finding 1, end to end: a second run starts while a job of the first one writes
     (a live writer's temp of the same output); its start hook removes only the dead writer's temp,
     and the live writer finishes."""
-    from tests.test_interrupt import _killed_writer, _start_writer
+    from test_interrupt import _killed_writer, _start_writer  # tests/workflow/
 
     target = tmp_path / "results" / "obama" / "samples.parquet"
     writer, live = _start_writer(target)
@@ -735,5 +752,7 @@ def test_reliability_doc_rows_name_existing_tests():
         assert found or row.rstrip(" |").endswith("TODO"), f"row without a test: {row}"
         refs.update(found)
     for file, name in sorted(refs):
-        source = (REPO / "tests" / file).read_text()
+        found = sorted((REPO / "tests").rglob(file))  # tests/<stage>/, tests/workflow/, tests/
+        assert len(found) == 1, f"{file} named in docs/reliability.md: {len(found)} files of that name under tests/"
+        source = found[0].read_text()
         assert re.search(rf"^def {name}\(", source, re.M), f"{file}::{name} named in docs/reliability.md is not a test"

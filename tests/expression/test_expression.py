@@ -312,7 +312,7 @@ def test_full_bfm_pickle_keypoint_rows(tddfa_dir, tmp_path):
 @pytest.fixture(scope="module")
 def crops(mirror, face_model, tmp_path_factory):
     """The real ANG clip preprocessed with detection on every frame (k1) and every 5th (k5)."""
-    from emohead_core import preprocess as pp
+    from emohead_core.preprocess import crop as pp
 
     out = tmp_path_factory.mktemp("crops")
     src = mirror / "data" / "crema-d" / "1001_DFA_ANG_XX.flv"
@@ -361,7 +361,7 @@ def test_detect_mode_equals_per_frame_reference(mirror, tddfa_dir, tmp_path):
 
 
 def test_seeded_fits_use_the_preprocessing_boxes(face_model, crops, tmp_path):
-    from emohead_core import preprocess as pp
+    from emohead_core.preprocess import crop as pp
 
     video, boxes = crops[5]
     fm = _model_with(face_model, _NoDetector())
@@ -428,7 +428,7 @@ def test_frames_without_a_box_are_tracked_or_searched(face_model, crops):
 
 
 def test_seeded_fit_needs_matching_boxes(face_model, crops, tmp_path):
-    from emohead_core import preprocess as pp
+    from emohead_core.preprocess import crop as pp
 
     video, boxes = crops[1]
     short = tmp_path / "short.boxes.parquet"

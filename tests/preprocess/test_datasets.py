@@ -8,7 +8,7 @@ import os
 import pandas as pd
 import pytest
 
-from emohead_core import datasets as ds
+from emohead_core.preprocess import datasets as ds
 from emohead_core import media
 from emohead_core.errors import AssetError, EmoheadInputError
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
-from ..ortsession import BatchSplitter, open_session, providers
+from ...io import atomic_path
+from ...ortsession import BatchSplitter, open_session, providers
 from .boxes import MEAN_BGR, decode, nms, prior_boxes
 
 # 3DDFA_V2 FaceBoxes test settings

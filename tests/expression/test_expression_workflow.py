@@ -18,7 +18,7 @@ import yaml
 
 from emohead_core import media
 from emohead_core.expression import read_expression, read_expression_metadata
-from emohead_core.hyperplanes import load_hyperplanes
+from emohead_core.expression.hyperplanes import load_hyperplanes
 
 BIN = Path(sys.executable).parent
 

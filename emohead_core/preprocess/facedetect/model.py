@@ -12,7 +12,7 @@ Network (input: BGR image minus the mean (104, 117, 123), NCHW float32, any size
   size 32, 4 of size 64, 1 of size 128), one anchor (256, 512) on sources 2 and 3.
 
 Outputs ``loc`` (N, A, 4) box offsets and ``conf`` (N, A, 2) softmax scores (index 1 = face),
-A anchors ordered as :func:`emohead_core.facedetect.boxes.prior_boxes`.
+A anchors ordered as :func:`emohead_core.preprocess.facedetect.boxes.prior_boxes`.
 """
 
 from __future__ import annotations

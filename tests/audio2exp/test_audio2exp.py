@@ -14,9 +14,9 @@ from emohead_core.audio2exp.model import (
     EMOTION_INDEX,
     ModelConfig,
     build_model,
-    refine,
     renderer_input_without_refinement,
 )
+from emohead_core.emotion_edit import refine
 from emohead_core.audio2exp.synthetic import synthetic_corpus
 from emohead_core.audio2exp.train import TrainConfig, contrastive_loss, evaluate, Interrupt, train
 
@@ -576,21 +576,22 @@ def test_input_manifest_lists_every_clip_file_and_changes_when_one_is_rewritten(
 
     import pandas as pd
 
-    from emohead_core.audio2exp.pipeline import smk_inputs, smk_manifest_inputs, write_input_manifest
+    from emohead_core.audio2exp.pipeline import write_input_manifest
+    from emohead_core.audio2exp.plan import job_inputs, manifest_inputs
 
     df = pd.DataFrame({
         "sample_id": ["a1", "a2", "b1", "b2"], "actor": ["A", "A", "B", "B"],
         "split": ["train", "test", "train", "val"], "video_path": ["x.mp4", "", "y.mp4", "z.mp4"],
     })
     cfg = {"audio2exp": {"features": {"v": "enc1", "e": "enc2", "gamma": "enc1"}}}
-    ins = smk_manifest_inputs(cfg, {"ds": df}, "res", "ds")
+    ins = manifest_inputs(cfg, {"ds": df}, "res", "ds")
     # per-clip files in the actor layout (emohead_core.layout.clip_file)
     actor = {"a1": "A", "a2": "A", "b1": "B"}
     assert sorted(ins["features"]) == sorted(
         f"res/ds/features/{e}/{actor[s]}/{s}.parquet" for e in ("enc1", "enc2") for s in ("a1", "a2", "b1")
     )
     assert ins["expression"] == ["res/ds/expression/A/a1.parquet", "res/ds/expression/B/b1.parquet"]
-    job = smk_inputs(cfg, {"ds": df}, "res", "ds")
+    job = job_inputs(cfg, {"ds": df}, "res", "ds")
     assert job["manifest"] == "res/ds/audio2exp/inputs.json"
     assert not any(p.endswith(("a1.parquet", "b1.parquet")) for v in job.values() for p in (
         v if isinstance(v, list) else [v]))
