@@ -20,9 +20,9 @@ import torch
 
 from emohead_core.audio2exp.data import FrameTable
 from emohead_core.audio2exp.model import ModelConfig
-from emohead_core.emotion_edit import refine
 from emohead_core.audio2exp.synthetic import synthetic_corpus
 from emohead_core.audio2exp.train import contrastive_loss, init_model
+from emohead_core.emotion_edit import refine
 
 
 class Runner:

@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from emohead_core import media
-from emohead_core.preprocess import crop as pp
 from emohead_core.expression import FaceModel, extract_clip
 from emohead_core.expression import tddfa as T
 from emohead_core.expression.extract import seed_boxes
 from emohead_core.expression.schema import ROI_BOX_DETECTED, ROI_DETECTED
+from emohead_core.preprocess import crop as pp
 
 REPO = Path(__file__).resolve().parent.parent
 GROUPS = {"CREMA-D": ("data/crema-d", "1001_*.flv", 340), "talking heads": ("data/talking-heads", "*.mp4", 512)}

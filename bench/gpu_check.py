@@ -161,8 +161,14 @@ def ort_3ddfa_row(assets: Path):
 def grid_parity_row():
     import torch
 
-    from emohead_core.render.hashgrid import (HashGridConfig, TorchHashGrid, copy_table, make_hash_grid,
-                                              parity_tolerance, tcnn_available)
+    from emohead_core.render.hashgrid import (
+        HashGridConfig,
+        TorchHashGrid,
+        copy_table,
+        make_hash_grid,
+        parity_tolerance,
+        tcnn_available,
+    )
 
     if not torch.cuda.is_available():
         return "SKIP", "no CUDA", ""

@@ -35,9 +35,9 @@ import os
 import shutil
 import time
 import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 from .errors import EmoheadInputError, EmoheadOutputError
 from .io import output_fault, writer_tag

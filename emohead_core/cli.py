@@ -60,8 +60,8 @@ def _run_render(args) -> int:
 
     import numpy as np
 
-    from .errors import EmoheadInputError
     from .emotion_edit import parse_timeline
+    from .errors import EmoheadInputError
     from .expression.hyperplanes import load_hyperplanes
 
     sdir = Path(args.subject_dir)

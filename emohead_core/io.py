@@ -42,9 +42,9 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .errors import EmoheadOutputError
 
@@ -333,7 +333,7 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _writer_of(pid: int) -> Writer:
     return Writer(_host(), _pid_ns(), pid, _start_time(pid) or 0)
 

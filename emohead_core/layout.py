@@ -22,7 +22,7 @@ such a file to what a rule must depend on (the file itself, or its actor directo
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from .errors import EmoheadInputError
 
@@ -99,7 +99,7 @@ class Layout:
         self.actor_datasets = set(actor_datasets)
 
     @classmethod
-    def from_config(cls, config: Mapping, results: str | None = None) -> "Layout":
+    def from_config(cls, config: Mapping, results: str | None = None) -> Layout:
         res = results if results is not None else config.get("results_dir", "results")
         return cls(res, [ds for ds in config["datasets"] if batch_mode(config, ds) == "actor"])
 

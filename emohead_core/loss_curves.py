@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from .io import atomic_path
 

@@ -14,9 +14,10 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 import numpy as np
 

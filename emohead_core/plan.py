@@ -14,9 +14,9 @@ read their attributes; every stage registers ``TARGETS[stage] = PLANS.<stage>.ta
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Iterable
 
 import pandas as pd
 

@@ -15,7 +15,7 @@ import os
 import re
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -145,7 +145,7 @@ def _import_time_nodes(tree: ast.AST):
         todo.extend(ast.iter_child_nodes(node))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_imports(path: Path) -> tuple[frozenset, frozenset]:
     """(top-level third-party names, emohead_core module files) imported when `path` is
     imported."""

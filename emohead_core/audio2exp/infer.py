@@ -9,9 +9,9 @@ a timeline of tags + an intensity -> per-frame alpha_hat at 25 fps (eqs. 8-9, Ap
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -53,7 +53,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["ffn"] = tuple(d.get("ffn", (512, 256, 256, 128)))
         return cls(**d)

@@ -21,8 +21,8 @@ import numpy as np
 from ..errors import EmoheadInputError
 from ..io import sha256_file
 from . import tddfa as T
-from .runtime import OnnxRegressor, TorchRegressor, export_onnx, onnx_providers
 from .plan import onnx_name
+from .runtime import OnnxRegressor, TorchRegressor, export_onnx, onnx_providers
 
 PARAM_STATS_FILE = "param_mean_std_62d_120x120.pkl"
 BFM68_FILE = "bfm_68_landmarks.npz"

@@ -12,6 +12,7 @@ import numpy as np
 from ..io import atomic_path
 from .hyperplanes import accuracy_table
 
+
 def plot_hyperplanes(result: dict, out_dir: str | os.PathLike, frames: dict | None) -> dict[str, Path]:
     """distances.png (signed distances, positives vs negatives per emotion), projection.png
     (2-D PCA of all frames with the normals drawn), cv_accuracy.png (bar chart)."""

@@ -4,9 +4,9 @@ the hyperplane fits (which actors, which expression files) and the stage's outpu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .. import layout as L
 

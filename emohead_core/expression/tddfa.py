@@ -22,12 +22,16 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from ..errors import EmoheadInputError
 from ..io import sha256_file
+
+if TYPE_CHECKING:  # annotations only: the ONNX extraction path never imports torch
+    import torch
 
 INPUT_SIZE = 120
 N_POSE, N_SHAPE, N_EXP = 12, 40, 10

@@ -10,10 +10,16 @@ See ``frames`` (the frame grid contract), ``encoders`` (the encoder interface), 
 (file format and cache key), ``asr`` (transcripts) and ``pipeline`` (jobs).
 """
 
-from .cache import open_dataset, read_features, read_meta, write_features
-from .frames import (frames_from_words, n_frames_for, neighbour_windows, pool_to_grid,
-                     reference_frame_count, words_to_frames)
 from .asr import read_transcript
+from .cache import open_dataset, read_features, read_meta, write_features
+from .frames import (
+    frames_from_words,
+    n_frames_for,
+    neighbour_windows,
+    pool_to_grid,
+    reference_frame_count,
+    words_to_frames,
+)
 from .pipeline import encoder_specs, role_encoders, settings
 
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class EncoderSpec:
     config_key: str = "features"
 
     @staticmethod
-    def from_config(name: str, entry: dict[str, Any], config_key: str) -> "EncoderSpec":
+    def from_config(name: str, entry: dict[str, Any], config_key: str) -> EncoderSpec:
         entry = dict(entry)
         role = entry.pop("role", None)
         kind = entry.pop("kind", None)

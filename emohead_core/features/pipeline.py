@@ -7,8 +7,9 @@ Used by ``workflow/scripts/features_*.py`` (one job per clip and encoder) and by
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,8 +20,16 @@ from ..errors import EmoheadInputError
 from ..media import load_audio
 from . import asr as asrmod
 from .cache import FeatureStore, audio_sha256, cache_key, canonical_json, encode_vector, link_or_copy
-from .encoders import (AudioEncoder, Encoder, EncoderSpec, TextEncoder, build_encoder, encode_audio,
-                       identity_of, resolve_source)
+from .encoders import (
+    AudioEncoder,
+    Encoder,
+    EncoderSpec,
+    TextEncoder,
+    build_encoder,
+    encode_audio,
+    identity_of,
+    resolve_source,
+)
 from .frames import frames_from_words, n_frames_for, reference_frame_count
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,9 @@ inputs and the part of the config it depends on, and the stage's outputs
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .. import layout as L
 from .pipeline import active_profile, encoder_specs, role_encoders, settings

@@ -80,7 +80,7 @@ class FaceCrop:
     resize: str = "antialias"
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> "FaceCrop":
+    def from_config(cls, cfg: dict | None) -> FaceCrop:
         c = {**cls().__dict__, **(cfg or {})}
         for key, allowed in (("detector", DETECTORS), ("box", BOXES), ("resize", RESIZES)):
             if c[key] not in allowed:
@@ -236,7 +236,7 @@ class ExpEmotionBaseline:
         self.intercept = np.asarray(intercept, np.float64)
 
     @classmethod
-    def fit(cls, exp: np.ndarray, labels: list[str], C: float = 1.0, seed: int = 0) -> "ExpEmotionBaseline":
+    def fit(cls, exp: np.ndarray, labels: list[str], C: float = 1.0, seed: int = 0) -> ExpEmotionBaseline:
         from sklearn.linear_model import LogisticRegression
 
         x = np.asarray(exp, np.float64)
@@ -263,6 +263,6 @@ class ExpEmotionBaseline:
                                  "intercept": self.intercept, **extra})
 
     @classmethod
-    def load(cls, path: str | Path) -> "ExpEmotionBaseline":
+    def load(cls, path: str | Path) -> ExpEmotionBaseline:
         d = json.loads(Path(path).read_text())
         return cls(d["classes"], d["mean"], d["scale"], d["coef"], d["intercept"])

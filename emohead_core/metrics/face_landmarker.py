@@ -228,7 +228,7 @@ class FaceLandmarker:
         x = lm_px[BLENDSHAPE_LANDMARKS, :2][None]
         return np.asarray(self._run("blendshapes", x)[0], np.float64).reshape(-1)
 
-    def __call__(self, frames_rgb: np.ndarray) -> "FaceTrack":
+    def __call__(self, frames_rgb: np.ndarray) -> FaceTrack:
         """Every frame: detection, landmarks, blendshapes (NaN where no face)."""
         n = len(frames_rgb)
         track = FaceTrack(boxes=np.full((n, 4), np.nan), landmarks=np.full((n, N_LANDMARKS, 3), np.nan),

@@ -66,7 +66,7 @@ class LPIPSAlex(nn.Module):
         return d[:, 0]
 
     @classmethod
-    def from_files(cls, backbone: str | Path, heads: str | Path) -> "LPIPSAlex":
+    def from_files(cls, backbone: str | Path, heads: str | Path) -> LPIPSAlex:
         m = cls()
         params = load_numpy_pickle(backbone)
         params = params.get("params", params)

@@ -91,7 +91,7 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
             add(p["method"], p["group"], p["clip"], p["dataset"], p["generated"], p["ground_truth"],
                 emotion=p.get("emotion", ""), meta=p.get("meta", ""))
     # explicit pairs
-    for i, p in enumerate(mcfg.get("pairs") or []):
+    for p in mcfg.get("pairs") or []:
         add(p.get("method", "pair"), p.get("dataset", "pairs"), p.get("clip", Path(p["generated"]).stem),
             p.get("dataset", ""), p["generated"], p["ground_truth"], p.get("audio", ""), p.get("emotion", ""))
     # baselines dropped by the user

@@ -4,9 +4,9 @@ baselines_dir, the demo's re-encoded crops, the ground-truth row), which inputs,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 

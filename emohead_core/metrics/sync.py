@@ -89,7 +89,7 @@ class SyncNet(nn.Module):
         return self.netfclip(self.netcnnlip(x).flatten(1))
 
     @classmethod
-    def load(cls, path: str | Path) -> "SyncNet":
+    def load(cls, path: str | Path) -> SyncNet:
         """The network with the weights of ``path`` (``syncnet_v2.model`` or a state dict of this
         module), in eval mode. A file of another layout raises EmoheadInputError naming the key."""
         try:

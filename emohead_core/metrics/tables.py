@@ -264,7 +264,7 @@ def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
     tables: dict[str, list] = {}
     # paper rows first
     if spec.paper:
-        for kind, (tid, label, rows) in KIND_TABLE.items():
+        for tid, label, rows in KIND_TABLE.values():
             tables.setdefault(tid, [])
             for name, vals in rows:
                 tables[tid].append([name, PAPER, label, *_paper_cells(vals, cols), "-"])
@@ -284,7 +284,7 @@ def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
             else:
                 continue
             tables[tid].append([spec.name(m), MEASURED, ds, *cells, str(int(n))])
-    for kind, (tid, label, _) in KIND_TABLE.items():
+    for tid, label, _ in KIND_TABLE.values():
         if tid in tables and not any(r[1] == MEASURED for r in tables[tid]):
             tables[tid].append(["(this run)", MEASURED, "-",
                                 *_note_once(f"n/a: no {label} dataset configured", [True] * len(cols)), "0"])

@@ -12,8 +12,6 @@ import io
 import pickle
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import EmoheadInputError
 
 

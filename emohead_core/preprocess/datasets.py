@@ -36,9 +36,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -605,7 +606,7 @@ class BadFilesError(EmoheadInputError):
                          fix=fix)
 
     @classmethod
-    def merge(cls, errors: list["BadFilesError"]) -> "BadFilesError":
+    def merge(cls, errors: list[BadFilesError]) -> BadFilesError:
         merged: dict = {}
         for e in errors:
             merged.update(e.by_dataset)

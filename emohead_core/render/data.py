@@ -399,7 +399,7 @@ class SubjectData:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_arrays(cls, *, frames, head_mask, bg, poses, alpha, shape, landmarks, train_idx, test_idx,
-                    clip_of=None, clips: list[dict] | None = None, **kw) -> "SubjectData":
+                    clip_of=None, clips: list[dict] | None = None, **kw) -> SubjectData:
         """In-memory subject (tests, tools): frames (N, H, W, 3), head_mask (N, H, W), bg (H, W, 3) for
         one clip or (C, H, W, 3) with ``clip_of`` (N,) giving each frame's clip."""
         frames, head_mask = np.asarray(frames), np.asarray(head_mask, bool)
@@ -492,7 +492,7 @@ class SubjectData:
 def save_prepared(data: SubjectData, out_dir: str | Path) -> None:
     """Write an in-memory subject in the prepared/ directory layout (atomically)."""
     with atomic_dir(out_dir) as tmp:
-        for k, c in enumerate(data.clips):
+        for k in range(len(data.clips)):
             idx = data.clip_frames(k)
             np.save(tmp / f"{k:04d}.frames.npy", data.frames(idx))
             np.save(tmp / f"{k:04d}.masks.npy", _pack(data.masks(idx)))

@@ -51,7 +51,7 @@ class HashGridConfig:
     per_level_scale: float = 1.447269237440378  # 16 -> 2048 over 16 levels (instant-ngp)
 
     @staticmethod
-    def from_dict(d: dict | None) -> "HashGridConfig":
+    def from_dict(d: dict | None) -> HashGridConfig:
         d = dict(d or {})
         if "finest_resolution" in d:
             fin = float(d.pop("finest_resolution"))

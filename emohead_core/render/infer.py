@@ -100,7 +100,7 @@ def load_intensity(spec: str) -> float | np.ndarray:
     except ValueError:
         p = Path(spec)
         if not p.is_file():
-            raise EmoheadInputError("intensity is neither a number nor a file.", path=spec)
+            raise EmoheadInputError("intensity is neither a number nor a file.", path=spec) from None
         return np.load(p).astype(np.float32).reshape(-1) if p.suffix == ".npy" else np.loadtxt(p, np.float32).reshape(-1)
 
 

@@ -67,7 +67,7 @@ class NeRFConfig:
     alpha_clip: float = 4.0  # standardised alpha is clamped to +-alpha_clip (no extrapolation)
 
     @staticmethod
-    def from_dict(d: dict | None) -> "NeRFConfig":
+    def from_dict(d: dict | None) -> NeRFConfig:
         d = dict(d or {})
         if "skips" in d:
             d["skips"] = tuple(d["skips"])

@@ -98,9 +98,9 @@ def step_train(prepared, out: dict, rcfg: dict, info: dict, *, shape_ckpt=None, 
     """Train (resuming from ``out['ckpt']`` when present), write model.pt, loss.csv/png, subject.json."""
     import torch
 
+    from ..loss_curves import write_loss_curves
     from .data import load_prepared
     from .renderer import pick_device
-    from ..loss_curves import write_loss_curves
     from .train import LOSS_COLUMNS, Trainer, draw_loss
 
     torch.set_num_threads(int(threads))

@@ -18,9 +18,9 @@ audio-expression model of the subject's dataset when the workflow trains one).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 

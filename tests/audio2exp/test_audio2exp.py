@@ -16,9 +16,10 @@ from emohead_core.audio2exp.model import (
     build_model,
     renderer_input_without_refinement,
 )
-from emohead_core.emotion_edit import refine
 from emohead_core.audio2exp.synthetic import synthetic_corpus
-from emohead_core.audio2exp.train import TrainConfig, contrastive_loss, evaluate, Interrupt, train
+from emohead_core.audio2exp.train import Interrupt, TrainConfig, contrastive_loss, evaluate, train
+from emohead_core.emotion_edit import refine
+from emohead_core.errors import EmoheadInputError
 
 torch.set_num_threads(1)
 
@@ -204,7 +205,7 @@ def test_loss_eq13_loop():
 def test_pairing_rule_cross_individual_same_emotion_and_sentence():
     c = synthetic_corpus(actors=("A", "B"), audio_only=("C",), clips_per_emotion=2)
     clips = c.clips
-    for i, clip in enumerate(clips):
+    for _i, clip in enumerate(clips):
         ps = partners_of(clip, clips)
         for j in ps:
             p = clips[j]
@@ -456,9 +457,9 @@ def test_predict_alpha_timeline_switches_hyperplane(trained):
     mid = int(0.8 * 25)  # centre of the ramp: half of each
     np.testing.assert_allclose(pred.w[mid], 0.5 * w["happy"] + 0.5 * w["sad"], atol=0.06)
     assert pred.renderer_input() is pred.alpha_hat
-    with pytest.raises(Exception):
+    with pytest.raises(EmoheadInputError, match="contempt"):
         predict_alpha(path, clip.feats, emotion="contempt")  # no hyperplane for it
-    with pytest.raises(Exception):
+    with pytest.raises((EmoheadInputError, RuntimeError, ValueError)):
         predict_alpha(path, {k: v[:, :-1] for k, v in clip.feats.items()}, emotion="sad")  # wrong dims
 
 

@@ -16,7 +16,7 @@ TOP_LEVEL = ["work", "home", "tmp", "opt", "usr", "mnt", "root", "Users", "data"
              "proj", "project", "projects", "group", "storage", "bin", "lib"]
 # A `/` that starts a path (not inside `a/b`, `../x`, `{results}/x`, a URL or a `~/` path) followed
 # by a top-level directory name that ends there or continues with `/`.
-ABSOLUTE = re.compile(r"(?<![\w.~:/})\]\-$])/(?:%s)(?=/|\b(?![.\-]))" % "|".join(TOP_LEVEL))
+ABSOLUTE = re.compile(r"(?<![\w.~:/})\]\-$])/(?:" + "|".join(TOP_LEVEL) + r")(?=/|\b(?![.\-]))")
 
 
 def user_facing_files() -> list[Path]:

@@ -216,7 +216,7 @@ def test_parquet_schema_and_metadata(face_model, mirror, tmp_path):
     r = read_expression(out)
     n = len(data["frame"])
     assert n == len(media.read_frames(video))
-    for name, (_, width, dtype) in COLUMNS.items():
+    for name, (_, _width, dtype) in COLUMNS.items():
         assert r[name].dtype == np.dtype(dtype), name
         assert r[name].shape[0] == n
     assert r["exp"].shape == (n, 10) and r["pose"].shape == (n, 12) and r["shape"].shape == (n, 40)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from emohead_core import emotion_edit as E
-from emohead_core.expression import hyperplanes as H
 from emohead_core.errors import EmoheadInputError
+from emohead_core.expression import hyperplanes as H
 
 K = 6
 SCALES = np.array([0.3, 0.5, 1.0, 2.0, 3.0, 0.7, 1.5, 0.4, 2.5, 1.0])  # raw-space axis scales

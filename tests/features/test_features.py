@@ -15,10 +15,18 @@ import pytest
 import soundfile as sf
 
 from emohead_core.errors import EmoheadInputError
-from emohead_core.features import (n_frames_for, neighbour_windows, open_dataset, pool_to_grid,
-                                   read_features, transcript_to_frames, words_to_frames, write_features)
 from emohead_core.features import cache as fcache
-from emohead_core.features import pipeline
+from emohead_core.features import (
+    n_frames_for,
+    neighbour_windows,
+    open_dataset,
+    pipeline,
+    pool_to_grid,
+    read_features,
+    transcript_to_frames,
+    words_to_frames,
+    write_features,
+)
 from emohead_core.features.asr import build_asr, parse_funasr_result
 from emohead_core.features.encoders import EncoderSpec, build_encoder, encode_audio
 from emohead_core.features.frames import frames_from_words, native_ranges
@@ -404,12 +412,11 @@ def test_tiny_paraformer_funasr_dir_timestamps(tmp_path):
     weights, loaded by the production ASR through FunASR's AutoModel: output_timestamp gives one
     [start, end] per token, parsed into the transcript table. The decoder's output bias is set
     so every CIF-fired token decodes to "forget" (random weights otherwise emit specials)."""
+    import funasr.models.paraformer.model  # noqa: F401  (registers the classes)
     import torch
     import yaml
     from funasr.frontends.wav_frontend import WavFrontend
     from funasr.register import tables
-
-    import funasr.models.paraformer.model  # noqa: F401  (registers the classes)
 
     conf = yaml.safe_load((Path(__file__).parents[1] / "data" / "tiny_paraformer.yaml").read_text())
     tokens = ["<blank>", "<s>", "</s>", "don@@", "t", "forget", "a", "jack@@", "et", "<unk>"]

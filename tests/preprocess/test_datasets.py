@@ -8,9 +8,9 @@ import os
 import pandas as pd
 import pytest
 
-from emohead_core.preprocess import datasets as ds
 from emohead_core import media
 from emohead_core.errors import AssetError, EmoheadInputError
+from emohead_core.preprocess import datasets as ds
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_mead_layout(mirror, m4a, tmp_path):
     assert r["video_path"].endswith("M003/video/front/angry/level_2/003.mp4")
     assert r["audio_path"].endswith("M003/audio/angry/level_2/003.m4a")
     assert abs(r["duration_s"] - 8.06) < 0.1
-    for actor, g in df.groupby("actor"):
+    for _actor, g in df.groupby("actor"):
         test = g[g["split"] == "test"]
         # paper: 10 min train / 2 min test per person -> 1/6 of a smaller person's material
         assert abs(test["duration_s"].sum() / g["duration_s"].sum() - 1 / 6) < 0.05

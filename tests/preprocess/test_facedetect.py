@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from emohead_core.preprocess import facedetect as fd
 from emohead_core import media
 from emohead_core.errors import EmoheadInputError
+from emohead_core.preprocess import facedetect as fd
 
 torch.set_num_threads(1)
 

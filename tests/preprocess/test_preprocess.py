@@ -7,10 +7,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from emohead_core.preprocess import facedetect as fd
 from emohead_core import media
-from emohead_core.preprocess import crop as pp
 from emohead_core.errors import EmoheadInputError
+from emohead_core.preprocess import crop as pp
+from emohead_core.preprocess import facedetect as fd
 
 torch.set_num_threads(1)
 

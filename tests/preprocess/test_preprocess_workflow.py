@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import soundfile as sf
-
 from conftest import copy_workflow
+
 from emohead_core import media
 from emohead_core.preprocess import datasets
 

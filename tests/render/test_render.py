@@ -12,9 +12,24 @@ import numpy as np
 import pytest
 import torch
 
-from emohead_core.render.camera import (DEFAULT_BOX_CENTER, DEFAULT_BOX_HALF, HeadCamera, fit_affine_pose,
-                                        ray_box, rotate_pose, scale_pose, yaw_matrix)
-from emohead_core.render.volume import T_STOP, OccupancyGrid, composite, composite_packed, march_rays, render_rays
+from emohead_core.render.camera import (
+    DEFAULT_BOX_CENTER,
+    DEFAULT_BOX_HALF,
+    HeadCamera,
+    fit_affine_pose,
+    ray_box,
+    rotate_pose,
+    scale_pose,
+    yaw_matrix,
+)
+from emohead_core.render.volume import (
+    T_STOP,
+    OccupancyGrid,
+    composite,
+    composite_packed,
+    march_rays,
+    render_rays,
+)
 
 S = 32  # synthetic image size
 
@@ -416,7 +431,7 @@ def test_resume_is_exact(tmp_path):
     c.load(tmp_path / "ck.pt")
     assert c.step == 17
     c.fit(progress=False)
-    for (ka, va), (kc, vc) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
+    for (ka, va), (_kc, vc) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
         assert torch.equal(va, vc), ka
     assert torch.equal(a.occ.occupied, c.occ.occupied)
     assert [r["photo"] for r in a.history] == [r["photo"] for r in c.history]

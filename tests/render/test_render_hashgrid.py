@@ -15,8 +15,16 @@ import torch
 from torch import nn
 
 from emohead_core.render import hashgrid as hg
-from emohead_core.render.hashgrid import (HashGridConfig, TcnnHashGrid, TorchHashGrid, copy_table, grid_positions,
-                                          level_layout, make_hash_grid, parity_tolerance)
+from emohead_core.render.hashgrid import (
+    HashGridConfig,
+    TcnnHashGrid,
+    TorchHashGrid,
+    copy_table,
+    grid_positions,
+    level_layout,
+    make_hash_grid,
+    parity_tolerance,
+)
 
 
 def _fma32(a: float, b: float, c: float) -> np.float32:

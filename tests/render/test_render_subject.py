@@ -165,7 +165,7 @@ def test_multi_clip_resume_is_exact(two_clips, tmp_path):
     c = Trainer(data, TINY_MODEL, cfg, device="cpu")
     c.load(tmp_path / "ck.pt")
     c.fit(progress=False)
-    for (ka, va), (kc, vc) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
+    for (ka, va), (_kc, vc) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
         assert torch.equal(va, vc), ka
     assert [r["photo"] for r in a.history] == [r["photo"] for r in c.history]
 

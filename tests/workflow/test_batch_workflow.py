@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_workflow
+
 from emohead_core import layout as L
 
 BIN = Path(sys.executable).parent

@@ -20,13 +20,13 @@ import pytest
 import soundfile as sf
 import yaml
 
-from emohead_core.preprocess import datasets as ds
-from emohead_core.preprocess import facedetect as fd
 from emohead_core import io as ehio
 from emohead_core import media
-from emohead_core.preprocess import crop as pp
 from emohead_core.batch import BatchBusyError, Clip, run_batch, stash_of
 from emohead_core.errors import EmoheadInputError, EmoheadOutputError
+from emohead_core.preprocess import crop as pp
+from emohead_core.preprocess import datasets as ds
+from emohead_core.preprocess import facedetect as fd
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -491,8 +491,8 @@ def test_schema_is_strict_and_described_and_matches_the_code():
     import inspect
 
     from emohead_core.audio2exp.config import MODEL_KEYS, TRAIN_KEYS
-    from emohead_core.features.pipeline import DEFAULTS as FEATURE_DEFAULTS
     from emohead_core.config import load_config, load_schema, schema_defaults
+    from emohead_core.features.pipeline import DEFAULTS as FEATURE_DEFAULTS
     from emohead_core.render.data import head_masks
     from emohead_core.render.hashgrid import HashGridConfig
     from emohead_core.render.network import NeRFConfig

@@ -3,9 +3,9 @@ MAR-balanced one-vs-rest emotion hyperplanes, accuracy table and plots (Appendix
 
 from pathlib import Path
 
-from emohead_core.preprocess import datasets
 from emohead_core.expression import hyperplanes as H
 from emohead_core.logutil import log_to
+from emohead_core.preprocess import datasets
 
 with log_to(snakemake.log[0]):
     opts = snakemake.params.opts

@@ -1,7 +1,7 @@
 """Rule preprocess_actor: crops, boxes and wavs of all samples of one actor (batch: actor)."""
 
-from emohead_core.preprocess import crop
 from emohead_core.logutil import log_to
+from emohead_core.preprocess import crop
 
 with log_to(snakemake.log[0]):
     counts = crop.preprocess_actor(

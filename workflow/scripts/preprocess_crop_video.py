@@ -1,7 +1,7 @@
 """Rule crop_video: 25 fps face crop + per-frame boxes of one clip."""
 
-from emohead_core.preprocess import crop
 from emohead_core.logutil import log_to
+from emohead_core.preprocess import crop
 
 with log_to(snakemake.log[0]):
     opts = dict(snakemake.params.opts)

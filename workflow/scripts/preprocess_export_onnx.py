@@ -2,8 +2,8 @@
 
 import torch
 
-from emohead_core.preprocess.facedetect import export_onnx
 from emohead_core.logutil import log_to
+from emohead_core.preprocess.facedetect import export_onnx
 
 with log_to(snakemake.log[0]):
     torch.set_num_threads(snakemake.threads)

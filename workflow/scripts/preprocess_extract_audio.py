@@ -1,7 +1,7 @@
 """Rule extract_audio: 16 kHz mono wav (padded/trimmed to the crop video's length)."""
 
-from emohead_core.preprocess import crop
 from emohead_core.logutil import log_to
+from emohead_core.preprocess import crop
 
 with log_to(snakemake.log[0]):
     boxes = snakemake.input.get("boxes")

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from emohead_core.preprocess import datasets
 from emohead_core.logutil import log_to
+from emohead_core.preprocess import datasets
 
 with log_to(snakemake.log[0]):
     ds = snakemake.wildcards.dataset
