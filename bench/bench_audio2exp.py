@@ -39,8 +39,9 @@ class Runner:
     def step(self):
         b = self.table.sample_batch(self.batch, self.gen)
         a, tau = self.model(b["v"], b["e"], b["gamma"])
-        loss, _, _ = contrastive_loss(refine(a, tau, b["w_z"]), b["alpha"], b["own"], b["alpha_bar"],
-                                      b["has_partner"], 0.5)
+        loss, _, _ = contrastive_loss(
+            refine(a, tau, b["w_z"]), b["alpha"], b["own"], b["alpha_bar"], b["has_partner"], 0.5
+        )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -68,8 +69,10 @@ def main() -> None:
         "w/o alignment transformer d=512": ModelConfig(**base, d=512, d_h=512, architecture="transformer"),
         "FusedAttn d=d_h=256": ModelConfig(**base, d=256, d_h=256),
     }
-    print(f"# audio2exp training speed, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} threads, batch {args.batch} frames, inputs {dims}, n=5")
+    print(
+        f"# audio2exp training speed, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} threads, batch {args.batch} frames, inputs {dims}, n=5"
+    )
     runners = {name: Runner(corpus, mcfg, args.batch) for name, mcfg in configs.items()}
     for r in runners.values():  # warm-up
         r.time(2)

@@ -67,8 +67,9 @@ def seed_duration_cache(cache_path: Path, files: list[Path]) -> None:
     cache.save()
 
 
-def dry_run(workdir: Path, n_clips: int, profile: str | None, timeout: float | None = None,
-            batch: str = "actor") -> tuple[float, int]:
+def dry_run(
+    workdir: Path, n_clips: int, profile: str | None, timeout: float | None = None, batch: str = "actor"
+) -> tuple[float, int]:
     root = workdir / "MEAD"
     files = make_mead_tree(root, n_clips)
     seed_duration_cache(workdir / "resources" / "cache" / "durations_mead.json", files)
@@ -80,11 +81,17 @@ def dry_run(workdir: Path, n_clips: int, profile: str | None, timeout: float | N
     (workdir / "bench.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [
         str(REPO / ".venv" / "bin" / "snakemake"),
-        "-s", str(REPO / "Snakefile"),
-        "--configfile", str(REPO / "config" / "config.yaml"), str(workdir / "bench.yaml"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        str(workdir / "bench.yaml"),
         # rules+progress: a dry run that stops after building the DAG and printing the job
         # table (printing 200,000 job descriptions would be timed otherwise)
-        "-n", "--quiet", "rules", "progress",
+        "-n",
+        "--quiet",
+        "rules",
+        "progress",
     ]
     if profile and profile != "none":
         cmd += ["--profile", str(REPO / "profiles" / profile)]
@@ -108,21 +115,30 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=30000)
     ap.add_argument("--baseline", type=int, default=3000)
     ap.add_argument("--profile", default="slurm", help="profile under profiles/, or 'none'")
-    ap.add_argument("--timeout", type=float, default=None, help="give up on a dry run after this many seconds")
+    ap.add_argument(
+        "--timeout", type=float, default=None, help="give up on a dry run after this many seconds"
+    )
     args = ap.parse_args()
     runs = [(args.baseline, "clip"), (args.baseline, "actor"), (args.clips, "actor")]
     res = {}
     for n, batch in runs:
         with tempfile.TemporaryDirectory(prefix=f"bench_dag_{n}_{batch}_") as d:
             res[n, batch] = dry_run(Path(d), n, args.profile, args.timeout, batch)[0]
-        print(f"dry run (profile {args.profile}), {n:6d} MEAD clips, batch {batch:5s}: "
-              f"{res[n, batch]:7.1f} s wall", flush=True)
+        print(
+            f"dry run (profile {args.profile}), {n:6d} MEAD clips, batch {batch:5s}: "
+            f"{res[n, batch]:7.1f} s wall",
+            flush=True,
+        )
     base = res[args.baseline, "clip"]
     small, large = res[args.baseline, "actor"], res[args.clips, "actor"]
     print(f"per-actor vs per-clip jobs at {args.baseline} clips: x{base / small:.1f} faster")
-    print(f"{args.clips} clips per actor vs {args.baseline} clips per clip (baseline): time x{large / base:.2f}")
-    print(f"{args.clips}/{args.baseline} clips, per actor: time x{large / small:.2f} "
-          f"(linear scaling would be x{args.clips / args.baseline:.1f})")
+    print(
+        f"{args.clips} clips per actor vs {args.baseline} clips per clip (baseline): time x{large / base:.2f}"
+    )
+    print(
+        f"{args.clips}/{args.baseline} clips, per actor: time x{large / small:.2f} "
+        f"(linear scaling would be x{args.clips / args.baseline:.1f})"
+    )
     print(f"{args.clips}-clip DAG (per actor) {'within' if large < 60 else 'OVER'} the 60 s goal")
 
 

@@ -43,7 +43,10 @@ from emohead_core.expression.schema import ROI_BOX_DETECTED, ROI_DETECTED
 from emohead_core.preprocess import crop as pp
 
 REPO = Path(__file__).resolve().parent.parent
-GROUPS = {"CREMA-D": ("data/crema-d", "1001_*.flv", 340), "talking heads": ("data/talking-heads", "*.mp4", 512)}
+GROUPS = {
+    "CREMA-D": ("data/crema-d", "1001_*.flv", 340),
+    "talking heads": ("data/talking-heads", "*.mp4", 512),
+}
 
 
 def crop(clip, onnx, out: Path, size: int, k: int, threads: int):
@@ -80,7 +83,9 @@ def compare(ref: dict, ref_boxes, data: dict, boxes) -> dict:
         "shift": shift,
         "shift_iod": shift / iod,
         "mar": (T.mouth_aspect_ratio(lm), T.mouth_aspect_ratio(lm_ref)),
-        "crop_shift": float(np.abs(boxes[corners].iloc[0].to_numpy(float) - ref_boxes[corners].iloc[0].to_numpy(float)).max()),
+        "crop_shift": float(
+            np.abs(boxes[corners].iloc[0].to_numpy(float) - ref_boxes[corners].iloc[0].to_numpy(float)).max()
+        ),
     }
 
 
@@ -89,8 +94,10 @@ def summarise(parts: list[dict], detect_per_frame: float) -> str:
     shift = np.concatenate([p["shift"] for p in parts])
     shift_iod = np.concatenate([p["shift_iod"] for p in parts])
     mar = np.concatenate([p["mar"][0] for p in parts]), np.concatenate([p["mar"][1] for p in parts])
-    return (f"{detect_per_frame:.2f} | {d_exp.mean():.4f} | {np.percentile(d_exp, 95):.3f} | {shift.mean():.2f} | "
-            f"{100 * shift_iod.mean():.2f} | {np.corrcoef(*mar)[0, 1]:.4f} | {max(p['crop_shift'] for p in parts):.0f}")
+    return (
+        f"{detect_per_frame:.2f} | {d_exp.mean():.4f} | {np.percentile(d_exp, 95):.3f} | {shift.mean():.2f} | "
+        f"{100 * shift_iod.mean():.2f} | {np.corrcoef(*mar)[0, 1]:.4f} | {max(p['crop_shift'] for p in parts):.0f}"
+    )
 
 
 def main():
@@ -99,8 +106,9 @@ def main():
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 5, 10, 25])
     args = ap.parse_args()
     mirror = Path(os.environ.get("EMOHEAD_MIRROR", REPO.parent / "shared"))
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+    rev = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     print(f"# bench_detect_every  commit {rev}  {time.strftime('%Y-%m-%d')}  threads {args.threads}")
     with tempfile.TemporaryDirectory() as td:
         td = Path(td)
@@ -121,27 +129,47 @@ def main():
 
                 def add(name, data, boxes, checked):
                     rows.setdefault(name, []).append(compare(ref, ref_boxes, data, boxes))
-                    found = int((np.asarray(data["roi_source"]) == ROI_DETECTED).sum()) if data is not None else 0
+                    found = (
+                        int((np.asarray(data["roi_source"]) == ROI_DETECTED).sum()) if data is not None else 0
+                    )
                     detects[name] = detects.get(name, 0.0) + checked + found
 
                 p, lm, _ = fm.fit_landmarks(list(media.read_frames(video)), ref["landmarks"])
-                add("3DDFA_V2 ROI sensitivity (one more landmark-ROI pass)",
-                    {"exp": p[:, 52:62], "landmarks": lm, "roi_source": np.zeros(n)}, ref_boxes, 2 * n)
+                add(
+                    "3DDFA_V2 ROI sensitivity (one more landmark-ROI pass)",
+                    {"exp": p[:, 52:62], "landmarks": lm, "roi_source": np.zeros(n)},
+                    ref_boxes,
+                    2 * n,
+                )
                 add("reference: every frame, FaceBoxes on source and crop", ref, ref_boxes, n)
-                add("face_boxes: detect, detect_every 5 (crop, tracking)",
-                    extract_clip(video, fm, detect_every=5, threads=args.threads), ref_boxes, n)
+                add(
+                    "face_boxes: detect, detect_every 5 (crop, tracking)",
+                    extract_clip(video, fm, detect_every=5, threads=args.threads),
+                    ref_boxes,
+                    n,
+                )
                 for k in args.ks:
                     v, b = crop(clip, onnx, td, size, k, args.threads)
                     table = pp.read_boxes(b)
-                    add(f"face_boxes: preprocess, preprocess.detect_every {k}",
-                        extract_clip(v, fm, boxes=b, threads=args.threads), table, int(table["checked"].sum()))
+                    add(
+                        f"face_boxes: preprocess, preprocess.detect_every {k}",
+                        extract_clip(v, fm, boxes=b, threads=args.threads),
+                        table,
+                        int(table["checked"].sum()),
+                    )
                 v, b = crop(clip, onnx, td, size, 5, args.threads)
                 table = pp.read_boxes(b)
-                add("not taken: preprocess.detect_every 5, tracking between detections",
-                    track_between(fm, media.read_frames(v), b), table, int(table["checked"].sum()))
+                add(
+                    "not taken: preprocess.detect_every 5, tracking between detections",
+                    track_between(fm, media.read_frames(v), b),
+                    table,
+                    int(table["checked"].sum()),
+                )
             print(f"\n{group}: {len(clips)} clips, {n_total} frames")
-            print("| schedule | FaceBoxes runs / frame | mean abs d alpha | p95 abs d alpha | landmark shift px | "
-                  "shift % IOD | MAR r | crop box shift px |")
+            print(
+                "| schedule | FaceBoxes runs / frame | mean abs d alpha | p95 abs d alpha | landmark shift px | "
+                "shift % IOD | MAR r | crop box shift px |"
+            )
             print("| --- | --- | --- | --- | --- | --- | --- | --- |")
             for name, parts in rows.items():
                 print(f"| {name} | {summarise(parts, detects[name] / n_total)} |")

@@ -74,8 +74,10 @@ def main():
         t_onnx = median_time(lambda: fm.regressor(x), args.rounds)
         t_torch = median_time(lambda: torch_reg(x), args.rounds)
 
-    print(f"# bench_expression  {platform.processor() or platform.machine()}  threads={args.threads}  "
-          f"python {sys.version.split()[0]}  torch {torch.__version__}")
+    print(
+        f"# bench_expression  {platform.processor() or platform.machine()}  threads={args.threads}  "
+        f"python {sys.version.split()[0]}  torch {torch.__version__}"
+    )
     print(f"clips: {len(clips)} CREMA-D (480x360), {n} frames, median of {args.rounds} rounds")
     print("| path | frames/s | ratio |")
     print("| --- | --- | --- |")

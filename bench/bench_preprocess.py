@@ -114,8 +114,13 @@ def run_job(code: str, args: dict, pkg: Path, threads: int) -> tuple[float, floa
     its stdout."""
     env = dict(os.environ, PYTHONPATH=str(pkg), OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
     t, c = time.perf_counter(), _children_cpu()
-    r = subprocess.run([sys.executable, "-c", code, json.dumps({**args, "pkg": str(pkg)})], env=env,
-                       capture_output=True, text=True, cwd=tempfile.gettempdir())
+    r = subprocess.run(
+        [sys.executable, "-c", code, json.dumps({**args, "pkg": str(pkg)})],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
     dt, dc = time.perf_counter() - t, _children_cpu() - c
     if r.returncode != 0:
         raise RuntimeError(f"job failed:\n{r.stderr[-3000:]}")
@@ -125,8 +130,25 @@ def run_job(code: str, args: dict, pkg: Path, threads: int) -> tuple[float, floa
 def make_clip(mirror: Path, dst: Path, minutes: float) -> int:
     from emohead_core import media
 
-    media.run_ffmpeg(["-stream_loop", "-1", "-i", str(mirror / SOURCE), "-t", str(60 * minutes),
-                      "-vf", "fps=25", "-c:v", "mpeg4", "-q:v", "2", "-c:a", "copy", str(dst)])
+    media.run_ffmpeg(
+        [
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(mirror / SOURCE),
+            "-t",
+            str(60 * minutes),
+            "-vf",
+            "fps=25",
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "2",
+            "-c:a",
+            "copy",
+            str(dst),
+        ]
+    )
     return media.count_frames(dst)
 
 
@@ -144,15 +166,40 @@ def workflow(pkg_root: Path, work: Path, clip: Path, models: dict, threads: int 
     out = {"video": str(work / "clip.mp4"), "boxes": str(work / "clip.boxes.parquet")}
     t_pre = threads or rule_threads(pkg_root, "preprocess")
     t_expr = threads or rule_threads(pkg_root, "expression")
-    crop_s, crop_cpu, _ = run_job(CROP_JOB, {**models, **out, "src": str(clip), "wav": str(work / "clip.wav"),
-                                   "crop_size": CROP_SIZE, "opts": cfg["preprocess"], "threads": t_pre},
-                        pkg_root, t_pre)
-    expr_s, expr_cpu, _ = run_job(EXPRESSION_JOB, {**models, **out, "out": str(work / "clip.parquet"),
-                                                   "opts": cfg["expression"], "threads": t_expr,
-                                                   "torch": cfg["expression"]["backend"] == "torch"},
-                                  pkg_root, t_expr)
-    return {"crop_s": crop_s, "expression_s": expr_s, "total_s": crop_s + expr_s, "cpu_s": crop_cpu + expr_cpu,
-            "threads": (t_pre, t_expr)}
+    crop_s, crop_cpu, _ = run_job(
+        CROP_JOB,
+        {
+            **models,
+            **out,
+            "src": str(clip),
+            "wav": str(work / "clip.wav"),
+            "crop_size": CROP_SIZE,
+            "opts": cfg["preprocess"],
+            "threads": t_pre,
+        },
+        pkg_root,
+        t_pre,
+    )
+    expr_s, expr_cpu, _ = run_job(
+        EXPRESSION_JOB,
+        {
+            **models,
+            **out,
+            "out": str(work / "clip.parquet"),
+            "opts": cfg["expression"],
+            "threads": t_expr,
+            "torch": cfg["expression"]["backend"] == "torch",
+        },
+        pkg_root,
+        t_expr,
+    )
+    return {
+        "crop_s": crop_s,
+        "expression_s": expr_s,
+        "total_s": crop_s + expr_s,
+        "cpu_s": crop_cpu + expr_cpu,
+        "threads": (t_pre, t_expr),
+    }
 
 
 def export_models(mirror: Path, dst: Path) -> dict:
@@ -162,29 +209,37 @@ def export_models(mirror: Path, dst: Path) -> dict:
     tddfa = mirror / "models" / "3ddfa_v2"
     facedetect.export_onnx(tddfa / "FaceBoxesProd.pth", dst / "faceboxes.onnx")
     export_onnx(tddfa / "mb05_120x120.pth", dst / "3ddfa_mb05.onnx", 0.5)
-    return {"faceboxes": str(dst / "faceboxes.onnx"), "onnx": str(dst / "3ddfa_mb05.onnx"),
-            "checkpoint": str(tddfa / "mb05_120x120.pth"), "stats": str(tddfa / "param_mean_std_62d_120x120.pkl"),
-            "bfm": str(tddfa / "bfm_68_landmarks.npz")}
+    return {
+        "faceboxes": str(dst / "faceboxes.onnx"),
+        "onnx": str(dst / "3ddfa_mb05.onnx"),
+        "checkpoint": str(tddfa / "mb05_120x120.pth"),
+        "stats": str(tddfa / "param_mean_std_62d_120x120.pkl"),
+        "bfm": str(tddfa / "bfm_68_landmarks.npz"),
+    }
 
 
 def archive(rev: str, dst: Path) -> Path:
     """``emohead_core`` and ``config`` of git revision ``rev`` unpacked into ``dst``."""
     dst.mkdir()
-    tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "emohead_core", "config"], check=True,
-                         capture_output=True).stdout
+    tar = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "emohead_core", "config"], check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dst)], input=tar, check=True)
     return dst
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=2, help="threads of the workflow's crop and expression jobs")
+    ap.add_argument(
+        "--threads", type=int, default=2, help="threads of the workflow's crop and expression jobs"
+    )
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--before", metavar="REV", help="also time the jobs of this git revision")
     args = ap.parse_args()
     mirror = Path(os.environ.get("EMOHEAD_MIRROR", REPO.parent / "shared"))
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+    rev = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as td:
         td = Path(td)
@@ -201,22 +256,32 @@ def main():
             loads.append(os.getloadavg()[0])
     assert json.loads(base_out)["frames"] == n, (base_out, n)
 
-    print(f"# bench_preprocess  commit {rev}  {time.strftime('%Y-%m-%d')}  {platform.machine()}, "
-          f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    print(
+        f"# bench_preprocess  commit {rev}  {time.strftime('%Y-%m-%d')}  {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}"
+    )
     print(f"# clip: {SOURCE} looped to {args.minutes:g} min, {n} frames 512x512 at 25 fps; crop {CROP_SIZE}")
     print(f"# 1-min load average at start / after each run: {', '.join(f'{x:.1f}' for x in loads)}")
-    print("| run | threads (crop, expression) | crop job s | expression job s | total s | ms/frame | "
-          "speed-up vs baseline | CPU s (with ffmpeg) |")
+    print(
+        "| run | threads (crop, expression) | crop job s | expression job s | total s | ms/frame | "
+        "speed-up vs baseline | CPU s (with ffmpeg) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    print(f"| baseline: OpenCV decode + FaceBoxes + 1 3DDFA pass per frame | 1 | | | {base_s:.1f} | "
-          f"{1e3 * base_s / n:.1f} | 1.00 | {base_cpu:.1f} |")
+    print(
+        f"| baseline: OpenCV decode + FaceBoxes + 1 3DDFA pass per frame | 1 | | | {base_s:.1f} | "
+        f"{1e3 * base_s / n:.1f} | 1.00 | {base_cpu:.1f} |"
+    )
     rows = [("workflow (this commit)", ours)] + ([(f"before ({args.before})", before)] if before else [])
     for name, r in rows:
-        print(f"| {name} | {r['threads'][0]}, {r['threads'][1]} | {r['crop_s']:.1f} | {r['expression_s']:.1f} | "
-              f"{r['total_s']:.1f} | {1e3 * r['total_s'] / n:.1f} | {base_s / r['total_s']:.2f} | {r['cpu_s']:.1f} |")
+        print(
+            f"| {name} | {r['threads'][0]}, {r['threads'][1]} | {r['crop_s']:.1f} | {r['expression_s']:.1f} | "
+            f"{r['total_s']:.1f} | {1e3 * r['total_s'] / n:.1f} | {base_s / r['total_s']:.2f} | {r['cpu_s']:.1f} |"
+        )
     target = 90.0 * n / 7500
-    print(f"targets: workflow <= {target:.0f} s: {'met' if ours['total_s'] <= target else 'MISSED'}; "
-          f">= 1.2x the baseline: {'met' if base_s / ours['total_s'] >= 1.2 else 'MISSED'} (goal 2x)")
+    print(
+        f"targets: workflow <= {target:.0f} s: {'met' if ours['total_s'] <= target else 'MISSED'}; "
+        f">= 1.2x the baseline: {'met' if base_s / ours['total_s'] >= 1.2 else 'MISSED'} (goal 2x)"
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,12 @@ def frame_args(data, i):
 
     if _is_dict(data):
         m = data["head_mask"][i]
-        return data["poses"][i], data["alpha"][i], compose_background(data["frames"][i], data["bg"], m), \
-            sampling_region(m)
+        return (
+            data["poses"][i],
+            data["alpha"][i],
+            compose_background(data["frames"][i], data["bg"], m),
+            sampling_region(m),
+        )
     return data.poses[i], data.alpha[i], data.behind(i), sampling_region(data.mask(i))
 
 
@@ -103,13 +107,24 @@ def upscale(data, size: int):
     masks = data["head_mask"] if _is_dict(data) else data.masks(idx)
     lm = np.array(get("landmarks"), copy=True)
     lm[..., :2] = (lm[..., :2] + 0.5) * k - 0.5
-    arrays = dict(frames=np.stack([rs(f) for f in frames]), head_mask=np.stack([rs(m, True) > 0 for m in masks]),
-                  poses=np.stack([scale_pose(p, k) for p in get("poses")]), landmarks=lm)
+    arrays = dict(
+        frames=np.stack([rs(f) for f in frames]),
+        head_mask=np.stack([rs(m, True) > 0 for m in masks]),
+        poses=np.stack([scale_pose(p, k) for p in get("poses")]),
+        landmarks=lm,
+    )
     if _is_dict(data):
         return dict(data, bg=rs(data["bg"]), resolution=np.int64(size), **arrays)
-    return type(data).from_arrays(bg=np.stack([rs(b) for b in data.bgs]), alpha=data.alpha, shape=data.shape,
-                                  train_idx=data.train_idx, test_idx=data.test_idx, clip_of=data.clip_of,
-                                  clips=data.clips, **arrays)
+    return type(data).from_arrays(
+        bg=np.stack([rs(b) for b in data.bgs]),
+        alpha=data.alpha,
+        shape=data.shape,
+        train_idx=data.train_idx,
+        test_idx=data.test_idx,
+        clip_of=data.clip_of,
+        clips=data.clips,
+        **arrays,
+    )
 
 
 def use(tr, config) -> None:
@@ -170,12 +185,15 @@ def bench_grid(rc, n_points: int, repeats: int) -> None:
             else:
                 with torch.no_grad():
                     grid(x)
+
         return f
 
     for label, bwd in (("forward", False), ("forward+backward", True)):
         t = interleaved({"reference": run(True, bwd), "vectorised": run(False, bwd)}, repeats)
-        print(f"hash grid {label}, {n_points} points: reference {t['reference'] * 1e3:.0f} ms | vectorised "
-              f"{t['vectorised'] * 1e3:.0f} ms (x{t['reference'] / t['vectorised']:.2f})")
+        print(
+            f"hash grid {label}, {n_points} points: reference {t['reference'] * 1e3:.0f} ms | vectorised "
+            f"{t['vectorised'] * 1e3:.0f} ms (x{t['reference'] / t['vectorised']:.2f})"
+        )
 
 
 def bench_cpu(data, rc, weights, sizes, repeats, steps) -> None:
@@ -195,13 +213,16 @@ def bench_cpu(data, rc, weights, sizes, repeats, steps) -> None:
             def f():
                 use(tr, cfg)
                 r.render_frame(pose, alpha, behind, region=reg)
+
             return f
 
         for label, reg in (("head region", region), ("full frame", None)):
             t = interleaved({c[0]: frame(c, reg) for c in CONFIGS}, repeats)
             base = t[BEFORE[0]]
-            print(f"{size}x{size} render, {label}: " + " | ".join(
-                f"{k} {1 / v:.2f} frames/s (x{base / v:.2f})" for k, v in t.items()))
+            print(
+                f"{size}x{size} render, {label}: "
+                + " | ".join(f"{k} {1 / v:.2f} frames/s (x{base / v:.2f})" for k, v in t.items())
+            )
 
         # training from the same weights, one trainer each; both start past the occupancy
         # warm-up at a multiple of its update interval, and `steps` (a multiple of it) includes
@@ -218,8 +239,10 @@ def bench_cpu(data, rc, weights, sizes, repeats, steps) -> None:
         n = max(every, steps // every * every)
         t = interleaved({k: v.train_step for k, v in trainers.items()}, n, reduce=np.mean)
         base = t[BEFORE[0]]
-        print(f"{size}x{size} training ({rays} rays/step, {n} steps each, interleaved): " + " | ".join(
-            f"{k} {rays / v:.0f} rays/s (x{base / v:.2f})" for k, v in t.items()))
+        print(
+            f"{size}x{size} training ({rays} rays/step, {n} steps each, interleaved): "
+            + " | ".join(f"{k} {rays / v:.0f} rays/s (x{base / v:.2f})" for k, v in t.items())
+        )
 
 
 def bench_psnr(data, rc, budget: float) -> None:
@@ -232,15 +255,18 @@ def bench_psnr(data, rc, budget: float) -> None:
 
     from emohead_core.render.train import Trainer
 
-    print(f"\n== equal training time ({budget:.0f} s each, {torch.get_num_threads()} threads): held-out head PSNR ==")
+    print(
+        f"\n== equal training time ({budget:.0f} s each, {torch.get_num_threads()} threads): held-out head PSNR =="
+    )
     cfg = dict(rc["train"], val_every=0, ckpt_every=10**9)
     trainers, spent = {}, {}
     for c in (BEFORE, AFTER):
         tr = Trainer(data, rc["model"], dict(cfg), device="cpu")
         use(tr, c)
         fin = float(tr.cfg["lr_final_ratio"])
-        tr.sched.lr_lambdas = [lambda _, k=c[0]: 1.0 - (1.0 - fin) * min(spent[k] / budget, 1.0)] \
-            * len(tr.opt.param_groups)
+        tr.sched.lr_lambdas = [lambda _, k=c[0]: 1.0 - (1.0 - fin) * min(spent[k] / budget, 1.0)] * len(
+            tr.opt.param_groups
+        )
         trainers[c[0]], spent[c[0]] = tr, 0.0
     bar = tqdm(total=int(budget * len(trainers)), desc="equal-time training (s)", mininterval=10)
     while any(v < budget for v in spent.values()):
@@ -258,9 +284,11 @@ def bench_psnr(data, rc, budget: float) -> None:
         tr.model.encoder.reference = False
         rows[k] = (tr.step, spent[k], tr.validate())
     for k, (steps, sec, v) in rows.items():
-        print(f"{k}: {steps} iterations in {sec:.0f} s ({steps / sec:.2f} it/s) -> held-out head PSNR "
-              f"{v['val_psnr_head']:.2f} dB (whole frame {v['val_psnr_full']:.2f} dB; background only "
-              f"{v['baseline_psnr_head']:.2f} dB; {v['n_frames']} frames)")
+        print(
+            f"{k}: {steps} iterations in {sec:.0f} s ({steps / sec:.2f} it/s) -> held-out head PSNR "
+            f"{v['val_psnr_head']:.2f} dB (whole frame {v['val_psnr_full']:.2f} dB; background only "
+            f"{v['baseline_psnr_head']:.2f} dB; {v['n_frames']} frames)"
+        )
     gain = rows[AFTER[0]][2]["val_psnr_head"] - rows[BEFORE[0]][2]["val_psnr_head"]
     print(f"head PSNR gain of the new renderer at equal training time: {gain:+.2f} dB")
 
@@ -292,8 +320,10 @@ def bench_cuda(data, profile: str, iters: int, repeats: int, device: str = "cuda
                 tr.train_step()
             sync(device)
             dt = time.perf_counter() - t0
-            print(f"{name}: {iters - 1} training iterations ({train_cfg['rays']} rays) {dt:.1f} s = "
-                  f"{(iters - 1) / dt:.1f} it/s; occupied cells {tr.occ.fraction():.1%}")
+            print(
+                f"{name}: {iters - 1} training iterations ({train_cfg['rays']} rays) {dt:.1f} s = "
+                f"{(iters - 1) / dt:.1f} it/s; occupied cells {tr.occ.fraction():.1%}"
+            )
             weights = dict(model=tr.model.state_dict(), occ=tr.occ.state_dict())
         else:
             tr.model.load_state_dict(weights["model"])
@@ -310,16 +340,26 @@ def bench_cuda(data, profile: str, iters: int, repeats: int, device: str = "cuda
             tr.model.load_state_dict(weights["model"])
             tr.occ.load_state_dict(weights["occ"])
         r = tr.renderer
-        t = interleaved({"head region": lambda: r.render_frame(pose, alpha, behind, region=region),
-                         "full frame": lambda: r.render_frame(pose, alpha, behind)}, repeats, device)
-        print(f"{name}: {size}x{size} render (march{', float16 MLPs' if device == 'cuda' else ''}): " + " | ".join(
-            f"{k} {1 / v:.1f} frames/s" for k, v in t.items()))
+        t = interleaved(
+            {
+                "head region": lambda: r.render_frame(pose, alpha, behind, region=region),
+                "full frame": lambda: r.render_frame(pose, alpha, behind),
+            },
+            repeats,
+            device,
+        )
+        print(
+            f"{name}: {size}x{size} render (march{', float16 MLPs' if device == 'cuda' else ''}): "
+            + " | ".join(f"{k} {1 / v:.1f} frames/s" for k, v in t.items())
+        )
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prepared", default=None, help="prepared.npz of a subject (default: synthetic)")
-    ap.add_argument("--model", default=None, help="trained model.pt of that subject (default: 120 quick steps)")
+    ap.add_argument(
+        "--model", default=None, help="trained model.pt of that subject (default: 120 quick steps)"
+    )
     ap.add_argument("--sizes", type=int, nargs="*", default=[128, 256])
     ap.add_argument("--repeats", type=int, default=3, help="timed frames per configuration")
     ap.add_argument("--steps", type=int, default=16, help="timed training steps per configuration")
@@ -327,11 +367,17 @@ def main(argv=None) -> None:
     ap.add_argument("--psnr-budget", type=float, default=0.0, help="seconds of training each (0: skip)")
     ap.add_argument("--cuda-iters", type=int, default=2000, help="training iterations timed on CUDA")
     ap.add_argument("--cuda-profile", default="config", help="config/<name>.yaml render section for CUDA")
-    ap.add_argument("--cuda-device", default="cuda", help="run section 3 on this device ('cpu': a smoke test)")
+    ap.add_argument(
+        "--cuda-device", default="cuda", help="run section 3 on this device ('cpu': a smoke test)"
+    )
     ap.add_argument("--cuda-size", type=int, default=512, help="frame size of section 3")
     ap.add_argument("--skip-cpu", action="store_true", help="skip section 1 (frames/s, rays/s on CPU)")
-    ap.add_argument("--frames-per-step", type=int, default=None,
-                    help="training frames per step (default: config/demo.yaml's render.train.frames_per_step)")
+    ap.add_argument(
+        "--frames-per-step",
+        type=int,
+        default=None,
+        help="training frames per step (default: config/demo.yaml's render.train.frames_per_step)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from emohead_core.render.data import load_prepared
@@ -346,10 +392,12 @@ def main(argv=None) -> None:
 
         data = synthetic_subject(T=24, size=int(rc["resolution"]))
     H = frame_size(data)
-    print(f"subject: {args.prepared or 'synthetic'} ({n_frames(data)} frames {H}x{H}); demo model, "
-          f"{rc['train']['n_samples']} samples/ray, {rc['train']['rays']} rays/step from "
-          f"{rc['train'].get('frames_per_step', 1)} frame(s); "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    print(
+        f"subject: {args.prepared or 'synthetic'} ({n_frames(data)} frames {H}x{H}); demo model, "
+        f"{rc['train']['n_samples']} samples/ray, {rc['train']['rays']} rays/step from "
+        f"{rc['train'].get('frames_per_step', 1)} frame(s); "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
     if not args.skip_cpu:
         if args.model:
             weights = torch.load(args.model, map_location="cpu", weights_only=True)

@@ -41,7 +41,9 @@ def child_prepare(args) -> dict:
 
     crops = sorted(Path(args.results, "cremad", "crop", "1001").glob("*.mp4"))
     if not crops:
-        sys.exit(f"no CREMA-D crops under {args.results}/cremad/crop/1001: run the demo's preprocessing first")
+        sys.exit(
+            f"no CREMA-D crops under {args.results}/cremad/crop/1001: run the demo's preprocessing first"
+        )
     clips, total, k = [], 0, 0
     while total < args.frames:
         crop = crops[k % len(crops)]
@@ -50,11 +52,23 @@ def child_prepare(args) -> dict:
         total += 57  # ~frames per CREMA-D clip (the exact count comes from the files)
         k += 1
     t0 = time.perf_counter()
-    s = prepare_subject(clips, Path(args.work) / "prepared", resolution=512,
-                        bfm_path=args.bfm,
-                        split_mode="clips", subject="mead_sized", progress=True)
-    return dict(step="prepare", seconds=time.perf_counter() - t0, n_frames=s["n_frames"], n_clips=s["n_clips"],
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_anon_mb=_rss_anon_mb())
+    s = prepare_subject(
+        clips,
+        Path(args.work) / "prepared",
+        resolution=512,
+        bfm_path=args.bfm,
+        split_mode="clips",
+        subject="mead_sized",
+        progress=True,
+    )
+    return dict(
+        step="prepare",
+        seconds=time.perf_counter() - t0,
+        n_frames=s["n_frames"],
+        n_clips=s["n_clips"],
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        rss_anon_mb=_rss_anon_mb(),
+    )
 
 
 def child_train(args) -> dict:
@@ -67,15 +81,28 @@ def child_train(args) -> dict:
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["render"]
     data = load_prepared(Path(args.work) / "prepared")
-    tcfg = dict(cfg["train"], iters=args.steps, refine_start=10**9, clip_model=None, ckpt_every=10**9,
-                frames_per_step=4, val_every=0)
+    tcfg = dict(
+        cfg["train"],
+        iters=args.steps,
+        refine_start=10**9,
+        clip_model=None,
+        ckpt_every=10**9,
+        frames_per_step=4,
+        val_every=0,
+    )
     t0 = time.perf_counter()
     tr = Trainer(data, cfg["model"], tcfg, device="cpu")
     tr.fit(progress=False)
     val = tr.validate(data.test_idx[:2])
-    return dict(step="train", seconds=time.perf_counter() - t0, steps=args.steps, n_frames=data.n_frames,
-                val_psnr_head=val["val_psnr_head"],
-                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_anon_mb=_rss_anon_mb())
+    return dict(
+        step="train",
+        seconds=time.perf_counter() - t0,
+        steps=args.steps,
+        n_frames=data.n_frames,
+        val_psnr_head=val["val_psnr_head"],
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        rss_anon_mb=_rss_anon_mb(),
+    )
 
 
 def main() -> None:
@@ -96,8 +123,24 @@ def main() -> None:
     rows = []
     try:
         for step in ("prepare", "train"):
-            cmd = [sys.executable, __file__, "--child", step, "--results", args.results, "--work", args.work,
-                   "--bfm", args.bfm, "--frames", str(args.frames), "--steps", str(args.steps), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                step,
+                "--results",
+                args.results,
+                "--work",
+                args.work,
+                "--bfm",
+                args.bfm,
+                "--frames",
+                str(args.frames),
+                "--steps",
+                str(args.steps),
+                "--threads",
+                str(args.threads),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             res = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
             if out.returncode or not res:
@@ -108,10 +151,16 @@ def main() -> None:
         print(f"subject: {rows[0]['n_clips']} clips, {n} frames at 512x512")
         print(f"baseline (frames + masks loaded whole in memory): {whole_gb:.1f} GB")
         for r in rows:
-            print(f"{r['step']:8s} {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mb'] / 1024:5.2f} GB "
-                  f"(x{r['peak_rss_mb'] / 1024 / whole_gb:.2f} of the baseline)  anonymous at the end "
-                  f"{r['rss_anon_mb'] / 1024:5.2f} GB" + (f"  ({r['steps']} steps, held-out PSNR "
-                                                         f"{r['val_psnr_head']:.1f} dB)" if r["step"] == "train" else ""))
+            print(
+                f"{r['step']:8s} {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mb'] / 1024:5.2f} GB "
+                f"(x{r['peak_rss_mb'] / 1024 / whole_gb:.2f} of the baseline)  anonymous at the end "
+                f"{r['rss_anon_mb'] / 1024:5.2f} GB"
+                + (
+                    f"  ({r['steps']} steps, held-out PSNR {r['val_psnr_head']:.1f} dB)"
+                    if r["step"] == "train"
+                    else ""
+                )
+            )
     finally:
         if not args.keep:
             shutil.rmtree(args.work, ignore_errors=True)

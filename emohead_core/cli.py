@@ -13,26 +13,39 @@ import sys
 
 
 def _add_render(sub) -> None:
-    p = sub.add_parser("render", help="render a talking head for new audio with an emotion timeline",
-                       description="Render the trained person-specific head of --subject-dir for an audio "
-                                   "file: alpha_hat from the audio-expression module (or --alpha), emotion "
-                                   "timeline with a linear ramp, audio muxed into the mp4.")
+    p = sub.add_parser(
+        "render",
+        help="render a talking head for new audio with an emotion timeline",
+        description="Render the trained person-specific head of --subject-dir for an audio "
+        "file: alpha_hat from the audio-expression module (or --alpha), emotion "
+        "timeline with a linear ramp, audio muxed into the mp4.",
+    )
     p.add_argument("--subject-dir", required=True, help="results/render/<subject> (model.pt, prepared/)")
     p.add_argument("--audio", required=True, help="speech audio (any format ffmpeg reads)")
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--timeline", default=None, help='emotion timeline, e.g. "0:happy,2.5:sad"')
-    p.add_argument("--intensity", default="1.0",
-                   help=f"tau: a number in [0, {MAX_INTENSITY:g}], or a .npy/.txt per-frame curve")
+    p.add_argument(
+        "--intensity",
+        default="1.0",
+        help=f"tau: a number in [0, {MAX_INTENSITY:g}], or a .npy/.txt per-frame curve",
+    )
     p.add_argument("--alpha", default=None, help="(T, 10) .npy of alpha_tilde instead of the audio model")
     p.add_argument("--audio2exp", default=None, help="audio2exp model dir (default: from subject.json)")
     p.add_argument("--hyperplanes", default=None, help="hyperplanes.json (default: the subject's)")
-    p.add_argument("--config", action="append", default=None,
-                   help="pipeline config overrides (config/demo.yaml ...) for the audio feature encoders")
+    p.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help="pipeline config overrides (config/demo.yaml ...) for the audio feature encoders",
+    )
     p.add_argument("--ramp", type=float, default=0.5, help="ramp length of an emotion switch, seconds")
     p.add_argument("--pose", choices=["video", "still"], default="video")
-    p.add_argument("--pose-clip", default=None,
-                   help="clip (sample id or emotion tag) whose frames give the head poses (default: the "
-                        "longest neutral clip)")
+    p.add_argument(
+        "--pose-clip",
+        default=None,
+        help="clip (sample id or emotion tag) whose frames give the head poses (default: the "
+        "longest neutral clip)",
+    )
     p.add_argument("--still-frame", type=int, default=None, help="--pose still: the subject's frame index")
     p.add_argument("--yaw-sweep", type=float, default=0.0, help="novel views: yaw amplitude in degrees")
     p.add_argument("--device", default="auto")
@@ -51,8 +64,10 @@ def _check_intensity(intensity) -> None:
 
     v = np.asarray(intensity, np.float64)
     if not np.all(np.isfinite(v)) or v.min() < 0 or v.max() > MAX_INTENSITY:
-        raise EmoheadInputError(f"--intensity must lie in [0, {MAX_INTENSITY:g}] (got {v.min():g} .. {v.max():g}).",
-                                fix="tau scales the emotion edit of eq. 9: 1 is the trained strength, 0 none.")
+        raise EmoheadInputError(
+            f"--intensity must lie in [0, {MAX_INTENSITY:g}] (got {v.min():g} .. {v.max():g}).",
+            fix="tau scales the emotion edit of eq. 9: 1 is the trained strength, 0 none.",
+        )
 
 
 def _run_render(args) -> int:
@@ -66,8 +81,11 @@ def _run_render(args) -> int:
 
     sdir = Path(args.subject_dir)
     if not (sdir / "model.pt").is_file():
-        raise EmoheadInputError("not a trained render subject (no model.pt).", path=sdir,
-                                fix="pass results/render/<subject> after the render_train rule ran.")
+        raise EmoheadInputError(
+            "not a trained render subject (no model.pt).",
+            path=sdir,
+            fix="pass results/render/<subject> after the render_train rule ran.",
+        )
     if not Path(args.audio).is_file():
         raise EmoheadInputError("audio file not found.", path=args.audio, fix="pass an existing speech file.")
     from .render.infer import load_intensity, subject_info
@@ -78,20 +96,30 @@ def _run_render(args) -> int:
     hyper = args.hyperplanes or info.get("hyperplanes")
     if args.timeline:  # every tag checked before any work
         if not hyper:
-            raise EmoheadInputError("--timeline needs hyperplanes.", fix="pass --hyperplanes <hyperplanes.json>.")
+            raise EmoheadInputError(
+                "--timeline needs hyperplanes.", fix="pass --hyperplanes <hyperplanes.json>."
+            )
         have = load_hyperplanes(hyper)
         unknown = sorted({z for _, z in parse_timeline(args.timeline) if z not in have})
         if unknown:
-            raise EmoheadInputError(f"no hyperplane for emotion(s) {unknown} in --timeline; have {sorted(have)}.",
-                                    path=hyper, fix="use those emotion names in the timeline.")
+            raise EmoheadInputError(
+                f"no hyperplane for emotion(s) {unknown} in --timeline; have {sorted(have)}.",
+                path=hyper,
+                fix="use those emotion names in the timeline.",
+            )
     model = None
     if not args.alpha:
         model = args.audio2exp or info.get("audio2exp")
         if not model:
-            raise EmoheadInputError("no audio-expression model.", fix="pass --audio2exp <dir> or --alpha <file.npy>.")
+            raise EmoheadInputError(
+                "no audio-expression model.", fix="pass --audio2exp <dir> or --alpha <file.npy>."
+            )
         if not Path(model).exists():
-            raise EmoheadInputError("audio-expression model not found.", path=model,
-                                    fix="pass --audio2exp <results/<dataset>/audio2exp/<variant>>.")
+            raise EmoheadInputError(
+                "audio-expression model not found.",
+                path=model,
+                fix="pass --audio2exp <results/<dataset>/audio2exp/<variant>>.",
+            )
     from .render.data import load_prepared
     from .render.infer import pose_clip, render_clip, timeline_alphas
     from .render.train import load_renderer
@@ -103,28 +131,51 @@ def _run_render(args) -> int:
     if args.alpha:
         alpha = np.load(args.alpha, allow_pickle=False).astype(np.float32)
         if args.timeline:
-            alpha = timeline_alphas(alpha, args.timeline, hyper, intensity=intensity, fps=fps, ramp_s=args.ramp)
+            alpha = timeline_alphas(
+                alpha, args.timeline, hyper, intensity=intensity, fps=fps, ramp_s=args.ramp
+            )
     else:
         from .audio2exp.infer import predict_alpha
         from .config import load_config
 
         cfg = load_config(*(args.config or []))
-        pred = predict_alpha(model, wav=args.audio, config=cfg, timeline=args.timeline, intensity=intensity,
-                             hyperplanes=hyper, ramp_s=args.ramp, fps=fps,
-                             emotion=None if args.timeline else "neutral")
+        pred = predict_alpha(
+            model,
+            wav=args.audio,
+            config=cfg,
+            timeline=args.timeline,
+            intensity=intensity,
+            hyperplanes=hyper,
+            ramp_s=args.ramp,
+            fps=fps,
+            emotion=None if args.timeline else "neutral",
+        )
         alpha = pred.alpha_hat
-    render_clip(renderer, data, alpha, args.out, audio=args.audio, fps=fps, pose_mode=args.pose,
-                still=args.still_frame, yaw_sweep_deg=args.yaw_sweep, pose_from=args.pose_clip)
+    render_clip(
+        renderer,
+        data,
+        alpha,
+        args.out,
+        audio=args.audio,
+        fps=fps,
+        pose_mode=args.pose,
+        still=args.still_frame,
+        yaw_sweep_deg=args.yaw_sweep,
+        pose_from=args.pose_clip,
+    )
     print(f"wrote {args.out} ({len(alpha)} frames)")
     return 0
 
 
 def _add_stashes(sub) -> None:
-    p = sub.add_parser("stashes", help="list (or remove) the stashes of unfinished actor batches",
-                       description="An actor batch that failed or was killed keeps its finished clips in "
-                                   "results/{dataset}/<step>/.{actor}.partial/ and reuses them on the rerun "
-                                   "(emohead_core/batch.py). List them, or remove them, e.g. after a code "
-                                   "change that alters every clip's result.")
+    p = sub.add_parser(
+        "stashes",
+        help="list (or remove) the stashes of unfinished actor batches",
+        description="An actor batch that failed or was killed keeps its finished clips in "
+        "results/{dataset}/<step>/.{actor}.partial/ and reuses them on the rerun "
+        "(emohead_core/batch.py). List them, or remove them, e.g. after a code "
+        "change that alters every clip's result.",
+    )
     p.add_argument("results_dir", nargs="?", default="results")
     p.add_argument("--remove", action="store_true", help="delete the stashes")
     p.set_defaults(func=_run_stashes)

@@ -84,13 +84,17 @@ def _resolve(node: Any, root: dict) -> Any:
     if isinstance(node, dict):
         for key in ("oneOf", "anyOf"):
             objects = [_resolve(alt, root) for alt in node.get(key) or []]
-            objects = [a for a in objects if isinstance(a, dict) and ("properties" in a or a.get("type") == "object")]
+            objects = [
+                a for a in objects if isinstance(a, dict) and ("properties" in a or a.get("type") == "object")
+            ]
             if len(objects) == 1:
                 node = {**{k: v for k, v in node.items() if k != key}, **objects[0]}
     return node
 
 
-def unknown_keys(cfg: Any, schema: dict, path: tuple = (), root: dict | None = None) -> Iterator[tuple[tuple, list[str]]]:
+def unknown_keys(
+    cfg: Any, schema: dict, path: tuple = (), root: dict | None = None
+) -> Iterator[tuple[tuple, list[str]]]:
     """(path of the key, the keys allowed there) for every key of ``cfg`` that ``schema``
     rejects with ``additionalProperties: false``."""
     root = schema if root is None else root
@@ -119,7 +123,9 @@ def check_unknown_keys(cfg: dict, schema: dict | None = None) -> None:
     for path, known in found[:MAX_REPORTED]:
         key = str(path[-1])
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"did you mean {_key((*path[:-1], close[0]))}?" if close else f"allowed here: {', '.join(known)}"
+        hint = (
+            f"did you mean {_key((*path[:-1], close[0]))}?" if close else f"allowed here: {', '.join(known)}"
+        )
         lines.append(f"  {_key(path)}: unknown key; {hint}")
     if len(found) > MAX_REPORTED:
         lines.append(f"  ... and {len(found) - MAX_REPORTED} more")
@@ -136,8 +142,10 @@ def check_values(cfg: dict, schema: dict | None = None) -> None:
     """Raise :class:`EmoheadInputError` naming every key whose value the schema rejects."""
     from jsonschema import Draft202012Validator
 
-    errors = sorted(Draft202012Validator(schema or load_schema()).iter_errors(cfg),
-                    key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        Draft202012Validator(schema or load_schema()).iter_errors(cfg),
+        key=lambda e: list(map(str, e.absolute_path)),
+    )
     if not errors:
         return
     lines = []

@@ -38,13 +38,15 @@ _TIMELINE_ITEM = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(?:s)?\s*:\s*([A-Za-z_]+)\
 
 
 def parse_timeline(spec: str) -> list[tuple[float, str]]:
-    """"0:happy,2.5:sad" -> [(0.0, 'happy'), (2.5, 'sad')] (sorted, times in seconds)."""
+    """ "0:happy,2.5:sad" -> [(0.0, 'happy'), (2.5, 'sad')] (sorted, times in seconds)."""
     items = []
     for part in [p for p in spec.split(",") if p.strip()]:
         m = _TIMELINE_ITEM.match(part)
         if not m:
-            raise EmoheadInputError(f"bad emotion timeline item {part!r} in {spec!r}.",
-                                    fix='write "<seconds>:<emotion>,..." e.g. "0:happy,2.5:sad".')
+            raise EmoheadInputError(
+                f"bad emotion timeline item {part!r} in {spec!r}.",
+                fix='write "<seconds>:<emotion>,..." e.g. "0:happy,2.5:sad".',
+            )
         items.append((float(m.group(1)), m.group(2).lower()))
     if not items:
         raise EmoheadInputError(f"empty emotion timeline {spec!r}.", fix='e.g. "0:happy".')
@@ -59,8 +61,13 @@ class TimelineDirections:
     emotions: list[str]
 
 
-def timeline_directions(timeline: Sequence[tuple[float, str]] | str, n_frames: int, fps: float,
-                        hyperplanes: dict[str, tuple[np.ndarray, float]], ramp_s: float = 0.5) -> TimelineDirections:
+def timeline_directions(
+    timeline: Sequence[tuple[float, str]] | str,
+    n_frames: int,
+    fps: float,
+    hyperplanes: dict[str, tuple[np.ndarray, float]],
+    ramp_s: float = 0.5,
+) -> TimelineDirections:
     """Per-frame emotion direction for a timeline (Appendix B (3)).
 
     At each switch time t_s from w_1 to w_2, the weight of w_2 ramps linearly from 0 to 1 over
@@ -72,13 +79,15 @@ def timeline_directions(timeline: Sequence[tuple[float, str]] | str, n_frames: i
     timeline = sorted(timeline, key=lambda x: x[0])
     missing = [z for _, z in timeline if z not in hyperplanes]
     if missing:
-        raise EmoheadInputError(f"no hyperplane for emotion(s) {sorted(set(missing))}; have {sorted(hyperplanes)}.",
-                                fix="use an emotion of the target character's hyperplanes.json.")
+        raise EmoheadInputError(
+            f"no hyperplane for emotion(s) {sorted(set(missing))}; have {sorted(hyperplanes)}.",
+            fix="use an emotion of the target character's hyperplanes.json.",
+        )
     emotions = list(dict.fromkeys(z for _, z in timeline))
     t = np.arange(n_frames, dtype=np.float64) / float(fps)
     weights = np.zeros((n_frames, len(emotions)))
     weights[:, emotions.index(timeline[0][1])] = 1.0
-    for (t_s, z_new) in timeline[1:]:
+    for t_s, z_new in timeline[1:]:
         if ramp_s > 0:
             lam = np.clip((t - t_s) / ramp_s + 0.5, 0.0, 1.0)
         else:

@@ -29,6 +29,7 @@ Snakemake's own lock does not make this safe on its own: any run that ends (also
 deletes the whole ``.snakemake/locks`` directory, so a second run on the same results is then
 not refused, and its start hook used to delete the first run's in-flight temp file.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -99,8 +100,12 @@ def output_error(reason: str, path: str | os.PathLike, detail: str = "") -> Emoh
     detail = detail.strip()[-300:]
     if detail and detail.lower().rstrip(".") not in what.lower():
         what += f" ({detail})"
-    return EmoheadOutputError(f"cannot write this output: {what}.", path=path,
-                              fix=fault_fix(reason, path) + "; outputs already finished are kept.", reason=reason)
+    return EmoheadOutputError(
+        f"cannot write this output: {what}.",
+        path=path,
+        fix=fault_fix(reason, path) + "; outputs already finished are kept.",
+        reason=reason,
+    )
 
 
 def _existing_dir(p: Path) -> Path:
@@ -148,8 +153,13 @@ def filesystem_fault(path: str | os.PathLike) -> str | None:
     return "no_space" if free < MIN_FREE_BYTES else None
 
 
-def output_fault(exc: BaseException, path: str | os.PathLike, *, tmp: str | os.PathLike | None = None,
-                 check_filesystem: bool = True) -> EmoheadOutputError | None:
+def output_fault(
+    exc: BaseException,
+    path: str | os.PathLike,
+    *,
+    tmp: str | os.PathLike | None = None,
+    check_filesystem: bool = True,
+) -> EmoheadOutputError | None:
     """The output-side fault behind ``exc`` raised while writing ``path`` (temp ``tmp``), or None.
 
     Recognised: an :class:`OSError` with errno ENOSPC / EDQUOT / EFBIG / EROFS (EACCES / EPERM
@@ -462,8 +472,10 @@ def sweep_stale_temps(targets: Iterable[str | os.PathLike], log=None) -> list[Pa
         if removed:
             log(f"removed {len(removed)} temp file(s) of interrupted jobs: " + _some(removed))
         if kept:
-            log(f"kept {len(kept)} temp file(s) of jobs that may still be writing (another run, or "
-                "another host): " + _some(kept))
+            log(
+                f"kept {len(kept)} temp file(s) of jobs that may still be writing (another run, or "
+                "another host): " + _some(kept)
+            )
     return removed
 
 

@@ -50,7 +50,8 @@ def batch_mode(config: Mapping, dataset: str) -> str:
     mode = spec.get("batch") or DEFAULT_BATCH.get(spec.get("kind"), "clip")
     if mode not in BATCH_MODES:
         raise EmoheadInputError(
-            f"unknown batch mode {mode!r}", path=f"config datasets.{dataset}.batch",
+            f"unknown batch mode {mode!r}",
+            path=f"config datasets.{dataset}.batch",
             fix=f"use one of {', '.join(BATCH_MODES)}.",
         )
     return mode
@@ -59,8 +60,11 @@ def batch_mode(config: Mapping, dataset: str) -> str:
 def _check(name: str, value: str) -> str:
     value = str(value)
     if not value or "/" in value or value in (".", ".."):
-        raise EmoheadInputError(f"{name} {value!r} cannot be a path component", path="sample table",
-                                fix="fix the dataset adapter's id (no '/', not empty).")
+        raise EmoheadInputError(
+            f"{name} {value!r} cannot be a path component",
+            path="sample table",
+            fix="fix the dataset adapter's id (no '/', not empty).",
+        )
     return value
 
 
@@ -75,7 +79,9 @@ def actor_dir(results: str, dataset: str, kind: str, actor: str, encoder: str | 
     return f"{results}/{dataset}/{stage}/{_check('actor', actor)}"
 
 
-def clip_file(results: str, dataset: str, kind: str, actor: str, sample: str, encoder: str | None = None) -> str:
+def clip_file(
+    results: str, dataset: str, kind: str, actor: str, sample: str, encoder: str | None = None
+) -> str:
     """The per-clip result file of ``kind`` (crop, boxes, audio, expression, features, transcript)."""
     _, suffix = KINDS[kind]
     return f"{actor_dir(results, dataset, kind, actor, encoder)}/{_check('sample', sample)}{suffix}"
@@ -112,7 +118,7 @@ class Layout:
         prefix = self.results + "/"
         if not self.actor_datasets or not p.startswith(prefix):
             return p
-        parts = p[len(prefix):].split("/")
+        parts = p[len(prefix) :].split("/")
         # {ds}/{stage}/{actor}/{file} or {ds}/features/{encoder}/{actor}/{file}
         depth = 5 if len(parts) > 1 and parts[1] == "features" else 4
         if len(parts) == depth and parts[0] in self.actor_datasets and parts[1] in CLIP_STAGES:

@@ -10,8 +10,14 @@ from collections.abc import Callable, Iterable
 from .io import atomic_path
 
 
-def write_loss_curves(rows: Iterable[dict], columns: list[str], csv_path: str | os.PathLike,
-                      png_path: str | os.PathLike, draw: Callable, figsize: tuple[float, float]) -> None:
+def write_loss_curves(
+    rows: Iterable[dict],
+    columns: list[str],
+    csv_path: str | os.PathLike,
+    png_path: str | os.PathLike,
+    draw: Callable,
+    figsize: tuple[float, float],
+) -> None:
     """``rows`` (dicts; keys outside ``columns`` are left out of the CSV, missing ones left
     empty) -> ``csv_path``; ``draw(fig, rows)`` fills a matplotlib figure of ``figsize`` inches
     that is saved to ``png_path``."""

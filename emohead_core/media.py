@@ -298,7 +298,20 @@ def count_frames(path: str | Path) -> int:
     """Number of frames of the first video stream, read from the container's packets (no
     decoding: fast even for long videos)."""
     proc = run_ffmpeg(
-        ["-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-", "-progress", "pipe:1", "-nostats"],
+        [
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
+            "-nostats",
+        ],
         input_path=path,
     )
     counts = re.findall(rb"^frame=(\d+)", proc.stdout, flags=re.M)
@@ -311,7 +324,9 @@ def read_frames(path: str | Path, **kw) -> np.ndarray:
     """All frames as one (T, H, W, 3) uint8 array (see :func:`iter_frames`)."""
     frames = list(iter_frames(path, **kw))
     if not frames:
-        raise EmoheadInputError("decoded zero frames.", path=path, fix="check the video is not empty or corrupt.")
+        raise EmoheadInputError(
+            "decoded zero frames.", path=path, fix="check the video is not empty or corrupt."
+        )
     return np.stack(frames)
 
 
@@ -334,13 +349,40 @@ def write_video(
     h, w = frames[0].shape[:2]
     with atomic_path(path) as tmp:
         args = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", pix_fmt_in, "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            pix_fmt_in,
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            str(fps),
+            "-i",
+            "-",
         ]
         if audio is not None:
             args += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-shortest"]
-        args += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "veryfast",
-                 "-r", str(fps), "-movflags", "+faststart", str(tmp)]
+        args += [
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-crf",
+            str(crf),
+            "-preset",
+            "veryfast",
+            "-r",
+            str(fps),
+            "-movflags",
+            "+faststart",
+            str(tmp),
+        ]
         proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdin is not None
         broken = False
@@ -364,7 +406,20 @@ def extract_audio(src: str | Path, dst_wav: str | Path, *, sample_rate: int = 16
         raise EmoheadInputError("has no audio stream.", path=src, fix="give a clip with speech audio.")
     with atomic_path(dst_wav) as tmp:
         run_ffmpeg(
-            ["-i", str(src), "-vn", "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_s16le", "-f", "wav", str(tmp)],
+            [
+                "-i",
+                str(src),
+                "-vn",
+                "-ac",
+                "1",
+                "-ar",
+                str(sample_rate),
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "wav",
+                str(tmp),
+            ],
             input_path=src,
         )
 

@@ -22,8 +22,14 @@ def providers(device: str | None = "auto") -> list[str]:
     return out
 
 
-def open_session(onnx_path: str | os.PathLike, *, providers_: list[str] | None = None,
-                 threads: int | None = None, what: str, fix: str):
+def open_session(
+    onnx_path: str | os.PathLike,
+    *,
+    providers_: list[str] | None = None,
+    threads: int | None = None,
+    what: str,
+    fix: str,
+):
     """An ``InferenceSession`` for ``onnx_path``; a missing file is an input error naming ``fix``.
 
     ``threads`` caps intra-op threads (one inter-op thread) so Snakemake's ``threads:`` holds
@@ -67,8 +73,10 @@ class BatchSplitter:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parts - 1, thread_name_prefix="onnx")
         cuts = np.linspace(0, len(x), parts + 1).astype(int)
-        later = [self._pool.submit(self.session.run, output_names, {input_name: x[a:b]})
-                 for a, b in zip(cuts[1:-1], cuts[2:])]
-        first = self.session.run(output_names, {input_name: x[cuts[0]:cuts[1]]})
+        later = [
+            self._pool.submit(self.session.run, output_names, {input_name: x[a:b]})
+            for a, b in zip(cuts[1:-1], cuts[2:])
+        ]
+        first = self.session.run(output_names, {input_name: x[cuts[0] : cuts[1]]})
         outs = [first] + [f.result() for f in later]
         return [np.concatenate([o[k] for o in outs]) for k in range(len(output_names))]

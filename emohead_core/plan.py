@@ -145,8 +145,14 @@ class WorkflowPlans:
         return self.results
 
 
-def build_plans(config: dict, index: SampleIndex, results: str, resources: str, layout: L.Layout,
-                asset: Callable[[str], str]) -> WorkflowPlans:
+def build_plans(
+    config: dict,
+    index: SampleIndex,
+    results: str,
+    resources: str,
+    layout: L.Layout,
+    asset: Callable[[str], str],
+) -> WorkflowPlans:
     """Every stage's plan, in dependency order (the config is validated, defaults applied)."""
     from .audio2exp.plan import Audio2ExpPlan
     from .expression.plan import ExpressionPlan

@@ -67,16 +67,20 @@ def table_html(table: MarkdownTable) -> str:
     from the measured ones, and cells that could not be measured (``n/a: reason``) are muted."""
     esc = html.escape
     src = table.header.index("Source") if "Source" in table.header else None
-    parts = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
-             f"<title>{esc(table.title or 'table')}</title><style>{_STYLE}</style></head><body>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>{esc(table.title or 'table')}</title><style>{_STYLE}</style></head><body>",
+    ]
     if table.title:
         parts.append(f"<h2>{esc(table.title)}</h2>")
     head = "".join(f"<th>{esc(c)}</th>" for c in table.header)
     parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>")
     for row in table.rows:
         cls = ' class="paper"' if src is not None and src < len(row) and row[src] == "paper" else ""
-        cells = "".join(f'<td class="na">{esc(c)}</td>' if c.startswith("n/a") else f"<td>{esc(c)}</td>"
-                        for c in row)
+        cells = "".join(
+            f'<td class="na">{esc(c)}</td>' if c.startswith("n/a") else f"<td>{esc(c)}</td>" for c in row
+        )
         parts.append(f"<tr{cls}>{cells}</tr>")
     parts.append("</tbody></table>")
     parts += [f'<p class="note">{esc(n)}</p>' for n in table.notes]

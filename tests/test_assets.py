@@ -56,7 +56,9 @@ def test_manifest_entries_match_mirror(mirror):
         assert a.git_url and a.git_commit and len(a.git_commit) == 40 and a.git_path, a.name
         checked += 1
     assert checked >= 14
-    assert {"3ddfa_v2/FaceBoxesProd.pth", "3ddfa_v2/mb05_120x120.pth", "3ddfa_v2/mb1_120x120.pth"} <= set(manifest)
+    assert {"3ddfa_v2/FaceBoxesProd.pth", "3ddfa_v2/mb05_120x120.pth", "3ddfa_v2/mb1_120x120.pth"} <= set(
+        manifest
+    )
     assert assets.group("demo_media", manifest)
 
 
@@ -69,7 +71,10 @@ def test_resolve_from_mirror_copies_and_reuses(mirror, tmp_path):
     out2 = assets.resolve(name, tmp_path / "assets", mirror=tmp_path / "nowhere")
     assert out2 == out
     # in-place resolution (parse-time discovery) points into the mirror
-    assert assets.resolve_in_place(name, mirror=mirror) == mirror / "models/3ddfa_v2/param_mean_std_62d_120x120.pkl"
+    assert (
+        assets.resolve_in_place(name, mirror=mirror)
+        == mirror / "models/3ddfa_v2/param_mean_std_62d_120x120.pkl"
+    )
 
 
 def test_corrupted_resolved_copy_is_replaced(mirror, tmp_path):
@@ -99,8 +104,14 @@ def test_git_clone_path_full_and_short_commit(git_repo, tmp_path):
     repo, c1, v1, v2 = git_repo
     for commit in (c1, c1[:7]):
         manifest = {
-            "m.bin": assets.Asset(name="m.bin", sha256=_sha(v1), mirror="models/m.bin", git_url=f"file://{repo}",
-                                  git_commit=commit, git_path="weights/model.bin")
+            "m.bin": assets.Asset(
+                name="m.bin",
+                sha256=_sha(v1),
+                mirror="models/m.bin",
+                git_url=f"file://{repo}",
+                git_commit=commit,
+                git_path="weights/model.bin",
+            )
         }
         dest = tmp_path / f"res-{len(commit)}"
         # a mirror without the file falls through to the git upstream
@@ -110,21 +121,41 @@ def test_git_clone_path_full_and_short_commit(git_repo, tmp_path):
 
 def test_git_clone_checksum_and_missing_commit(git_repo, tmp_path):
     repo, c1, v1, v2 = git_repo
-    bad_sha = {"m.bin": assets.Asset(name="m.bin", sha256=_sha(v2), git_url=str(repo), git_commit=c1,
-                                     git_path="weights/model.bin")}
+    bad_sha = {
+        "m.bin": assets.Asset(
+            name="m.bin", sha256=_sha(v2), git_url=str(repo), git_commit=c1, git_path="weights/model.bin"
+        )
+    }
     with pytest.raises(AssetError, match="sha256 mismatch"):
         assets.resolve("m.bin", tmp_path / "a", manifest=bad_sha)
     assert not (tmp_path / "a" / "m.bin").exists()
-    missing = {"m.bin": assets.Asset(name="m.bin", sha256=_sha(v1), git_url=str(repo), git_commit="0" * 40,
-                                     git_path="weights/model.bin")}
+    missing = {
+        "m.bin": assets.Asset(
+            name="m.bin",
+            sha256=_sha(v1),
+            git_url=str(repo),
+            git_commit="0" * 40,
+            git_path="weights/model.bin",
+        )
+    }
     with pytest.raises(AssetError, match="not found"):
         assets.resolve("m.bin", tmp_path / "b", manifest=missing)
-    wrong_path = {"m.bin": assets.Asset(name="m.bin", sha256=_sha(v1), git_url=str(repo), git_commit=c1,
-                                        git_path="weights/nope.bin")}
+    wrong_path = {
+        "m.bin": assets.Asset(
+            name="m.bin", sha256=_sha(v1), git_url=str(repo), git_commit=c1, git_path="weights/nope.bin"
+        )
+    }
     with pytest.raises(AssetError, match="nope.bin"):
         assets.resolve("m.bin", tmp_path / "c", manifest=wrong_path)
-    unreachable = {"m.bin": assets.Asset(name="m.bin", sha256=_sha(v1), git_url=str(tmp_path / "no-repo"),
-                                         git_commit=c1, git_path="weights/model.bin")}
+    unreachable = {
+        "m.bin": assets.Asset(
+            name="m.bin",
+            sha256=_sha(v1),
+            git_url=str(tmp_path / "no-repo"),
+            git_commit=c1,
+            git_path="weights/model.bin",
+        )
+    }
     with pytest.raises(AssetError, match="git"):
         assets.resolve("m.bin", tmp_path / "d", manifest=unreachable)
 

@@ -94,7 +94,10 @@ def test_bad_sample_raises(bad, kind):
 
 def test_numeric_actor_is_stringified():
     # CREMA-D actors are numbers (1001): a sample table may hold ints
-    assert clip_file(R, "crema_d", "audio", 1001, "1001_DFA_ANG_XX") == "results/crema_d/audio/1001/1001_DFA_ANG_XX.wav"
+    assert (
+        clip_file(R, "crema_d", "audio", 1001, "1001_DFA_ANG_XX")
+        == "results/crema_d/audio/1001/1001_DFA_ANG_XX.wav"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +119,9 @@ def test_batch_mode_default_for_unknown_or_missing_kind_is_clip():
     assert batch_mode(_cfg(ds={}), "ds") == "clip"
 
 
-@pytest.mark.parametrize("kind,explicit", [("mead", "clip"), ("crema_d", "clip"), ("folder", "actor"), ("mead", "actor")])
+@pytest.mark.parametrize(
+    "kind,explicit", [("mead", "clip"), ("crema_d", "clip"), ("folder", "actor"), ("mead", "actor")]
+)
 def test_batch_mode_explicit_override(kind, explicit):
     assert batch_mode(_cfg(ds={"kind": kind, "batch": explicit}), "ds") == explicit
 

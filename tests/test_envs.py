@@ -64,11 +64,17 @@ def _pins(path: Path) -> dict[str, str]:
 def rules(tmp_path_factory, mirror):
     wd = tmp_path_factory.mktemp("rules")
     env = dict(os.environ, EMOHEAD_MIRROR=str(mirror), OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-c", RULES_SCRIPT, str(REPO)], cwd=wd, env=env,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", RULES_SCRIPT, str(REPO)],
+        cwd=wd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RULES_JSON=")]
     assert r.returncode == 0 and line, r.stderr[-3000:]
-    return json.loads(line[0][len("RULES_JSON="):])
+    return json.loads(line[0][len("RULES_JSON=") :])
 
 
 def _env_file(rule: dict) -> Path:
@@ -91,7 +97,14 @@ def test_env_files_parse_and_agree_with_requirements():
     req = _pins(REPO / "requirements.txt")
     nodeps = _pins(REPO / "requirements-nodeps.txt") if (REPO / "requirements-nodeps.txt").is_file() else {}
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert {p.stem for p in ENVS} >= {"preprocess", "expression", "features", "audio2exp", "render", "metrics"}
+    assert {p.stem for p in ENVS} >= {
+        "preprocess",
+        "expression",
+        "features",
+        "audio2exp",
+        "render",
+        "metrics",
+    }
     for path in ENVS:
         env = yaml.safe_load(path.read_text())
         assert "conda-forge" in env["channels"], path.name
@@ -124,8 +137,13 @@ def test_post_deploy_installs_emohead_core():
         r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     # the guard works: outside the repo the script refuses instead of installing something else
-    r = subprocess.run(["bash", str(ENVS[0].with_name(ENVS[0].stem + ".post-deploy.sh"))],
-                       cwd="/", env=dict(os.environ, EMOHEAD_ROOT="/"), capture_output=True, text=True)
+    r = subprocess.run(
+        ["bash", str(ENVS[0].with_name(ENVS[0].stem + ".post-deploy.sh"))],
+        cwd="/",
+        env=dict(os.environ, EMOHEAD_ROOT="/"),
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "not the EmoHead repository" in r.stderr
 
 

@@ -17,16 +17,25 @@ SCRIPT = REPO / "bench" / "gpu_check.sh"
 
 
 def _run(*args, env=None, timeout=300):
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--bogus"], "unknown argument '--bogus'"),
-    (["--iters", "x"], "--iters needs an integer >= 2"),
-    (["--iters"], "--iters needs a value"),
-    (["--out"], "--out needs a value"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--bogus"], "unknown argument '--bogus'"),
+        (["--iters", "x"], "--iters needs an integer >= 2"),
+        (["--iters"], "--iters needs a value"),
+        (["--out"], "--out needs a value"),
+    ],
+)
 def test_bad_arguments_exit_64_with_the_reason(args, message):
     p = _run(*args)
     assert p.returncode == 64 and message in p.stderr
@@ -54,8 +63,15 @@ def test_stage_copies_the_onnx_models(tmp_path, mirror):
 def test_without_cuda_it_stops_unless_a_dry_run_is_asked(tmp_path):
     p = _run("--python", sys.executable, "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and "no CUDA device" in p.stderr
-    p = _run("--python", sys.executable, "--out", str(tmp_path / "o"), "--assets", str(tmp_path / "empty"),
-             "--allow-cpu")
+    p = _run(
+        "--python",
+        sys.executable,
+        "--out",
+        str(tmp_path / "o"),
+        "--assets",
+        str(tmp_path / "empty"),
+        "--allow-cpu",
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     rows = {r["check"]: r for r in json.loads((tmp_path / "o" / "gpu_check.json").read_text())}
     assert rows["device"]["status"] == "SKIP"
@@ -69,8 +85,15 @@ def test_without_cuda_it_stops_unless_a_dry_run_is_asked(tmp_path):
     table = (tmp_path / "o" / "gpu_check.md").read_text()
     assert table.startswith("| check | status |") and table.count("\n") == len(rows) + 2
     # a failing row fails the run
-    p = _run("--python", sys.executable, "--out", str(tmp_path / "o"), "--allow-cpu", "--ort-wheel",
-             str(tmp_path / "missing.whl"))
+    p = _run(
+        "--python",
+        sys.executable,
+        "--out",
+        str(tmp_path / "o"),
+        "--allow-cpu",
+        "--ort-wheel",
+        str(tmp_path / "missing.whl"),
+    )
     assert p.returncode == 1
     rows = {r["check"]: r for r in json.loads((tmp_path / "o" / "gpu_check.json").read_text())}
     assert rows["onnxruntime-gpu install"]["status"] == "FAIL"

@@ -14,11 +14,16 @@ from emohead_core.plan import SampleIndex, alternation, batch_runtime
 
 
 def _index() -> SampleIndex:
-    df = pd.DataFrame({
-        "sample_id": ["a1", "a2", "b1"], "actor": ["A", "A", "B"], "split": ["train", "test", "train"],
-        "video_path": ["a1.mp4", "", "b1.mp4"], "audio_path": ["a1.wav", "a2.wav", "b1.wav"],
-        "emotion": ["angry", "happy", "angry"],
-    })
+    df = pd.DataFrame(
+        {
+            "sample_id": ["a1", "a2", "b1"],
+            "actor": ["A", "A", "B"],
+            "split": ["train", "test", "train"],
+            "video_path": ["a1.mp4", "", "b1.mp4"],
+            "audio_path": ["a1.wav", "a2.wav", "b1.wav"],
+            "emotion": ["angry", "happy", "angry"],
+        }
+    )
     return SampleIndex({"ds": df}, "res")
 
 
@@ -26,7 +31,9 @@ def test_sample_index_lookups():
     idx = _index()
     assert idx.video_samples("ds") == ["a1", "b1"] and idx.audio_samples("ds") == ["a1", "a2", "b1"]
     assert idx.samples("ds", split="train", video=True) == ["a1", "b1"]
-    assert idx.actor_samples("ds", "A") == ["a1", "a2"] and idx.actor_samples("ds", "A", video=False) == ["a2"]
+    assert idx.actor_samples("ds", "A") == ["a1", "a2"] and idx.actor_samples("ds", "A", video=False) == [
+        "a2"
+    ]
     assert idx.clip_file("ds", "crop", "b1") == "res/ds/crop/B/b1.mp4"
     row = idx.row("ds", "a2")
     assert row["audio_path"] == "a2.wav"
@@ -58,5 +65,6 @@ def test_preprocess_plan_targets_follow_the_batch_mode():
     assert "res/ds/samples.parquet" in by_clip and "res/ds/crop/A/a1.boxes.parquet" in by_clip
     assert "res/ds/audio/A/a2.wav" in by_clip and "res/ds/crop/A/a2.mp4" not in by_clip  # audio-only
     by_actor = PreprocessPlan(cfg, _index(), "res", Layout("res", ["ds"])).targets()
-    assert sorted(by_actor) == sorted(["res/ds/samples.parquet", "res/ds/crop/A", "res/ds/crop/B",
-                                       "res/ds/audio/A", "res/ds/audio/B"])
+    assert sorted(by_actor) == sorted(
+        ["res/ds/samples.parquet", "res/ds/crop/A", "res/ds/crop/B", "res/ds/audio/A", "res/ds/audio/B"]
+    )

@@ -27,7 +27,9 @@ def variant_overrides(section: dict, variant: str) -> dict:
     return dict(variants[variant] or {})
 
 
-def make_configs(section: dict, variant: str, dims: dict[str, int], m: int = 10) -> tuple[ModelConfig, TrainConfig]:
+def make_configs(
+    section: dict, variant: str, dims: dict[str, int], m: int = 10
+) -> tuple[ModelConfig, TrainConfig]:
     """dims: raw feature dims {'v': D_v, 'e': D_e, 'gamma': D_gamma} read from the feature files."""
     model = dict(section.get("model") or {})
     train = dict(section.get("train") or {})

@@ -91,9 +91,15 @@ def split_corpus(corpus: Corpus, mode: str = "samples", test_fraction: float = 0
     from dataclasses import replace
 
     if mode not in SPLIT_MODES:
-        raise EmoheadInputError(f"unknown audio2exp.split.mode {mode!r}", fix=f"use one of {list(SPLIT_MODES)}")
-    meta = {**corpus.meta, "split": {"mode": mode} if mode == "samples" else
-            {"mode": mode, "test_fraction": float(test_fraction)}}
+        raise EmoheadInputError(
+            f"unknown audio2exp.split.mode {mode!r}", fix=f"use one of {list(SPLIT_MODES)}"
+        )
+    meta = {
+        **corpus.meta,
+        "split": {"mode": mode}
+        if mode == "samples"
+        else {"mode": mode, "test_fraction": float(test_fraction)},
+    }
     if mode == "samples":
         return Corpus(list(corpus.clips), corpus.silence, m=corpus.m, meta=meta)
     if not 0.0 < float(test_fraction) < 1.0:
@@ -141,8 +147,15 @@ class FrameTable:
     window may look back into train frames' audio). None: every frame of the given clips, with
     partners from each clip's own split."""
 
-    def __init__(self, corpus: Corpus, clip_ids: list[int], context: int, *, pairing_pool: list[int] | None = None,
-                 split: str | None = None):
+    def __init__(
+        self,
+        corpus: Corpus,
+        clip_ids: list[int],
+        context: int,
+        *,
+        pairing_pool: list[int] | None = None,
+        split: str | None = None,
+    ):
         clips = corpus.clips
         self.corpus = corpus
         self.clip_ids = list(clip_ids)
@@ -173,8 +186,9 @@ class FrameTable:
             # kept in the clips' dtype (float16 caches stay float16: half the memory at MEAD
             # scale); windows() returns float32
             dt = np.result_type(*[clips[c].feats[k].dtype for c in self.clip_ids])
-            rows = [self.corpus.silence[k][None].astype(dt)] + [clips[c].feats[k].astype(dt, copy=False)
-                                                                 for c in self.clip_ids]
+            rows = [self.corpus.silence[k][None].astype(dt)] + [
+                clips[c].feats[k].astype(dt, copy=False) for c in self.clip_ids
+            ]
             self.feats[k] = torch.from_numpy(np.concatenate(rows, 0))
 
     def _frame_arrays(self) -> None:
@@ -242,7 +256,9 @@ class FrameTable:
         self.partner_off = torch.tensor(offs, dtype=torch.int64)
         self.partner_len = torch.tensor(lens, dtype=torch.int64)
         self.partner_ids = ids
-        self.partner_bank = torch.from_numpy(np.concatenate(bank_alpha, 0) if bank_alpha else np.zeros((1, m), np.float32))
+        self.partner_bank = torch.from_numpy(
+            np.concatenate(bank_alpha, 0) if bank_alpha else np.zeros((1, m), np.float32)
+        )
         self.partner_mask = torch.from_numpy(np.concatenate(bank_mask, 0) if bank_mask else np.zeros(1, bool))
 
     def windows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -280,7 +296,9 @@ class FrameTable:
         }
 
 
-def feature_stats(corpus: Corpus, clip_ids: list[int], split: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def feature_stats(
+    corpus: Corpus, clip_ids: list[int], split: str | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-dimension mean/std of each raw feature over the given clips' frames (of ``split``)."""
     out = {}
     for k in MODALITIES:
@@ -300,8 +318,11 @@ def feature_stats(corpus: Corpus, clip_ids: list[int], split: str | None = None)
 def alpha_mean(corpus: Corpus, clip_ids: list[int], split: str | None = None) -> np.ndarray:
     """Mean target alpha over the detected frames (of ``split``) of the given clips (the
     constant-mean predictor)."""
-    xs = [corpus.clips[c].alpha[: corpus.clips[c].T][corpus.clips[c].target_mask(split)]
-          for c in clip_ids if corpus.clips[c].has_alpha]
+    xs = [
+        corpus.clips[c].alpha[: corpus.clips[c].T][corpus.clips[c].target_mask(split)]
+        for c in clip_ids
+        if corpus.clips[c].has_alpha
+    ]
     xs = [x for x in xs if len(x)]
     if not xs:
         raise EmoheadInputError("no training clip has expression targets (video frames with a detected face)")
@@ -387,14 +408,20 @@ def load_corpus(
             path=root / "hyperplanes" / str(hyperplane_actor) / "hyperplanes.json",
             fix="set audio2exp.hyperplane_actor to an actor with video, or null",
         )
-    fallback_actor = str(hyperplane_actor) if hyperplane_actor is not None else (sorted(hp_by_actor)[0] if hp_by_actor else None)
+    fallback_actor = (
+        str(hyperplane_actor)
+        if hyperplane_actor is not None
+        else (sorted(hp_by_actor)[0] if hp_by_actor else None)
+    )
     clips, silence = [], {}
     m = 10
     for r in samples.sort_values("sample_id").itertuples(index=False):
         sid = str(r.sample_id)
         feats, frames_k = {}, {}
         for k in MODALITIES:
-            frames, f, meta = read_feature(clip_file(str(results_dir), dataset, "features", str(r.actor), sid, encoders[k]))
+            frames, f, meta = read_feature(
+                clip_file(str(results_dir), dataset, "features", str(r.actor), sid, encoders[k])
+            )
             if meta.get("dtype") == "float16":
                 f = f.astype(np.float16)  # lossless: the cache holds float16
             feats[k], frames_k[k] = f, frames
@@ -417,11 +444,25 @@ def load_corpus(
             hp = hp_by_actor[fallback_actor]
         w_z = None if hp is None else hp.get(str(r.emotion))
         clips.append(
-            CorpusClip(sid, actor, str(r.emotion), str(r.sentence), str(r.split), feats, alpha, mask,
-                 None if w_z is None else np.asarray(w_z, np.float32))
+            CorpusClip(
+                sid,
+                actor,
+                str(r.emotion),
+                str(r.sentence),
+                str(r.split),
+                feats,
+                alpha,
+                mask,
+                None if w_z is None else np.asarray(w_z, np.float32),
+            )
         )
     if not clips:
         raise EmoheadInputError("no train/test samples", path=root / "samples.parquet")
-    corpus = Corpus(clips, silence, m=m, meta={"dataset": dataset, "encoders": dict(encoders), "hyperplane_actors": sorted(hp_by_actor)})
+    corpus = Corpus(
+        clips,
+        silence,
+        m=m,
+        meta={"dataset": dataset, "encoders": dict(encoders), "hyperplane_actors": sorted(hp_by_actor)},
+    )
     split = dict(split or {})
     return split_corpus(corpus, split.get("mode", "samples"), split.get("test_fraction", 0.33))

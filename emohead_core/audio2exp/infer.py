@@ -57,8 +57,9 @@ def _windows(feats: dict[str, np.ndarray], silence: dict[str, np.ndarray], conte
     return T, out
 
 
-def features_from_wav(wav: str | Path, config: dict, encoders: dict[str, str], *, transcript=None,
-                      threads: int | None = None) -> dict[str, np.ndarray]:
+def features_from_wav(
+    wav: str | Path, config: dict, encoders: dict[str, str], *, transcript=None, threads: int | None = None
+) -> dict[str, np.ndarray]:
     """v~, e~, gamma~ (T, D) of a wav on the 25 fps grid, computed with the features stage's
     encoders (``emohead_core.features``) named ``encoders`` (those the model was trained with)
     from the pipeline ``config`` (its ``features`` and ``preprocess`` sections). T =
@@ -102,8 +103,10 @@ def _directions(hyperplanes: dict[str, np.ndarray], T: int, fps: float, emotion,
 
     if timeline is None:
         if emotion is None:
-            raise EmoheadInputError("predict_alpha needs an emotion tag or a timeline",
-                                    fix='pass emotion="happy" or timeline="0:happy,2.5:sad"')
+            raise EmoheadInputError(
+                "predict_alpha needs an emotion tag or a timeline",
+                fix='pass emotion="happy" or timeline="0:happy,2.5:sad"',
+            )
         timeline = [(0.0, str(emotion))]
     hp = {k: (np.asarray(v, np.float64), 0.0) for k, v in hyperplanes.items()}
     td = timeline_directions(timeline, T, fps, hp, ramp_s=ramp_s)
@@ -147,8 +150,10 @@ def predict_alpha(
         if wav is None:
             raise EmoheadInputError("predict_alpha needs features or a wav")
         if config is None:
-            raise EmoheadInputError("predict_alpha(wav=...) needs the pipeline config (features profile)",
-                                    fix="pass config=emohead_core.config.load_config(...)")
+            raise EmoheadInputError(
+                "predict_alpha(wav=...) needs the pipeline config (features profile)",
+                fix="pass config=emohead_core.config.load_config(...)",
+            )
         features = features_from_wav(wav, config, payload.get("encoders", {}), transcript=transcript)
     feats = {}
     for k in MODALITIES:
@@ -157,8 +162,10 @@ def predict_alpha(
     silence = {k: np.asarray(v, np.float32) for k, v in payload["silence"].items()}
     for k, dim in (("v", mcfg.dim_v), ("e", mcfg.dim_e), ("gamma", mcfg.dim_gamma)):
         if feats[k].ndim != 2 or feats[k].shape[1] != dim:
-            raise EmoheadInputError(f"feature {k} has shape {feats[k].shape}, the model expects (T, {dim})",
-                                    fix="use the encoders the model was trained with")
+            raise EmoheadInputError(
+                f"feature {k} has shape {feats[k].shape}, the model expects (T, {dim})",
+                fix="use the encoders the model was trained with",
+            )
     if hyperplanes is None:
         hp = {k: np.asarray(v, np.float32) for k, v in payload["hyperplanes"].items()}
     elif isinstance(hyperplanes, (str, Path)):
@@ -166,12 +173,19 @@ def predict_alpha(
 
         hp = emotion_directions(hyperplanes)
     else:
-        hp = {k: np.asarray(v[0] if isinstance(v, (tuple, list)) else v, np.float32) for k, v in hyperplanes.items()}
+        hp = {
+            k: np.asarray(v[0] if isinstance(v, (tuple, list)) else v, np.float32)
+            for k, v in hyperplanes.items()
+        }
     T, (v, e, g) = _windows(feats, silence, mcfg.context)
     W, emotions, weights = _directions(hp, T, fps, emotion, timeline, ramp_s)
     with torch.no_grad():
         _, alpha_tilde, tau = predict_clip_windows(net, v, e, g, torch.zeros(T, mcfg.m), refinement=False)
-    inten = np.broadcast_to(np.asarray(intensity, np.float32), (T,)) if np.ndim(intensity) == 0 else np.asarray(intensity, np.float32)
+    inten = (
+        np.broadcast_to(np.asarray(intensity, np.float32), (T,))
+        if np.ndim(intensity) == 0
+        else np.asarray(intensity, np.float32)
+    )
     if inten.shape != (T,):
         raise EmoheadInputError(f"intensity has {inten.shape[0]} values for {T} frames")
     if tau_mode == "model":
@@ -184,8 +198,19 @@ def predict_alpha(
     if mcfg.refinement:
         from ..emotion_edit import refine
 
-        alpha_hat = refine(torch.from_numpy(a_t), torch.from_numpy(tau_used.astype(np.float32)), torch.from_numpy(W)).numpy()  # eq. (9)
+        alpha_hat = refine(
+            torch.from_numpy(a_t), torch.from_numpy(tau_used.astype(np.float32)), torch.from_numpy(W)
+        ).numpy()  # eq. (9)
     else:
         alpha_hat = a_t.copy()
-    return Prediction(alpha_hat.astype(np.float32), a_t.astype(np.float32), tau.numpy().astype(np.float32),
-                      tau_used.astype(np.float32), W, emotions, weights, bool(mcfg.refinement), fps)
+    return Prediction(
+        alpha_hat.astype(np.float32),
+        a_t.astype(np.float32),
+        tau.numpy().astype(np.float32),
+        tau_used.astype(np.float32),
+        W,
+        emotions,
+        weights,
+        bool(mcfg.refinement),
+        fps,
+    )

@@ -217,8 +217,6 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     raise ValueError(f"unknown audio2exp architecture {cfg.architecture!r} (fused_attn | transformer)")
 
 
-
-
 def renderer_input_without_refinement(z: int | torch.Tensor, alpha_tilde: torch.Tensor) -> torch.Tensor:
     """Ablation "w/o hyperplane refinement" (Appendix D): the renderer input is [z; alpha_tilde],
     z a positive integer emotion tag (see EMOTION_INDEX), repeated per frame: (T, 1 + m)."""

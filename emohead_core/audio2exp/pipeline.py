@@ -41,12 +41,25 @@ def encoders_of(section: dict) -> dict[str, str]:
 def corpus_for(results_dir: str | Path, dataset: str, section: dict) -> Corpus:
     from .data import load_corpus
 
-    return load_corpus(results_dir, dataset, encoders_of(section), hyperplane_actor=section.get("hyperplane_actor"),
-                       split=section.get("split"))
+    return load_corpus(
+        results_dir,
+        dataset,
+        encoders_of(section),
+        hyperplane_actor=section.get("hyperplane_actor"),
+        split=section.get("split"),
+    )
 
 
-def train_variant(results_dir, dataset: str, section: dict, variant: str, out_dir, *, threads: int = 1,
-                  progress: bool = True) -> Path:
+def train_variant(
+    results_dir,
+    dataset: str,
+    section: dict,
+    variant: str,
+    out_dir,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+) -> Path:
     import torch
 
     from .config import make_configs
@@ -57,15 +70,24 @@ def train_variant(results_dir, dataset: str, section: dict, variant: str, out_di
     mcfg, tcfg = make_configs(section, variant, corpus.dims(), m=corpus.m)
     n_train = sum(c.in_split("train") for c in corpus.clips)
     n_test = sum(c.in_split("test") for c in corpus.clips)
-    log.info("dataset %s variant %s: %d clips (%d with train frames, %d with test frames; split %s), dims %s",
-             dataset, variant, len(corpus.clips), n_train, n_test, corpus.meta.get("split"), corpus.dims())
+    log.info(
+        "dataset %s variant %s: %d clips (%d with train frames, %d with test frames; split %s), dims %s",
+        dataset,
+        variant,
+        len(corpus.clips),
+        n_train,
+        n_test,
+        corpus.meta.get("split"),
+        corpus.dims(),
+    )
     log.info("model %s", mcfg.to_dict())
     log.info("train %s", tcfg)
     return train(corpus, mcfg, tcfg, out_dir, progress=progress)
 
 
-def evaluate_variant(results_dir, dataset: str, section: dict, variant: str, model_path, out_json, *,
-                     threads: int = 1) -> dict:
+def evaluate_variant(
+    results_dir, dataset: str, section: dict, variant: str, model_path, out_json, *, threads: int = 1
+) -> dict:
     import torch
 
     from .train import evaluate
@@ -74,11 +96,22 @@ def evaluate_variant(results_dir, dataset: str, section: dict, variant: str, mod
     corpus = corpus_for(results_dir, dataset, section)
     ev = evaluate(corpus, model_path, split="test")
     ev_train = evaluate(corpus, model_path, split="train")
-    ev.update({"dataset": dataset, "variant": variant, "rmse_train_alpha_hat": ev_train["rmse_alpha_hat"],
-               "rmse_train_constant_mean": ev_train["rmse_constant_mean"]})
+    ev.update(
+        {
+            "dataset": dataset,
+            "variant": variant,
+            "rmse_train_alpha_hat": ev_train["rmse_alpha_hat"],
+            "rmse_train_constant_mean": ev_train["rmse_constant_mean"],
+        }
+    )
     write_json_atomic(out_json, ev)
-    log.info("test RMSE alpha_hat %.4f (alpha_tilde %.4f) vs constant mean %.4f over %d frames",
-             ev["rmse_alpha_hat"], ev["rmse_alpha_tilde"], ev["rmse_constant_mean"], ev["n_frames"])
+    log.info(
+        "test RMSE alpha_hat %.4f (alpha_tilde %.4f) vs constant mean %.4f over %d frames",
+        ev["rmse_alpha_hat"],
+        ev["rmse_alpha_tilde"],
+        ev["rmse_constant_mean"],
+        ev["n_frames"],
+    )
     return ev
 
 

@@ -46,10 +46,15 @@ def manifest_inputs(config: dict, samples: dict, results: str, dataset: str) -> 
     df, video = _train_test(samples, dataset)
     encoders = sorted(set(resolve_encoders(config).values()))
     return {
-        "features": [L.clip_file(results, dataset, "features", str(a), s, enc)
-                     for enc in encoders for s, a in zip(df["sample_id"], df["actor"])],
-        "expression": [L.clip_file(results, dataset, "expression", str(a), s)
-                       for s, a in zip(video["sample_id"], video["actor"])],
+        "features": [
+            L.clip_file(results, dataset, "features", str(a), s, enc)
+            for enc in encoders
+            for s, a in zip(df["sample_id"], df["actor"])
+        ],
+        "expression": [
+            L.clip_file(results, dataset, "expression", str(a), s)
+            for s, a in zip(video["sample_id"], video["actor"])
+        ],
     }
 
 
@@ -107,5 +112,9 @@ class Audio2ExpPlan:
         return variant_section(self.config, wildcards.variant)
 
     def targets(self) -> list[str]:
-        return [f"{self.results}/{ds}/audio2exp/{v}/{f}" for ds in self.datasets for v in self.variants
-                for f in ("eval.json", "loss.png")]
+        return [
+            f"{self.results}/{ds}/audio2exp/{v}/{f}"
+            for ds in self.datasets
+            for v in self.variants
+            for f in ("eval.json", "loss.png")
+        ]

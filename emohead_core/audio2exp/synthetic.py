@@ -55,5 +55,9 @@ def synthetic_corpus(
                         w_z=w[z].astype(np.float32),
                     )
                 )
-    silence = {"v": np.zeros(dv, np.float32), "e": np.zeros(de, np.float32), "gamma": np.zeros(dg, np.float32)}
+    silence = {
+        "v": np.zeros(dv, np.float32),
+        "e": np.zeros(de, np.float32),
+        "gamma": np.zeros(dg, np.float32),
+    }
     return Corpus(clips, silence, m=m, meta={"dataset": "synthetic", "encoders": {}})

@@ -52,8 +52,10 @@ def _fingerprint(corpus: Corpus, mcfg: ModelConfig, tcfg: TrainConfig) -> str:
     t = asdict(tcfg)
     for k in ("iterations", "ckpt_every", "keep_ckpts", "log_every"):
         t.pop(k)
-    data = [(c.sample_id, c.split, c.T, c.has_alpha) + ((c.test_from,) if c.test_from is not None else ())
-            for c in corpus.clips]
+    data = [
+        (c.sample_id, c.split, c.T, c.has_alpha) + ((c.test_from,) if c.test_from is not None else ())
+        for c in corpus.clips
+    ]
     s = json.dumps([mcfg.to_dict(), t, data], sort_keys=True, default=str)
     return hashlib.sha256(s.encode()).hexdigest()[:16]
 
@@ -115,8 +117,14 @@ def _train(
     gen = torch.Generator().manual_seed(tcfg.seed + 1)
     start, history = _resume(_ckpts(ckpt_dir) if resume else [], fp, tcfg, model, opt, gen)
     model.train()
-    bar = tqdm(range(start, tcfg.iterations), initial=start, total=tcfg.iterations, disable=not progress,
-               desc=f"audio2exp {mcfg.architecture} d={mcfg.d} n={mcfg.n}", mininterval=2.0)
+    bar = tqdm(
+        range(start, tcfg.iterations),
+        initial=start,
+        total=tcfg.iterations,
+        disable=not progress,
+        desc=f"audio2exp {mcfg.architecture} d={mcfg.d} n={mcfg.n}",
+        mininterval=2.0,
+    )
     for it in bar:
         loss, l_own, l_bar = _train_step(model, opt, table.sample_batch(tcfg.batch_size, gen), mcfg, tcfg)
         history.append((it + 1, loss.item(), l_own.item(), l_bar.item()))
@@ -144,8 +152,9 @@ def _train(
     model_path = out_dir / "model.pt"
     save_model(model, mcfg, model_path, meta=meta, extra={"train": asdict(tcfg), "fingerprint": fp})
     rows = [dict(zip(LOSS_COLUMNS, r)) for r in history]  # iteration, loss, own and cross-individual terms
-    write_loss_curves(rows, LOSS_COLUMNS, out_dir / "loss.csv", out_dir / "loss.png", _draw_loss,
-                      figsize=(6, 3.5))
+    write_loss_curves(
+        rows, LOSS_COLUMNS, out_dir / "loss.csv", out_dir / "loss.png", _draw_loss, figsize=(6, 3.5)
+    )
     return model_path
 
 
@@ -184,7 +193,9 @@ def _train_step(model, opt, b: dict, mcfg: ModelConfig, tcfg: TrainConfig):
     """One optimiser step on batch ``b``; returns (loss, own term, cross-individual term)."""
     alpha_tilde, tau = model(b["v"], b["e"], b["gamma"])
     alpha_hat = refine(alpha_tilde, tau, b["w_z"]) if mcfg.refinement else alpha_tilde  # eq. (14)
-    loss, l_own, l_bar = contrastive_loss(alpha_hat, b["alpha"], b["own"], b["alpha_bar"], b["has_partner"], tcfg.rho)
+    loss, l_own, l_bar = contrastive_loss(
+        alpha_hat, b["alpha"], b["own"], b["alpha_bar"], b["has_partner"], tcfg.rho
+    )
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -230,12 +241,19 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
     (``ckpt/iter_*.pt``). Returns (model in eval mode, payload with the inference metadata)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "model.pt" if (path / "model.pt").is_file() else max(path.glob("ckpt/iter_*.pt"), default=path / "model.pt")
+        path = (
+            path / "model.pt"
+            if (path / "model.pt").is_file()
+            else max(path.glob("ckpt/iter_*.pt"), default=path / "model.pt")
+        )
     if not path.is_file():
         from ..errors import EmoheadInputError
 
-        raise EmoheadInputError("audio2exp model not found", path=path,
-                                fix="train it: snakemake results/<dataset>/audio2exp/<variant>/model.pt")
+        raise EmoheadInputError(
+            "audio2exp model not found",
+            path=path,
+            fix="train it: snakemake results/<dataset>/audio2exp/<variant>/model.pt",
+        )
     payload = load_checkpoint(path, what="audio2exp model")
     if "state_dict" not in payload:  # a checkpoint
         payload = {"model_config": payload["model_config"], "state_dict": payload["model"], **payload["meta"]}
@@ -301,7 +319,9 @@ def evaluate(corpus: Corpus, model_path: str | Path, split: str = "test") -> dic
     per_clip = {}
     for c in ids:
         sel = torch.from_numpy(table.clip_of == c) & mask
-        per_clip[corpus.clips[c].sample_id] = float(torch.sqrt(torch.mean((alpha_hat[sel] - table.alpha[sel]) ** 2)))
+        per_clip[corpus.clips[c].sample_id] = float(
+            torch.sqrt(torch.mean((alpha_hat[sel] - table.alpha[sel]) ** 2))
+        )
     return {
         "split": split,
         "split_mode": dict(corpus.meta.get("split") or {"mode": "samples"}),

@@ -17,8 +17,14 @@ _EXPORTS = {
     "runtime": ("OnnxRegressor", "TorchRegressor", "export_onnx"),
     "schema": ("read_expression", "read_expression_metadata", "write_expression"),
     "tddfa": (
-        "load_bfm_keypoints", "load_param_stats", "mouth_aspect_ratio", "params_from_crop_tensor",
-        "pose_from_params", "reconstruct_landmarks", "roi_box_from_bbox", "roi_box_from_landmarks",
+        "load_bfm_keypoints",
+        "load_param_stats",
+        "mouth_aspect_ratio",
+        "params_from_crop_tensor",
+        "pose_from_params",
+        "reconstruct_landmarks",
+        "roi_box_from_bbox",
+        "roi_box_from_landmarks",
         "roi_crop_tensor",
     ),
 }

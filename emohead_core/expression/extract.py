@@ -67,8 +67,13 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray
 
 def _empty_fit(n: int) -> tuple[np.ndarray, ...]:
     """Per-frame arrays of ``n`` frames not fitted yet: params, landmarks, ROIs, boxes, source."""
-    return (np.full((n, T.N_PARAMS), np.nan, np.float32), np.full((n, 68, 3), np.nan, np.float32),
-            np.full((n, 4), np.nan, np.float32), np.full((n, 5), np.nan, np.float32), np.zeros(n, np.int8))
+    return (
+        np.full((n, T.N_PARAMS), np.nan, np.float32),
+        np.full((n, 68, 3), np.nan, np.float32),
+        np.full((n, 4), np.nan, np.float32),
+        np.full((n, 5), np.nan, np.float32),
+        np.zeros(n, np.int8),
+    )
 
 
 def _fit_chunk_detecting(fm: FaceModel, imgs: list[np.ndarray], prev: np.ndarray | None):
@@ -126,8 +131,9 @@ def _fit_chunk_tracking(fm: FaceModel, imgs: list[np.ndarray], prev: np.ndarray 
     return arrays, prev
 
 
-def fit_frames(fm: FaceModel, frames: Iterable[np.ndarray], detect_every: int = 1,
-               chunk: int = 32) -> dict[str, np.ndarray]:
+def fit_frames(
+    fm: FaceModel, frames: Iterable[np.ndarray], detect_every: int = 1, chunk: int = 32
+) -> dict[str, np.ndarray]:
     """Fit every frame; returns the per-frame arrays of the schema (without frame/time).
 
     ``frames`` may be any iterable (e.g. :func:`emohead_core.media.iter_frames`): frames are
@@ -147,8 +153,9 @@ def fit_frames(fm: FaceModel, frames: Iterable[np.ndarray], detect_every: int = 
     return _finish(fm, *per_chunk)
 
 
-def fit_frames_from_boxes(fm: FaceModel, frames: Iterable[np.ndarray], boxes: np.ndarray, kinds: np.ndarray,
-                          chunk: int = 64) -> dict[str, np.ndarray]:
+def fit_frames_from_boxes(
+    fm: FaceModel, frames: Iterable[np.ndarray], boxes: np.ndarray, kinds: np.ndarray, chunk: int = 64
+) -> dict[str, np.ndarray]:
     """Fit every frame from given face boxes (``expression.face_boxes: preprocess``).
 
     ``boxes`` (T, 5): x1, y1, x2, y2, score in the frames' pixels (score NaN where the box is
@@ -168,7 +175,7 @@ def fit_frames_from_boxes(fm: FaceModel, frames: Iterable[np.ndarray], boxes: np
         n = len(imgs)
         if t0 + n > total:
             raise ValueError(f"more frames than face boxes ({total})")
-        seed_box, seed_kind = boxes[t0:t0 + n], kinds[t0:t0 + n]
+        seed_box, seed_kind = boxes[t0 : t0 + n], kinds[t0 : t0 + n]
         params = np.full((n, T.N_PARAMS), np.nan, np.float32)
         lms = np.full((n, 68, 3), np.nan, np.float32)
         rois = np.full((n, 4), np.nan, np.float32)
@@ -187,13 +194,21 @@ def fit_frames_from_boxes(fm: FaceModel, frames: Iterable[np.ndarray], boxes: np
             if before is not None:
                 roi = T.roi_box_from_landmarks(before)
                 if (roi[2] - roi[0]) * (roi[3] - roi[1]) >= MIN_TRACK_AREA:
-                    fit, out_box[j], source[j] = fm.fit_landmarks([imgs[j]], before[None]), _bbox_of(before), ROI_TRACKED
+                    fit, out_box[j], source[j] = (
+                        fm.fit_landmarks([imgs[j]], before[None]),
+                        _bbox_of(before),
+                        ROI_TRACKED,
+                    )
             if fit is None:
                 found = fm.detect(imgs[j])
                 if len(found):
                     fit, out_box[j], source[j] = fm.fit_boxes([imgs[j]], found[:1]), found[0], ROI_DETECTED
                 elif before is not None:
-                    fit, out_box[j], source[j] = fm.fit_landmarks([imgs[j]], before[None]), _bbox_of(before), ROI_TRACKED
+                    fit, out_box[j], source[j] = (
+                        fm.fit_landmarks([imgs[j]], before[None]),
+                        _bbox_of(before),
+                        ROI_TRACKED,
+                    )
             if fit is not None:
                 params[j], lms[j], rois[j] = (a[0] for a in fit)
         prev = lms[-1] if source[-1] != ROI_INTERPOLATED else None
@@ -264,9 +279,16 @@ def seed_boxes(boxes_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return boxes, kinds.astype(np.int8)
 
 
-def extract_clip(video_path: str | os.PathLike, fm: FaceModel, out_path: str | os.PathLike | None = None, *,
-                 detect_every: int = 1, fps: float | None = None, boxes: str | os.PathLike | None = None,
-                 threads: int | None = None) -> dict[str, np.ndarray]:
+def extract_clip(
+    video_path: str | os.PathLike,
+    fm: FaceModel,
+    out_path: str | os.PathLike | None = None,
+    *,
+    detect_every: int = 1,
+    fps: float | None = None,
+    boxes: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> dict[str, np.ndarray]:
     """Decode ``video_path`` (resampled to ``fps`` if given), fit every frame, and write the
     schema Parquet to ``out_path`` when given. Returns the arrays (reader layout + 'params').
 
@@ -287,55 +309,91 @@ def extract_clip(video_path: str | os.PathLike, fm: FaceModel, out_path: str | o
             if n_video is not None and n_video != len(kinds):
                 raise EmoheadInputError(
                     f"has {n_video} frames but its boxes table {Path(boxes).name} has {len(kinds)} rows.",
-                    path=video_path, fix="rerun the preprocessing of this clip (crop video and boxes together).")
+                    path=video_path,
+                    fix="rerun the preprocessing of this clip (crop video and boxes together).",
+                )
             data = fit_frames_from_boxes(fm, frames, seeds, kinds, chunk=max(1, fm.regressor.batch_size))
-            meta = {"face_boxes": "preprocess", "boxes": Path(boxes).name,
-                    "boxes_detected": int((kinds == ROI_BOX_DETECTED).sum())}
+            meta = {
+                "face_boxes": "preprocess",
+                "boxes": Path(boxes).name,
+                "boxes_detected": int((kinds == ROI_BOX_DETECTED).sum()),
+            }
     except EmoheadInputError as e:
         if e.path is not None:
             raise
-        raise EmoheadInputError(str(e), path=video_path,
-                                fix="check the crop video shows a face (preprocessing crop box).") from e
+        raise EmoheadInputError(
+            str(e), path=video_path, fix="check the crop video shows a face (preprocessing crop box)."
+        ) from e
     n = len(data["exp"])
     data["frame"] = np.arange(n, dtype=np.int32)
     data["time_s"] = np.arange(n, dtype=np.float64) / rate
     if out_path is not None:
-        meta.update({
-            "schema_version": SCHEMA_VERSION,
-            "video": video_path.name,
-            "fps": rate,
-            "backend": fm.backend,
-            "widen_factor": fm.widen_factor,
-            "n_frames": n,
-            "n_interpolated": int((~data["detected"]).sum()),
-            "assets": fm.asset_hashes(),
-        })
+        meta.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "video": video_path.name,
+                "fps": rate,
+                "backend": fm.backend,
+                "widen_factor": fm.widen_factor,
+                "n_frames": n,
+                "n_interpolated": int((~data["detected"]).sum()),
+                "assets": fm.asset_hashes(),
+            }
+        )
         write_expression(out_path, data, meta)
     return data
 
 
-def extract_actor(videos: dict[str, str], fm: FaceModel, out_dir: str | os.PathLike, *, detect_every: int = 1,
-                  params: dict | None = None, boxes: dict[str, str] | None = None,
-                  threads: int | None = None) -> dict:
+def extract_actor(
+    videos: dict[str, str],
+    fm: FaceModel,
+    out_dir: str | os.PathLike,
+    *,
+    detect_every: int = 1,
+    params: dict | None = None,
+    boxes: dict[str, str] | None = None,
+    threads: int | None = None,
+) -> dict:
     """:func:`extract_clip` for all crop videos of one actor (``datasets.<name>.batch: actor``):
     ``videos`` sample id -> crop video (``boxes``: sample id -> its boxes table, for
     ``face_boxes: preprocess``); writes ``out_dir/{sample}.parquet`` (the per-clip files).
     Resumable, see :mod:`emohead_core.batch`; ``params`` joins the clips' fingerprint."""
     from ..batch import Clip, run_batch
 
-    clips = [Clip(s, {"video": str(v), "boxes": str(boxes[s]) if boxes else ""},
-                  {"expression": (0, f"{s}.parquet")}) for s, v in videos.items()]
+    clips = [
+        Clip(
+            s, {"video": str(v), "boxes": str(boxes[s]) if boxes else ""}, {"expression": (0, f"{s}.parquet")}
+        )
+        for s, v in videos.items()
+    ]
 
     def work(clip: Clip, targets: dict) -> None:
-        extract_clip(clip.inputs["video"], fm, targets["expression"], detect_every=detect_every,
-                     boxes=clip.inputs["boxes"] or None, threads=threads)
+        extract_clip(
+            clip.inputs["video"],
+            fm,
+            targets["expression"],
+            detect_every=detect_every,
+            boxes=clip.inputs["boxes"] or None,
+            threads=threads,
+        )
 
-    return run_batch([out_dir], clips, work, params={"detect_every": int(detect_every), **(params or {})},
-                     desc=f"3DDFA {Path(out_dir).name}")
+    return run_batch(
+        [out_dir],
+        clips,
+        work,
+        params={"detect_every": int(detect_every), **(params or {})},
+        desc=f"3DDFA {Path(out_dir).name}",
+    )
 
 
-def face_model_for_job(checkpoint: str | os.PathLike, onnx: str | os.PathLike, detector: str | os.PathLike,
-                       bfm: str | os.PathLike, opts: dict, threads: int = 1) -> FaceModel:
+def face_model_for_job(
+    checkpoint: str | os.PathLike,
+    onnx: str | os.PathLike,
+    detector: str | os.PathLike,
+    bfm: str | os.PathLike,
+    opts: dict,
+    threads: int = 1,
+) -> FaceModel:
     """The FaceModel of an extraction job from its input files and the ``expression`` config
     section (rules expression_extract / expression_actor)."""
     onnx_dir = Path(onnx).parent

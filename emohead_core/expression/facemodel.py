@@ -38,8 +38,11 @@ def widen_from_name(checkpoint: str) -> float:
         return 0.5
     if stem.startswith("mb1"):
         return 1.0
-    raise EmoheadInputError(f"cannot infer the widen factor of {stem}.", path=checkpoint,
-                            fix="set expression.widen_factor (0.5 or 1.0).")
+    raise EmoheadInputError(
+        f"cannot infer the widen factor of {stem}.",
+        path=checkpoint,
+        fix="set expression.widen_factor (0.5 or 1.0).",
+    )
 
 
 @dataclass
@@ -78,11 +81,21 @@ class FaceModel:
     object with ``detect(bgr) -> (N, 5)`` sorted by score (default: FaceBoxes).
     """
 
-    def __init__(self, assets_dir: str | os.PathLike, *, onnx_dir: str | os.PathLike | None = None,
-                 checkpoint: str = "mb05_120x120.pth", widen_factor: float | None = None,
-                 backend: str = "onnx", device: str = "auto", batch_size: int = 64,
-                 threads: int | None = None, detector=None, detect_threshold: float = 0.5,
-                 bfm: str | None = None):
+    def __init__(
+        self,
+        assets_dir: str | os.PathLike,
+        *,
+        onnx_dir: str | os.PathLike | None = None,
+        checkpoint: str = "mb05_120x120.pth",
+        widen_factor: float | None = None,
+        backend: str = "onnx",
+        device: str = "auto",
+        batch_size: int = 64,
+        threads: int | None = None,
+        detector=None,
+        detect_threshold: float = 0.5,
+        bfm: str | None = None,
+    ):
         self.assets_dir = Path(assets_dir)
         self.onnx_dir = Path(onnx_dir) if onnx_dir is not None else self.assets_dir
         self.checkpoint_path = self.assets_dir / checkpoint
@@ -97,15 +110,20 @@ class FaceModel:
             self.onnx_path = self.onnx_dir / onnx_name(checkpoint)
             if not self.onnx_path.is_file():
                 export_onnx(self.checkpoint_path, self.onnx_path, self.widen_factor)
-            self.regressor = OnnxRegressor(self.onnx_path, providers=self.providers,
-                                           batch_size=batch_size, threads=threads)
+            self.regressor = OnnxRegressor(
+                self.onnx_path, providers=self.providers, batch_size=batch_size, threads=threads
+            )
         elif backend == "torch":
             from .mobilenet import load_mobilenet
 
             self.onnx_path = None
-            self.regressor = TorchRegressor(load_mobilenet(self.checkpoint_path, self.widen_factor), batch_size)
+            self.regressor = TorchRegressor(
+                load_mobilenet(self.checkpoint_path, self.widen_factor), batch_size
+            )
         else:
-            raise EmoheadInputError(f"unknown backend {backend!r}.", fix="use expression.backend: onnx | torch.")
+            raise EmoheadInputError(
+                f"unknown backend {backend!r}.", fix="use expression.backend: onnx | torch."
+            )
         self._detector = detector
         self._threads = threads
 
@@ -113,8 +131,9 @@ class FaceModel:
     @property
     def detector(self):
         if self._detector is None:
-            self._detector = _default_detector(self.assets_dir, self.onnx_dir, self.providers,
-                                               self.detect_threshold, self._threads)
+            self._detector = _default_detector(
+                self.assets_dir, self.onnx_dir, self.providers, self.detect_threshold, self._threads
+            )
         return self._detector
 
     def detect(self, img: np.ndarray) -> np.ndarray:
@@ -152,7 +171,11 @@ class FaceModel:
 
     def fit_landmarks(self, images: list[np.ndarray], prev_landmarks: np.ndarray):
         """Second pass / tracking: ROI from (previous) landmarks -> params, landmarks, ROIs."""
-        rois = np.stack([T.roi_box_from_landmarks(lm) for lm in prev_landmarks]) if len(prev_landmarks) else np.zeros((0, 4))
+        rois = (
+            np.stack([T.roi_box_from_landmarks(lm) for lm in prev_landmarks])
+            if len(prev_landmarks)
+            else np.zeros((0, 4))
+        )
         params, lm = self.params_from_rois(images, rois)
         return params, lm, rois
 
@@ -166,14 +189,24 @@ class FaceModel:
         faces = []
         for b, p, lm, r in zip(boxes, params, lms, rois):
             pi = T.pose_from_params(p[None])
-            faces.append(Face(box=b.astype(np.float32), roi_box=r.astype(np.float32), params=p, landmarks=lm,
-                              pose_info={k: float(v[0]) for k, v in pi.items() if k != "R"}))
+            faces.append(
+                Face(
+                    box=b.astype(np.float32),
+                    roi_box=r.astype(np.float32),
+                    params=p,
+                    landmarks=lm,
+                    pose_info={k: float(v[0]) for k, v in pi.items() if k != "R"},
+                )
+            )
         return faces
 
     def asset_hashes(self) -> dict[str, str]:
         """sha256 of every model file this instance uses (for output metadata)."""
-        out = {self.checkpoint_path.name: sha256_file(self.checkpoint_path),
-               PARAM_STATS_FILE: self.stats.sha256, self.bfm.source: self.bfm.sha256}
+        out = {
+            self.checkpoint_path.name: sha256_file(self.checkpoint_path),
+            PARAM_STATS_FILE: self.stats.sha256,
+            self.bfm.source: self.bfm.sha256,
+        }
         if self.onnx_path is not None:
             out[self.onnx_path.name] = sha256_file(self.onnx_path)
         det_path = getattr(self._detector, "onnx_path", None) or getattr(self._detector, "path", None)
@@ -182,15 +215,17 @@ class FaceModel:
         return out
 
 
-def _default_detector(assets_dir: Path, onnx_dir: Path, providers: list[str], threshold: float = 0.5,
-                      threads: int | None = None):
+def _default_detector(
+    assets_dir: Path, onnx_dir: Path, providers: list[str], threshold: float = 0.5, threads: int | None = None
+):
     """FaceBoxes of the preprocessing stage (emohead_core.preprocess.facedetect), ONNX exported once."""
     from ..preprocess import facedetect
 
     onnx_path = onnx_dir / FACEBOXES_ONNX
     if not onnx_path.is_file():
         facedetect.export_onnx(assets_dir / FACEBOXES_PTH, onnx_path)
-    det = facedetect.FaceDetector(str(onnx_path), providers=providers, threshold=threshold,
-                                  threads=int(threads or 0))
+    det = facedetect.FaceDetector(
+        str(onnx_path), providers=providers, threshold=threshold, threads=int(threads or 0)
+    )
     det.onnx_path = onnx_path
     return det

@@ -39,7 +39,7 @@ def plot_hyperplanes(result: dict, out_dir: str | os.PathLike, frames: dict | No
             ax.axvline(0, color="k", lw=1)
             ax.set_title(f"{z}: signed distance")
             ax.legend(fontsize=7)
-        for ax in list(axes.flat)[len(zs):]:
+        for ax in list(axes.flat)[len(zs) :]:
             ax.axis("off")
         fig.tight_layout()
         paths["distances"] = out_dir / "distances.png"
@@ -60,8 +60,12 @@ def plot_hyperplanes(result: dict, out_dir: str | os.PathLike, frames: dict | No
         scale = 0.9 * float(np.abs(Y).max(0).min() or 1.0) / longest
         for z in zs:
             v = vs[z]
-            ax.annotate("", xy=(v[0] * scale, v[1] * scale), xytext=(0, 0),
-                        arrowprops=dict(arrowstyle="->", color=colors[z], lw=2))
+            ax.annotate(
+                "",
+                xy=(v[0] * scale, v[1] * scale),
+                xytext=(0, 0),
+                arrowprops=dict(arrowstyle="->", color=colors[z], lw=2),
+            )
             ax.text(v[0] * scale * 1.08, v[1] * scale * 1.08, z, color=colors[z], fontsize=8)
         ax.set_xlabel("PC 1 of expression alpha")
         ax.set_ylabel("PC 2")

@@ -58,8 +58,9 @@ def mar_groups(mar: np.ndarray, edges: np.ndarray) -> np.ndarray:
 QUOTAS = ("max", "mean", "min")
 
 
-def balanced_indices(positive: np.ndarray, groups: np.ndarray, n_groups: int,
-                     rng: np.random.Generator, quota: str = "max") -> tuple[np.ndarray, np.ndarray]:
+def balanced_indices(
+    positive: np.ndarray, groups: np.ndarray, n_groups: int, rng: np.random.Generator, quota: str = "max"
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a training set with equal counts in every (MAR group, class) cell.
 
     Usable groups are those with at least one positive and one negative frame. The quota per
@@ -71,14 +72,16 @@ def balanced_indices(positive: np.ndarray, groups: np.ndarray, n_groups: int,
     counts of the training set (pos + neg), length n_groups; 0 for unusable groups).
     """
     positive = np.asarray(positive, bool)
-    usable = [g for g in range(n_groups)
-              if (positive & (groups == g)).any() and (~positive & (groups == g)).any()]
+    usable = [
+        g for g in range(n_groups) if (positive & (groups == g)).any() and (~positive & (groups == g)).any()
+    ]
     counts = np.zeros(n_groups, np.int64)
     if not usable:
         return np.zeros(0, np.int64), counts
     if quota not in QUOTAS:
-        raise EmoheadInputError(f"unknown quota rule {quota!r}; expected one of {QUOTAS}.",
-                                fix="set hyperplanes.quota.")
+        raise EmoheadInputError(
+            f"unknown quota rule {quota!r}; expected one of {QUOTAS}.", fix="set hyperplanes.quota."
+        )
     smaller = [min((positive & (groups == g)).sum(), (~positive & (groups == g)).sum()) for g in usable]
     q = max(1, int(round({"max": np.max, "mean": np.mean, "min": np.min}[quota](smaller))))
     out = []
@@ -149,9 +152,19 @@ class Hyperplane:
         return np.asarray(alpha, np.float64) @ self.w_z + self.b
 
 
-def train_hyperplanes(X: np.ndarray, mar: np.ndarray, labels: Sequence[str], clip_ids: Sequence[str], *,
-                      emotions: Sequence[str] | None = None, n_groups: int = 5, C: float = 1.0,
-                      cv_folds: int = 5, seed: int = 0, quota: str = "max") -> dict:
+def train_hyperplanes(
+    X: np.ndarray,
+    mar: np.ndarray,
+    labels: Sequence[str],
+    clip_ids: Sequence[str],
+    *,
+    emotions: Sequence[str] | None = None,
+    n_groups: int = 5,
+    C: float = 1.0,
+    cv_folds: int = 5,
+    seed: int = 0,
+    quota: str = "max",
+) -> dict:
     """One-vs-rest hyperplane per emotion with MAR-balanced sampling (Appendix B).
 
     X: (N, 10) expression alpha; mar: (N,); labels: emotion per frame; clip_ids: clip per
@@ -202,15 +215,22 @@ def train_hyperplanes(X: np.ndarray, mar: np.ndarray, labels: Sequence[str], cli
                 if vals:
                     cv[f"acc_{scheme}"] = float(np.mean([v[0] for v in vals]))
                     cv[f"bacc_{scheme}"] = float(np.mean([v[1] for v in vals]))
-        out[z] = Hyperplane(z, w_z, float(b), int(pos.sum()), int((~pos).sum()), counts.tolist(), cv, train_acc)
+        out[z] = Hyperplane(
+            z, w_z, float(b), int(pos.sum()), int((~pos).sum()), counts.tolist(), cv, train_acc
+        )
     return {"hyperplanes": out, "mar_edges": edges, "skipped": skipped, "n_frames": int(len(X))}
 
 
 # ----------------------------------------------------------------------------- frames of a dataset
 
 
-def collect_frames(samples, expression_paths: dict[str, str | os.PathLike], *, actor: str | None = None,
-                   splits: Iterable[str] = ("train",)) -> dict[str, np.ndarray]:
+def collect_frames(
+    samples,
+    expression_paths: dict[str, str | os.PathLike],
+    *,
+    actor: str | None = None,
+    splits: Iterable[str] = ("train",),
+) -> dict[str, np.ndarray]:
     """Gather labelled frames: samples is the sample table (DataFrame); expression_paths maps
     sample_id -> expression Parquet. ``actor`` None / 'all' pools every actor."""
     from .schema import read_expression
@@ -231,10 +251,16 @@ def collect_frames(samples, expression_paths: dict[str, str | os.PathLike], *, a
         L += [r["emotion"]] * int(keep.sum())
         C += [sid] * int(keep.sum())
     if not X:
-        raise EmoheadInputError(f"no labelled video frames for actor {actor!r} in splits {list(splits)}.",
-                                fix="check the dataset's sample table and hyperplanes.splits / actors.")
-    return {"exp": np.concatenate(X), "mar": np.concatenate(M), "emotion": np.array(L, dtype=object),
-            "clip": np.array(C, dtype=object)}
+        raise EmoheadInputError(
+            f"no labelled video frames for actor {actor!r} in splits {list(splits)}.",
+            fix="check the dataset's sample table and hyperplanes.splits / actors.",
+        )
+    return {
+        "exp": np.concatenate(X),
+        "mar": np.concatenate(M),
+        "emotion": np.array(L, dtype=object),
+        "clip": np.array(C, dtype=object),
+    }
 
 
 # ----------------------------------------------------------------------------- persistence
@@ -243,30 +269,50 @@ def collect_frames(samples, expression_paths: dict[str, str | os.PathLike], *, a
 def accuracy_table(result: dict) -> list[dict]:
     rows = []
     for z, h in result["hyperplanes"].items():
-        rows.append({"emotion": z, "n_pos": h.n_pos, "n_neg": h.n_neg,
-                     "bacc_balanced": h.cv.get("bacc_balanced", float("nan")),
-                     "bacc_unbalanced": h.cv.get("bacc_unbalanced", float("nan")),
-                     "acc_balanced": h.cv.get("acc_balanced", float("nan")),
-                     "acc_unbalanced": h.cv.get("acc_unbalanced", float("nan"))})
+        rows.append(
+            {
+                "emotion": z,
+                "n_pos": h.n_pos,
+                "n_neg": h.n_neg,
+                "bacc_balanced": h.cv.get("bacc_balanced", float("nan")),
+                "bacc_unbalanced": h.cv.get("bacc_unbalanced", float("nan")),
+                "acc_balanced": h.cv.get("acc_balanced", float("nan")),
+                "acc_unbalanced": h.cv.get("acc_unbalanced", float("nan")),
+            }
+        )
     return rows
 
 
 def accuracy_markdown(rows: list[dict], title: str = "") -> str:
-    head = ("| emotion | frames (+/-) | CV balanced acc., MAR-balanced | CV balanced acc., unbalanced "
-            "| CV acc., MAR-balanced | CV acc., unbalanced |\n| --- | --- | --- | --- | --- | --- |\n")
+    head = (
+        "| emotion | frames (+/-) | CV balanced acc., MAR-balanced | CV balanced acc., unbalanced "
+        "| CV acc., MAR-balanced | CV acc., unbalanced |\n| --- | --- | --- | --- | --- | --- |\n"
+    )
     body = "".join(
         f"| {r['emotion']} | {r['n_pos']}/{r['n_neg']} | {r['bacc_balanced']:.3f} | {r['bacc_unbalanced']:.3f} "
-        f"| {r['acc_balanced']:.3f} | {r['acc_unbalanced']:.3f} |\n" for r in rows)
+        f"| {r['acc_balanced']:.3f} | {r['acc_unbalanced']:.3f} |\n"
+        for r in rows
+    )
     if rows:
-        mean = {k: np.nanmean([r[k] for r in rows]) for k in ("bacc_balanced", "bacc_unbalanced", "acc_balanced",
-                                                              "acc_unbalanced")}
-        body += (f"| **mean** | | {mean['bacc_balanced']:.3f} | {mean['bacc_unbalanced']:.3f} "
-                 f"| {mean['acc_balanced']:.3f} | {mean['acc_unbalanced']:.3f} |\n")
+        mean = {
+            k: np.nanmean([r[k] for r in rows])
+            for k in ("bacc_balanced", "bacc_unbalanced", "acc_balanced", "acc_unbalanced")
+        }
+        body += (
+            f"| **mean** | | {mean['bacc_balanced']:.3f} | {mean['bacc_unbalanced']:.3f} "
+            f"| {mean['acc_balanced']:.3f} | {mean['acc_unbalanced']:.3f} |\n"
+        )
     return (f"{title}\n\n" if title else "") + head + body
 
 
-def save_hyperplanes(result: dict, out_dir: str | os.PathLike, *, meta: dict | None = None,
-                     frames: dict | None = None, plots: bool = True) -> dict[str, Path]:
+def save_hyperplanes(
+    result: dict,
+    out_dir: str | os.PathLike,
+    *,
+    meta: dict | None = None,
+    frames: dict | None = None,
+    plots: bool = True,
+) -> dict[str, Path]:
     """Write hyperplanes.json, hyperplanes.parquet, accuracy.csv/.md and the plots."""
     import pandas as pd
     import pyarrow as pa
@@ -281,26 +327,45 @@ def save_hyperplanes(result: dict, out_dir: str | os.PathLike, *, meta: dict | N
         "mar_edges": np.asarray(result["mar_edges"]).tolist(),
         "n_frames": result.get("n_frames"),
         "skipped": result.get("skipped", {}),
-        "hyperplanes": {z: {"w_z": h.w_z.tolist(), "b": h.b, "n_pos": h.n_pos, "n_neg": h.n_neg,
-                            "group_counts": h.group_counts, "cv": h.cv, "train_acc": h.train_acc}
-                        for z, h in hp.items()},
+        "hyperplanes": {
+            z: {
+                "w_z": h.w_z.tolist(),
+                "b": h.b,
+                "n_pos": h.n_pos,
+                "n_neg": h.n_neg,
+                "group_counts": h.group_counts,
+                "cv": h.cv,
+                "train_acc": h.train_acc,
+            }
+            for z, h in hp.items()
+        },
     }
-    paths = {"json": out_dir / "hyperplanes.json", "parquet": out_dir / "hyperplanes.parquet",
-             "csv": out_dir / "accuracy.csv", "md": out_dir / "accuracy.md"}
+    paths = {
+        "json": out_dir / "hyperplanes.json",
+        "parquet": out_dir / "hyperplanes.parquet",
+        "csv": out_dir / "accuracy.csv",
+        "md": out_dir / "accuracy.md",
+    }
     write_json_atomic(paths["json"], doc)
     zs = list(hp)
-    table = pa.table({
-        "emotion": pa.array(zs, pa.string()),
-        "w_z": pa.FixedSizeListArray.from_arrays(
-            pa.array(np.concatenate([hp[z].w_z for z in zs]) if zs else np.zeros(0), pa.float64()), M_EXP),
-        "b": pa.array([hp[z].b for z in zs], pa.float64()),
-        "n_pos": pa.array([hp[z].n_pos for z in zs], pa.int64()),
-        "n_neg": pa.array([hp[z].n_neg for z in zs], pa.int64()),
-        "group_counts": pa.array([hp[z].group_counts for z in zs], pa.list_(pa.int64())),
-        **{f"cv_{k}": pa.array([hp[z].cv.get(k, float("nan")) for z in zs], pa.float64())
-           for k in ("acc_balanced", "acc_unbalanced", "bacc_balanced", "bacc_unbalanced")},
-    }).replace_schema_metadata({b"emohead.hyperplanes": json.dumps(
-        {"mar_edges": doc["mar_edges"], "meta": doc["meta"]}).encode()})
+    table = pa.table(
+        {
+            "emotion": pa.array(zs, pa.string()),
+            "w_z": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.concatenate([hp[z].w_z for z in zs]) if zs else np.zeros(0), pa.float64()), M_EXP
+            ),
+            "b": pa.array([hp[z].b for z in zs], pa.float64()),
+            "n_pos": pa.array([hp[z].n_pos for z in zs], pa.int64()),
+            "n_neg": pa.array([hp[z].n_neg for z in zs], pa.int64()),
+            "group_counts": pa.array([hp[z].group_counts for z in zs], pa.list_(pa.int64())),
+            **{
+                f"cv_{k}": pa.array([hp[z].cv.get(k, float("nan")) for z in zs], pa.float64())
+                for k in ("acc_balanced", "acc_unbalanced", "bacc_balanced", "bacc_unbalanced")
+            },
+        }
+    ).replace_schema_metadata(
+        {b"emohead.hyperplanes": json.dumps({"mar_edges": doc["mar_edges"], "meta": doc["meta"]}).encode()}
+    )
     with atomic_path(paths["parquet"]) as tmp:
         pq.write_table(table, tmp)
     rows = accuracy_table(result)
@@ -323,14 +388,19 @@ def load_hyperplanes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, flo
     if path.is_dir():
         path = path / "hyperplanes.json"
     if not path.is_file():
-        raise EmoheadInputError("hyperplanes file not found.", path=path,
-                                fix="run the expression stage's hyperplanes rule for this actor.")
+        raise EmoheadInputError(
+            "hyperplanes file not found.",
+            path=path,
+            fix="run the expression stage's hyperplanes rule for this actor.",
+        )
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         t = pq.read_table(path)
         W = t.column("w_z").combine_chunks().flatten().to_numpy().reshape(-1, M_EXP)
-        return {z: (W[i].astype(np.float64), float(b))
-                for i, (z, b) in enumerate(zip(t.column("emotion").to_pylist(), t.column("b").to_pylist()))}
+        return {
+            z: (W[i].astype(np.float64), float(b))
+            for i, (z, b) in enumerate(zip(t.column("emotion").to_pylist(), t.column("b").to_pylist()))
+        }
     doc = json.loads(path.read_text())
     return {z: (np.asarray(h["w_z"], np.float64), float(h["b"])) for z, h in doc["hyperplanes"].items()}

@@ -94,16 +94,22 @@ def load_mobilenet(pth_path: str | os.PathLike, widen_factor: float = 0.5) -> Mo
     """
     path = Path(pth_path)
     if not path.is_file():
-        raise EmoheadInputError("3DDFA_V2 checkpoint not found.", path=path,
-                                fix="resolve the asset (rule fetch_asset) or set expression.checkpoint.")
+        raise EmoheadInputError(
+            "3DDFA_V2 checkpoint not found.",
+            path=path,
+            fix="resolve the asset (rule fetch_asset) or set expression.checkpoint.",
+        )
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
-        raise EmoheadInputError("not a 3DDFA_V2 checkpoint (no state dict).", path=path,
-                                fix="give mb05_120x120.pth or mb1_120x120.pth from 3DDFA_V2.")
+        raise EmoheadInputError(
+            "not a 3DDFA_V2 checkpoint (no state dict).",
+            path=path,
+            fix="give mb05_120x120.pth or mb1_120x120.pth from 3DDFA_V2.",
+        )
     clean = {}
     for k, v in sd.items():
-        k = k[len("module."):] if k.startswith("module.") else k
+        k = k[len("module.") :] if k.startswith("module.") else k
         if k.startswith("fc."):
             k = "fc_param." + k[3:]
         clean[k] = v

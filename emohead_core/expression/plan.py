@@ -57,11 +57,16 @@ def targets(config: dict, samples: dict, results: str, layout: L.Layout) -> list
     out = []
     for ds, df in samples.items():
         video = df[df["video_path"] != ""]
-        out += layout.deps(L.clip_file(results, ds, "expression", str(a), s)
-                           for s, a in zip(video["sample_id"], video["actor"]))
+        out += layout.deps(
+            L.clip_file(results, ds, "expression", str(a), s)
+            for s, a in zip(video["sample_id"], video["actor"])
+        )
         if ds in labelled_datasets(config):
-            out += [f"{results}/{ds}/hyperplanes/{a}/{f}" for a in hyperplane_actors(config, samples, ds)
-                    for f in HYPERPLANE_FILES]
+            out += [
+                f"{results}/{ds}/hyperplanes/{a}/{f}"
+                for a in hyperplane_actors(config, samples, ds)
+                for f in HYPERPLANE_FILES
+            ]
     return out
 
 
@@ -120,8 +125,9 @@ class ExpressionPlan:
 
     def hyperplane_files(self, wildcards) -> list[str]:
         """The expression Parquets one hyperplane fit reads (params)."""
-        return hyperplane_expression(self.config, self.index.tables, self.results, wildcards.dataset,
-                                     wildcards.actor)
+        return hyperplane_expression(
+            self.config, self.index.tables, self.results, wildcards.dataset, wildcards.actor
+        )
 
     def hyperplane_inputs(self, wildcards) -> list[str]:
         """What produces them (the files, or their actor directories)."""

@@ -29,14 +29,21 @@ def export_onnx(pth_path: str | os.PathLike, onnx_path: str | os.PathLike, widen
     onnx_path = Path(onnx_path)
     with atomic_path(onnx_path) as tmp:
         torch.onnx.export(
-            model, (dummy,), str(tmp), input_names=["input"], output_names=["param"],
-            dynamic_axes={"input": {0: "batch"}, "param": {0: "batch"}}, opset_version=ONNX_OPSET,
+            model,
+            (dummy,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["param"],
+            dynamic_axes={"input": {0: "batch"}, "param": {0: "batch"}},
+            opset_version=ONNX_OPSET,
             dynamo=False,
         )
         m = onnx.load(str(tmp))
-        for k, v in {"source_checkpoint": Path(pth_path).name,
-                     "source_sha256": sha256_file(pth_path),
-                     "widen_factor": str(widen_factor)}.items():
+        for k, v in {
+            "source_checkpoint": Path(pth_path).name,
+            "source_sha256": sha256_file(pth_path),
+            "widen_factor": str(widen_factor),
+        }.items():
             entry = m.metadata_props.add()
             entry.key, entry.value = k, v
         onnx.save(m, str(tmp))
@@ -52,12 +59,21 @@ class OnnxRegressor:
     (:class:`~emohead_core.ortsession.BatchSplitter`; None / 0: one call, onnxruntime's default
     threads)."""
 
-    def __init__(self, onnx_path: str | os.PathLike, providers: list[str] | None = None,
-                 batch_size: int = 64, threads: int | None = None):
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        providers: list[str] | None = None,
+        batch_size: int = 64,
+        threads: int | None = None,
+    ):
         onnx_path = Path(onnx_path)
         self.session = open_session(
-            onnx_path, providers_=providers, threads=1 if threads else 0, what="3DDFA_V2",
-            fix="run the rule export_3ddfa_onnx (or FaceModel with a writable onnx_dir).")
+            onnx_path,
+            providers_=providers,
+            threads=1 if threads else 0,
+            what="3DDFA_V2",
+            fix="run the rule export_3ddfa_onnx (or FaceModel with a writable onnx_dir).",
+        )
         self._runner = BatchSplitter(self.session, threads)
         self.path = onnx_path
         self.batch_size = int(batch_size)
@@ -65,8 +81,10 @@ class OnnxRegressor:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, np.float32)
-        outs = [self._runner.run(["param"], "input", x[i:i + self.batch_size])[0]
-                for i in range(0, len(x), self.batch_size)]
+        outs = [
+            self._runner.run(["param"], "input", x[i : i + self.batch_size])[0]
+            for i in range(0, len(x), self.batch_size)
+        ]
         return np.concatenate(outs, 0) if outs else np.zeros((0, 62), np.float32)
 
 
@@ -82,5 +100,5 @@ class TorchRegressor:
 
         x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
         with torch.no_grad():
-            outs = [self.model(x[i:i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
+            outs = [self.model(x[i : i + self.batch_size]).numpy() for i in range(0, len(x), self.batch_size)]
         return np.concatenate(outs, 0) if outs else np.zeros((0, 62), np.float32)

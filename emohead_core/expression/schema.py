@@ -78,7 +78,9 @@ def write_expression(path: str | os.PathLike, data: dict[str, np.ndarray], metad
             arrays.append(pa.array(a, type=typ))
         else:
             a = a.reshape(n, width)
-            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1), type=typ.value_type), width))
+            arrays.append(
+                pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1), type=typ.value_type), width)
+            )
     meta = dict(metadata)
     meta.setdefault("schema_version", SCHEMA_VERSION)
     table = pa.Table.from_arrays(arrays, schema=arrow_schema(meta))
@@ -97,13 +99,19 @@ def read_expression(path: str | os.PathLike) -> dict[str, np.ndarray]:
     'roi_source', 'box' (T, 5), 'roi_box' (T, 4), 'yaw', 'pitch', 'roll', 'scale'."""
     path = Path(path)
     if not path.is_file():
-        raise EmoheadInputError("expression file not found.", path=path,
-                                fix="run the expression stage (snakemake results/<dataset>/expression/<actor>/<sample>.parquet).")
+        raise EmoheadInputError(
+            "expression file not found.",
+            path=path,
+            fix="run the expression stage (snakemake results/<dataset>/expression/<actor>/<sample>.parquet).",
+        )
     table = pq.read_table(path)
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
-        raise EmoheadInputError(f"not an expression file: missing columns {missing}.", path=path,
-                                fix="re-run the expression stage to regenerate it.")
+        raise EmoheadInputError(
+            f"not an expression file: missing columns {missing}.",
+            path=path,
+            fix="re-run the expression stage to regenerate it.",
+        )
     out: dict[str, np.ndarray] = {}
     n = table.num_rows
     for name, (_, width, dtype) in COLUMNS.items():
@@ -111,6 +119,8 @@ def read_expression(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if width is None:
             out[name] = col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
         else:
-            out[name] = col.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(n, width)
+            out[name] = (
+                col.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(n, width)
+            )
     out["landmarks"] = out["landmarks"].reshape(n, 68, 3)
     return out

@@ -85,8 +85,9 @@ def load_param_stats(path: str | os.PathLike, expected_sha256: str | None = None
     """Load ``param_mean_std_62d_120x120.pkl`` after checking its sha256 (never before)."""
     path = Path(path)
     if not path.is_file():
-        raise EmoheadInputError("parameter statistics file not found.", path=path,
-                                fix="resolve asset " + PARAM_STATS_ASSET + ".")
+        raise EmoheadInputError(
+            "parameter statistics file not found.", path=path, fix="resolve asset " + PARAM_STATS_ASSET + "."
+        )
     digest = _check_sha256(path, expected_sha256, PARAM_STATS_ASSET)
     with open(path, "rb") as f:
         d = pickle.load(f)  # checksum verified above
@@ -131,8 +132,11 @@ def load_bfm_keypoints(path: str | os.PathLike, expected_sha256: str | None = No
         u = np.asarray(bfm["u"], np.float32).reshape(-1)[kp]
         ws = np.asarray(bfm["w_shp"], np.float32)[kp][:, :N_SHAPE]
         we = np.asarray(bfm["w_exp"], np.float32)[kp][:, :N_EXP]
-    if u.shape != (3 * N_LANDMARKS,) or ws.shape != (3 * N_LANDMARKS, N_SHAPE) or we.shape != (
-            3 * N_LANDMARKS, N_EXP):
+    if (
+        u.shape != (3 * N_LANDMARKS,)
+        or ws.shape != (3 * N_LANDMARKS, N_SHAPE)
+        or we.shape != (3 * N_LANDMARKS, N_EXP)
+    ):
         raise EmoheadInputError(f"unexpected BFM keypoint shapes {u.shape} {ws.shape} {we.shape}.", path=path)
     return BFMKeypoints(u, ws, we, digest, path.name)
 
@@ -172,7 +176,7 @@ def crop_image(img: np.ndarray, roi_box) -> np.ndarray:
     out = np.zeros((ey - sy, ex - sx) + img.shape[2:], dtype=img.dtype)
     ix0, iy0, ix1, iy1 = max(sx, 0), max(sy, 0), min(ex, w), min(ey, h)
     if ix1 > ix0 and iy1 > iy0:
-        out[iy0 - sy:iy1 - sy, ix0 - sx:ix1 - sx] = img[iy0:iy1, ix0:ix1]
+        out[iy0 - sy : iy1 - sy, ix0 - sx : ix1 - sx] = img[iy0:iy1, ix0:ix1]
     return out
 
 
@@ -204,15 +208,18 @@ def split_params(params: np.ndarray):
     """(..., 62) -> pose (..., 3, 4), shape (..., 40), exp (..., 10)."""
     p = np.asarray(params)
     pose = p[..., :N_POSE].reshape(p.shape[:-1] + (3, 4))
-    return pose, p[..., N_POSE:N_POSE + N_SHAPE], p[..., N_POSE + N_SHAPE:N_PARAMS]
+    return pose, p[..., N_POSE : N_POSE + N_SHAPE], p[..., N_POSE + N_SHAPE : N_PARAMS]
 
 
 def landmarks_in_crop(params: np.ndarray, bfm: BFMKeypoints) -> np.ndarray:
     """(N, 62) -> (N, 68, 3) keypoints in the 120x120 crop frame (y up, before the y flip)."""
     params = np.atleast_2d(np.asarray(params, np.float64))
     pose, a_shp, a_exp = split_params(params)
-    verts = (bfm.u_base[None].astype(np.float64) + a_shp @ bfm.w_shp_base.T.astype(np.float64)
-             + a_exp @ bfm.w_exp_base.T.astype(np.float64))  # (N, 204)
+    verts = (
+        bfm.u_base[None].astype(np.float64)
+        + a_shp @ bfm.w_shp_base.T.astype(np.float64)
+        + a_exp @ bfm.w_exp_base.T.astype(np.float64)
+    )  # (N, 204)
     verts = verts.reshape(-1, N_LANDMARKS, 3)  # rows x, y, z per keypoint
     R, t = pose[:, :, :3], pose[:, :, 3]
     return np.einsum("nij,nkj->nki", R, verts) + t[:, None, :]
@@ -234,8 +241,9 @@ def to_image_coords(pts_crop: np.ndarray, roi_boxes: np.ndarray, size: int = INP
     return pts.astype(np.float32)
 
 
-def reconstruct_landmarks(params: np.ndarray, roi_boxes: np.ndarray, bfm: BFMKeypoints,
-                          size: int = INPUT_SIZE) -> np.ndarray:
+def reconstruct_landmarks(
+    params: np.ndarray, roi_boxes: np.ndarray, bfm: BFMKeypoints, size: int = INPUT_SIZE
+) -> np.ndarray:
     """(N, 62) params + (N, 4) ROIs -> (N, 68, 3) landmarks in image coordinates."""
     return to_image_coords(landmarks_in_crop(params, bfm), roi_boxes, size)
 
@@ -269,8 +277,13 @@ def pose_from_params(params: np.ndarray) -> dict[str, np.ndarray]:
             c = math.cos(yaw[i])
             pitch[i] = math.atan2(Ri[2, 1] / c, Ri[2, 2] / c)
             roll[i] = math.atan2(Ri[1, 0] / c, Ri[0, 0] / c)
-    return {"yaw": np.degrees(yaw), "pitch": np.degrees(pitch), "roll": np.degrees(roll),
-            "scale": scale, "R": R}
+    return {
+        "yaw": np.degrees(yaw),
+        "pitch": np.degrees(pitch),
+        "roll": np.degrees(roll),
+        "scale": scale,
+        "R": R,
+    }
 
 
 # inner-lip landmarks (0-based, iBUG 68 scheme): corners 60 and 64, upper 61-63, lower 65-67
@@ -312,8 +325,14 @@ def roi_crop_tensor(images: torch.Tensor, roi_boxes: torch.Tensor, size: int = I
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def params_from_crop_tensor(model: torch.nn.Module, crops: torch.Tensor, stats: ParamStats, *,
-                            rgb: bool = False, value_range: float = 255.0) -> torch.Tensor:
+def params_from_crop_tensor(
+    model: torch.nn.Module,
+    crops: torch.Tensor,
+    stats: ParamStats,
+    *,
+    rgb: bool = False,
+    value_range: float = 255.0,
+) -> torch.Tensor:
     """Differentiable 3DMM parameters of face crops (the renderer's shape loss, eq. 16).
 
     crops: (N, 3, H, W) float, channel order BGR (``rgb=True`` for RGB), values in

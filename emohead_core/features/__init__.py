@@ -32,7 +32,19 @@ def transcript_to_frames(transcript, n_frames: int, fps: float = 25.0):
 
 
 __all__ = [
-    "encoder_specs", "frames_from_words", "n_frames_for", "neighbour_windows", "open_dataset",
-    "pool_to_grid", "read_features", "read_meta", "read_transcript", "reference_frame_count",
-    "role_encoders", "settings", "transcript_to_frames", "words_to_frames", "write_features",
+    "encoder_specs",
+    "frames_from_words",
+    "n_frames_for",
+    "neighbour_windows",
+    "open_dataset",
+    "pool_to_grid",
+    "read_features",
+    "read_meta",
+    "read_transcript",
+    "reference_frame_count",
+    "role_encoders",
+    "settings",
+    "transcript_to_frames",
+    "words_to_frames",
+    "write_features",
 ]

@@ -26,8 +26,13 @@ TRANSCRIPT_SCHEMA = pa.schema([("token", pa.string()), ("start_s", pa.float64())
 
 
 def empty_transcript() -> pd.DataFrame:
-    return pd.DataFrame({"token": pd.Series([], dtype=object), "start_s": pd.Series([], dtype=np.float64),
-                         "end_s": pd.Series([], dtype=np.float64)})
+    return pd.DataFrame(
+        {
+            "token": pd.Series([], dtype=object),
+            "start_s": pd.Series([], dtype=np.float64),
+            "end_s": pd.Series([], dtype=np.float64),
+        }
+    )
 
 
 def _check(df: pd.DataFrame, origin: str) -> pd.DataFrame:
@@ -41,7 +46,9 @@ def _check(df: pd.DataFrame, origin: str) -> pd.DataFrame:
 _BPE_CONT = "@@"
 
 
-def parse_funasr_result(results: list[dict[str, Any]] | dict[str, Any], origin: str = "funasr") -> pd.DataFrame:
+def parse_funasr_result(
+    results: list[dict[str, Any]] | dict[str, Any], origin: str = "funasr"
+) -> pd.DataFrame:
     """FunASR ``generate`` output -> transcript table.
 
     Accepts the plain form ``{"text": "w1 w2 ...", "timestamp": [[ms, ms], ...]}`` (one pair per
@@ -68,7 +75,9 @@ def parse_funasr_result(results: list[dict[str, Any]] | dict[str, Any], origin: 
                 else:
                     raise EmoheadInputError(
                         f"FunASR returned {len(tokens)} tokens but {len(ts)} timestamps for {text!r}.",
-                        path=origin, fix="use an ASR model that outputs per-token timestamps (Paraformer).")
+                        path=origin,
+                        fix="use an ASR model that outputs per-token timestamps (Paraformer).",
+                    )
             word, w0, w1 = "", None, None
             for tok, (a, b) in zip(tokens, ts):
                 a, b = float(a) / 1000.0, float(b) / 1000.0
@@ -123,7 +132,9 @@ class WhisperASR(ASR):
         super().__init__(cfg, source, config_key)
         from .encoders import load_faster_whisper
 
-        self.fw = load_faster_whisper(str(source.local_dir), cfg.get("compute_type", "float32"), int(threads or 1))
+        self.fw = load_faster_whisper(
+            str(source.local_dir), cfg.get("compute_type", "float32"), int(threads or 1)
+        )
 
     def transcribe(self, wave):
         segments, _ = self.fw.transcribe(
@@ -143,13 +154,21 @@ class ParaformerASR(ASR):
     def __init__(self, cfg, source, config_key, threads=1):
         super().__init__(cfg, source, config_key)
         self.model = load_funasr_model(
-            source.local_dir, threads=threads, config_key=config_key, what="the ASR model",
-            fix="point it at a FunASR Paraformer directory (config.yaml + model.pt + tokens).")
+            source.local_dir,
+            threads=threads,
+            config_key=config_key,
+            what="the ASR model",
+            fix="point it at a FunASR Paraformer directory (config.yaml + model.pt + tokens).",
+        )
 
     def transcribe(self, wave):
         # output_timestamp: Paraformer's CIF-peak token timestamps (off by default in FunASR)
-        res = self.model.generate(input=np.asarray(wave, np.float32), disable_pbar=True, output_timestamp=True,
-                                  batch_size_s=int(self.cfg.get("batch_size_s", 300)))
+        res = self.model.generate(
+            input=np.asarray(wave, np.float32),
+            disable_pbar=True,
+            output_timestamp=True,
+            batch_size_s=int(self.cfg.get("batch_size_s", 300)),
+        )
         return parse_funasr_result(res, origin=str(self.source.local_dir))
 
 
@@ -159,26 +178,36 @@ ENGINES = {"faster_whisper": WhisperASR, "paraformer": ParaformerASR}
 def asr_identity_of(cfg: dict[str, Any], source: ModelSource) -> dict[str, Any]:
     """The ASR part of a cache key (computable without loading the model)."""
     opts = {k: v for k, v in sorted(cfg.items()) if k not in ("engine", "model", "revision")}
-    return {"engine": cfg.get("engine"), "model": cfg.get("model"), "revision": source.revision, "options": opts}
+    return {
+        "engine": cfg.get("engine"),
+        "model": cfg.get("model"),
+        "revision": source.revision,
+        "options": opts,
+    }
 
 
 def resolve_asr_source(cfg: dict[str, Any], config_key: str) -> ModelSource:
     engine = cfg.get("engine")
     if engine not in ENGINES:
-        raise EmoheadInputError(f"unknown ASR engine {engine!r}; expected one of {sorted(ENGINES)}.",
-                                path=f"{config_key}.engine")
-    return resolve_model_dir(cfg.get("model") or "", config_key=f"{config_key}.model",
-                             revision=cfg.get("revision"))
+        raise EmoheadInputError(
+            f"unknown ASR engine {engine!r}; expected one of {sorted(ENGINES)}.", path=f"{config_key}.engine"
+        )
+    return resolve_model_dir(
+        cfg.get("model") or "", config_key=f"{config_key}.model", revision=cfg.get("revision")
+    )
 
 
-def build_asr(cfg: dict[str, Any], config_key: str, threads: int | None = 1,
-              source: ModelSource | None = None) -> ASR:
+def build_asr(
+    cfg: dict[str, Any], config_key: str, threads: int | None = 1, source: ModelSource | None = None
+) -> ASR:
     source = source or resolve_asr_source(cfg, config_key)
     return ENGINES[cfg["engine"]](cfg, source, config_key, threads=threads)
 
 
 def write_transcript(path: str | Path, df: pd.DataFrame, meta: dict[str, str]) -> None:
-    table = pa.Table.from_pandas(df[["token", "start_s", "end_s"]], schema=TRANSCRIPT_SCHEMA, preserve_index=False)
+    table = pa.Table.from_pandas(
+        df[["token", "start_s", "end_s"]], schema=TRANSCRIPT_SCHEMA, preserve_index=False
+    )
     table = table.replace_schema_metadata({f"emohead.{k}": str(v) for k, v in meta.items()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
@@ -187,7 +216,9 @@ def write_transcript(path: str | Path, df: pd.DataFrame, meta: dict[str, str]) -
 def read_transcript(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
-        raise EmoheadInputError("transcript not found.", path=path, fix="run the features stage's transcript rule.")
+        raise EmoheadInputError(
+            "transcript not found.", path=path, fix="run the features stage's transcript rule."
+        )
     return pq.read_table(path).to_pandas()
 
 

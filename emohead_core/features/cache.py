@@ -47,8 +47,15 @@ def canonical_json(obj: Any) -> str:
 
 
 def cache_key(audio_sha256: str, identity: dict, n_frames: int, fps: float) -> str:
-    payload = canonical_json({"audio": audio_sha256, "encoder": identity, "T": int(n_frames),
-                              "fps": float(fps), "code": CODE_VERSION})
+    payload = canonical_json(
+        {
+            "audio": audio_sha256,
+            "encoder": identity,
+            "T": int(n_frames),
+            "fps": float(fps),
+            "code": CODE_VERSION,
+        }
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -58,8 +65,9 @@ def audio_sha256(path: str | Path) -> str:
 
 def _pa_dtype(dtype: str):
     if dtype not in ("float16", "float32"):
-        raise EmoheadInputError(f"feature dtype must be float16 or float32, got {dtype!r}.",
-                                path="features.dtype")
+        raise EmoheadInputError(
+            f"feature dtype must be float16 or float32, got {dtype!r}.", path="features.dtype"
+        )
     return pa.float16() if dtype == "float16" else pa.float32()
 
 
@@ -80,8 +88,11 @@ def features_table(feats: np.ndarray, meta: dict[str, Any], dtype: str = "float1
         raise ValueError("features contain NaN/inf")
     np_dtype = np.float16 if dtype == "float16" else np.float32
     if dtype == "float16" and feats.size and float(np.abs(feats).max()) > 65504.0:
-        raise EmoheadInputError(f"feature values up to {float(np.abs(feats).max()):.3g} overflow float16.",
-                                path=str(meta.get("encoder", "features")), fix="set features.dtype: float32.")
+        raise EmoheadInputError(
+            f"feature values up to {float(np.abs(feats).max()):.3g} overflow float16.",
+            path=str(meta.get("encoder", "features")),
+            fix="set features.dtype: float32.",
+        )
     values = pa.array(feats.astype(np_dtype).reshape(-1), type=_pa_dtype(dtype))
     col = pa.FixedSizeListArray.from_arrays(values, D)
     md = {f"{META_PREFIX}{k}": (v if isinstance(v, str) else canonical_json(v)) for k, v in meta.items()}
@@ -98,8 +109,9 @@ def write_features(path: str | Path, feats: np.ndarray, meta: dict[str, Any], dt
     with atomic_path(path) as tmp:
         # no dictionary pages: feature values rarely repeat, and dictionary fallback pages
         # read ~2x slower (bench/bench_features.py)
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=False,
-                       row_group_size=max(1, table.num_rows))
+        pq.write_table(
+            table, tmp, compression="zstd", use_dictionary=False, row_group_size=max(1, table.num_rows)
+        )
 
 
 def _decode_meta(md: dict | None) -> dict[str, Any]:
@@ -108,7 +120,7 @@ def _decode_meta(md: dict | None) -> dict[str, Any]:
         k, v = k.decode(), v.decode()
         if not k.startswith(META_PREFIX):
             continue
-        k = k[len(META_PREFIX):]
+        k = k[len(META_PREFIX) :]
         if k == "silence":
             out[k] = decode_vector(v)
             continue
@@ -129,8 +141,11 @@ def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, A
     """``(frames int32 (T,), feats float32 (T, D), meta)`` of one feature file."""
     path = Path(path)
     if not path.is_file():
-        raise EmoheadInputError("feature file not found.", path=path,
-                                fix="run the features stage (snakemake ... features) for this sample.")
+        raise EmoheadInputError(
+            "feature file not found.",
+            path=path,
+            fix="run the features stage (snakemake ... features) for this sample.",
+        )
     table = pq.read_table(path, use_threads=False)
     frames = table.column("frame").to_numpy().astype(np.int32, copy=False)
     col = table.column("feature")

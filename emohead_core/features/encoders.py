@@ -57,16 +57,27 @@ class EncoderSpec:
         role = entry.pop("role", None)
         kind = entry.pop("kind", None)
         if role not in ROLES:
-            raise EmoheadInputError(f"encoder {name!r} has role {role!r}; expected one of {ROLES}.",
-                                    path=f"{config_key}.role")
+            raise EmoheadInputError(
+                f"encoder {name!r} has role {role!r}; expected one of {ROLES}.", path=f"{config_key}.role"
+            )
         if kind not in AUDIO_KINDS + TEXT_KINDS:
-            raise EmoheadInputError(f"encoder {name!r} has unknown kind {kind!r}; expected one of "
-                                    f"{AUDIO_KINDS + TEXT_KINDS}.", path=f"{config_key}.kind")
+            raise EmoheadInputError(
+                f"encoder {name!r} has unknown kind {kind!r}; expected one of {AUDIO_KINDS + TEXT_KINDS}.",
+                path=f"{config_key}.kind",
+            )
         if (role == "gamma") != (kind in TEXT_KINDS):
-            raise EmoheadInputError(f"encoder {name!r}: kind {kind!r} cannot take role {role!r}.",
-                                    path=f"{config_key}.role")
-        return EncoderSpec(name=name, role=role, kind=kind, model=entry.pop("model", None),
-                           revision=entry.pop("revision", None), options=entry, config_key=config_key)
+            raise EmoheadInputError(
+                f"encoder {name!r}: kind {kind!r} cannot take role {role!r}.", path=f"{config_key}.role"
+            )
+        return EncoderSpec(
+            name=name,
+            role=role,
+            kind=kind,
+            model=entry.pop("model", None),
+            revision=entry.pop("revision", None),
+            options=entry,
+            config_key=config_key,
+        )
 
 
 class Encoder:
@@ -153,7 +164,9 @@ class HubertEncoder(AudioEncoder):
 
     def encode_native(self, wave):
         torch = self._torch
-        inp = self.extractor(np.asarray(wave, np.float32), sampling_rate=self.sample_rate, return_tensors="pt")
+        inp = self.extractor(
+            np.asarray(wave, np.float32), sampling_rate=self.sample_rate, return_tensors="pt"
+        )
         with torch.inference_mode():
             out = self.model(inp["input_values"], output_hidden_states=self.layer != -1)
         h = out.last_hidden_state if self.layer == -1 else out.hidden_states[self.layer]
@@ -169,14 +182,19 @@ class Emotion2vecEncoder(AudioEncoder):
         super().__init__(spec, source)
         _torch_threads(threads)
         self.model = load_funasr_model(
-            source.local_dir, threads=threads, config_key=spec.config_key, what="emotion2vec",
+            source.local_dir,
+            threads=threads,
+            config_key=spec.config_key,
+            what="emotion2vec",
             fix="point it at a FunASR model directory (config.yaml + model.pt), e.g. the "
-            "emotion2vec/emotion2vec_base snapshot.")
+            "emotion2vec/emotion2vec_base snapshot.",
+        )
         self.dim = int(self.model.model.cfg.get("embed_dim"))
 
     def encode_native(self, wave):
-        res = self.model.generate(input=np.asarray(wave, np.float32), granularity="frame",
-                                  extract_embedding=True, disable_pbar=True)
+        res = self.model.generate(
+            input=np.asarray(wave, np.float32), granularity="frame", extract_embedding=True, disable_pbar=True
+        )
         return np.asarray(res[0]["feats"], np.float32).reshape(-1, self.dim)
 
 
@@ -197,8 +215,9 @@ class WhisperEncoderFeatures(AudioEncoder):
 
     def __init__(self, spec, source, threads=None):
         super().__init__(spec, source)
-        self.fw = load_faster_whisper(str(source.local_dir), spec.options.get("compute_type", "float32"),
-                                      int(threads or 1))
+        self.fw = load_faster_whisper(
+            str(source.local_dir), spec.options.get("compute_type", "float32"), int(threads or 1)
+        )
         fe = self.fw.feature_extractor
         self.n_samples = int(fe.n_samples)  # 30 s
         self.native_hz = self.sample_rate / (2.0 * fe.hop_length)  # conv stride 2 over 100 Hz mel
@@ -212,8 +231,9 @@ class WhisperEncoderFeatures(AudioEncoder):
         if len(wave) > self.n_samples:
             raise ValueError("Whisper encoder chunks must be <= 30 s")
         mel = pad_or_trim(self.fw.feature_extractor(wave))
-        out = self.fw.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], np.float32)),
-                                   to_cpu=True)
+        out = self.fw.model.encode(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], np.float32)), to_cpu=True
+        )
         h = np.asarray(out, dtype=np.float32)[0]
         n = max(1, math.ceil(len(wave) * self.native_hz / self.sample_rate))
         return h[:n]
@@ -236,7 +256,9 @@ class LogMelEncoder(AudioEncoder):
         self.dim = self.n_mels
         import librosa
 
-        self._fb = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels).astype(np.float32)
+        self._fb = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels).astype(
+            np.float32
+        )
         self._window = np.hanning(self.win + 1)[:-1].astype(np.float32)
 
     @property
@@ -271,8 +293,11 @@ class HFTextEncoder(TextEncoder):
         d = str(source.local_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(d)
         if not getattr(self.tokenizer, "is_fast", False):
-            raise EmoheadInputError("the tokenizer must be a fast (Rust) tokenizer (offsets are needed "
-                                    "to pool sub-words per word).", path=f"{spec.config_key}.model")
+            raise EmoheadInputError(
+                "the tokenizer must be a fast (Rust) tokenizer (offsets are needed "
+                "to pool sub-words per word).",
+                path=f"{spec.config_key}.model",
+            )
         dtype = spec.options.get("torch_dtype", "float32")
         self.model = AutoModel.from_pretrained(d, dtype=getattr(torch, dtype)).eval()
         self.layer = int(spec.options.get("layer", -1))
@@ -309,15 +334,19 @@ class HFTextEncoder(TextEncoder):
                 counts[j] += 1
         missing = np.where(counts == 0)[0]
         if len(missing):
-            raise EmoheadInputError(f"tokenizer produced no token for words {[words[i] for i in missing]}.",
-                                    path=f"{self.spec.config_key}.model")
+            raise EmoheadInputError(
+                f"tokenizer produced no token for words {[words[i] for i in missing]}.",
+                path=f"{self.spec.config_key}.model",
+            )
         return (vecs / counts[:, None]).astype(np.float32)
 
     def encode_words(self, words):
         words = [w for w in words]
         if not words:
             return np.zeros((0, self.dim), np.float32)
-        parts = [self._encode_window(words[i:i + self.max_words]) for i in range(0, len(words), self.max_words)]
+        parts = [
+            self._encode_window(words[i : i + self.max_words]) for i in range(0, len(words), self.max_words)
+        ]
         return np.concatenate(parts, axis=0)
 
 
@@ -340,9 +369,12 @@ def resolve_source(spec: EncoderSpec) -> ModelSource | None:
 def identity_of(spec: EncoderSpec, source: ModelSource | None) -> dict[str, Any]:
     """The encoder identity of the cache key: kind, model id, revision (hub commit or weight
     sha256) and options. Computable without loading the model, so a cache hit costs a hash."""
-    return {"kind": spec.kind, "model": spec.model or "none",
-            "revision": source.revision if source else "none",
-            "options": dict(sorted(spec.options.items()))}
+    return {
+        "kind": spec.kind,
+        "model": spec.model or "none",
+        "revision": source.revision if source else "none",
+        "options": dict(sorted(spec.options.items())),
+    }
 
 
 def build_encoder(spec: EncoderSpec, threads: int | None = 1, source: ModelSource | None = None) -> Encoder:
@@ -384,7 +416,7 @@ def encode_audio(
         if len(seg) < int(hop) * 2:  # a tail shorter than the model's receptive field
             seg = np.pad(seg, (0, int(hop) * 2 - len(seg)))
         nat = encoder.encode_native(seg)
-        part = nat[c0 - f0: c1 - f0]
+        part = nat[c0 - f0 : c1 - f0]
         if part.shape[0] < c1 - c0:  # model emitted fewer frames at the end: edge-pad
             fill = nat[-1:] if part.shape[0] == 0 else part[-1:]
             part = np.concatenate([part, np.repeat(fill, c1 - c0 - part.shape[0], axis=0)])

@@ -47,14 +47,29 @@ def count_video_frames(path: str | Path) -> int:
     if not path.is_file():
         raise EmoheadInputError("video not found.", path=path)
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-         "-f", "null", "-"],
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-f",
+            "null",
+            "-",
+        ],
         capture_output=True,
     )
     found = _FRAME_RE.findall(proc.stderr.decode(errors="replace"))
     if proc.returncode != 0 or not found:
-        raise EmoheadInputError("could not count video frames.", path=path,
-                                fix="check the crop video (re-run preprocessing for this sample).")
+        raise EmoheadInputError(
+            "could not count video frames.",
+            path=path,
+            fix="check the crop video (re-run preprocessing for this sample).",
+        )
     return int(found[-1])
 
 
@@ -96,7 +111,9 @@ def pool_to_grid(native: np.ndarray, native_hz: float, n_frames: int, fps: float
     if need > native.shape[0]:
         pad = np.repeat(native[-1:], need - native.shape[0], axis=0)
         native = np.concatenate([native, pad], axis=0)
-    csum = np.concatenate([np.zeros((1, native.shape[1]), np.float64), np.cumsum(native, axis=0, dtype=np.float64)])
+    csum = np.concatenate(
+        [np.zeros((1, native.shape[1]), np.float64), np.cumsum(native, axis=0, dtype=np.float64)]
+    )
     return ((csum[hi] - csum[lo]) / (hi - lo)[:, None]).astype(np.float32)
 
 
@@ -136,7 +153,8 @@ def words_to_frames(
 
 def frames_from_words(
     word_vecs: np.ndarray,
-    starts, ends,
+    starts,
+    ends,
     n_frames: int,
     silence_vec: np.ndarray,
     fps: float = 25.0,

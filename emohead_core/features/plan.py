@@ -22,13 +22,16 @@ def job_config(cfg: dict[str, Any], results: str, encoder: str | None = None, as
     if asr:
         sub["asr"] = prof.get("asr")
     pre = cfg.get("preprocess") or {}
-    return {"results_dir": results,
-            "preprocess": {"fps": pre.get("fps", 25), "sample_rate": pre.get("sample_rate", 16000)},
-            "features": {**keep, "profiles": {pname: sub}}}
+    return {
+        "results_dir": results,
+        "preprocess": {"fps": pre.get("fps", 25), "sample_rate": pre.get("sample_rate", 16000)},
+        "features": {**keep, "profiles": {pname: sub}},
+    }
 
 
-def clip_inputs(cfg: dict[str, Any], results: str, dataset: str, sample: str, has_video: bool,
-                actor: str, encoder: str) -> dict[str, str]:
+def clip_inputs(
+    cfg: dict[str, Any], results: str, dataset: str, sample: str, has_video: bool, actor: str, encoder: str
+) -> dict[str, str]:
     """Inputs of a per-clip feature job: the 16 kHz wav, the crop's boxes (T) for video samples,
     and with ``features.prefill: actor`` the actor's prefill manifest (``encoder`` "asr" for
     the transcript rule)."""
@@ -41,8 +44,14 @@ def clip_inputs(cfg: dict[str, Any], results: str, dataset: str, sample: str, ha
     return inputs
 
 
-def actor_inputs(cfg: dict[str, Any], results: str, dataset: str, actor: str,
-                 rows: Iterable[tuple[str, bool]], encoder: str) -> dict[str, list[str]]:
+def actor_inputs(
+    cfg: dict[str, Any],
+    results: str,
+    dataset: str,
+    actor: str,
+    rows: Iterable[tuple[str, bool]],
+    encoder: str,
+) -> dict[str, list[str]]:
     """Per-clip files one actor's clips need for ``encoder`` ("asr": transcripts): wavs, crop
     boxes (T) of video samples, transcripts (role gamma); ``rows``: (sample id, has video).
     Inputs of a per-actor prefill job, and (through the layout) of an actor batch."""
@@ -102,13 +111,21 @@ class FeaturesPlan:
         return actor_inputs(self.config, self.results, ds, actor, self._rows(ds, actor), wildcards.encoder)
 
     def transcript_inputs(self, wildcards) -> dict[str, str]:
-        return clip_inputs(self.config, self.results, wildcards.dataset, wildcards.sample, False,
-                           wildcards.actor, "asr")
+        return clip_inputs(
+            self.config, self.results, wildcards.dataset, wildcards.sample, False, wildcards.actor, "asr"
+        )
 
     def clip_inputs(self, wildcards) -> dict[str, str]:
         has_video = bool(self.index.row(wildcards.dataset, wildcards.sample)["video_path"])
-        return clip_inputs(self.config, self.results, wildcards.dataset, wildcards.sample, has_video,
-                           wildcards.actor, wildcards.encoder)
+        return clip_inputs(
+            self.config,
+            self.results,
+            wildcards.dataset,
+            wildcards.sample,
+            has_video,
+            wildcards.actor,
+            wildcards.encoder,
+        )
 
     # ------------------------------------------------------------------ batch: actor
     def step_encoder(self, wildcards) -> str:

@@ -25,9 +25,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 @dataclass(frozen=True)
 class ModelSource:
-    spec: str          # what the config says (hub id, path or pkg:...)
-    local_dir: Path    # resolved directory holding the files
-    revision: str      # hub commit, or "sha256:<hash of the weight files>" for local dirs
+    spec: str  # what the config says (hub id, path or pkg:...)
+    local_dir: Path  # resolved directory holding the files
+    revision: str  # hub commit, or "sha256:<hash of the weight files>" for local dirs
 
 
 def hub_offline() -> bool:
@@ -35,7 +35,7 @@ def hub_offline() -> bool:
 
 
 def _package_dir(spec: str, config_key: str) -> Path:
-    rest = spec[len("pkg:"):]
+    rest = spec[len("pkg:") :]
     pkg, _, sub = rest.partition("/")
     found = importlib.util.find_spec(pkg)
     if found is None or not found.submodule_search_locations:
@@ -47,8 +47,11 @@ def _package_dir(spec: str, config_key: str) -> Path:
         )
     d = Path(list(found.submodule_search_locations)[0]) / sub
     if not d.exists():
-        raise EmoheadInputError(f"{d} does not exist inside package {pkg!r}.", path=config_key,
-                                fix=f"set {config_key} to an existing model directory.")
+        raise EmoheadInputError(
+            f"{d} does not exist inside package {pkg!r}.",
+            path=config_key,
+            fix=f"set {config_key} to an existing model directory.",
+        )
     return d
 
 
@@ -60,8 +63,9 @@ def weight_hash(local_dir: str | Path) -> str:
     """sha256 over the weight files of a model directory (names + bytes, sorted), memoised in
     ``$EMOHEAD_CACHE/weight_hashes.json`` keyed by (path, size, mtime) so it is computed once."""
     d = Path(local_dir).resolve()
-    files = sorted(p for p in (d.rglob("*") if d.is_dir() else [d])
-                   if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    files = sorted(
+        p for p in (d.rglob("*") if d.is_dir() else [d]) if p.is_file() and p.suffix in WEIGHT_SUFFIXES
+    )
     if not files:  # no recognised weights: hash every file (configs define e.g. filterbanks)
         files = sorted(p for p in d.rglob("*") if p.is_file()) if d.is_dir() else [d]
     stamp = "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
@@ -101,8 +105,11 @@ def resolve_model_dir(spec: str, *, config_key: str, revision: str | None = None
 
     ``config_key`` is the dotted config path of the spec (used in error messages)."""
     if not spec:
-        raise EmoheadInputError("no model configured.", path=config_key,
-                                fix=f"set {config_key} to a hub id or a local model directory.")
+        raise EmoheadInputError(
+            "no model configured.",
+            path=config_key,
+            fix=f"set {config_key} to a hub id or a local model directory.",
+        )
     if spec.startswith("pkg:"):
         d = _package_dir(spec, config_key)
         return ModelSource(spec, d, "sha256:" + weight_hash(d))
@@ -110,8 +117,11 @@ def resolve_model_dir(spec: str, *, config_key: str, revision: str | None = None
     if p.exists():
         return ModelSource(spec, p.resolve(), "sha256:" + weight_hash(p))
     if not _HUB_ID.match(spec):
-        raise EmoheadInputError(f"model directory {spec!r} does not exist.", path=config_key,
-                                fix=f"set {config_key} to an existing local directory or a hub id.")
+        raise EmoheadInputError(
+            f"model directory {spec!r} does not exist.",
+            path=config_key,
+            fix=f"set {config_key} to an existing local directory or a hub id.",
+        )
     # a hub id "org/name": the local HF cache, or a download when the network is allowed
     try:
         from huggingface_hub import snapshot_download
@@ -131,17 +141,23 @@ def resolve_model_dir(spec: str, *, config_key: str, revision: str | None = None
     return ModelSource(spec, d, rev)
 
 
-def load_funasr_model(local_dir: str | Path, *, threads: int | None, config_key: str, what: str,
-                      fix: str):
+def load_funasr_model(local_dir: str | Path, *, threads: int | None, config_key: str, what: str, fix: str):
     """A FunASR ``AutoModel`` from a local model directory, on the CPU, quiet and with no
     update check; a directory FunASR cannot load is an input error naming ``config_key``."""
     from funasr import AutoModel
 
     try:
-        return AutoModel(model=str(local_dir), device="cpu", disable_update=True, disable_pbar=True,
-                         disable_log=True, ncpu=int(threads or 1))
+        return AutoModel(
+            model=str(local_dir),
+            device="cpu",
+            disable_update=True,
+            disable_pbar=True,
+            disable_log=True,
+            ncpu=int(threads or 1),
+        )
     except Exception as e:  # noqa: BLE001 - FunASR raises many types for a bad directory
         raise EmoheadInputError(
             f"FunASR could not load {what} from {local_dir} ({type(e).__name__}: {e}).",
-            path=f"{config_key}.model", fix=fix,
+            path=f"{config_key}.model",
+            fix=fix,
         ) from e

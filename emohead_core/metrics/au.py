@@ -36,8 +36,9 @@ def read_openface_csv(path: str | Path) -> pd.DataFrame:
     df.columns = [c.strip() for c in df.columns]
     au = [c for c in df.columns if c.startswith("AU") and c.endswith("_r")]
     if not au:
-        raise EmoheadInputError("no AU*_r columns.", path=path,
-                                fix="run OpenFace FeatureExtraction with AU output (-aus).")
+        raise EmoheadInputError(
+            "no AU*_r columns.", path=path, fix="run OpenFace FeatureExtraction with AU output (-aus)."
+        )
     out = df[au].astype(float)
     if "success" in df.columns:
         out.loc[df["success"].astype(float) < 0.5, :] = np.nan
@@ -64,13 +65,20 @@ class TorchScriptAU:
     def __call__(self, frames_rgb: np.ndarray, batch: int = 16) -> pd.DataFrame:
         out = []
         for i in range(0, len(frames_rgb), batch):
-            x = torch.from_numpy(np.ascontiguousarray(frames_rgb[i:i + batch])).permute(0, 3, 1, 2).float() / 255
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            x = (
+                torch.from_numpy(np.ascontiguousarray(frames_rgb[i : i + batch])).permute(0, 3, 1, 2).float()
+                / 255
+            )
+            x = F.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True
+            )
             out.append(self.model(x).float().numpy())
         y = np.concatenate(out)
         if y.shape[1] != len(self.au_names):
-            raise EmoheadInputError(f"AU model outputs {y.shape[1]} values but metrics.aue.au_names has "
-                                    f"{len(self.au_names)}.", fix="make au_names match the model outputs.")
+            raise EmoheadInputError(
+                f"AU model outputs {y.shape[1]} values but metrics.aue.au_names has {len(self.au_names)}.",
+                fix="make au_names match the model outputs.",
+            )
         return pd.DataFrame(y, columns=self.au_names)
 
 
@@ -106,5 +114,6 @@ def blendshape_aus(blendshapes: np.ndarray) -> pd.DataFrame:
     if b.ndim != 2 or b.shape[1] != len(BLENDSHAPES):
         raise ValueError(f"expected (T, {len(BLENDSHAPES)}) blendshapes, got {b.shape}")
     idx = {n: i for i, n in enumerate(BLENDSHAPES)}
-    return pd.DataFrame({f"{au}_bs": b[:, [idx[n] for n in names]].mean(axis=1)
-                         for au, names in AU_BLENDSHAPES.items()})
+    return pd.DataFrame(
+        {f"{au}_bs": b[:, [idx[n] for n in names]].mean(axis=1) for au, names in AU_BLENDSHAPES.items()}
+    )

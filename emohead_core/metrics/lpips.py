@@ -25,13 +25,15 @@ class AlexFeatures(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.ModuleList([
-            nn.Conv2d(3, 64, 11, stride=4, padding=2),
-            nn.Conv2d(64, 192, 5, padding=2),
-            nn.Conv2d(192, 384, 3, padding=1),
-            nn.Conv2d(384, 256, 3, padding=1),
-            nn.Conv2d(256, 256, 3, padding=1),
-        ])
+        self.conv = nn.ModuleList(
+            [
+                nn.Conv2d(3, 64, 11, stride=4, padding=2),
+                nn.Conv2d(64, 192, 5, padding=2),
+                nn.Conv2d(192, 384, 3, padding=1),
+                nn.Conv2d(384, 256, 3, padding=1),
+                nn.Conv2d(256, 256, 3, padding=1),
+            ]
+        )
 
     def forward(self, x):
         taps = []
@@ -93,5 +95,5 @@ def to_unit_range(rgb_uint8: np.ndarray) -> torch.Tensor:
 def lpips_frames(model: LPIPSAlex, gen_rgb: np.ndarray, gt_rgb: np.ndarray, batch: int = 8) -> np.ndarray:
     out = []
     for i in range(0, len(gen_rgb), batch):
-        out.append(model(to_unit_range(gen_rgb[i:i + batch]), to_unit_range(gt_rgb[i:i + batch])).numpy())
+        out.append(model(to_unit_range(gen_rgb[i : i + batch]), to_unit_range(gt_rgb[i : i + batch])).numpy())
     return np.concatenate(out)

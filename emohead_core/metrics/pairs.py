@@ -32,9 +32,20 @@ def driven_method(variant: str) -> str:
     ``ours_{variant}`` (the names of Table IV's rows, config tables.ablations)."""
     return "ours" if variant == "main" else f"ours_{variant}"
 
+
 SLUG = re.compile(r"[^A-Za-z0-9_.\-]+")
-COLUMNS = ["method", "group", "clip", "dataset", "generated", "ground_truth", "audio", "emotion",
-           "reference_free", "meta"]
+COLUMNS = [
+    "method",
+    "group",
+    "clip",
+    "dataset",
+    "generated",
+    "ground_truth",
+    "audio",
+    "emotion",
+    "reference_free",
+    "meta",
+]
 
 
 def slug(s: str) -> str:
@@ -51,8 +62,13 @@ def eval_samples(table: pd.DataFrame, split: str | None) -> list[str]:
     return list(vid["sample_id"])
 
 
-def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], results: str,
-                render_pairs: list[dict] | None = None) -> pd.DataFrame:
+def build_pairs(
+    mcfg: dict,
+    datasets: dict,
+    samples: dict[str, pd.DataFrame],
+    results: str,
+    render_pairs: list[dict] | None = None,
+) -> pd.DataFrame:
     """The catalogue (see the module docstring). ``render_pairs``: the renderer's per-test-clip
     pairs (:meth:`emohead_core.render.plan.RenderPlan.metric_pairs`)."""
     rows = []
@@ -66,8 +82,9 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
     def row(ds, s):
         if ds not in lookup:
             t = samples[ds]
-            lookup[ds] = dict(zip(t["sample_id"].astype(str),
-                                  zip(t["actor"].astype(str), t["emotion"].astype(str))))
+            lookup[ds] = dict(
+                zip(t["sample_id"].astype(str), zip(t["actor"].astype(str), t["emotion"].astype(str)))
+            )
         return lookup[ds].get(s)
 
     def emo(ds, s):
@@ -81,19 +98,46 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
         return clip_file(results, ds, "audio", row(ds, s)[0], s)
 
     def add(method, group, clip, dataset, gen, gt, audio="", emotion="", ref_free=False, meta=""):
-        rows.append(dict(method=slug(method), group=slug(group), clip=slug(clip), dataset=dataset,
-                         generated=str(gen), ground_truth=str(gt), audio=str(audio or ""),
-                         emotion=emotion or "", reference_free=bool(ref_free), meta=str(meta or "")))
+        rows.append(
+            dict(
+                method=slug(method),
+                group=slug(group),
+                clip=slug(clip),
+                dataset=dataset,
+                generated=str(gen),
+                ground_truth=str(gt),
+                audio=str(audio or ""),
+                emotion=emotion or "",
+                reference_free=bool(ref_free),
+                meta=str(meta or ""),
+            )
+        )
 
     # renderer outputs: every test clip of every subject
     if mcfg.get("render", True):
         for p in render_pairs or []:
-            add(p["method"], p["group"], p["clip"], p["dataset"], p["generated"], p["ground_truth"],
-                emotion=p.get("emotion", ""), meta=p.get("meta", ""))
+            add(
+                p["method"],
+                p["group"],
+                p["clip"],
+                p["dataset"],
+                p["generated"],
+                p["ground_truth"],
+                emotion=p.get("emotion", ""),
+                meta=p.get("meta", ""),
+            )
     # explicit pairs
     for p in mcfg.get("pairs") or []:
-        add(p.get("method", "pair"), p.get("dataset", "pairs"), p.get("clip", Path(p["generated"]).stem),
-            p.get("dataset", ""), p["generated"], p["ground_truth"], p.get("audio", ""), p.get("emotion", ""))
+        add(
+            p.get("method", "pair"),
+            p.get("dataset", "pairs"),
+            p.get("clip", Path(p["generated"]).stem),
+            p.get("dataset", ""),
+            p["generated"],
+            p["ground_truth"],
+            p.get("audio", ""),
+            p.get("emotion", ""),
+        )
     # baselines dropped by the user
     bdir = mcfg.get("baselines_dir")
     if bdir and Path(bdir).is_dir():
@@ -106,16 +150,32 @@ def build_pairs(mcfg: dict, datasets: dict, samples: dict[str, pd.DataFrame], re
                 known = set(samples[ds][samples[ds]["video_path"] != ""]["sample_id"])
                 for v in sorted((mdir / ds).glob("*.mp4")) if (mdir / ds).is_dir() else []:
                     if v.stem in known:
-                        add(mdir.name, ds, v.stem, ds, v, crop_of(ds, v.stem), audio_of(ds, v.stem),
-                            emo(ds, v.stem))
+                        add(
+                            mdir.name,
+                            ds,
+                            v.stem,
+                            ds,
+                            v,
+                            crop_of(ds, v.stem),
+                            audio_of(ds, v.stem),
+                            emo(ds, v.stem),
+                        )
     # re-encoded crops (demo pair) and the ground-truth row
     rc = mcfg.get("reencode") or {}
     for ds in (rc.get("datasets") or []) if rc.get("enabled", bool(rc)) else []:
         if ds not in samples:
             continue
         for s in eval_samples(samples[ds], split):
-            add("reencode", ds, s, ds, f"{results}/metrics/reencode/{ds}/{s}.mp4",
-                crop_of(ds, s), audio_of(ds, s), emo(ds, s))
+            add(
+                "reencode",
+                ds,
+                s,
+                ds,
+                f"{results}/metrics/reencode/{ds}/{s}.mp4",
+                crop_of(ds, s),
+                audio_of(ds, s),
+                emo(ds, s),
+            )
     for ds in mcfg.get("groundtruth_datasets") or []:
         if ds not in samples:
             continue
@@ -143,9 +203,16 @@ def resolve_pair(row: dict, results: str):
 
     from .evaluate import Pair
 
-    pair = Pair(dataset=row.get("dataset") or "", method=row["method"], clip=row["clip"],
-                generated=row["generated"], ground_truth=row["ground_truth"], emotion=row.get("emotion") or None,
-                audio=row.get("audio") or None, reference_free_only=bool(row.get("reference_free")))
+    pair = Pair(
+        dataset=row.get("dataset") or "",
+        method=row["method"],
+        clip=row["clip"],
+        generated=row["generated"],
+        ground_truth=row["ground_truth"],
+        emotion=row.get("emotion") or None,
+        audio=row.get("audio") or None,
+        reference_free_only=bool(row.get("reference_free")),
+    )
     meta_path = row.get("meta")
     if meta_path and Path(meta_path).is_file():
         meta = json.loads(Path(meta_path).read_text())
@@ -157,7 +224,9 @@ def resolve_pair(row: dict, results: str):
         if start is None:
             rng = meta.get("frame_range") or meta.get("frames")
             start = rng[0] if isinstance(rng, (list, tuple)) and rng else 0
-        wav = meta.get("audio") or (_sample_wav(results, pair.dataset, sample) if pair.dataset and sample else None)
+        wav = meta.get("audio") or (
+            _sample_wav(results, pair.dataset, sample) if pair.dataset and sample else None
+        )
         if wav and Path(wav).is_file():
             pair.audio = str(wav)
             pair.audio_start_s = float(start) / fps

@@ -6,7 +6,19 @@ M/F-LMD is split into its two numbers. Sync. is the SyncNet confidence (LSE-C).
 
 from __future__ import annotations
 
-MAIN_COLUMNS = ["SSIM", "PSNR", "M-LMD", "F-LMD", "FID", "AUE", "LSE-C", "ER", "Fidelity", "Coherence", "Empathy"]
+MAIN_COLUMNS = [
+    "SSIM",
+    "PSNR",
+    "M-LMD",
+    "F-LMD",
+    "FID",
+    "AUE",
+    "LSE-C",
+    "ER",
+    "Fidelity",
+    "Coherence",
+    "Empathy",
+]
 
 
 def _rows(text: str) -> list[tuple[str, dict]]:
@@ -43,7 +55,9 @@ Groundtruth | - | - | - | - | - | 7.09 | 82.51 | 4.9 | 4.8 | 4.8
 """)
 
 # Table IV: ablations on MEAD (no human evaluation columns)
-TABLE_IV = [(n, {k: v for k, v in d.items() if k not in ("Fidelity", "Coherence", "Empathy")}) for n, d in _rows("""
+TABLE_IV = [
+    (n, {k: v for k, v in d.items() if k not in ("Fidelity", "Coherence", "Empathy")})
+    for n, d in _rows("""
 w/o audio expression alignment | 0.730 | 25.191 | 1.149/1.082 | 89.6 | 1.95 | 6.19 | 63.44 | - | - | -
 w/o hyperplane refinement | 0.872 | 27.410 | 1.291/1.203 | 59.2 | 1.86 | 7.25 | 61.29 | - | - | -
 Ours | 0.891 | 28.262 | 1.031/0.981 | 30.9 | 1.41 | 8.08 | 73.28 | - | - | -
@@ -58,7 +72,8 @@ n = 3 | 0.803 | 26.114 | 1.072/1.087 | 34.6 | 1.56 | 6.77 | 69.31 | - | - | -
 n = 5 | 0.891 | 28.262 | 1.031/0.981 | 30.9 | 1.41 | 8.08 | 73.28 | - | - | -
 n = 8 | 0.869 | 27.256 | 1.064/0.991 | 31.6 | 1.49 | 7.58 | 72.17 | - | - | -
 n = 12 | 0.885 | 28.223 | 1.105/1.076 | 32.9 | 1.45 | 7.96 | 74.42 | - | - | -
-""")]
+""")
+]
 
 # Table VI: loss ablations; per dataset RMSE, M-LMD, F-LMD, AUE, ER
 VI_COLUMNS = ["RMSE", "M-LMD", "F-LMD", "AUE", "ER"]

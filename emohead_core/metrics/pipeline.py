@@ -25,34 +25,69 @@ def reencode(src: str | Path, dst: str | Path, crf: int = 40, fps: float = 25.0)
     media.write_video(frames, dst, fps, audio=audio, crf=int(crf))
 
 
-def face_model(checkpoint: str | Path, onnx_dir: str | Path, bfm: str | Path | None = None,
-               expression_cfg: dict | None = None, threads: int = 1, backend: str | None = None):
+def face_model(
+    checkpoint: str | Path,
+    onnx_dir: str | Path,
+    bfm: str | Path | None = None,
+    expression_cfg: dict | None = None,
+    threads: int = 1,
+    backend: str | None = None,
+):
     """The expression stage's 3DDFA_V2 FaceModel (same checkpoint, BFM, backend and detector), so
     M/F-LMD and the ER baseline see the landmarks and parameters the pipeline uses."""
     from ..expression import FaceModel
 
     e = expression_cfg or {}
     checkpoint = Path(checkpoint)
-    return FaceModel(checkpoint.parent, onnx_dir=onnx_dir, checkpoint=checkpoint.name,
-                     widen_factor=e.get("widen_factor"), backend=backend or e.get("backend", "torch"),
-                     device=e.get("device", "cpu"), batch_size=int(e.get("batch_size", 64)), threads=threads,
-                     detect_threshold=float(e.get("detect_threshold", 0.5)), bfm=str(bfm) if bfm else None)
+    return FaceModel(
+        checkpoint.parent,
+        onnx_dir=onnx_dir,
+        checkpoint=checkpoint.name,
+        widen_factor=e.get("widen_factor"),
+        backend=backend or e.get("backend", "torch"),
+        device=e.get("device", "cpu"),
+        batch_size=int(e.get("batch_size", 64)),
+        threads=threads,
+        detect_threshold=float(e.get("detect_threshold", 0.5)),
+        bfm=str(bfm) if bfm else None,
+    )
 
 
-def run_clip(row: dict, mcfg: dict, results: str, out_parquet, out_npz, *, checkpoint=None, bfm=None,
-             onnx_dir=None, expression_cfg=None, backend=None, er_baseline=None, threads: int = 1) -> pd.DataFrame:
+def run_clip(
+    row: dict,
+    mcfg: dict,
+    results: str,
+    out_parquet,
+    out_npz,
+    *,
+    checkpoint=None,
+    bfm=None,
+    onnx_dir=None,
+    expression_cfg=None,
+    backend=None,
+    er_baseline=None,
+    threads: int = 1,
+) -> pd.DataFrame:
     fm = face_model(checkpoint, onnx_dir, bfm, expression_cfg, threads, backend) if checkpoint else None
     base = ExpEmotionBaseline.load(er_baseline) if er_baseline else None
     suite = MetricSuite(mcfg, face_model=fm, er_baseline=base, threads=threads)
     pair = resolve_pair(row, results)
     df, feats = evaluate_pair(pair, suite)
     write_clip_outputs(df, feats, out_parquet, out_npz)
-    log.info("%s/%s/%s:\n%s", pair.method, pair.dataset, pair.clip, df[["metric", "value", "note"]].to_string())
+    log.info(
+        "%s/%s/%s:\n%s", pair.method, pair.dataset, pair.clip, df[["metric", "value", "note"]].to_string()
+    )
     return df
 
 
-def train_er_baseline(expression_files: list[str | Path], labels: list[str], out_json, *, C: float = 1.0,
-                      detected_only: bool = True) -> ExpEmotionBaseline:
+def train_er_baseline(
+    expression_files: list[str | Path],
+    labels: list[str],
+    out_json,
+    *,
+    C: float = 1.0,
+    detected_only: bool = True,
+) -> ExpEmotionBaseline:
     """Fit the 3DMM-expression ER baseline on the frames of ground-truth training clips."""
     from ..expression import read_expression
 
@@ -65,8 +100,12 @@ def train_er_baseline(expression_files: list[str | Path], labels: list[str], out
         xs.append(exp)
         ys += [lab] * len(exp)
     model = ExpEmotionBaseline.fit(np.concatenate(xs), ys, C=C)
-    model.save(out_json, n_frames=len(ys), n_clips=len(expression_files),
-               note="ER (3DMM-exp baseline): logistic regression on ground-truth 3DDFA expression parameters")
+    model.save(
+        out_json,
+        n_frames=len(ys),
+        n_clips=len(expression_files),
+        note="ER (3DMM-exp baseline): logistic regression on ground-truth 3DDFA expression parameters",
+    )
     return model
 
 
@@ -78,8 +117,18 @@ def human_sheet(pairs: pd.DataFrame, csv_path, html_path, key_path, seed: int = 
     HU.write_sheet(clips, csv_path, html_path, key_path, seed=seed)
 
 
-def make_tables(clip_parquets, fid_files, tcfg: dict, datasets: dict, results: str, out_dir,
-                human_key=None, filled_sheets=(), method_notes=None, emotion_control=()) -> dict:
+def make_tables(
+    clip_parquets,
+    fid_files,
+    tcfg: dict,
+    datasets: dict,
+    results: str,
+    out_dir,
+    human_key=None,
+    filled_sheets=(),
+    method_notes=None,
+    emotion_control=(),
+) -> dict:
     human_rows = None
     if human_key and filled_sheets:
         human_rows = HU.aggregate(HU.read_filled(list(filled_sheets)), pd.read_csv(human_key))
@@ -92,5 +141,12 @@ def make_tables(clip_parquets, fid_files, tcfg: dict, datasets: dict, results: s
         loss_ablations=list(tcfg.get("loss_ablations") or []),
         paper=bool(tcfg.get("paper", True)),
     )
-    return TB.build_all(clip_parquets, fid_files, spec, results, out_dir, human_rows=human_rows,
-                        emotion_control=list(emotion_control))
+    return TB.build_all(
+        clip_parquets,
+        fid_files,
+        spec,
+        results,
+        out_dir,
+        human_rows=human_rows,
+        emotion_control=list(emotion_control),
+    )

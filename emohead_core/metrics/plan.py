@@ -37,7 +37,9 @@ class MetricsPlan:
         self.tab = self.config.get("tables") or {}
         self.render_pairs = list(self.render_pairs or [])
         self.emotion_control = dict(self.emotion_control or {})
-        self.pairs = build_pairs(self.met, self.config["datasets"], self.samples, self.results, self.render_pairs)
+        self.pairs = build_pairs(
+            self.met, self.config["datasets"], self.samples, self.results, self.render_pairs
+        )
         if self.layout is None:
             self.layout = Layout(self.results, [])
         self._actors: dict[str, dict[str, str]] = {}
@@ -48,8 +50,11 @@ class MetricsPlan:
     # ------------------------------------------------------------------ per clip
     def pair_row(self, wildcards) -> dict:
         df = self.pairs
-        hit = df[(df["method"] == wildcards.method) & (df["group"] == wildcards.group)
-                 & (df["clip"] == wildcards.clip)]
+        hit = df[
+            (df["method"] == wildcards.method)
+            & (df["group"] == wildcards.group)
+            & (df["clip"] == wildcards.clip)
+        ]
         if len(hit) != 1:
             raise ValueError(f"unknown metric clip {wildcards.method}/{wildcards.group}/{wildcards.clip}")
         return hit.iloc[0].to_dict()
@@ -93,7 +98,10 @@ class MetricsPlan:
         return inputs
 
     def clip_outputs(self, ext: str) -> list[str]:
-        return [f"{self.results}/metrics/clips/{r.method}/{r.group}/{r.clip}.{ext}" for r in self.pairs.itertuples()]
+        return [
+            f"{self.results}/metrics/clips/{r.method}/{r.group}/{r.clip}.{ext}"
+            for r in self.pairs.itertuples()
+        ]
 
     def actor_of(self, ds: str, sample: str) -> str:
         """The actor of a sample (sample -> actor map built once per dataset)."""
@@ -106,8 +114,10 @@ class MetricsPlan:
     def er_files(self, wildcards) -> list[str]:
         """The expression Parquets the ER baseline trains on (params of metrics_er_baseline)."""
         ds = wildcards.dataset
-        return [clip_file(self.results, ds, "expression", self.actor_of(ds, s), s)
-                for s in self.er_train_samples(ds)]
+        return [
+            clip_file(self.results, ds, "expression", self.actor_of(ds, s), s)
+            for s in self.er_train_samples(ds)
+        ]
 
     def er_inputs(self, wildcards) -> list[str]:
         return self.layout.deps(self.er_files(wildcards))
@@ -125,16 +135,22 @@ class MetricsPlan:
         return sorted(str(p) for p in Path(d).glob("*.csv")) if d and Path(d).is_dir() else []
 
     def table_inputs(self, wildcards=None) -> dict:
-        inputs = {"rows": self.clip_outputs("parquet"), "fid": self.clip_outputs("fid.npz"),
-                  "filled": self.filled_sheets(),
-                  "emotion_control": [p for files in self.emotion_control.values() for p in files]}
+        inputs = {
+            "rows": self.clip_outputs("parquet"),
+            "fid": self.clip_outputs("fid.npz"),
+            "filled": self.filled_sheets(),
+            "emotion_control": [p for files in self.emotion_control.values() for p in files],
+        }
         if inputs["filled"]:
             inputs["human_key"] = f"{self.results}/metrics/human/key.csv"
         if self.a2e_variants is not None and self.a2e_datasets is not None:
             run = set(self.a2e_variants)
             wanted = {r.get("variant") for r in self.tab.get("loss_ablations") or [] if r.get("variant")}
-            inputs["rmse"] = [f"{self.results}/{ds}/audio2exp/{v}/eval.json"
-                              for ds in self.a2e_datasets for v in sorted(wanted & run)]
+            inputs["rmse"] = [
+                f"{self.results}/{ds}/audio2exp/{v}/eval.json"
+                for ds in self.a2e_datasets
+                for v in sorted(wanted & run)
+            ]
         return inputs
 
     def method_notes(self) -> dict:
@@ -144,7 +160,9 @@ class MetricsPlan:
         bdir = self.met.get("baselines_dir")
         for m in self.tab.get("methods") or []:
             if m not in ("ours", "groundtruth"):
-                notes[m] = f"n/a: no videos in {bdir}/{m}/<dataset>/" if bdir else "n/a: set metrics.baselines_dir"
+                notes[m] = (
+                    f"n/a: no videos in {bdir}/{m}/<dataset>/" if bdir else "n/a: set metrics.baselines_dir"
+                )
         if not self.met.get("groundtruth_datasets"):
             notes["groundtruth"] = "n/a: set metrics.groundtruth_datasets"
         return notes

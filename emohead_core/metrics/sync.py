@@ -36,8 +36,10 @@ VSHIFT = 15
 SAMPLE_RATE = 16000
 MFCC_PER_FRAME = 4  # 100 Hz MFCC / 25 fps video
 WEIGHTS_URL = "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model"
-SYNCNET_FIX = (f"set metrics.syncnet.weights to syncnet_v2.model of joonson/syncnet_python ({WEIGHTS_URL}, "
-               "fetched by its download_model.sh), or null to skip LSE-C / LSE-D.")
+SYNCNET_FIX = (
+    f"set metrics.syncnet.weights to syncnet_v2.model of joonson/syncnet_python ({WEIGHTS_URL}, "
+    "fetched by its download_model.sh), or null to skip LSE-C / LSE-D."
+)
 
 
 def _cbr2d(cin, cout, k, s=(1, 1), p=(0, 0)):
@@ -95,28 +97,42 @@ class SyncNet(nn.Module):
         try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable / unsafe file is a bad input
-            raise EmoheadInputError(f"not a SyncNet state dict readable without running pickled code ({e}).",
-                                    path=path, fix=SYNCNET_FIX) from e
+            raise EmoheadInputError(
+                f"not a SyncNet state dict readable without running pickled code ({e}).",
+                path=path,
+                fix=SYNCNET_FIX,
+            ) from e
         if isinstance(sd, Mapping) and "state_dict" in sd:
             sd = sd["state_dict"]
         if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise EmoheadInputError(f"expected a mapping of parameter names to tensors, got {type(sd).__name__}.",
-                                    path=path, fix=SYNCNET_FIX)
+            raise EmoheadInputError(
+                f"expected a mapping of parameter names to tensors, got {type(sd).__name__}.",
+                path=path,
+                fix=SYNCNET_FIX,
+            )
         m = cls()
         own = m.state_dict()
         unexpected = sorted(set(sd) - set(own))
         missing = sorted(k for k in set(own) - set(sd) if not k.endswith(".num_batches_tracked"))
-        shapes = [f"{k} {tuple(sd[k].shape)} (want {tuple(own[k].shape)})" for k in sorted(set(sd) & set(own))
-                  if tuple(sd[k].shape) != tuple(own[k].shape)]
+        shapes = [
+            f"{k} {tuple(sd[k].shape)} (want {tuple(own[k].shape)})"
+            for k in sorted(set(sd) & set(own))
+            if tuple(sd[k].shape) != tuple(own[k].shape)
+        ]
         if unexpected or missing or shapes:
-            raise EmoheadInputError(f"not the syncnet_v2 layout: unexpected keys {unexpected[:4]}, missing keys "
-                                    f"{missing[:4]}, shape mismatches {shapes[:4]}.", path=path, fix=SYNCNET_FIX)
+            raise EmoheadInputError(
+                f"not the syncnet_v2 layout: unexpected keys {unexpected[:4]}, missing keys "
+                f"{missing[:4]}, shape mismatches {shapes[:4]}.",
+                path=path,
+                fix=SYNCNET_FIX,
+            )
         # BatchNorm fills the counters a pre-0.4.1 file lacks (unused in eval mode)
         m.load_state_dict(sd, strict=True)
         return m.eval()
 
 
 # ---- MFCC (python_speech_features.mfcc defaults) -------------------------------------------------
+
 
 def _hz2mel(hz):
     return 2595 * np.log10(1 + hz / 700.0)
@@ -139,8 +155,17 @@ def _filterbank(nfilt=26, nfft=512, sr=SAMPLE_RATE, lowfreq=0, highfreq=None):
     return fb
 
 
-def mfcc(signal: np.ndarray, sr: int = SAMPLE_RATE, winlen=0.025, winstep=0.01, numcep=13, nfilt=26,
-         nfft=512, preemph=0.97, ceplifter=22) -> np.ndarray:
+def mfcc(
+    signal: np.ndarray,
+    sr: int = SAMPLE_RATE,
+    winlen=0.025,
+    winstep=0.01,
+    numcep=13,
+    nfilt=26,
+    nfft=512,
+    preemph=0.97,
+    ceplifter=22,
+) -> np.ndarray:
     """(num_frames, numcep) MFCCs with log-energy in c0, as python_speech_features.mfcc."""
     sig = np.asarray(signal, np.float64)
     sig = np.append(sig[0], sig[1:] - preemph * sig[:-1])
@@ -165,6 +190,7 @@ def mfcc(signal: np.ndarray, sr: int = SAMPLE_RATE, winlen=0.025, winstep=0.01, 
 
 # ---- offset search ------------------------------------------------------------------------------
 
+
 @dataclass
 class SyncResult:
     offset: int
@@ -173,19 +199,26 @@ class SyncResult:
     mean_dists: np.ndarray  # (2 vshift + 1,)
 
 
-def offset_search(video_emb: np.ndarray | torch.Tensor, audio_emb: np.ndarray | torch.Tensor,
-                  vshift: int = VSHIFT) -> SyncResult:
+def offset_search(
+    video_emb: np.ndarray | torch.Tensor, audio_emb: np.ndarray | torch.Tensor, vshift: int = VSHIFT
+) -> SyncResult:
     """Mean Euclidean distance between video window i and audio window i + s for s in
     [-vshift, vshift] (audio zero-padded at the ends, as the reference calc_pdist)."""
     v = torch.as_tensor(np.asarray(video_emb), dtype=torch.float32)
     a = torch.as_tensor(np.asarray(audio_emb), dtype=torch.float32)
     win = 2 * vshift + 1
     ap = F.pad(a, (0, 0, vshift, vshift))
-    dists = torch.stack([F.pairwise_distance(v[i:i + 1].expand(win, -1), ap[i:i + win]) for i in range(len(v))])
+    dists = torch.stack(
+        [F.pairwise_distance(v[i : i + 1].expand(win, -1), ap[i : i + win]) for i in range(len(v))]
+    )
     mdist = dists.mean(dim=0)
     minval, minidx = torch.min(mdist, 0)
-    return SyncResult(offset=int(vshift - minidx), lse_c=float(torch.median(mdist) - minval),
-                      lse_d=float(minval), mean_dists=mdist.numpy())
+    return SyncResult(
+        offset=int(vshift - minidx),
+        lse_c=float(torch.median(mdist) - minval),
+        lse_d=float(minval),
+        mean_dists=mdist.numpy(),
+    )
 
 
 @torch.no_grad()
@@ -202,10 +235,10 @@ def embed(net: SyncNet, frames_bgr: np.ndarray, audio: np.ndarray, batch: int = 
     vf, af = [], []
     for i in range(0, last, batch):
         idx = range(i, min(last, i + batch))
-        vf.append(net.forward_lip(torch.stack([vid[:, j:j + 5] for j in idx])))
+        vf.append(net.forward_lip(torch.stack([vid[:, j : j + 5] for j in idx])))
         a_in = []
         for j in idx:
-            w = cct[:, j * MFCC_PER_FRAME: j * MFCC_PER_FRAME + 20]
+            w = cct[:, j * MFCC_PER_FRAME : j * MFCC_PER_FRAME + 20]
             if w.shape[1] < 20:
                 w = F.pad(w, (0, 20 - w.shape[1]))
             a_in.append(w[None])

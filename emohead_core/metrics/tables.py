@@ -28,9 +28,11 @@ from .evaluate import AUE_PROXY, GROUNDTRUTH_METHOD, NO_REFERENCE
 
 PAPER = "paper"
 NR = "n.r."  # not reported in the paper
-LEGEND = ("Source `paper`: numbers published in the paper; `measured`: this run. "
-          "n.r.: not reported in the paper; -: not applicable (as in the paper); "
-          "n/a: could not be measured, with the reason.")
+LEGEND = (
+    "Source `paper`: numbers published in the paper; `measured`: this run. "
+    "n.r.: not reported in the paper; -: not applicable (as in the paper); "
+    "n/a: could not be measured, with the reason."
+)
 MEASURED = "measured"
 KIND_TABLE = {"mead": ("table_I", "MEAD", P.TABLE_I), "crema_d": ("table_II", "CREMA-D", P.TABLE_II)}
 TITLES = {
@@ -46,21 +48,38 @@ RENDERER_METHODS = ("ours", "ours_gt_alpha")  # the renderer with hyperplane edi
 EMOTION_CONTROL_COL = ("Emotion control ↑", EMOTION_CONTROL, 1)
 # (header, metric(s), decimals); a pair of metrics is shown "m/f"
 MAIN_COLS = [
-    ("SSIM ↑", "SSIM", 3), ("PSNR ↑", "PSNR", 3), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("FID ↓", "FID", 1),
-    ("AUE ↓", "AUE", 2), ("Sync. ↑", "LSE-C", 2), ("ER ↑", "ER", 2), ("Fidelity ↑", "Fidelity", 1),
-    ("Coherence ↑", "Coherence", 1), ("Empathy ↑", "Empathy", 1),
+    ("SSIM ↑", "SSIM", 3),
+    ("PSNR ↑", "PSNR", 3),
+    ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3),
+    ("FID ↓", "FID", 1),
+    ("AUE ↓", "AUE", 2),
+    ("Sync. ↑", "LSE-C", 2),
+    ("ER ↑", "ER", 2),
+    ("Fidelity ↑", "Fidelity", 1),
+    ("Coherence ↑", "Coherence", 1),
+    ("Empathy ↑", "Empathy", 1),
 ]
 AUE_PROXY_COL = (f"{AUE_PROXY} ↓", AUE_PROXY, 3)
 EXTRA_COLS = [
-    ("LPIPS ↓", "LPIPS", 3), ("LSE-D ↓", "LSE-D", 2), ("M/F-LMD (dlib) ↓", ("M-LMD (dlib)", "F-LMD (dlib)"), 3),
-    AUE_PROXY_COL, ("ER (3DMM-exp baseline) ↑", "ER (3DMM-exp baseline)", 2), EMOTION_CONTROL_COL,
+    ("LPIPS ↓", "LPIPS", 3),
+    ("LSE-D ↓", "LSE-D", 2),
+    ("M/F-LMD (dlib) ↓", ("M-LMD (dlib)", "F-LMD (dlib)"), 3),
+    AUE_PROXY_COL,
+    ("ER (3DMM-exp baseline) ↑", "ER (3DMM-exp baseline)", 2),
+    EMOTION_CONTROL_COL,
 ]
 ABLATION_COLS = MAIN_COLS[:7] + [EXTRA_COLS[0], AUE_PROXY_COL, EMOTION_CONTROL_COL]
-VI_COLS = [("RMSE ↓", "RMSE", 2), ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3), ("AUE ↓", "AUE", 2), ("ER ↑", "ER", 2),
-           AUE_PROXY_COL]
+VI_COLS = [
+    ("RMSE ↓", "RMSE", 2),
+    ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3),
+    ("AUE ↓", "AUE", 2),
+    ("ER ↑", "ER", 2),
+    AUE_PROXY_COL,
+]
 
 
 # ---------------------------------------------------------------------------- aggregation
+
 
 def read_clip_rows(paths: list[str | Path]) -> pd.DataFrame:
     frames = [pd.read_parquet(p) for p in paths]
@@ -69,8 +88,9 @@ def read_clip_rows(paths: list[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def aggregate(rows: pd.DataFrame, fid_files: list[str | Path] | None = None,
-              fid_min_frames: int = 2) -> pd.DataFrame:
+def aggregate(
+    rows: pd.DataFrame, fid_files: list[str | Path] | None = None, fid_min_frames: int = 2
+) -> pd.DataFrame:
     """Long table (dataset, method, metric, value, note, n_clips): mean over clips of finite
     values (+inf kept: PSNR of identical clips), the most frequent n/a note when none is finite,
     and 'FID' pooled over the clips' frame features."""
@@ -79,12 +99,28 @@ def aggregate(rows: pd.DataFrame, fid_files: list[str | Path] | None = None,
         v = g["value"].to_numpy(float)
         ok = ~np.isnan(v)
         if ok.any():
-            out.append({"dataset": ds, "method": m, "metric": met, "value": float(np.mean(v[ok])), "note": "",
-                        "n_clips": int(ok.sum())})
+            out.append(
+                {
+                    "dataset": ds,
+                    "method": m,
+                    "metric": met,
+                    "value": float(np.mean(v[ok])),
+                    "note": "",
+                    "n_clips": int(ok.sum()),
+                }
+            )
         else:
             notes = Counter(n for n in g["note"] if n)
-            out.append({"dataset": ds, "method": m, "metric": met, "value": np.nan,
-                        "note": notes.most_common(1)[0][0] if notes else "n/a", "n_clips": 0})
+            out.append(
+                {
+                    "dataset": ds,
+                    "method": m,
+                    "metric": met,
+                    "value": np.nan,
+                    "note": notes.most_common(1)[0][0] if notes else "n/a",
+                    "n_clips": 0,
+                }
+            )
     # pooled FID per dataset/method from the per-clip features
     pooled: dict[tuple[str, str], list] = {}
     for f in fid_files or []:
@@ -101,8 +137,14 @@ def aggregate(rows: pd.DataFrame, fid_files: list[str | Path] | None = None,
         gen = np.concatenate([a for a, _ in parts])
         gt = np.concatenate([b for _, b in parts])
         if len(gen) >= fid_min_frames:
-            fid_rows[(ds, m)] = {"dataset": ds, "method": m, "metric": "FID",
-                                 "value": FID.fid_from_features(gen, gt), "note": "", "n_clips": len(parts)}
+            fid_rows[(ds, m)] = {
+                "dataset": ds,
+                "method": m,
+                "metric": "FID",
+                "value": FID.fid_from_features(gen, gt),
+                "note": "",
+                "n_clips": len(parts),
+            }
     for (ds, m), g in rows.groupby(["dataset", "method"], sort=False):
         if (ds, m) in fid_rows:
             out.append(fid_rows[(ds, m)])
@@ -110,9 +152,16 @@ def aggregate(rows: pd.DataFrame, fid_files: list[str | Path] | None = None,
         clip_fid = g[g["metric"] == "FID (clip)"]
         if len(clip_fid) and m != GROUNDTRUTH_METHOD:
             notes = Counter(n for n in clip_fid["note"] if n)
-            out.append({"dataset": ds, "method": m, "metric": "FID", "value": np.nan,
-                        "note": notes.most_common(1)[0][0] if notes else "n/a: no Inception features",
-                        "n_clips": 0})
+            out.append(
+                {
+                    "dataset": ds,
+                    "method": m,
+                    "metric": "FID",
+                    "value": np.nan,
+                    "note": notes.most_common(1)[0][0] if notes else "n/a: no Inception features",
+                    "n_clips": 0,
+                }
+            )
     return pd.DataFrame(out, columns=["dataset", "method", "metric", "value", "note", "n_clips"])
 
 
@@ -131,15 +180,32 @@ def emotion_control_rows(files, agg: pd.DataFrame) -> pd.DataFrame:
         methods = set(agg[agg["dataset"] == ds]["method"]) if len(agg) else set()
         for m in RENDERER_METHODS:
             if m in methods:
-                out.append({"dataset": ds, "method": m, "metric": EMOTION_CONTROL, "value": float(np.mean(vals)),
-                            "note": "", "n_clips": 0})
+                out.append(
+                    {
+                        "dataset": ds,
+                        "method": m,
+                        "metric": EMOTION_CONTROL,
+                        "value": float(np.mean(vals)),
+                        "note": "",
+                        "n_clips": 0,
+                    }
+                )
         for m in sorted(x for x in methods if x.startswith("ours_") and x not in RENDERER_METHODS):
-            out.append({"dataset": ds, "method": m, "metric": EMOTION_CONTROL, "value": np.nan,
-                        "note": "n/a: measured for the renderer (Ours rows)", "n_clips": 0})
+            out.append(
+                {
+                    "dataset": ds,
+                    "method": m,
+                    "metric": EMOTION_CONTROL,
+                    "value": np.nan,
+                    "note": "n/a: measured for the renderer (Ours rows)",
+                    "n_clips": 0,
+                }
+            )
     return pd.DataFrame(out, columns=["dataset", "method", "metric", "value", "note", "n_clips"])
 
 
 # ---------------------------------------------------------------------------- formatting
+
 
 def fmt(value, decimals: int) -> str:
     if value is None:
@@ -239,11 +305,21 @@ def _paper_cells(values: dict, cols) -> list[str]:
 
 # ---------------------------------------------------------------------------- tables
 
+
 @dataclass
 class TableSpec:
     datasets: dict  # dataset name -> kind
-    methods: list[str] = field(default_factory=lambda: ["SadTalker", "LivePortrait", "EAMM", "EAT", "EDTalk",
-                                                         "ours", GROUNDTRUTH_METHOD])
+    methods: list[str] = field(
+        default_factory=lambda: [
+            "SadTalker",
+            "LivePortrait",
+            "EAMM",
+            "EAT",
+            "EDTalk",
+            "ours",
+            GROUNDTRUTH_METHOD,
+        ]
+    )
     method_names: dict = field(default_factory=dict)
     method_notes: dict = field(default_factory=dict)  # method -> n/a note when no clip was evaluated
     human_note: str = "n/a: no filled sheets in metrics.human.filled_dir"
@@ -279,15 +355,24 @@ def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
                 n = agg[(agg["dataset"] == ds) & (agg["method"] == m)]["n_clips"].max()
             elif kind in KIND_TABLE:
                 note = spec.method_notes.get(m, f"n/a: no clips of {m} evaluated for {ds}")
-                cells = _note_once(note, [not (m == GROUNDTRUTH_METHOD and not _ref_free(met)) for _, met, _ in cols])
+                cells = _note_once(
+                    note, [not (m == GROUNDTRUTH_METHOD and not _ref_free(met)) for _, met, _ in cols]
+                )
                 n = 0
             else:
                 continue
             tables[tid].append([spec.name(m), MEASURED, ds, *cells, str(int(n))])
     for tid, label, _ in KIND_TABLE.values():
         if tid in tables and not any(r[1] == MEASURED for r in tables[tid]):
-            tables[tid].append(["(this run)", MEASURED, "-",
-                                *_note_once(f"n/a: no {label} dataset configured", [True] * len(cols)), "0"])
+            tables[tid].append(
+                [
+                    "(this run)",
+                    MEASURED,
+                    "-",
+                    *_note_once(f"n/a: no {label} dataset configured", [True] * len(cols)),
+                    "0",
+                ]
+            )
     return {tid: pd.DataFrame(rows, columns=header) for tid, rows in tables.items() if rows}
 
 
@@ -300,8 +385,9 @@ def ablation_table(agg: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
             rows.append([name, PAPER, "MEAD", *_paper_cells(vals, cols)])
     for ds, kind in spec.datasets.items():
         # MEAD / CREMA-D always; another dataset (a renderer subject's) once its renders exist
-        if kind not in KIND_TABLE and not any(ab.get("method") and look.has(ds, ab["method"])
-                                              for ab in spec.ablations):
+        if kind not in KIND_TABLE and not any(
+            ab.get("method") and look.has(ds, ab["method"]) for ab in spec.ablations
+        ):
             continue
         for ab in spec.ablations:
             m = ab.get("method")
@@ -310,7 +396,9 @@ def ablation_table(agg: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
             elif look.has(ds, m):
                 cells = _measured_cells(look, ds, m, cols, "n/a")
             else:
-                cells = _note_once(f"n/a: no clips of {m} evaluated (render this variant)", [True] * len(cols))
+                cells = _note_once(
+                    f"n/a: no clips of {m} evaluated (render this variant)", [True] * len(cols)
+                )
             rows.append([ab["label"], MEASURED, ds, *cells])
     return pd.DataFrame(rows, columns=["Setting", "Source", "Dataset", *[h for h, _, _ in cols]])
 
@@ -349,12 +437,15 @@ def loss_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path) -> p
             elif look.has(ds, m):
                 cells += _measured_cells(look, ds, m, VI_COLS[1:], "n/a")
             else:
-                cells += _note_once(f"n/a: no clips of {m} evaluated (render this variant)", [True] * (len(VI_COLS) - 1))
+                cells += _note_once(
+                    f"n/a: no clips of {m} evaluated (render this variant)", [True] * (len(VI_COLS) - 1)
+                )
             rows.append([ab["label"], MEASURED, ds, *cells])
     return pd.DataFrame(rows, columns=["Setting", "Source", "Dataset", *[h for h, _, _ in VI_COLS]])
 
 
 # ---------------------------------------------------------------------------- writers
+
 
 def to_markdown(df: pd.DataFrame, title: str = "") -> str:
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
@@ -367,9 +458,20 @@ def to_markdown(df: pd.DataFrame, title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-        "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+}
 
 
 def tex_escape(s: str) -> str:
@@ -383,8 +485,12 @@ def to_latex(df: pd.DataFrame, title: str = "", label: str = "") -> str:
         out.append(f"\\caption{{{tex_escape(title)}}}")
     if label:
         out.append(f"\\label{{tab:{label}}}")
-    out += [f"\\begin{{tabular}}{{{cols}}}", "\\hline",
-            " & ".join(tex_escape(c) for c in df.columns) + " \\\\", "\\hline"]
+    out += [
+        f"\\begin{{tabular}}{{{cols}}}",
+        "\\hline",
+        " & ".join(tex_escape(c) for c in df.columns) + " \\\\",
+        "\\hline",
+    ]
     prev_source = None
     for r in df.itertuples(index=False):
         src = r[1] if len(r) > 1 else None
@@ -407,8 +513,15 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, tid: str, title: str | No
     return paths
 
 
-def build_all(clip_parquets, fid_files, spec: TableSpec, results_dir, out_dir,
-              human_rows: pd.DataFrame | None = None, emotion_control=()) -> dict[str, pd.DataFrame]:
+def build_all(
+    clip_parquets,
+    fid_files,
+    spec: TableSpec,
+    results_dir,
+    out_dir,
+    human_rows: pd.DataFrame | None = None,
+    emotion_control=(),
+) -> dict[str, pd.DataFrame]:
     rows = read_clip_rows(clip_parquets)
     agg = aggregate(rows, fid_files)
     ec = emotion_control_rows(emotion_control, agg)
@@ -416,12 +529,14 @@ def build_all(clip_parquets, fid_files, spec: TableSpec, results_dir, out_dir,
         agg = pd.concat([agg, ec], ignore_index=True)
     if human_rows is not None and len(human_rows):
         h = human_rows.rename(columns={"n": "n_clips"}).assign(note="")
-        agg = pd.concat([agg, h[["dataset", "method", "metric", "value", "note", "n_clips"]]], ignore_index=True)
+        agg = pd.concat(
+            [agg, h[["dataset", "method", "metric", "value", "note", "n_clips"]]], ignore_index=True
+        )
     tables = main_tables(agg, spec)
     tables["table_IV"] = ablation_table(agg, spec)
     tables["table_VI"] = loss_table(agg, spec, results_dir)
     for tid, df in tables.items():
-        title = TITLES.get(tid) or f"Table I/II layout: dataset {tid[len('table_I_'):]}"
+        title = TITLES.get(tid) or f"Table I/II layout: dataset {tid[len('table_I_') :]}"
         write_table(df, out_dir, tid, title)
     with atomic_path(Path(out_dir) / "summary.csv") as tmp:
         agg.to_csv(tmp, index=False)

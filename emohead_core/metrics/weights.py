@@ -35,8 +35,11 @@ def resolve_weights(spec: str | None, *, key: str, fix: str | None = None) -> Pa
     else:
         path = Path(spec).expanduser()
     if not path.is_file():
-        raise EmoheadInputError(f"weights file for {key} not found.", path=path,
-                                fix=fix or f"set {key} to an existing file (or null to skip this metric).")
+        raise EmoheadInputError(
+            f"weights file for {key} not found.",
+            path=path,
+            fix=fix or f"set {key} to an existing file (or null to skip this metric).",
+        )
     return path
 
 

@@ -52,8 +52,23 @@ log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {k: v for k, v in schema_defaults("preprocess").items() if k != "threads"}
 
 BOX_COLUMNS = [
-    "frame", "time_s", "x1", "y1", "x2", "y2", "score", "detected", "checked",
-    "crop_x1", "crop_y1", "crop_x2", "crop_y2", "crop_size", "src_width", "src_height", "fps",
+    "frame",
+    "time_s",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "score",
+    "detected",
+    "checked",
+    "crop_x1",
+    "crop_y1",
+    "crop_x2",
+    "crop_y2",
+    "crop_size",
+    "src_width",
+    "src_height",
+    "fps",
 ]
 
 
@@ -183,17 +198,23 @@ def crop_clip(
     o = _opts(opts)
     fps = float(o["fps"])
     if crop_size % 2:
-        raise EmoheadInputError(f"crop_size {crop_size} must be even (H.264 yuv420p).", path="config datasets.<name>.crop_size")
+        raise EmoheadInputError(
+            f"crop_size {crop_size} must be even (H.264 yuv420p).", path="config datasets.<name>.crop_size"
+        )
     if detector is None:
         detector = make_detector(onnx_path, o, threads)
     info = media.probe(video)
     if not info.has_video:
         raise EmoheadInputError("has no video stream.", path=video, fix="give a video file for this sample.")
     t0 = time.perf_counter()
-    frames = media.prefetch(media.iter_frames(video, fps=fps, threads=threads), depth=2 * int(o["detect_batch"]))
+    frames = media.prefetch(
+        media.iter_frames(video, fps=fps, threads=threads), depth=2 * int(o["detect_batch"])
+    )
     n, _, dets = detect_clip(frames, detector, every=int(o["detect_every"]), batch=int(o["detect_batch"]))
     if n == 0:
-        raise EmoheadInputError("decoded zero frames.", path=video, fix="check the video is not empty or corrupt.")
+        raise EmoheadInputError(
+            "decoded zero frames.", path=video, fix="check the video is not empty or corrupt."
+        )
     media.check_decoded_duration(video, n / fps, info.duration_s, "video")
     width, height = info.width, info.height  # the decoded frames' size (media.probe: display size)
     checked = np.array([d is not None for d in dets])
@@ -235,19 +256,46 @@ def _check_face_fraction(video, n_found: int, n_checked: int, min_fraction: floa
         )
 
 
-def encode_crop(video, out_video, box: tuple[int, int, int], crop_size: int, fps: float, preset: str,
-                threads: int, n_frames: int) -> None:
+def encode_crop(
+    video,
+    out_video,
+    box: tuple[int, int, int],
+    crop_size: int,
+    fps: float,
+    preset: str,
+    threads: int,
+    n_frames: int,
+) -> None:
     """Step 5: crop ``box`` (x, y, side) + resize to ``crop_size`` + encode H.264 at ``fps`` CFR
     with ffmpeg, the same fps filter as the decode; the written file must have ``n_frames``."""
     x, y, side = box
     with atomic_path(out_video) as tmp:
         media.run_ffmpeg(
             [
-                "-threads", str(max(1, threads)), "-i", str(video), "-an",
-                "-vf", f"fps={fps},crop={side}:{side}:{x}:{y},scale={crop_size}:{crop_size}:flags=bicubic,setsar=1",
-                "-c:v", "libx264", "-preset", preset, "-crf", "18", "-pix_fmt", "yuv420p",
-                "-r", str(fps), "-fps_mode", "cfr", "-threads", str(max(1, threads)),
-                "-movflags", "+faststart", str(tmp),
+                "-threads",
+                str(max(1, threads)),
+                "-i",
+                str(video),
+                "-an",
+                "-vf",
+                f"fps={fps},crop={side}:{side}:{x}:{y},scale={crop_size}:{crop_size}:flags=bicubic,setsar=1",
+                "-c:v",
+                "libx264",
+                "-preset",
+                preset,
+                "-crf",
+                "18",
+                "-pix_fmt",
+                "yuv420p",
+                "-r",
+                str(fps),
+                "-fps_mode",
+                "cfr",
+                "-threads",
+                str(max(1, threads)),
+                "-movflags",
+                "+faststart",
+                str(tmp),
             ],
             input_path=video,
         )
@@ -256,9 +304,16 @@ def encode_crop(video, out_video, box: tuple[int, int, int], crop_size: int, fps
             raise RuntimeError(f"{video}: cropped video has {n_out} frames, detection saw {n_frames}")
 
 
-def boxes_table(filled: np.ndarray, scores: np.ndarray, detected: np.ndarray, checked: np.ndarray,
-                box: tuple[int, int, int], crop_size: int, source_size: tuple[int, int],
-                fps: float) -> pd.DataFrame:
+def boxes_table(
+    filled: np.ndarray,
+    scores: np.ndarray,
+    detected: np.ndarray,
+    checked: np.ndarray,
+    box: tuple[int, int, int],
+    crop_size: int,
+    source_size: tuple[int, int],
+    fps: float,
+) -> pd.DataFrame:
     """The boxes table (``{sample}.boxes.parquet``, :data:`BOX_COLUMNS`): per frame the face box
     in source pixels, its score, detected / checked flags, and the clip's crop box."""
     n = len(filled)
@@ -292,7 +347,9 @@ def read_boxes(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_parquet(path)
     missing = [c for c in BOX_COLUMNS if c not in df.columns]
     if missing:
-        raise EmoheadInputError(f"boxes table lacks columns {missing}.", path=path, fix="rerun rule crop_video.")
+        raise EmoheadInputError(
+            f"boxes table lacks columns {missing}.", path=path, fix="rerun rule crop_video."
+        )
     return df
 
 
@@ -344,9 +401,14 @@ def extract_clip_audio(
     media.check_decoded_duration(src, orig / sample_rate, info.duration_s, "audio")
     level = rms_dbfs(wav)
     if level < SILENCE_DBFS:
-        log.warning("%s: the audio is silent (RMS %.1f dBFS, below %.0f dBFS): its speech features and lip "
-                    "sync will be meaningless. Fix: check the recording (muted microphone, wrong audio track) "
-                    "or list the clip in datasets.<name>.exclude.", src, level, SILENCE_DBFS)
+        log.warning(
+            "%s: the audio is silent (RMS %.1f dBFS, below %.0f dBFS): its speech features and lip "
+            "sync will be meaningless. Fix: check the recording (muted microphone, wrong audio track) "
+            "or list the clip in datasets.<name>.exclude.",
+            src,
+            level,
+            SILENCE_DBFS,
+        )
     if boxes_path is not None and n_frames is None:
         n_frames = len(read_boxes(boxes_path))
     if n_frames is not None:
@@ -359,8 +421,15 @@ def extract_clip_audio(
     sf.write(buf, np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
     with atomic_path(dst_wav) as tmp:
         tmp.write_bytes(buf.getvalue())
-    summary = {"src": str(src), "samples": len(wav), "decoded_samples": orig, "sample_rate": sample_rate,
-               "n_frames": n_frames, "rms_dbfs": level, "silent": level < SILENCE_DBFS}
+    summary = {
+        "src": str(src),
+        "samples": len(wav),
+        "decoded_samples": orig,
+        "sample_rate": sample_rate,
+        "n_frames": n_frames,
+        "rms_dbfs": level,
+        "silent": level < SILENCE_DBFS,
+    }
     log.info("audio %s", summary)
     return summary
 
@@ -398,11 +467,22 @@ def preprocess_actor(
         if clip.inputs["video"]:
             if detector is None:  # loaded once per batch
                 detector = make_detector(onnx_path, o, threads)
-            crop_clip(clip.inputs["video"], onnx_path, targets["video"], targets["boxes"], crop_size=crop_size,
-                      opts=o, threads=threads, detector=detector)
+            crop_clip(
+                clip.inputs["video"],
+                onnx_path,
+                targets["video"],
+                targets["boxes"],
+                crop_size=crop_size,
+                opts=o,
+                threads=threads,
+                detector=detector,
+            )
             boxes = targets["boxes"]
-        extract_clip_audio(clip.inputs["audio"], targets["audio"], sample_rate=sample_rate, fps=fps,
-                           boxes_path=boxes)
+        extract_clip_audio(
+            clip.inputs["audio"], targets["audio"], sample_rate=sample_rate, fps=fps, boxes_path=boxes
+        )
 
     params = {"crop_size": int(crop_size), "opts": o, "sample_rate": int(sample_rate), "fps": float(fps)}
-    return run_batch([crop_dir, audio_dir], batch, work, params=params, desc=f"preprocess {Path(crop_dir).name}")
+    return run_batch(
+        [crop_dir, audio_dir], batch, work, params=params, desc=f"preprocess {Path(crop_dir).name}"
+    )

@@ -175,7 +175,9 @@ def list_root(
     path = Path(root).expanduser()
     if not path.is_dir():
         raise EmoheadInputError(
-            "dataset root is not a directory.", path=path, fix="set datasets.<name>.root to the dataset directory."
+            "dataset root is not a directory.",
+            path=path,
+            fix="set datasets.<name>.root to the dataset directory.",
         )
     entries = []
     for p in sorted(path.rglob("*")):
@@ -221,7 +223,9 @@ class DurationCache:
             has_video, has_audio = (bool(hit[3]), bool(hit[4])) if len(hit) >= 5 else (True, True)
             return float(hit[2]), has_video, has_audio
         if st.st_size == 0:
-            raise EmoheadInputError("empty file (0 bytes).", path=p, fix="re-download it, or list it in datasets.<name>.exclude.")
+            raise EmoheadInputError(
+                "empty file (0 bytes).", path=p, fix="re-download it, or list it in datasets.<name>.exclude."
+            )
         try:
             info = media.probe(p)
         except EmoheadInputError as e:
@@ -231,10 +235,16 @@ class DurationCache:
                 fix="re-download or re-encode it, or list it in datasets.<name>.exclude.",
             ) from e
         if not info.has_video and not info.has_audio:
-            raise EmoheadInputError("no audio or video stream.", path=p, fix="re-download it, or list it in datasets.<name>.exclude.")
+            raise EmoheadInputError(
+                "no audio or video stream.",
+                path=p,
+                fix="re-download it, or list it in datasets.<name>.exclude.",
+            )
         if not info.duration_s or info.duration_s <= 0:
             raise EmoheadInputError(
-                "unreadable media: no duration.", path=p, fix="re-encode it, or list it in datasets.<name>.exclude."
+                "unreadable media: no duration.",
+                path=p,
+                fix="re-encode it, or list it in datasets.<name>.exclude.",
             )
         self.data[key] = [st.st_size, st.st_mtime_ns, info.duration_s, info.has_video, info.has_audio]
         self.dirty = True
@@ -246,7 +256,9 @@ class DurationCache:
             try:
                 write_text_atomic(self.path, json.dumps(self.data, sort_keys=True))
             except (OSError, EmoheadOutputError) as e:
-                log.warning("could not save the media duration cache (%s); the next start probes the files again", e)
+                log.warning(
+                    "could not save the media duration cache (%s); the next start probes the files again", e
+                )
                 return
             self.dirty = False
 
@@ -306,34 +318,46 @@ def parse_crema_d(entries: list[Entry], root_desc: str, reject: Reject = _raise)
         ext = e.rel.suffix.lower()
         m = _CREMA_RE.match(stem)
         if not m:
-            reject(e, EmoheadInputError(
-                "file name does not follow CREMA-D naming {actor}_{sentence}_{EMO}_{LEVEL}.{ext} "
-                "(e.g. 1001_DFA_ANG_XX.flv).",
-                path=e.local,
-                fix="rename the file, or list it in datasets.<name>.exclude.",
-            ))
+            reject(
+                e,
+                EmoheadInputError(
+                    "file name does not follow CREMA-D naming {actor}_{sentence}_{EMO}_{LEVEL}.{ext} "
+                    "(e.g. 1001_DFA_ANG_XX.flv).",
+                    path=e.local,
+                    fix="rename the file, or list it in datasets.<name>.exclude.",
+                ),
+            )
             continue
         if m["emo"] not in CREMA_EMOTIONS:
-            reject(e, EmoheadInputError(
-                f"unknown CREMA-D emotion code {m['emo']!r}; expected one of {sorted(CREMA_EMOTIONS)}.",
-                path=e.local,
-                fix="rename the file, or list it in datasets.<name>.exclude.",
-            ))
+            reject(
+                e,
+                EmoheadInputError(
+                    f"unknown CREMA-D emotion code {m['emo']!r}; expected one of {sorted(CREMA_EMOTIONS)}.",
+                    path=e.local,
+                    fix="rename the file, or list it in datasets.<name>.exclude.",
+                ),
+            )
             continue
         if m["level"] not in CREMA_LEVELS:
-            reject(e, EmoheadInputError(
-                f"unknown CREMA-D intensity code {m['level']!r}; expected one of {list(CREMA_LEVELS)}.",
-                path=e.local,
-                fix="rename the file, or list it in datasets.<name>.exclude.",
-            ))
+            reject(
+                e,
+                EmoheadInputError(
+                    f"unknown CREMA-D intensity code {m['level']!r}; expected one of {list(CREMA_LEVELS)}.",
+                    path=e.local,
+                    fix="rename the file, or list it in datasets.<name>.exclude.",
+                ),
+            )
             continue
         bucket = videos if ext in VIDEO_EXTS else audios
         if stem in bucket:
-            reject(e, EmoheadInputError(
-                f"duplicate sample id {stem!r}: also {bucket[stem].local}.",
-                path=e.local,
-                fix="keep one file per sample id and media type (datasets.<name>.exclude drops one).",
-            ))
+            reject(
+                e,
+                EmoheadInputError(
+                    f"duplicate sample id {stem!r}: also {bucket[stem].local}.",
+                    path=e.local,
+                    fix="keep one file per sample id and media type (datasets.<name>.exclude drops one).",
+                ),
+            )
             continue
         bucket[stem] = e
     rows = []
@@ -374,12 +398,15 @@ def parse_mead(entries: list[Entry], root_desc: str, reject: Reject = _raise) ->
             actor, emo_dir, level_dir, fname = parts[0], parts[2], parts[3], parts[4]
             bucket = audios
         else:
-            reject(e, EmoheadInputError(
-                "path does not follow the MEAD layout {actor}/video/front/{emotion}/level_{k}/{nnn}.mp4 "
-                "or {actor}/audio/{emotion}/level_{k}/{nnn}.m4a.",
-                path=e.local,
-                fix="move or remove the file, or list it in datasets.<name>.exclude.",
-            ))
+            reject(
+                e,
+                EmoheadInputError(
+                    "path does not follow the MEAD layout {actor}/video/front/{emotion}/level_{k}/{nnn}.mp4 "
+                    "or {actor}/audio/{emotion}/level_{k}/{nnn}.m4a.",
+                    path=e.local,
+                    fix="move or remove the file, or list it in datasets.<name>.exclude.",
+                ),
+            )
             continue
         try:
             emotion = canonical_emotion(emo_dir, path=e.local)
@@ -388,31 +415,42 @@ def parse_mead(entries: list[Entry], root_desc: str, reject: Reject = _raise) ->
             continue
         ml = _LEVEL_RE.match(level_dir)
         if not ml:
-            reject(e, EmoheadInputError(
-                f"intensity directory {level_dir!r} is not level_<k>.", path=e.local, fix="rename the directory."
-            ))
+            reject(
+                e,
+                EmoheadInputError(
+                    f"intensity directory {level_dir!r} is not level_<k>.",
+                    path=e.local,
+                    fix="rename the directory.",
+                ),
+            )
             continue
         nnn = fname[: -len(PurePosixPath(fname).suffix)]
         k = int(ml["k"])
         sid = f"{actor}_{emotion}_level{k}_{nnn}"
         if sid in bucket:
-            reject(e, EmoheadInputError(
-                f"duplicate sample id {sid!r}: also {bucket[sid][0].local}.",
-                path=e.local,
-                fix="keep one file per clip.",
-            ))
+            reject(
+                e,
+                EmoheadInputError(
+                    f"duplicate sample id {sid!r}: also {bucket[sid][0].local}.",
+                    path=e.local,
+                    fix="keep one file per clip.",
+                ),
+            )
             continue
         bucket[sid] = (e, (actor, emotion, k, nnn))
     rows = []
     for sid in sorted(set(videos) | set(audios)):
         if sid in videos and sid not in audios:
             v = videos[sid][0]
-            reject(v, EmoheadInputError(
-                f"MEAD video has no audio file; expected {{actor}}/audio/{{emotion}}/level_{{k}}/{{nnn}}.m4a "
-                f"for sample {sid!r}.",
-                path=v.local,
-                fix="add the audio file or remove the video.",
-            ))
+            reject(
+                v,
+                EmoheadInputError(
+                    f"MEAD video has no audio file; expected {{actor}}/audio/{{emotion}}/level_{{k}}/{{nnn}}.m4a "
+                    f"for sample {sid!r}.",
+                    path=v.local,
+                    fix="add the audio file or remove the video.",
+                ),
+            )
             continue
         actor, emotion, k, nnn = (videos.get(sid) or audios[sid])[1]
         rows.append(
@@ -437,11 +475,14 @@ def parse_folder(entries: list[Entry], root_desc: str, reject: Reject = _raise) 
             continue  # stray audio files are ignored: the renderer needs video
         stem = e.rel.name[: -len(e.rel.suffix)]
         if stem in rows:
-            reject(e, EmoheadInputError(
-                f"duplicate sample id {stem!r}: also {rows[stem]['video'].local}.",
-                path=e.local,
-                fix="give each video a unique file name.",
-            ))
+            reject(
+                e,
+                EmoheadInputError(
+                    f"duplicate sample id {stem!r}: also {rows[stem]['video'].local}.",
+                    path=e.local,
+                    fix="give each video a unique file name.",
+                ),
+            )
             continue
         rows[stem] = _row(sample_id=stem, actor=stem, emotion=UNKNOWN_EMOTION, video=e, audio=e)
     return [rows[k] for k in sorted(rows)]
@@ -543,13 +584,24 @@ def _probe_row(v: Entry | None, a: Entry | None, cache: DurationCache, reject: R
             reject(entry, err)
             return None
     if v is not None and not info[v][1]:
-        reject(v, EmoheadInputError("has no video stream.", path=v.local,
-                                    fix="give a video file, or list it in datasets.<name>.exclude."))
+        reject(
+            v,
+            EmoheadInputError(
+                "has no video stream.",
+                path=v.local,
+                fix="give a video file, or list it in datasets.<name>.exclude.",
+            ),
+        )
         return None
     if a is not None and not info[a][2]:
-        reject(a, EmoheadInputError(
-            "has no audio stream; every clip needs its speech (audio features, lip sync).", path=a.local,
-            fix="use the recording with its sound, or list it in datasets.<name>.exclude."))
+        reject(
+            a,
+            EmoheadInputError(
+                "has no audio stream; every clip needs its speech (audio features, lip sync).",
+                path=a.local,
+                fix="use the recording with its sound, or list it in datasets.<name>.exclude.",
+            ),
+        )
         return None
     return info[v][0] if v is not None else info[a][0]
 
@@ -560,8 +612,11 @@ def _write_bad_list(name: str, bad: list[BadFile], cache_path) -> Path | None:
     if not cache_path:
         return None
     path = Path(cache_path).parent / f"bad_files_{name}.yaml"
-    lines = [f"# files of dataset {name!r} that cannot be used, with the reason;",
-             f"# to leave them out, paste this under datasets.{name} in your config:", "exclude:"]
+    lines = [
+        f"# files of dataset {name!r} that cannot be used, with the reason;",
+        f"# to leave them out, paste this under datasets.{name} in your config:",
+        "exclude:",
+    ]
     lines += [f"  - {json.dumps(b.rel)}  # {b.reason}" for b in bad]
     try:
         write_text_atomic(path, "\n".join(lines) + "\n")
@@ -572,8 +627,11 @@ def _write_bad_list(name: str, bad: list[BadFile], cache_path) -> Path | None:
 
 
 def _bad_summary(name: str, bad: list[BadFile], listing: Path | None, *, skipped: bool) -> str:
-    head = (f"dataset {name!r}: left out {len(bad)} unusable file(s) (datasets.{name}.on_bad_file: skip):"
-            if skipped else f"dataset {name!r}: {len(bad)} file(s) cannot be used:")
+    head = (
+        f"dataset {name!r}: left out {len(bad)} unusable file(s) (datasets.{name}.on_bad_file: skip):"
+        if skipped
+        else f"dataset {name!r}: {len(bad)} file(s) cannot be used:"
+    )
     lines = [head] + [f"  {b.reason}" for b in bad[:MAX_LISTED]]
     if len(bad) > MAX_LISTED:
         lines.append(f"  ... and {len(bad) - MAX_LISTED} more")
@@ -602,8 +660,9 @@ class BadFilesError(EmoheadInputError):
             "with a warning (large datasets)."
         )
         total = sum(len(b) for b, _ in by_dataset.values())
-        super().__init__(f"{total} unusable file(s) in dataset(s) {', '.join(names)}:\n" + "\n".join(parts) + "\n",
-                         fix=fix)
+        super().__init__(
+            f"{total} unusable file(s) in dataset(s) {', '.join(names)}:\n" + "\n".join(parts) + "\n", fix=fix
+        )
 
     @classmethod
     def merge(cls, errors: list[BadFilesError]) -> BadFilesError:
@@ -629,7 +688,8 @@ def build_table(
     kind = spec["kind"]
     if kind not in PARSERS:
         raise EmoheadInputError(
-            f"unknown dataset kind {kind!r}; expected one of {sorted(PARSERS)}.", path=f"config datasets.{name}.kind"
+            f"unknown dataset kind {kind!r}; expected one of {sorted(PARSERS)}.",
+            path=f"config datasets.{name}.kind",
         )
     entries, root_desc = list_root(
         str(spec["root"]),
@@ -659,7 +719,9 @@ def build_table(
             fix="point datasets.<name>.root at the dataset directory.",
         )
     actors = {str(a) for a in spec.get("actors") or []}
-    emotions = {canonical_emotion(e, path=f"config datasets.{name}.emotions") for e in spec.get("emotions") or []}
+    emotions = {
+        canonical_emotion(e, path=f"config datasets.{name}.emotions") for e in spec.get("emotions") or []
+    }
     if actors:
         rows = [r for r in rows if r["actor"] in actors]
     if emotions:
@@ -749,6 +811,8 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_parquet(path)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
-        raise EmoheadInputError(f"sample table lacks columns {missing}.", path=path, fix="rerun rule sample_table.")
+        raise EmoheadInputError(
+            f"sample table lacks columns {missing}.", path=path, fix="rerun rule sample_table."
+        )
     df["intensity"] = df["intensity"].astype("Int64")
     return df

@@ -109,6 +109,7 @@ def ray_box(o: torch.Tensor, d: torch.Tensor, lo: float = -1.0, hi: float = 1.0)
 
 def pixel_grid(h: int, w: int) -> torch.Tensor:
     """(h*w, 2) pixel-centre coordinates (u = column, v = row), row-major."""
-    v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                          indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+    )
     return torch.stack([u.reshape(-1), v.reshape(-1)], dim=1)

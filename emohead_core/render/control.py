@@ -80,8 +80,12 @@ class Reextractor:
 
         H = frames_rgb.shape[1]
         s = self.size / float(H)
-        imgs = [cv2.resize(np.ascontiguousarray(f[..., ::-1]), (self.size, self.size), interpolation=cv2.INTER_CUBIC)
-                for f in frames_rgb]
+        imgs = [
+            cv2.resize(
+                np.ascontiguousarray(f[..., ::-1]), (self.size, self.size), interpolation=cv2.INTER_CUBIC
+            )
+            for f in frames_rgb
+        ]
         seed = (np.asarray(seed_landmarks, np.float64)[..., :2] + 0.5) * s - 0.5
         _, lm1, _ = self.fm.fit_landmarks(imgs, seed)
         params, _, _ = self.fm.fit_landmarks(imgs, lm1)
@@ -91,12 +95,25 @@ class Reextractor:
 def _scores(alpha: np.ndarray, names: list[str], W: np.ndarray, b: np.ndarray, z: str) -> dict:
     d = alpha @ W.T + b  # signed distance to every hyperplane (Appendix B)
     k = names.index(z)
-    return dict(mean_distance=float(d[:, k].mean()), classified_fraction=float((d.argmax(1) == k).mean()),
-                n_frames=int(len(alpha)))
+    return dict(
+        mean_distance=float(d[:, k].mean()),
+        classified_fraction=float((d.argmax(1) == k).mean()),
+        n_frames=int(len(alpha)),
+    )
 
 
-def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor, *, tags=None, taus=TAUS,
-                            n_frames: int = 12, unit: str = "person", progress: bool = True) -> tuple[dict, dict]:
+def measure_emotion_control(
+    renderer,
+    data: SubjectData,
+    hyperplanes,
+    extractor,
+    *,
+    tags=None,
+    taus=TAUS,
+    n_frames: int = 12,
+    unit: str = "person",
+    progress: bool = True,
+) -> tuple[dict, dict]:
     """Returns (the emotion_control.json document, the rendered frames {(tag, tau): (n, H, W, 3)})."""
     from tqdm import tqdm
 
@@ -108,8 +125,11 @@ def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor,
     b = np.array([float(hp[z][1]) for z in names])
     tags = [z for z in (tags or data.emotions()) if z in hp]
     if not tags:
-        raise EmoheadInputError(f"none of the subject's tags {data.emotions()} has a hyperplane (have {names}).",
-                                path=hyperplanes, fix="use hyperplanes fitted on this person's emotions.")
+        raise EmoheadInputError(
+            f"none of the subject's tags {data.emotions()} has a hyperplane (have {names}).",
+            path=hyperplanes,
+            fix="use hyperplanes fitted on this person's emotions.",
+        )
     base = base_frames(data, n_frames)
     scale = tau_units(hp, data, tags, base, unit)
     a0 = data.alpha[base].astype(np.float64)
@@ -130,31 +150,48 @@ def measure_emotion_control(renderer, data: SubjectData, hyperplanes, extractor,
             if t == 0:
                 unedited = frames, alpha_re
         renders[(z, float(t))] = frames
-        rows.append(dict(tag=z, tau=float(t), tau_raw=float(t * scale[z]),
-                         input_distance=float((alpha_in @ W[k] + b[k]).mean()),
-                         input_offset_std=float(seen.offset(alpha_in).mean()),
-                         **_scores(alpha_re, names, W, b, z)))
+        rows.append(
+            dict(
+                tag=z,
+                tau=float(t),
+                tau_raw=float(t * scale[z]),
+                input_distance=float((alpha_in @ W[k] + b[k]).mean()),
+                input_offset_std=float(seen.offset(alpha_in).mean()),
+                **_scores(alpha_re, names, W, b, z),
+            )
+        )
     reference = {}
     for z in tags:
         idx = tag_frames(data, z, max(n_frames, 2 * n_frames))
         alpha_re = extractor(data.frames(idx), data.landmarks[idx])
-        reference[z] = dict(**_scores(alpha_re, names, W, b, z),
-                            expression_stage_distance=float((data.alpha[idx] @ W[names.index(z)] + b[names.index(z)]).mean()))
+        reference[z] = dict(
+            **_scores(alpha_re, names, W, b, z),
+            expression_stage_distance=float((data.alpha[idx] @ W[names.index(z)] + b[names.index(z)]).mean()),
+        )
     at1 = [r["classified_fraction"] for r in rows if r["tau"] == 1.0]
-    doc = dict(subject=data.subject, dataset=data.clips[0].get("dataset", ""), tags=tags, taus=[float(t) for t in taus], unit=unit,
-               tau_scale={z: float(scale[z]) for z in tags}, base_frames=[int(i) for i in base],
-               hyperplanes=str(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,
-               rendered=rows, reference=reference, training_spacing_std=seen.spacing,
-               emotion_control=float(np.mean(at1)) if at1 else None,
-               rising=rising_tags(rows, tags),
-               note="rendered: alpha_0 (ground-truth alphas of neutral frames) + tau w_z rendered at those frames' "
-                    "poses; 3DDFA alpha re-extracted from the renders; mean_distance = mean signed distance to "
-                    "w_z, classified_fraction = share of frames whose highest-scoring hyperplane is z; "
-                    "reference: the subject's real frames of each tag, extracted the same way; "
-                    "emotion_control = mean over tags of classified_fraction at tau = 1; "
-                    "input_offset_std = mean distance of the edited alphas to the nearest training alpha in "
-                    "training standard deviations (training_spacing_std: the same between training frames), "
-                    "how far the edit asks the field to extrapolate.")
+    doc = dict(
+        subject=data.subject,
+        dataset=data.clips[0].get("dataset", ""),
+        tags=tags,
+        taus=[float(t) for t in taus],
+        unit=unit,
+        tau_scale={z: float(scale[z]) for z in tags},
+        base_frames=[int(i) for i in base],
+        hyperplanes=str(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,
+        rendered=rows,
+        reference=reference,
+        training_spacing_std=seen.spacing,
+        emotion_control=float(np.mean(at1)) if at1 else None,
+        rising=rising_tags(rows, tags),
+        note="rendered: alpha_0 (ground-truth alphas of neutral frames) + tau w_z rendered at those frames' "
+        "poses; 3DDFA alpha re-extracted from the renders; mean_distance = mean signed distance to "
+        "w_z, classified_fraction = share of frames whose highest-scoring hyperplane is z; "
+        "reference: the subject's real frames of each tag, extracted the same way; "
+        "emotion_control = mean over tags of classified_fraction at tau = 1; "
+        "input_offset_std = mean distance of the edited alphas to the nearest training alpha in "
+        "training standard deviations (training_spacing_std: the same between training frames), "
+        "how far the edit asks the field to extrapolate.",
+    )
     return doc, renders
 
 
@@ -189,8 +226,11 @@ def tau_units(hp: dict, data: SubjectData, tags: list[str], base: np.ndarray, un
     if unit == "std":
         return std
     if unit != "person":
-        raise EmoheadInputError(f"unknown tau unit {unit!r}.", path="config render.emotion_control.unit",
-                                fix="use person, std or raw.")
+        raise EmoheadInputError(
+            f"unknown tau unit {unit!r}.",
+            path="config render.emotion_control.unit",
+            fix="use person, std or raw.",
+        )
     out = {}
     for z in tags:
         w, b = np.asarray(hp[z][0], np.float64), float(hp[z][1])
@@ -243,8 +283,11 @@ def plot_emotion_control(doc: dict, path) -> None:
     ax[2].set_title("edited alpha to nearest training alpha (dashed: between training frames)", fontsize=9)
     ax[2].set_xlabel(f"tau ({doc['unit']})")
     ax[2].set_ylabel("training std")
-    fig.suptitle(f"Emotion control of {doc['subject']}: {doc['emotion_control']:.2f} at tau = 1"
-                 if doc.get("emotion_control") is not None else f"Emotion control of {doc['subject']}")
+    fig.suptitle(
+        f"Emotion control of {doc['subject']}: {doc['emotion_control']:.2f} at tau = 1"
+        if doc.get("emotion_control") is not None
+        else f"Emotion control of {doc['subject']}"
+    )
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
@@ -260,7 +303,9 @@ def intensity_sweep_png(renders: dict, tags: list[str], taus, path) -> None:
         tiles = []
         for t in taus:
             im = np.ascontiguousarray(renders[(z, float(t))][0][..., ::-1])
-            cv2.putText(im, f"{z} {t:g}", (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(
+                im, f"{z} {t:g}", (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA
+            )
             tiles.append(im)
         rows.append(np.concatenate(tiles, axis=1))
     with atomic_path(path) as tmp:

@@ -48,8 +48,11 @@ SPLIT_MODES = ("clips", "within_clip")
 
 def canonical_landmarks(shape: np.ndarray, exp: np.ndarray, bfm) -> np.ndarray:
     """BFM keypoints u + W_shp a_shp + W_exp a_exp (T, 68, 3) in canonical micrometres."""
-    v = bfm.u_base[None].astype(np.float64) + shape @ bfm.w_shp_base.T.astype(np.float64) \
+    v = (
+        bfm.u_base[None].astype(np.float64)
+        + shape @ bfm.w_shp_base.T.astype(np.float64)
         + exp @ bfm.w_exp_base.T.astype(np.float64)
+    )
     return v.reshape(len(shape), 68, 3)
 
 
@@ -123,20 +126,41 @@ def _face_width(lm: np.ndarray) -> float:
     return float(np.linalg.norm(lm[16, :2] - lm[0, :2]))
 
 
-def clip_background(frames, landmarks: np.ndarray, *, dome: float = 0.9, widen: float = 1.1, ring: float = 0.15,
-                    max_bg_frames: int = 120) -> np.ndarray:
+def clip_background(
+    frames,
+    landmarks: np.ndarray,
+    *,
+    dome: float = 0.9,
+    widen: float = 1.1,
+    ring: float = 0.15,
+    max_bg_frames: int = 120,
+) -> np.ndarray:
     """Static background (H, W, 3) uint8 of one clip: the temporal median of up to
     ``max_bg_frames`` evenly spread frames where the pixel is outside the dilated head polygon.
     ``frames``: (T, H, W, 3) array (a memory map is fine: only the sampled frames are read)."""
     T, H, W = frames.shape[:3]
     idx = np.linspace(0, T - 1, min(T, max_bg_frames)).round().astype(int)
-    excl = np.stack([_exclusion(_poly_mask(face_polygon(landmarks[t], dome, widen), H, W),
-                                _face_width(landmarks[t]), ring) for t in idx])
+    excl = np.stack(
+        [
+            _exclusion(
+                _poly_mask(face_polygon(landmarks[t], dome, widen), H, W), _face_width(landmarks[t]), ring
+            )
+            for t in idx
+        ]
+    )
     return estimate_background(np.asarray(frames[idx]), excl, max_frames=len(idx))
 
 
-def head_mask(frame: np.ndarray, lm: np.ndarray, bg: np.ndarray, *, dome: float = 0.9, widen: float = 1.1,
-              ring: float = 0.15, color_threshold: float = 30.0) -> np.ndarray:
+def head_mask(
+    frame: np.ndarray,
+    lm: np.ndarray,
+    bg: np.ndarray,
+    *,
+    dome: float = 0.9,
+    widen: float = 1.1,
+    ring: float = 0.15,
+    color_threshold: float = 30.0,
+) -> np.ndarray:
     """Head mask (H, W) bool of one frame from its landmarks (68, 2+) and the clip's background."""
     H, W = frame.shape[:2]
     lm = lm[:, :2]
@@ -164,12 +188,32 @@ def head_mask(frame: np.ndarray, lm: np.ndarray, bg: np.ndarray, *, dome: float 
     return m.astype(bool) | poly_m & (s <= 0)  # the face below the brows always counts
 
 
-def head_masks(frames: np.ndarray, landmarks: np.ndarray, *, dome: float = 0.9, widen: float = 1.1,
-               ring: float = 0.15, color_threshold: float = 30.0, max_bg_frames: int = 120):
+def head_masks(
+    frames: np.ndarray,
+    landmarks: np.ndarray,
+    *,
+    dome: float = 0.9,
+    widen: float = 1.1,
+    ring: float = 0.15,
+    color_threshold: float = 30.0,
+    max_bg_frames: int = 120,
+):
     """Head masks (T, H, W) bool and background (H, W, 3) uint8 of one clip's frames."""
     bg = clip_background(frames, landmarks, dome=dome, widen=widen, ring=ring, max_bg_frames=max_bg_frames)
-    masks = np.stack([head_mask(frames[t], landmarks[t], bg, dome=dome, widen=widen, ring=ring,
-                                color_threshold=color_threshold) for t in range(len(frames))])
+    masks = np.stack(
+        [
+            head_mask(
+                frames[t],
+                landmarks[t],
+                bg,
+                dome=dome,
+                widen=widen,
+                ring=ring,
+                color_threshold=color_threshold,
+            )
+            for t in range(len(frames))
+        ]
+    )
     return masks, bg
 
 
@@ -188,7 +232,10 @@ def sampling_region(mask: np.ndarray, grow: float = 0.15) -> np.ndarray:
     if len(ys) == 0:
         return out
     pad = int(grow * max(int(ys.max() - ys.min()), int(xs.max() - xs.min()))) + 1
-    out[max(int(ys.min()) - pad, 0):int(ys.max()) + pad + 1, max(int(xs.min()) - pad, 0):int(xs.max()) + pad + 1] = True
+    out[
+        max(int(ys.min()) - pad, 0) : int(ys.max()) + pad + 1,
+        max(int(xs.min()) - pad, 0) : int(xs.max()) + pad + 1,
+    ] = True
     return out
 
 
@@ -217,31 +264,51 @@ def split_frames(n: int, mode: str, test_fraction: float, is_test_clip: bool) ->
     if mode == "within_clip":
         n_test = min(max(1, int(round(test_fraction * n))), n - 1)
         return n - n_test
-    raise EmoheadInputError(f"unknown render split mode {mode!r}.", path="config render.split.mode",
-                            fix=f"use one of {', '.join(SPLIT_MODES)}.")
+    raise EmoheadInputError(
+        f"unknown render split mode {mode!r}.",
+        path="config render.split.mode",
+        fix=f"use one of {', '.join(SPLIT_MODES)}.",
+    )
 
 
 def _pack(masks: np.ndarray) -> np.ndarray:
     return np.packbits(np.asarray(masks, bool), axis=-1)
 
 
-def _prepare_clip(k: int, clip: ClipInput, out_dir: Path, *, resolution: int, bfm, split_mode: str,
-                  test_fraction: float, mask_cfg: dict, max_residual_px: float, max_frames: int | None) -> tuple:
+def _prepare_clip(
+    k: int,
+    clip: ClipInput,
+    out_dir: Path,
+    *,
+    resolution: int,
+    bfm,
+    split_mode: str,
+    test_fraction: float,
+    mask_cfg: dict,
+    max_residual_px: float,
+    max_frames: int | None,
+) -> tuple:
     """Decode, fit cameras and masks of one clip into ``out_dir`` (memory: one frame at a time plus
     the background sample). Returns (clip metadata, per-frame arrays)."""
     from ..expression.schema import read_expression
 
     info = media.probe(clip.crop)
     if not info.width or info.width != info.height:
-        raise EmoheadInputError(f"expected a square crop video, got {info.width}x{info.height}.", path=clip.crop,
-                                fix="use the preprocessing stage's crop video of this sample.")
+        raise EmoheadInputError(
+            f"expected a square crop video, got {info.width}x{info.height}.",
+            path=clip.crop,
+            fix="use the preprocessing stage's crop video of this sample.",
+        )
     expr = read_expression(clip.expression)
     n = len(expr["exp"]) if not max_frames else min(len(expr["exp"]), int(max_frames))
     min_frames = 2 if split_mode == "within_clip" else 1
     if n < min_frames:
-        raise EmoheadInputError(f"clip {clip.sample} has {n} frames with expression parameters.",
-                                path=clip.expression, fix="exclude the clip (render subject `exclude`) or check "
-                                                          "the crop video and the expression stage output.")
+        raise EmoheadInputError(
+            f"clip {clip.sample} has {n} frames with expression parameters.",
+            path=clip.expression,
+            fix="exclude the clip (render subject `exclude`) or check "
+            "the crop video and the expression stage output.",
+        )
     R = int(resolution)
     frames_path = out_dir / f"{k:04d}.frames.npy"
     frames = np.lib.format.open_memmap(frames_path, mode="w+", dtype=np.uint8, shape=(n, R, R, 3))
@@ -266,8 +333,11 @@ def _prepare_clip(k: int, clip: ClipInput, out_dir: Path, *, resolution: int, bf
     poses_crop, resid = poses_from_expression(expr, bfm)
     bad = resid > max_residual_px
     if bad.mean() > 0.5:
-        raise EmoheadInputError(f"camera fit residual > {max_residual_px}px on {bad.mean():.0%} of frames.",
-                                path=clip.expression, fix="the landmarks do not match the BFM keypoints file.")
+        raise EmoheadInputError(
+            f"camera fit residual > {max_residual_px}px on {bad.mean():.0%} of frames.",
+            path=clip.expression,
+            fix="the landmarks do not match the BFM keypoints file.",
+        )
     scale = R / float(info.width)
     poses = scale_pose(poses_crop, scale)
     lm = expr["landmarks"].astype(np.float64).copy()
@@ -276,8 +346,9 @@ def _prepare_clip(k: int, clip: ClipInput, out_dir: Path, *, resolution: int, bf
     bg_frames = int(mcfg.pop("max_bg_frames", 120))
     geo = {key: mcfg[key] for key in ("dome", "widen", "ring") if key in mcfg}
     bg = clip_background(frames, lm, max_bg_frames=bg_frames, **geo)
-    masks = np.lib.format.open_memmap(out_dir / f"{k:04d}.masks.npy", mode="w+", dtype=np.uint8,
-                                      shape=(n, R, (R + 7) // 8))
+    masks = np.lib.format.open_memmap(
+        out_dir / f"{k:04d}.masks.npy", mode="w+", dtype=np.uint8, shape=(n, R, (R + 7) // 8)
+    )
     mask_sum = 0
     for t in range(n):
         m = head_mask(frames[t], lm[t], bg, **mcfg)
@@ -290,21 +361,46 @@ def _prepare_clip(k: int, clip: ClipInput, out_dir: Path, *, resolution: int, bf
     del frames
     test_start = split_frames(n, split_mode, test_fraction, clip.test)
     usable = expr["detected"].astype(bool) & ~bad
-    meta = dict(sample=clip.sample, dataset=clip.dataset, emotion=clip.emotion or "neutral", n_frames=int(n),
-                test_start=int(test_start), fps=float(info.fps or 25.0), crop_size=int(info.width),
-                crop=str(clip.crop), expression=str(clip.expression),
-                audio=None if clip.audio is None else str(clip.audio),
-                camera_residual_px_median=float(np.median(resid)), mask_fraction=mask_sum / float(n * R * R),
-                n_usable=int(usable.sum()))
-    arrays = dict(poses=poses.astype(np.float64), alpha=expr["exp"].astype(np.float32),
-                  shape=expr["shape"].astype(np.float32), landmarks=lm.astype(np.float32), usable=usable, bg=bg)
+    meta = dict(
+        sample=clip.sample,
+        dataset=clip.dataset,
+        emotion=clip.emotion or "neutral",
+        n_frames=int(n),
+        test_start=int(test_start),
+        fps=float(info.fps or 25.0),
+        crop_size=int(info.width),
+        crop=str(clip.crop),
+        expression=str(clip.expression),
+        audio=None if clip.audio is None else str(clip.audio),
+        camera_residual_px_median=float(np.median(resid)),
+        mask_fraction=mask_sum / float(n * R * R),
+        n_usable=int(usable.sum()),
+    )
+    arrays = dict(
+        poses=poses.astype(np.float64),
+        alpha=expr["exp"].astype(np.float32),
+        shape=expr["shape"].astype(np.float32),
+        landmarks=lm.astype(np.float32),
+        usable=usable,
+        bg=bg,
+    )
     return meta, arrays
 
 
-def prepare_subject(clips: list[ClipInput], out_dir: str | Path, *, resolution: int, bfm_path: str | Path,
-                    split_mode: str = "within_clip", test_fraction: float = 0.1, mask_cfg: dict | None = None,
-                    max_residual_px: float = 2.0, max_frames: int | None = None, subject: str = "",
-                    progress: bool = True) -> dict:
+def prepare_subject(
+    clips: list[ClipInput],
+    out_dir: str | Path,
+    *,
+    resolution: int,
+    bfm_path: str | Path,
+    split_mode: str = "within_clip",
+    test_fraction: float = 0.1,
+    mask_cfg: dict | None = None,
+    max_residual_px: float = 2.0,
+    max_frames: int | None = None,
+    subject: str = "",
+    progress: bool = True,
+) -> dict:
     """Prepare every clip of a subject into the directory ``out_dir`` (written atomically; see the
     module docstring). Test frames: ``split_mode`` ``clips`` (clips with ``test=True``) or
     ``within_clip`` (each clip's last ``test_fraction``). Training frames are the non-test frames
@@ -315,22 +411,37 @@ def prepare_subject(clips: list[ClipInput], out_dir: str | Path, *, resolution: 
     from ..expression.tddfa import load_bfm_keypoints
 
     if not clips:
-        raise EmoheadInputError(f"render subject {subject!r} has no video clips.", path="config render.subjects",
-                                fix="name a dataset actor with video clips, or samples with videos.")
+        raise EmoheadInputError(
+            f"render subject {subject!r} has no video clips.",
+            path="config render.subjects",
+            fix="name a dataset actor with video clips, or samples with videos.",
+        )
     if split_mode not in SPLIT_MODES:
         split_frames(1, split_mode, test_fraction, False)  # raises the error
     names = [c.sample for c in clips]
     dup = sorted({s for s in names if names.count(s) > 1})
     if dup:
-        raise EmoheadInputError(f"render subject {subject!r} lists clip(s) {dup} twice.",
-                                path="config render.subjects", fix="list each sample once.")
+        raise EmoheadInputError(
+            f"render subject {subject!r} lists clip(s) {dup} twice.",
+            path="config render.subjects",
+            fix="list each sample once.",
+        )
     bfm = load_bfm_keypoints(bfm_path)
     metas, per_clip = [], []
     with atomic_dir(out_dir) as tmp:
         for k, clip in enumerate(tqdm(clips, desc=f"prepare {subject}", disable=not progress, mininterval=5)):
-            meta, arrays = _prepare_clip(k, clip, tmp, resolution=resolution, bfm=bfm, split_mode=split_mode,
-                                         test_fraction=test_fraction, mask_cfg=mask_cfg or {},
-                                         max_residual_px=max_residual_px, max_frames=max_frames)
+            meta, arrays = _prepare_clip(
+                k,
+                clip,
+                tmp,
+                resolution=resolution,
+                bfm=bfm,
+                split_mode=split_mode,
+                test_fraction=test_fraction,
+                mask_cfg=mask_cfg or {},
+                max_residual_px=max_residual_px,
+                max_frames=max_frames,
+            )
             metas.append(meta)
             per_clip.append(arrays)
         offset = 0
@@ -345,22 +456,45 @@ def prepare_subject(clips: list[ClipInput], out_dir: str | Path, *, resolution: 
             offset += n
         train_idx, test_idx = np.concatenate(train), np.concatenate(test)
         if len(train_idx) == 0:
-            raise EmoheadInputError(f"render subject {subject!r} has no usable training frames (no detected "
-                                    "faces outside the test frames).", path=str(clips[0].expression),
-                                    fix="check the expression stage outputs, or the split (render.split).")
-        cat = {key: np.concatenate([a[key] for a in per_clip]) for key in ("poses", "alpha", "shape", "landmarks",
-                                                                            "usable")}
-        np.savez(tmp / "arrays.npz", **cat, clip=np.concatenate(clip_of),
-                 local=np.concatenate([np.arange(m["n_frames"], dtype=np.int32) for m in metas]),
-                 train_idx=train_idx.astype(np.int64), test_idx=test_idx.astype(np.int64),
-                 bg=np.stack([a["bg"] for a in per_clip]))
-        doc = dict(format=FORMAT_VERSION, subject=subject, resolution=int(resolution), split_mode=split_mode,
-                   test_fraction=float(test_fraction), n_frames=int(offset), clips=metas)
+            raise EmoheadInputError(
+                f"render subject {subject!r} has no usable training frames (no detected "
+                "faces outside the test frames).",
+                path=str(clips[0].expression),
+                fix="check the expression stage outputs, or the split (render.split).",
+            )
+        cat = {
+            key: np.concatenate([a[key] for a in per_clip])
+            for key in ("poses", "alpha", "shape", "landmarks", "usable")
+        }
+        np.savez(
+            tmp / "arrays.npz",
+            **cat,
+            clip=np.concatenate(clip_of),
+            local=np.concatenate([np.arange(m["n_frames"], dtype=np.int32) for m in metas]),
+            train_idx=train_idx.astype(np.int64),
+            test_idx=test_idx.astype(np.int64),
+            bg=np.stack([a["bg"] for a in per_clip]),
+        )
+        doc = dict(
+            format=FORMAT_VERSION,
+            subject=subject,
+            resolution=int(resolution),
+            split_mode=split_mode,
+            test_fraction=float(test_fraction),
+            n_frames=int(offset),
+            clips=metas,
+        )
         (tmp / "clips.json").write_text(json.dumps(doc, indent=2) + "\n")
-    return dict(n_clips=len(metas), n_frames=int(offset), n_train=int(len(train_idx)), n_test=int(len(test_idx)),
-                resolution=int(resolution), split_mode=split_mode,
-                camera_residual_px_median=float(np.median([m["camera_residual_px_median"] for m in metas])),
-                mask_fraction=float(np.mean([m["mask_fraction"] for m in metas])))
+    return dict(
+        n_clips=len(metas),
+        n_frames=int(offset),
+        n_train=int(len(train_idx)),
+        n_test=int(len(test_idx)),
+        resolution=int(resolution),
+        split_mode=split_mode,
+        camera_residual_px_median=float(np.median([m["camera_residual_px_median"] for m in metas])),
+        mask_fraction=float(np.mean([m["mask_fraction"] for m in metas])),
+    )
 
 
 class SubjectData:
@@ -373,9 +507,26 @@ class SubjectData:
     ``clips[c]``: dict with sample, dataset, emotion, n_frames, offset, test_start, fps, audio.
     """
 
-    def __init__(self, *, clips: list[dict], frames: list, masks: list, bgs: np.ndarray, poses, alpha, shape,
-                 landmarks, train_idx, test_idx, resolution: int, split_mode: str = "within_clip",
-                 test_fraction: float = 0.1, subject: str = "", masks_packed: bool = False, path=None):
+    def __init__(
+        self,
+        *,
+        clips: list[dict],
+        frames: list,
+        masks: list,
+        bgs: np.ndarray,
+        poses,
+        alpha,
+        shape,
+        landmarks,
+        train_idx,
+        test_idx,
+        resolution: int,
+        split_mode: str = "within_clip",
+        test_fraction: float = 0.1,
+        subject: str = "",
+        masks_packed: bool = False,
+        path=None,
+    ):
         self.clips = [dict(c) for c in clips]
         offset = 0
         for c, f in zip(self.clips, frames):
@@ -392,14 +543,32 @@ class SubjectData:
         self.local = np.concatenate([np.arange(c["n_frames"], dtype=np.int64) for c in self.clips])
         self.train_idx = np.asarray(train_idx, np.int64)
         self.test_idx = np.asarray(test_idx, np.int64)
-        self.resolution, self.split_mode, self.test_fraction = int(resolution), split_mode, float(test_fraction)
+        self.resolution, self.split_mode, self.test_fraction = (
+            int(resolution),
+            split_mode,
+            float(test_fraction),
+        )
         self.subject, self.path = subject, path
         self.H = self.W = self.resolution
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_arrays(cls, *, frames, head_mask, bg, poses, alpha, shape, landmarks, train_idx, test_idx,
-                    clip_of=None, clips: list[dict] | None = None, **kw) -> SubjectData:
+    def from_arrays(
+        cls,
+        *,
+        frames,
+        head_mask,
+        bg,
+        poses,
+        alpha,
+        shape,
+        landmarks,
+        train_idx,
+        test_idx,
+        clip_of=None,
+        clips: list[dict] | None = None,
+        **kw,
+    ) -> SubjectData:
         """In-memory subject (tests, tools): frames (N, H, W, 3), head_mask (N, H, W), bg (H, W, 3) for
         one clip or (C, H, W, 3) with ``clip_of`` (N,) giving each frame's clip."""
         frames, head_mask = np.asarray(frames), np.asarray(head_mask, bool)
@@ -423,8 +592,20 @@ class SubjectData:
             c.setdefault("emotion", "neutral")
             c.setdefault("crop_size", int(frames.shape[1]))
             out.append(c)
-        return cls(clips=out, frames=fr, masks=ms, bgs=bgs, poses=poses, alpha=alpha, shape=shape,
-                   landmarks=landmarks, train_idx=train_idx, test_idx=test_idx, resolution=frames.shape[1], **kw)
+        return cls(
+            clips=out,
+            frames=fr,
+            masks=ms,
+            bgs=bgs,
+            poses=poses,
+            alpha=alpha,
+            shape=shape,
+            landmarks=landmarks,
+            train_idx=train_idx,
+            test_idx=test_idx,
+            resolution=frames.shape[1],
+            **kw,
+        )
 
     # ------------------------------------------------------------------ per frame
     @property
@@ -465,8 +646,11 @@ class SubjectData:
         for k, c in enumerate(self.clips):
             if c["sample"] == sample:
                 return k
-        raise EmoheadInputError(f"no clip {sample!r} in render subject {self.subject!r}; it has "
-                                f"{[c['sample'] for c in self.clips]}.", path=self.path)
+        raise EmoheadInputError(
+            f"no clip {sample!r} in render subject {self.subject!r}; it has "
+            f"{[c['sample'] for c in self.clips]}.",
+            path=self.path,
+        )
 
     def clip_frames(self, k: int) -> np.ndarray:
         """Global indices of all frames of clip k."""
@@ -496,12 +680,29 @@ def save_prepared(data: SubjectData, out_dir: str | Path) -> None:
             idx = data.clip_frames(k)
             np.save(tmp / f"{k:04d}.frames.npy", data.frames(idx))
             np.save(tmp / f"{k:04d}.masks.npy", _pack(data.masks(idx)))
-        np.savez(tmp / "arrays.npz", poses=data.poses, alpha=data.alpha, shape=data.shape, landmarks=data.landmarks,
-                 usable=np.ones(data.n_frames, bool), clip=data.clip_of, local=data.local, train_idx=data.train_idx,
-                 test_idx=data.test_idx, bg=data.bgs)
+        np.savez(
+            tmp / "arrays.npz",
+            poses=data.poses,
+            alpha=data.alpha,
+            shape=data.shape,
+            landmarks=data.landmarks,
+            usable=np.ones(data.n_frames, bool),
+            clip=data.clip_of,
+            local=data.local,
+            train_idx=data.train_idx,
+            test_idx=data.test_idx,
+            bg=data.bgs,
+        )
         clips = [{k: v for k, v in c.items()} for c in data.clips]
-        doc = dict(format=FORMAT_VERSION, subject=data.subject, resolution=data.resolution,
-                   split_mode=data.split_mode, test_fraction=data.test_fraction, n_frames=data.n_frames, clips=clips)
+        doc = dict(
+            format=FORMAT_VERSION,
+            subject=data.subject,
+            resolution=data.resolution,
+            split_mode=data.split_mode,
+            test_fraction=data.test_fraction,
+            n_frames=data.n_frames,
+            clips=clips,
+        )
         (tmp / "clips.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
 
 
@@ -509,25 +710,45 @@ def load_prepared(path: str | Path) -> SubjectData:
     """Open a prepared subject directory (frames and masks memory-mapped)."""
     path = Path(path)
     if path.is_file() and path.suffix == ".npz":
-        raise EmoheadInputError("prepared render data in the old single-file format (prepared.npz).", path=path,
-                                fix="rerun the render_prepare rule: subjects are now prepared into "
-                                    "results/render/<subject>/prepared/.")
+        raise EmoheadInputError(
+            "prepared render data in the old single-file format (prepared.npz).",
+            path=path,
+            fix="rerun the render_prepare rule: subjects are now prepared into "
+            "results/render/<subject>/prepared/.",
+        )
     doc_path = path / "clips.json"
     if not doc_path.is_file():
-        raise EmoheadInputError("prepared render data not found.", path=path,
-                                fix="run the render_prepare rule for this subject.")
+        raise EmoheadInputError(
+            "prepared render data not found.", path=path, fix="run the render_prepare rule for this subject."
+        )
     doc = json.loads(doc_path.read_text())
     if doc.get("format") != FORMAT_VERSION:
-        raise EmoheadInputError(f"prepared render data of format {doc.get('format')}, expected {FORMAT_VERSION}.",
-                                path=path, fix="rerun the render_prepare rule for this subject.")
+        raise EmoheadInputError(
+            f"prepared render data of format {doc.get('format')}, expected {FORMAT_VERSION}.",
+            path=path,
+            fix="rerun the render_prepare rule for this subject.",
+        )
     with np.load(path / "arrays.npz", allow_pickle=False) as z:
         a = {k: z[k] for k in z.files}
     frames, masks = [], []
     for k, c in enumerate(doc["clips"]):
-        frames.append(np.load(path / f"{k:04d}.frames.npy", mmap_mode="r")[:c["n_frames"]])
-        masks.append(np.load(path / f"{k:04d}.masks.npy", mmap_mode="r")[:c["n_frames"]])
-    return SubjectData(clips=doc["clips"], frames=frames, masks=masks, bgs=a["bg"], poses=a["poses"],
-                       alpha=a["alpha"], shape=a["shape"], landmarks=a["landmarks"], train_idx=a["train_idx"],
-                       test_idx=a["test_idx"], resolution=doc["resolution"], split_mode=doc["split_mode"],
-                       test_fraction=doc["test_fraction"], subject=doc.get("subject", ""), masks_packed=True,
-                       path=path)
+        frames.append(np.load(path / f"{k:04d}.frames.npy", mmap_mode="r")[: c["n_frames"]])
+        masks.append(np.load(path / f"{k:04d}.masks.npy", mmap_mode="r")[: c["n_frames"]])
+    return SubjectData(
+        clips=doc["clips"],
+        frames=frames,
+        masks=masks,
+        bgs=a["bg"],
+        poses=a["poses"],
+        alpha=a["alpha"],
+        shape=a["shape"],
+        landmarks=a["landmarks"],
+        train_idx=a["train_idx"],
+        test_idx=a["test_idx"],
+        resolution=doc["resolution"],
+        split_mode=doc["split_mode"],
+        test_fraction=doc["test_fraction"],
+        subject=doc.get("subject", ""),
+        masks_packed=True,
+        path=path,
+    )

@@ -108,8 +108,11 @@ def grid_positions(x: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     as tcnn's fmaf: x * s_l is exact in float64 and so is the sum when x * s_l >= 2**-6 (below, the
     float64 rounding could change the float32 result only at an exact float32 tie).
     ``scales``: (L,) float64."""
-    return torch.addcmul(torch.full((), 0.5, dtype=torch.float64, device=x.device),
-                         x.t().to(torch.float64).unsqueeze(0), scales[:, None, None]).to(torch.float32)
+    return torch.addcmul(
+        torch.full((), 0.5, dtype=torch.float64, device=x.device),
+        x.t().to(torch.float64).unsqueeze(0),
+        scales[:, None, None],
+    ).to(torch.float32)
 
 
 class _GridInterp(torch.autograd.Function):
@@ -139,8 +142,12 @@ class _GridInterp(torch.autograd.Function):
             return None, None, None, None
         idx, w = ctx.saved_tensors
         flat = idx.view(-1)
-        grads = [torch.zeros(ctx.n_rows, dtype=g.dtype, device=g.device).index_add_(
-            0, flat, (w * g[:, f].unsqueeze(1)).view(-1)) for f in range(ctx.F)]
+        grads = [
+            torch.zeros(ctx.n_rows, dtype=g.dtype, device=g.device).index_add_(
+                0, flat, (w * g[:, f].unsqueeze(1)).view(-1)
+            )
+            for f in range(ctx.F)
+        ]
         return torch.stack(grads, 1).view(-1), None, None, None
 
 
@@ -191,8 +198,9 @@ class TorchHashGrid(nn.Module):
         idx = torch.empty(L, 2, 2, 2, n, dtype=torch.int32, device=x.device)  # (L, bz, by, bx, N)
         if D:
             cd = c[:D]
-            i = (cd[:, 2] * self._res2[:D, None, None])[:, :, None, None] \
-                + ((cd[:, 1] * self._res[:D, None, None])[:, None, :, None] + cd[:, 0][:, None, None])
+            i = (cd[:, 2] * self._res2[:D, None, None])[:, :, None, None] + (
+                (cd[:, 1] * self._res[:D, None, None])[:, None, :, None] + cd[:, 0][:, None, None]
+            )
             idx[:D] = torch.remainder(i, self._size[:D, None, None, None, None])
         if D < L:
             ch, m = c[D:], self._hmask
@@ -224,15 +232,22 @@ class TorchHashGrid(nn.Module):
         w1 = torch.stack([1.0 - frac, frac], dim=-1)
         w = (w1[:, :, 0, None, None, :] * w1[:, :, 1, None, :, None]) * w1[:, :, 2, :, None, None]
         res = self._res.long()[None, :, None]
-        dense = (c[:, :, 2, :, None, None] * (res * res)[..., None, None]
-                 + c[:, :, 1, None, :, None] * res[..., None, None] + c[:, :, 0, None, None, :])
+        dense = (
+            c[:, :, 2, :, None, None] * (res * res)[..., None, None]
+            + c[:, :, 1, None, :, None] * res[..., None, None]
+            + c[:, :, 0, None, None, :]
+        )
         size = self._size.long()[None, :, None, None, None]
         dense = dense - size * (dense >= size)  # index % size (dense index < 2 * size)
         h = (c * torch.tensor(PRIMES, device=x.device)[None, None, :, None]) & 0xFFFFFFFF  # uint32 products
-        hashed = (h[:, :, 2, :, None, None] ^ h[:, :, 1, None, :, None] ^ h[:, :, 0, None, None, :]) & self._hmask
+        hashed = (
+            h[:, :, 2, :, None, None] ^ h[:, :, 1, None, :, None] ^ h[:, :, 0, None, None, :]
+        ) & self._hmask
         is_dense = torch.arange(L, device=x.device) < self.n_dense
-        idx = torch.where(is_dense[None, :, None, None, None], dense, hashed) \
+        idx = (
+            torch.where(is_dense[None, :, None, None, None], dense, hashed)
             + self._offset.long()[None, :, None, None, None]
+        )
         feats = self.params.view(-1, F).index_select(0, idx.reshape(-1)).view(N, L, 8, F)
         return torch.einsum("nlc,nlcf->nlf", w.reshape(N, L, 8), feats).reshape(N, L * F)
 
@@ -302,7 +317,9 @@ def make_hash_grid(cfg: HashGridConfig | dict, backend: str = "auto") -> nn.Modu
     if backend == "auto":
         backend = "tcnn" if tcnn_available() else "torch"
     elif backend == "tcnn" and not _tcnn_importable():
-        log.warning("tinycudann is not importable here: the PyTorch hash grid is used (same encoding and table)")
+        log.warning(
+            "tinycudann is not importable here: the PyTorch hash grid is used (same encoding and table)"
+        )
         backend = "torch"
     if backend == "tcnn":
         return TcnnHashGrid(cfg)
@@ -322,8 +339,9 @@ def _ulp(v: np.ndarray) -> np.ndarray:
     return np.spacing(np.abs(np.asarray(v, np.float32)) * np.float32(1 + EPS32))
 
 
-def parity_tolerance(cfg: HashGridConfig, x: torch.Tensor, params: torch.Tensor,
-                     exp2_ulps: float = 2.0) -> torch.Tensor:
+def parity_tolerance(
+    cfg: HashGridConfig, x: torch.Tensor, params: torch.Tensor, exp2_ulps: float = 2.0
+) -> torch.Tensor:
     """Per-output bound (N, L*F) on |tcnn - TorchHashGrid| for the same table ``params``.
 
     Scales: CUDA's exp2f is within ``exp2_ulps`` ulp (CUDA C Programming Guide, single-precision
@@ -337,7 +355,7 @@ def parity_tolerance(cfg: HashGridConfig, x: torch.Tensor, params: torch.Tensor,
     xs = x.detach().float().abs().sum(dim=1, keepdim=True).cpu()  # sum_d x_d (N, 1)
     cols = []
     for l in lay:
-        theta = float(tab[l["offset"] * F:(l["offset"] + l["size"]) * F].max())
+        theta = float(tab[l["offset"] * F : (l["offset"] + l["size"]) * F].max())
         d_scale = cfg.base_resolution * (exp2_ulps + 0.5) * float(_ulp(l["exp2"])) + float(_ulp(l["scale"]))
         d_pos = xs * d_scale + 3 * float(_ulp(l["scale"] + 1.0))
         cols.append((2.0 * theta * d_pos + 16 * EPS32 * theta).expand(-1, F))

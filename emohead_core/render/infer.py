@@ -22,7 +22,9 @@ from .renderer import Renderer
 from .train import psnr
 
 
-def pose_schedule(n: int, pose_frames: np.ndarray, mode: str = "video", still: int | None = None) -> np.ndarray:
+def pose_schedule(
+    n: int, pose_frames: np.ndarray, mode: str = "video", still: int | None = None
+) -> np.ndarray:
     """Frame index of the pose source for each of ``n`` output frames: ``video`` ping-pongs over
     ``pose_frames`` (consecutive frames of one clip), ``still`` repeats one frame."""
     pose_frames = np.asarray(pose_frames)
@@ -40,8 +42,10 @@ def pose_clip(data: SubjectData, prefer: str | None = None) -> int:
     if prefer:
         hits = [k for k, c in enumerate(data.clips) if prefer in (c["sample"], c.get("emotion"))]
         if not hits:
-            raise EmoheadInputError(f"no clip or emotion {prefer!r} in this subject; clips: "
-                                    f"{[c['sample'] for c in data.clips]}.", fix="pass one of them.")
+            raise EmoheadInputError(
+                f"no clip or emotion {prefer!r} in this subject; clips: {[c['sample'] for c in data.clips]}.",
+                fix="pass one of them.",
+            )
         return max(hits, key=lambda k: data.clips[k]["n_frames"])
     neutral = [k for k, c in enumerate(data.clips) if c.get("emotion") == "neutral"]
     pool = neutral or list(range(len(data.clips)))
@@ -53,8 +57,16 @@ def yaw_curve(n: int, amplitude_deg: float) -> np.ndarray:
     return amplitude_deg * np.sin(2 * np.pi * np.arange(n) / max(n, 1))
 
 
-def render_frames(renderer: Renderer, data: SubjectData, alphas: np.ndarray, *, pose_idx: np.ndarray,
-                  yaw_deg: np.ndarray | None = None, progress: bool = False, desc: str = "render") -> np.ndarray:
+def render_frames(
+    renderer: Renderer,
+    data: SubjectData,
+    alphas: np.ndarray,
+    *,
+    pose_idx: np.ndarray,
+    yaw_deg: np.ndarray | None = None,
+    progress: bool = False,
+    desc: str = "render",
+) -> np.ndarray:
     """(T, H, W, 3) uint8 RGB frames for alphas (T, 10), poses of frames ``pose_idx``."""
     from tqdm import tqdm
 
@@ -76,8 +88,15 @@ def write_rgb_video(frames_rgb: np.ndarray, path, fps: float, audio=None) -> Non
     media.write_video(np.ascontiguousarray(frames_rgb[..., ::-1]), path, fps, audio=audio)
 
 
-def timeline_alphas(alpha_tilde: np.ndarray, timeline: str, hyperplanes, *, intensity=1.0, fps: float = 25.0,
-                    ramp_s: float = 0.5) -> np.ndarray:
+def timeline_alphas(
+    alpha_tilde: np.ndarray,
+    timeline: str,
+    hyperplanes,
+    *,
+    intensity=1.0,
+    fps: float = 25.0,
+    ramp_s: float = 0.5,
+) -> np.ndarray:
     """alpha_hat = alpha_tilde + tau w(t) (eq. 9) with w(t) the timeline's ramped hyperplane
     normal (Appendix B (3)); intensity tau is a number or a per-frame curve."""
     from ..emotion_edit import refine, timeline_directions
@@ -88,8 +107,10 @@ def timeline_alphas(alpha_tilde: np.ndarray, timeline: str, hyperplanes, *, inte
     td = timeline_directions(timeline, T, fps, hp, ramp_s=ramp_s)
     tau = np.asarray(intensity, np.float64)
     if tau.ndim == 1 and tau.shape[0] != T:
-        raise EmoheadInputError(f"intensity curve has {tau.shape[0]} values for {T} frames.",
-                                fix="give one intensity value per output frame.")
+        raise EmoheadInputError(
+            f"intensity curve has {tau.shape[0]} values for {T} frames.",
+            fix="give one intensity value per output frame.",
+        )
     return refine(np.asarray(alpha_tilde, np.float64), tau, td.W).astype(np.float32)
 
 
@@ -101,7 +122,11 @@ def load_intensity(spec: str) -> float | np.ndarray:
         p = Path(spec)
         if not p.is_file():
             raise EmoheadInputError("intensity is neither a number nor a file.", path=spec) from None
-        return np.load(p).astype(np.float32).reshape(-1) if p.suffix == ".npy" else np.loadtxt(p, np.float32).reshape(-1)
+        return (
+            np.load(p).astype(np.float32).reshape(-1)
+            if p.suffix == ".npy"
+            else np.loadtxt(p, np.float32).reshape(-1)
+        )
 
 
 def mean_psnr(frames: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
@@ -116,8 +141,22 @@ def mean_psnr(frames: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> tuple[fl
 def cut_audio(audio, start_s: float, duration_s: float, out_wav) -> Path:
     """``duration_s`` seconds of ``audio`` from ``start_s`` as a mono PCM wav."""
     out_wav = Path(out_wav)
-    media.run_ffmpeg(["-ss", f"{start_s:.3f}", "-t", f"{duration_s:.3f}", "-i", str(audio), "-ac", "1",
-                      "-c:a", "pcm_s16le", str(out_wav)], input_path=audio)
+    media.run_ffmpeg(
+        [
+            "-ss",
+            f"{start_s:.3f}",
+            "-t",
+            f"{duration_s:.3f}",
+            "-i",
+            str(audio),
+            "-ac",
+            "1",
+            "-c:a",
+            "pcm_s16le",
+            str(out_wav),
+        ],
+        input_path=audio,
+    )
     return out_wav
 
 
@@ -146,14 +185,26 @@ def _write_pair(frames: np.ndarray, gt: np.ndarray, out_dir: Path, fps: float, a
 def _span_meta(data: SubjectData, k: int, audio, meta: dict | None) -> dict:
     c = data.clips[k]
     idx = data.clip_test_frames(k)
-    return dict(meta or {}, subject=data.subject, dataset=c.get("dataset", ""), sample=c["sample"],
-                emotion=c.get("emotion"), audio=None if audio is None else str(audio),
-                frame_start=int(c["test_start"]), frame_end=int(c["n_frames"]), n_frames=int(len(idx)),
-                fps=data.fps(int(idx[0])), width=data.W, height=data.H, crop_size=int(c.get("crop_size", data.W)))
+    return dict(
+        meta or {},
+        subject=data.subject,
+        dataset=c.get("dataset", ""),
+        sample=c["sample"],
+        emotion=c.get("emotion"),
+        audio=None if audio is None else str(audio),
+        frame_start=int(c["test_start"]),
+        frame_end=int(c["n_frames"]),
+        n_frames=int(len(idx)),
+        fps=data.fps(int(idx[0])),
+        width=data.W,
+        height=data.H,
+        crop_size=int(c.get("crop_size", data.W)),
+    )
 
 
-def write_test_clip(renderer: Renderer, data: SubjectData, sample: str, out_dir, *, audio=None,
-                    meta: dict | None = None) -> dict:
+def write_test_clip(
+    renderer: Renderer, data: SubjectData, sample: str, out_dir, *, audio=None, meta: dict | None = None
+) -> dict:
     """One test clip (its test span) rendered from its ground-truth alphas and poses:
     ``out_dir/test_render.mp4``, ``test_gt.mp4`` (the same frames of the crop video at the render
     resolution) and ``test_meta.json`` (frame range, tag, PSNR against the ground truth and of the
@@ -163,8 +214,11 @@ def write_test_clip(renderer: Renderer, data: SubjectData, sample: str, out_dir,
     k = data.clip_index(sample)
     idx = data.clip_test_frames(k)
     if len(idx) == 0:
-        raise EmoheadInputError(f"{sample!r} has no test frames in render subject {data.subject!r}.",
-                                path=data.path, fix="render only the subject's test clips.")
+        raise EmoheadInputError(
+            f"{sample!r} has no test frames in render subject {data.subject!r}.",
+            path=data.path,
+            fix="render only the subject's test clips.",
+        )
     fps = data.fps(int(idx[0]))
     frames = render_frames(renderer, data, data.alpha[idx], pose_idx=idx, desc=f"render {sample}")
     gt = data.frames(idx)
@@ -174,18 +228,34 @@ def write_test_clip(renderer: Renderer, data: SubjectData, sample: str, out_dir,
     base_head, base_full = mean_psnr(behind, gt, masks)
     _write_pair(frames, gt, out_dir, fps, audio, int(data.clips[k]["test_start"]) / fps)
     res = dict(psnr_head=head, psnr_full=full, baseline_psnr_head=base_head, baseline_psnr_full=base_full)
-    info = dict(_span_meta(data, k, audio, meta), alpha_source="ground truth", **res,
-                note="test span of the clip (frame range in its crop video, end exclusive) rendered from the "
-                     "frames' 3DDFA alphas and poses; head = pixels of the per-frame head mask; baseline = "
-                     "nothing rendered (static background in the head mask, ground truth elsewhere); frames "
-                     "as written (8-bit).")
+    info = dict(
+        _span_meta(data, k, audio, meta),
+        alpha_source="ground truth",
+        **res,
+        note="test span of the clip (frame range in its crop video, end exclusive) rendered from the "
+        "frames' 3DDFA alphas and poses; head = pixels of the per-frame head mask; baseline = "
+        "nothing rendered (static background in the head mask, ground truth elsewhere); frames "
+        "as written (8-bit).",
+    )
     write_json_atomic(out_dir / "test_meta.json", info)
     return res
 
 
-def write_driven_clip(renderer: Renderer, data: SubjectData, sample: str, out_dir, *, a2e_model, audio,
-                      config: dict, hyperplanes=None, emotion: str | None = None, intensity: float = 1.0,
-                      features: dict | None = None, meta: dict | None = None) -> dict:
+def write_driven_clip(
+    renderer: Renderer,
+    data: SubjectData,
+    sample: str,
+    out_dir,
+    *,
+    a2e_model,
+    audio,
+    config: dict,
+    hyperplanes=None,
+    emotion: str | None = None,
+    intensity: float = 1.0,
+    features: dict | None = None,
+    meta: dict | None = None,
+) -> dict:
     """One test clip rendered from its audio, as the paper's test does: alpha_hat of the
     audio-expression module ``a2e_model`` predicted from the clip's whole wav (so the test span
     has its audio context) with the clip's emotion tag (eq. 9 with ``hyperplanes``), the test
@@ -201,27 +271,48 @@ def write_driven_clip(renderer: Renderer, data: SubjectData, sample: str, out_di
     idx = data.clip_test_frames(k)
     emotion = emotion or c.get("emotion") or "neutral"
     fps = data.fps(int(idx[0]))
-    pred = predict_alpha(a2e_model, features=features, wav=None if features else audio, config=config,
-                         emotion=emotion, intensity=intensity, hyperplanes=hyperplanes, fps=fps)
-    alpha = fit_length(pred.renderer_input(), int(c["n_frames"]))[int(c["test_start"]):]
+    pred = predict_alpha(
+        a2e_model,
+        features=features,
+        wav=None if features else audio,
+        config=config,
+        emotion=emotion,
+        intensity=intensity,
+        hyperplanes=hyperplanes,
+        fps=fps,
+    )
+    alpha = fit_length(pred.renderer_input(), int(c["n_frames"]))[int(c["test_start"]) :]
     if alpha.shape[1] != data.alpha.shape[1]:
-        raise EmoheadInputError(f"the audio-expression model gives {alpha.shape[1]}-d renderer inputs, the renderer "
-                                f"takes {data.alpha.shape[1]}.", path=a2e_model,
-                                fix="render this variant with a renderer trained on its input.")
+        raise EmoheadInputError(
+            f"the audio-expression model gives {alpha.shape[1]}-d renderer inputs, the renderer "
+            f"takes {data.alpha.shape[1]}.",
+            path=a2e_model,
+            fix="render this variant with a renderer trained on its input.",
+        )
     frames = render_frames(renderer, data, alpha, pose_idx=idx, desc=f"render {sample}")
     gt = data.frames(idx)
     _write_pair(frames, gt, out_dir, fps, audio, int(c["test_start"]) / fps)
     gt_alpha = data.alpha[idx]
     head, full = mean_psnr(frames, gt, data.masks(idx))
-    res = dict(alpha_rmse=float(np.sqrt(np.mean((alpha - gt_alpha) ** 2))),
-               alpha_rmse_constant_mean=float(np.sqrt(np.mean((gt_alpha - gt_alpha.mean(0)) ** 2))),
-               psnr_head=head, psnr_full=full, n_predicted=int(len(pred.alpha_hat)))
-    info = dict(_span_meta(data, k, audio, meta), audio2exp=str(a2e_model), emotion=emotion, alpha_source="audio",
-                features="features stage" if features else "computed from the wav",
-                **res, note="test span rendered from alpha_hat of the audio-expression module (the clip's audio, "
-                            "its emotion tag), poses of those frames; alpha_rmse against their 3DDFA alphas; "
-                            "alpha_rmse_constant_mean: the same frames against their own mean alpha (an oracle "
-                            "constant)")
+    res = dict(
+        alpha_rmse=float(np.sqrt(np.mean((alpha - gt_alpha) ** 2))),
+        alpha_rmse_constant_mean=float(np.sqrt(np.mean((gt_alpha - gt_alpha.mean(0)) ** 2))),
+        psnr_head=head,
+        psnr_full=full,
+        n_predicted=int(len(pred.alpha_hat)),
+    )
+    info = dict(
+        _span_meta(data, k, audio, meta),
+        audio2exp=str(a2e_model),
+        emotion=emotion,
+        alpha_source="audio",
+        features="features stage" if features else "computed from the wav",
+        **res,
+        note="test span rendered from alpha_hat of the audio-expression module (the clip's audio, "
+        "its emotion tag), poses of those frames; alpha_rmse against their 3DDFA alphas; "
+        "alpha_rmse_constant_mean: the same frames against their own mean alpha (an oracle "
+        "constant)",
+    )
     write_json_atomic(out_dir / "test_meta.json", info)
     return res
 
@@ -232,28 +323,52 @@ def summarise_tests(meta_files: list, out_json) -> dict:
     clips = {}
     for p in meta_files:
         m = json.loads(Path(p).read_text())
-        clips[m["sample"]] = {k: m[k] for k in ("psnr_head", "psnr_full", "baseline_psnr_head", "baseline_psnr_full",
-                                                "n_frames", "emotion")}
+        clips[m["sample"]] = {
+            k: m[k]
+            for k in (
+                "psnr_head",
+                "psnr_full",
+                "baseline_psnr_head",
+                "baseline_psnr_full",
+                "n_frames",
+                "emotion",
+            )
+        }
     keys = ("psnr_head", "psnr_full", "baseline_psnr_head", "baseline_psnr_full")
-    res = {f"val_{k}" if k.startswith("psnr") else k: float(np.mean([c[k] for c in clips.values()])) for k in keys}
-    res.update(n_clips=len(clips), n_frames=int(sum(c["n_frames"] for c in clips.values())), clips=clips,
-               note="mean over the subject's test clips of the per-clip mean PSNR; head = per-frame head mask")
+    res = {
+        f"val_{k}" if k.startswith("psnr") else k: float(np.mean([c[k] for c in clips.values()]))
+        for k in keys
+    }
+    res.update(
+        n_clips=len(clips),
+        n_frames=int(sum(c["n_frames"] for c in clips.values())),
+        clips=clips,
+        note="mean over the subject's test clips of the per-clip mean PSNR; head = per-frame head mask",
+    )
     write_json_atomic(out_json, res)
     return res
 
 
-def novel_view_strip(renderer: Renderer, data: SubjectData, path, *, yaws=(-30, -15, 0, 15, 30),
-                     frame: int | None = None) -> None:
+def novel_view_strip(
+    renderer: Renderer, data: SubjectData, path, *, yaws=(-30, -15, 0, 15, 30), frame: int | None = None
+) -> None:
     """PNG strip of one frame rendered at several yaw angles (head rotated about its centre)."""
     import cv2
 
     j = int(data.test_idx[0] if frame is None else frame)
-    imgs = render_frames(renderer, data, np.repeat(data.alpha[j][None], len(yaws), 0),
-                         pose_idx=np.full(len(yaws), j), yaw_deg=np.asarray(yaws, np.float64))
+    imgs = render_frames(
+        renderer,
+        data,
+        np.repeat(data.alpha[j][None], len(yaws), 0),
+        pose_idx=np.full(len(yaws), j),
+        yaw_deg=np.asarray(yaws, np.float64),
+    )
     tiles = []
     for y, im in zip(yaws, imgs):
         im = np.ascontiguousarray(im[..., ::-1])
-        cv2.putText(im, f"yaw {y:+d}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            im, f"yaw {y:+d}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA
+        )
         tiles.append(im)
     with atomic_path(path) as tmp:
         cv2.imwrite(str(tmp), np.concatenate(tiles, axis=1))
@@ -266,9 +381,19 @@ def std_tau(hyperplanes: dict, data: SubjectData, tags, intensity: float) -> dic
     return {z: intensity / float(np.linalg.norm(np.asarray(hyperplanes[z][0]) / sd)) for z in tags}
 
 
-def emotion_switch_video(renderer: Renderer, data: SubjectData, out_mp4, *, hyperplanes, tags=None,
-                         seconds_per_tag: float = 1.5, intensity: float = 1.0, ramp_s: float = 0.5,
-                         intensity_unit: str = "std", pose_from: str | None = None) -> dict:
+def emotion_switch_video(
+    renderer: Renderer,
+    data: SubjectData,
+    out_mp4,
+    *,
+    hyperplanes,
+    tags=None,
+    seconds_per_tag: float = 1.5,
+    intensity: float = 1.0,
+    ramp_s: float = 0.5,
+    intensity_unit: str = "std",
+    pose_from: str | None = None,
+) -> dict:
     """A walk through emotion tags (e.g. neutral -> angry -> happy -> sad, ``ramp_s`` ramps
     between, eq. 9 with Appendix B (3)): the frames of one clip (the longest neutral clip by
     default) re-rendered with their ground-truth alphas edited along w(t). The clip's frames
@@ -280,8 +405,11 @@ def emotion_switch_video(renderer: Renderer, data: SubjectData, out_mp4, *, hype
     hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
     tags = [z for z in (tags or data.emotions()) if z in hp]
     if not tags:
-        raise EmoheadInputError("none of the switch emotions has a hyperplane.", path=hyperplanes,
-                                fix="set render.switch.emotions to emotions of the hyperplanes.")
+        raise EmoheadInputError(
+            "none of the switch emotions has a hyperplane.",
+            path=hyperplanes,
+            fix="set render.switch.emotions to emotions of the hyperplanes.",
+        )
     k = pose_clip(data, pose_from)
     clip_idx = data.clip_frames(k)
     fps = data.fps(int(clip_idx[0]))
@@ -294,16 +422,20 @@ def emotion_switch_video(renderer: Renderer, data: SubjectData, out_mp4, *, hype
         weights = np.zeros((T, len(tags)))
         weights[:, 0] = 1
         for n in range(1, len(tags)):  # the same ramp as the timeline's directions
-            lam = np.clip((t - n * seconds_per_tag) / ramp_s + 0.5, 0, 1) if ramp_s > 0 else \
-                (t >= n * seconds_per_tag).astype(float)
+            lam = (
+                np.clip((t - n * seconds_per_tag) / ramp_s + 0.5, 0, 1)
+                if ramp_s > 0
+                else (t >= n * seconds_per_tag).astype(float)
+            )
             weights *= (1 - lam)[:, None]
             weights[:, n] += lam
         tau = weights @ np.array([scale[z] for z in tags])
     elif intensity_unit == "raw":
         tau = intensity
     else:
-        raise EmoheadInputError(f"unknown intensity unit {intensity_unit!r}.", path="config render.switch",
-                                fix="use std or raw.")
+        raise EmoheadInputError(
+            f"unknown intensity unit {intensity_unit!r}.", path="config render.switch", fix="use std or raw."
+        )
     alphas = timeline_alphas(data.alpha[idx], spec, hp, intensity=tau, fps=fps, ramp_s=ramp_s)
     frames = render_frames(renderer, data, alphas, pose_idx=idx, desc="emotion switch")
     c = data.clips[k]
@@ -314,13 +446,32 @@ def emotion_switch_video(renderer: Renderer, data: SubjectData, out_mp4, *, hype
     finally:
         if seg is not None:
             seg.unlink(missing_ok=True)
-    return dict(timeline=spec, tags=tags, intensity=intensity, intensity_unit=intensity_unit, ramp_s=ramp_s,
-                n_frames=T, pose_clip=c["sample"], audio=bool(seg))
+    return dict(
+        timeline=spec,
+        tags=tags,
+        intensity=intensity,
+        intensity_unit=intensity_unit,
+        ramp_s=ramp_s,
+        n_frames=T,
+        pose_clip=c["sample"],
+        audio=bool(seg),
+    )
 
 
-def render_clip(renderer: Renderer, data: SubjectData, alphas: np.ndarray, out_mp4, *, audio=None,
-                fps: float = 25.0, pose_mode: str = "video", still: int | None = None, yaw_sweep_deg: float = 0.0,
-                pose_from: str | None = None, progress: bool = True) -> None:
+def render_clip(
+    renderer: Renderer,
+    data: SubjectData,
+    alphas: np.ndarray,
+    out_mp4,
+    *,
+    audio=None,
+    fps: float = 25.0,
+    pose_mode: str = "video",
+    still: int | None = None,
+    yaw_sweep_deg: float = 0.0,
+    pose_from: str | None = None,
+    progress: bool = True,
+) -> None:
     """Render a clip from per-frame alpha_hat (T, 10) and mux ``audio``. Poses: the frames of one
     clip of the subject (:func:`pose_clip`), ping-ponged, or one still frame (a global index)."""
     alphas = np.asarray(alphas, np.float32)
@@ -330,8 +481,10 @@ def render_clip(renderer: Renderer, data: SubjectData, alphas: np.ndarray, out_m
     frames_k = data.clip_train_frames(k)
     frames_k = frames_k if len(frames_k) else data.clip_frames(k)
     if still is not None and not 0 <= int(still) < data.n_frames:
-        raise EmoheadInputError(f"--still-frame {still} is outside the subject's {data.n_frames} frames.",
-                                fix=f"use 0 .. {data.n_frames - 1}.")
+        raise EmoheadInputError(
+            f"--still-frame {still} is outside the subject's {data.n_frames} frames.",
+            fix=f"use 0 .. {data.n_frames - 1}.",
+        )
     idx = pose_schedule(len(alphas), frames_k, pose_mode, still)
     yaw = yaw_curve(len(alphas), yaw_sweep_deg) if yaw_sweep_deg else None
     frames = render_frames(renderer, data, alphas, pose_idx=idx, yaw_deg=yaw, progress=progress)

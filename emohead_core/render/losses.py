@@ -74,8 +74,9 @@ class ClipEmotionLoss(nn.Module):
 class ShapeLoss(nn.Module):
     """L_shape of eq. (16) through the differentiable 3DDFA MobileNet."""
 
-    def __init__(self, checkpoint: str | Path, param_stats: str | Path, widen_factor: float | None = None,
-                 device="cpu"):
+    def __init__(
+        self, checkpoint: str | Path, param_stats: str | Path, widen_factor: float | None = None, device="cpu"
+    ):
         super().__init__()
         from ..expression.facemodel import widen_from_name
         from ..expression.mobilenet import load_mobilenet
@@ -92,7 +93,8 @@ class ShapeLoss(nn.Module):
         from ..expression.tddfa import N_POSE, N_SHAPE, params_from_crop_tensor
 
         return params_from_crop_tensor(self.net, crop_rgb, self.stats, rgb=True, value_range=1.0)[
-            :, N_POSE:N_POSE + N_SHAPE]
+            :, N_POSE : N_POSE + N_SHAPE
+        ]
 
     def forward(self, crop_rgb: torch.Tensor, beta_id: torch.Tensor) -> torch.Tensor:
         # L_shape = ||beta_id - beta_hat_id||_2  (eq. 16)

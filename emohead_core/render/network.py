@@ -41,16 +41,27 @@ def sh_encode(d: torch.Tensor) -> torch.Tensor:
     """Real spherical harmonics of degree <= 3 (16 coefficients) of unit vectors d (N, 3)."""
     x, y, z = d.unbind(-1)
     xx, yy, zz, xy, yz, xz = x * x, y * y, z * z, x * y, y * z, x * z
-    return torch.stack([
-        torch.full_like(x, 0.28209479177387814),
-        -0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x,
-        1.0925484305920792 * xy, -1.0925484305920792 * yz, 0.94617469575755997 * zz - 0.31539156525251999,
-        -1.0925484305920792 * xz, 0.54627421529603959 * (xx - yy),
-        0.59004358992664352 * y * (-3.0 * xx + yy), 2.8906114426405538 * xy * z,
-        0.45704579946446572 * y * (1.0 - 5.0 * zz), 0.3731763325901154 * z * (5.0 * zz - 3.0),
-        0.45704579946446572 * x * (1.0 - 5.0 * zz), 1.4453057213202769 * z * (xx - yy),
-        0.59004358992664352 * x * (-xx + 3.0 * yy),
-    ], dim=-1)
+    return torch.stack(
+        [
+            torch.full_like(x, 0.28209479177387814),
+            -0.48860251190291987 * y,
+            0.48860251190291987 * z,
+            -0.48860251190291987 * x,
+            1.0925484305920792 * xy,
+            -1.0925484305920792 * yz,
+            0.94617469575755997 * zz - 0.31539156525251999,
+            -1.0925484305920792 * xz,
+            0.54627421529603959 * (xx - yy),
+            0.59004358992664352 * y * (-3.0 * xx + yy),
+            2.8906114426405538 * xy * z,
+            0.45704579946446572 * y * (1.0 - 5.0 * zz),
+            0.3731763325901154 * z * (5.0 * zz - 3.0),
+            0.45704579946446572 * x * (1.0 - 5.0 * zz),
+            1.4453057213202769 * z * (xx - yy),
+            0.59004358992664352 * x * (-xx + 3.0 * yy),
+        ],
+        dim=-1,
+    )
 
 
 @dataclass
@@ -151,8 +162,8 @@ class EmoNeRF(nn.Module):
 
         def folded(lin, h, const_bias, g):  # lin(h) with the constant columns' share in the bias
             if not per_ray:
-                return F.linear(h, lin.weight[:, :h.shape[-1]], const_bias[0])
-            return F.linear(h, lin.weight[:, :h.shape[-1]]) + const_bias[g]
+                return F.linear(h, lin.weight[:, : h.shape[-1]], const_bias[0])
+            return F.linear(h, lin.weight[:, : h.shape[-1]]) + const_bias[g]
 
         def alpha_bias(lin):  # [h..., alpha_hat]: bias + the alpha_hat columns
             return lin.bias + (a if per_ray else a[None]) @ lin.weight[:, -C:].T
@@ -163,7 +174,9 @@ class EmoNeRF(nn.Module):
             for i, lin in enumerate(self.sigma_net):
                 if i in self.cfg.skips:
                     h = torch.cat([h, enc], dim=-1)
-                h = torch.relu(folded(lin, h, alpha_bias(lin), g) if (i == 0 or i in self.cfg.skips) else lin(h))
+                h = torch.relu(
+                    folded(lin, h, alpha_bias(lin), g) if (i == 0 or i in self.cfg.skips) else lin(h)
+                )
             out = folded(first, h, alpha_bias(first), g) if first is self.sigma_out else self.sigma_out(h)
             c = folded(cin, out[..., 1:], color_const, g)
             for layer in list(self.color_net)[1:]:

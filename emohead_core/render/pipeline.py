@@ -25,9 +25,17 @@ def step_prepare(params: dict, bfm, out_dir, preview_png, rcfg: dict, subject: s
     from .data import ClipInput, load_prepared, prepare_subject
 
     clips = [ClipInput(**c) for c in params["clips"]]
-    summary = prepare_subject(clips, out_dir, resolution=int(rcfg["resolution"]), bfm_path=bfm,
-                              split_mode=params["split_mode"], test_fraction=float(params["test_fraction"]),
-                              mask_cfg=rcfg.get("mask"), max_frames=rcfg.get("max_frames"), subject=subject)
+    summary = prepare_subject(
+        clips,
+        out_dir,
+        resolution=int(rcfg["resolution"]),
+        bfm_path=bfm,
+        split_mode=params["split_mode"],
+        test_fraction=float(params["test_fraction"]),
+        mask_cfg=rcfg.get("mask"),
+        max_frames=rcfg.get("max_frames"),
+        subject=subject,
+    )
     write_mask_preview(load_prepared(out_dir), preview_png)
     log.info("prepared %s: %s", subject, json.dumps(summary))
     return summary
@@ -52,8 +60,16 @@ def write_mask_preview(data, path, per_clip: int = 2, max_clips: int = 6) -> Non
             tiles.append(a)
         tiles.append(data.bgs[int(k)])
         row = np.concatenate(tiles, axis=1)[..., ::-1].copy()
-        cv2.putText(row, str(data.clips[int(k)]["sample"]), (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            row,
+            str(data.clips[int(k)]["sample"]),
+            (3, 12),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
         rows.append(row)
     with atomic_path(path) as tmp:
         cv2.imwrite(str(tmp), np.concatenate(rows, axis=0))
@@ -64,7 +80,9 @@ def build_refine_losses(tcfg: dict, device, shape_ckpt=None, param_stats=None):
     if tcfg.get("clip_model") and float(tcfg.get("lambda_cord", 0)) > 0:
         from .losses import ClipEmotionLoss
 
-        clip = ClipEmotionLoss(tcfg["clip_model"], tcfg.get("clip_prompt", "a photo of a {emotion} face"), device)
+        clip = ClipEmotionLoss(
+            tcfg["clip_model"], tcfg.get("clip_prompt", "a photo of a {emotion} face"), device
+        )
     if shape_ckpt and param_stats and float(tcfg.get("lambda_shape", 0)) > 0:
         from .losses import ShapeLoss
 
@@ -93,8 +111,9 @@ def subject_json(info: dict, subject_dir, **extra) -> dict:
     return out
 
 
-def step_train(prepared, out: dict, rcfg: dict, info: dict, *, shape_ckpt=None, param_stats=None,
-               threads: int = 1) -> dict:
+def step_train(
+    prepared, out: dict, rcfg: dict, info: dict, *, shape_ckpt=None, param_stats=None, threads: int = 1
+) -> dict:
     """Train (resuming from ``out['ckpt']`` when present), write model.pt, loss.csv/png, subject.json."""
     import torch
 
@@ -110,20 +129,29 @@ def step_train(prepared, out: dict, rcfg: dict, info: dict, *, shape_ckpt=None, 
     tcfg.setdefault("emotion", "neutral" if "neutral" in tags else tags[0])
     device = rcfg.get("device", "auto")
     clip, shape = build_refine_losses(tcfg, pick_device(device), shape_ckpt, param_stats)
-    tr = Trainer(data, rcfg.get("model"), tcfg, device=device, box=rcfg.get("box"), clip_loss=clip,
-                 shape_loss=shape)
+    tr = Trainer(
+        data, rcfg.get("model"), tcfg, device=device, box=rcfg.get("box"), clip_loss=clip, shape_loss=shape
+    )
     ckpt = Path(out["ckpt"])
     if ckpt.is_file():
         tr.load(ckpt)
         log.info("resumed from %s at step %d", ckpt, tr.step)
     tr.fit(ckpt_path=ckpt)
     tr.save(out["model"])
-    write_loss_curves(tr.history, LOSS_COLUMNS, out["loss_csv"], out["loss_png"], draw_loss,
-                      figsize=(13, 3.5))
-    doc = subject_json(info, Path(out["model"]).parent, iters=tr.step, device=str(tr.device),
-                       backend=type(tr.model.encoder).__name__, n_clips=len(data.clips),
-                       n_train_frames=int(len(data.train_idx)), n_test_frames=int(len(data.test_idx)),
-                       refine=dict(clip=clip is not None, shape=shape is not None))
+    write_loss_curves(
+        tr.history, LOSS_COLUMNS, out["loss_csv"], out["loss_png"], draw_loss, figsize=(13, 3.5)
+    )
+    doc = subject_json(
+        info,
+        Path(out["model"]).parent,
+        iters=tr.step,
+        device=str(tr.device),
+        backend=type(tr.model.encoder).__name__,
+        n_clips=len(data.clips),
+        n_train_frames=int(len(data.train_idx)),
+        n_test_frames=int(len(data.test_idx)),
+        refine=dict(clip=clip is not None, shape=shape is not None),
+    )
     write_json_atomic(out["subject_json"], doc)
     return doc
 
@@ -138,8 +166,9 @@ def _renderer_and_data(model, prepared, rcfg: dict, threads: int):
     return load_renderer(model, rcfg.get("device", "auto")), load_prepared(prepared)
 
 
-def step_test_clip(model, prepared, sample: str, audio, out_dir, rcfg: dict, subject: str, *,
-                   threads: int = 1) -> dict:
+def step_test_clip(
+    model, prepared, sample: str, audio, out_dir, rcfg: dict, subject: str, *, threads: int = 1
+) -> dict:
     """Rule render_test: one test clip rendered from its ground-truth alphas."""
     from .infer import write_test_clip
 
@@ -149,18 +178,40 @@ def step_test_clip(model, prepared, sample: str, audio, out_dir, rcfg: dict, sub
     return res
 
 
-def step_driven_clip(model, prepared, sample: str, audio, a2e_model, out_dir, rcfg: dict, subject: str,
-                     variant: str, pipeline_cfg: dict, *, hyperplanes=None, features: dict | None = None,
-                     threads: int = 1) -> dict:
+def step_driven_clip(
+    model,
+    prepared,
+    sample: str,
+    audio,
+    a2e_model,
+    out_dir,
+    rcfg: dict,
+    subject: str,
+    variant: str,
+    pipeline_cfg: dict,
+    *,
+    hyperplanes=None,
+    features: dict | None = None,
+    threads: int = 1,
+) -> dict:
     """Rule render_driven: one test clip rendered from its audio with one audio2exp variant and
     the clip's own emotion tag (see :func:`emohead_core.render.infer.write_driven_clip`)."""
     from .infer import write_driven_clip
 
     renderer, data = _renderer_and_data(model, prepared, rcfg, threads)
-    res = write_driven_clip(renderer, data, sample, out_dir, a2e_model=a2e_model, audio=audio,
-                            config=pipeline_cfg, hyperplanes=hyperplanes, features=features or None,
-                            intensity=float((rcfg.get("driven") or {}).get("intensity", 1.0)),
-                            meta=dict(subject=subject, variant=variant))
+    res = write_driven_clip(
+        renderer,
+        data,
+        sample,
+        out_dir,
+        a2e_model=a2e_model,
+        audio=audio,
+        config=pipeline_cfg,
+        hyperplanes=hyperplanes,
+        features=features or None,
+        intensity=float((rcfg.get("driven") or {}).get("intensity", 1.0)),
+        meta=dict(subject=subject, variant=variant),
+    )
     log.info("driven render %s / %s / %s: %s", subject, variant, sample, json.dumps(res))
     return res
 
@@ -172,8 +223,17 @@ def step_summary(meta_files: list, out_json) -> dict:
     return summarise_tests(meta_files, out_json)
 
 
-def step_showcase(model, prepared, hyperplanes, out: dict, rcfg: dict, face_model_inputs: dict, expr_cfg: dict, *,
-                  threads: int = 1) -> dict:
+def step_showcase(
+    model,
+    prepared,
+    hyperplanes,
+    out: dict,
+    rcfg: dict,
+    face_model_inputs: dict,
+    expr_cfg: dict,
+    *,
+    threads: int = 1,
+) -> dict:
     """Rule render_showcase: emotion_switch.mp4, novel_views.png, and the measured emotion control
     (emotion_control.json / .png, intensity_sweep.png; see render/control.py)."""
     from ..expression.extract import face_model_for_job
@@ -182,17 +242,41 @@ def step_showcase(model, prepared, hyperplanes, out: dict, rcfg: dict, face_mode
 
     renderer, data = _renderer_and_data(model, prepared, rcfg, threads)
     sw = dict(rcfg.get("switch") or {})
-    switch = emotion_switch_video(renderer, data, out["emotion_switch"], hyperplanes=hyperplanes,
-                                  tags=sw.get("emotions"), seconds_per_tag=float(sw.get("seconds_per_tag", 1.5)),
-                                  intensity=float(sw.get("intensity", 1.0)), ramp_s=float(sw.get("ramp_s", 0.5)),
-                                  intensity_unit=sw.get("intensity_unit", "std"))
-    novel_view_strip(renderer, data, out["novel_views"], yaws=tuple(rcfg.get("novel_yaws", (-30, -15, 0, 15, 30))))
-    fm = face_model_for_job(face_model_inputs["checkpoint"], face_model_inputs["onnx"], face_model_inputs["detector"],
-                            face_model_inputs["bfm"], expr_cfg, threads=int(threads))
+    switch = emotion_switch_video(
+        renderer,
+        data,
+        out["emotion_switch"],
+        hyperplanes=hyperplanes,
+        tags=sw.get("emotions"),
+        seconds_per_tag=float(sw.get("seconds_per_tag", 1.5)),
+        intensity=float(sw.get("intensity", 1.0)),
+        ramp_s=float(sw.get("ramp_s", 0.5)),
+        intensity_unit=sw.get("intensity_unit", "std"),
+    )
+    novel_view_strip(
+        renderer, data, out["novel_views"], yaws=tuple(rcfg.get("novel_yaws", (-30, -15, 0, 15, 30)))
+    )
+    fm = face_model_for_job(
+        face_model_inputs["checkpoint"],
+        face_model_inputs["onnx"],
+        face_model_inputs["detector"],
+        face_model_inputs["bfm"],
+        expr_cfg,
+        threads=int(threads),
+    )
     ec = dict(rcfg.get("emotion_control") or {})
     crop = int(np.median([c.get("crop_size", data.W) for c in data.clips]))
-    doc = write_emotion_control(renderer, data, hyperplanes, Reextractor(fm, crop), out,
-                                taus=tuple(ec.get("taus", (0.0, 0.5, 1.0, 1.5))),
-                                n_frames=int(ec.get("frames", 12)), unit=ec.get("unit", "person"))
-    log.info("emotion switch %s; emotion control %s (rising: %s)", switch, doc["emotion_control"], doc["rising"])
+    doc = write_emotion_control(
+        renderer,
+        data,
+        hyperplanes,
+        Reextractor(fm, crop),
+        out,
+        taus=tuple(ec.get("taus", (0.0, 0.5, 1.0, 1.5))),
+        n_frames=int(ec.get("frames", 12)),
+        unit=ec.get("unit", "person"),
+    )
+    log.info(
+        "emotion switch %s; emotion control %s (rising: %s)", switch, doc["emotion_control"], doc["rising"]
+    )
     return dict(switch=switch, emotion_control=doc["emotion_control"], rising=doc["rising"])

@@ -66,42 +66,63 @@ def _split_of(spec: dict, rcfg: dict, single: bool) -> tuple[str, float]:
         s = {"mode": s}
     out = dict(base, **(s or {}))
     if out["mode"] not in ("clips", "within_clip"):
-        raise EmoheadInputError(f"unknown split mode {out['mode']!r}.", path="config render.split",
-                                fix="use clips (the sample table's split) or within_clip.")
+        raise EmoheadInputError(
+            f"unknown split mode {out['mode']!r}.",
+            path="config render.split",
+            fix="use clips (the sample table's split) or within_clip.",
+        )
     return out["mode"], float(out["test_fraction"])
 
 
-def plan_subject(name: str, spec: dict, rcfg: dict, samples: dict[str, pd.DataFrame], results: str, *,
-                 hyperplane_actors: Callable[[str], list[str]] | None = None,
-                 a2e_datasets: list[str] | None = None) -> SubjectPlan:
+def plan_subject(
+    name: str,
+    spec: dict,
+    rcfg: dict,
+    samples: dict[str, pd.DataFrame],
+    results: str,
+    *,
+    hyperplane_actors: Callable[[str], list[str]] | None = None,
+    a2e_datasets: list[str] | None = None,
+) -> SubjectPlan:
     where = f"config render.subjects.{name}"
     ds = spec.get("dataset")
     if ds not in samples:
-        raise EmoheadInputError(f"render subject {name!r} names dataset {ds!r}; configured: {sorted(samples)}.",
-                                path=where, fix="set `dataset` to a key of `datasets`.")
+        raise EmoheadInputError(
+            f"render subject {name!r} names dataset {ds!r}; configured: {sorted(samples)}.",
+            path=where,
+            fix="set `dataset` to a key of `datasets`.",
+        )
     table = samples[ds]
     video = table[table["video_path"] != ""]
     forms = [k for k in ("actor", "samples", "sample") if spec.get(k) not in (None, [], "")]
     if len(forms) != 1:
-        raise EmoheadInputError(f"render subject {name!r} needs exactly one of actor, samples, sample "
-                                f"(has {forms or 'none'}).", path=where,
-                                fix="e.g. {dataset: cremad, actor: '1001'} or {dataset: obama, sample: uncrop_Obama}.")
+        raise EmoheadInputError(
+            f"render subject {name!r} needs exactly one of actor, samples, sample (has {forms or 'none'}).",
+            path=where,
+            fix="e.g. {dataset: cremad, actor: '1001'} or {dataset: obama, sample: uncrop_Obama}.",
+        )
     if "actor" in forms:
         actor = str(spec["actor"])
         rows = video[video["actor"].astype(str) == actor]
         if rows.empty:
             have = sorted(video["actor"].astype(str).unique())
-            raise EmoheadInputError(f"render subject {name!r}: actor {actor!r} has no video clips in {ds!r} "
-                                    f"(actors with video: {have[:20]}{' ...' if len(have) > 20 else ''}).",
-                                    path=where, fix="set `actor` to one of them.")
+            raise EmoheadInputError(
+                f"render subject {name!r}: actor {actor!r} has no video clips in {ds!r} "
+                f"(actors with video: {have[:20]}{' ...' if len(have) > 20 else ''}).",
+                path=where,
+                fix="set `actor` to one of them.",
+            )
     else:
         wanted = [str(spec["sample"])] if "sample" in forms else [str(s) for s in spec["samples"]]
         known = set(video["sample_id"].astype(str))
         missing = [s for s in wanted if s not in known]
         if missing:
-            raise EmoheadInputError(f"render subject {name!r}: no video sample(s) {missing} in dataset {ds!r}.",
-                                    path=where, fix="use sample ids of the sample table "
-                                                    f"({L.clip_file(results, ds, 'crop', '<actor>', '<sample>')}).")
+            raise EmoheadInputError(
+                f"render subject {name!r}: no video sample(s) {missing} in dataset {ds!r}.",
+                path=where,
+                fix="use sample ids of the sample table "
+                f"({L.clip_file(results, ds, 'crop', '<actor>', '<sample>')}).",
+            )
         rows = video.set_index(video["sample_id"].astype(str)).loc[wanted].reset_index(drop=True)
         actors = sorted(rows["actor"].astype(str).unique())
         actor = actors[0] if len(actors) == 1 else "all"
@@ -114,19 +135,30 @@ def plan_subject(name: str, spec: dict, rcfg: dict, samples: dict[str, pd.DataFr
         rows = rows[rows["split"].astype(str) != "unused"]
     clips = [str(s) for s in rows["sample_id"]]
     if not clips:
-        raise EmoheadInputError(f"render subject {name!r} has no clips left (after exclude / emotions).",
-                                path=where, fix="check `exclude` and `emotions`.")
+        raise EmoheadInputError(
+            f"render subject {name!r} has no clips left (after exclude / emotions).",
+            path=where,
+            fix="check `exclude` and `emotions`.",
+        )
     default_tag = str(spec.get("emotion") or "neutral")
-    emotions = {str(s): (str(e) if str(e) not in ("", "unknown", "nan") else default_tag)
-                for s, e in zip(rows["sample_id"], rows["emotion"])}
+    emotions = {
+        str(s): (str(e) if str(e) not in ("", "unknown", "nan") else default_tag)
+        for s, e in zip(rows["sample_id"], rows["emotion"])
+    }
     test = {str(s): str(sp) == "test" for s, sp in zip(rows["sample_id"], rows["split"])}
     if mode == "clips" and not any(test.values()):
-        raise EmoheadInputError(f"render subject {name!r}: split mode `clips` but none of its {len(clips)} clips "
-                                "is in the sample table's test split.", path=where,
-                                fix="use split: within_clip (each clip's last test_fraction is tested).")
+        raise EmoheadInputError(
+            f"render subject {name!r}: split mode `clips` but none of its {len(clips)} clips "
+            "is in the sample table's test split.",
+            path=where,
+            fix="use split: within_clip (each clip's last test_fraction is tested).",
+        )
     if mode == "clips" and all(test.values()):
-        raise EmoheadInputError(f"render subject {name!r}: split mode `clips` but all its clips are test clips.",
-                                path=where, fix="use split: within_clip.")
+        raise EmoheadInputError(
+            f"render subject {name!r}: split mode `clips` but all its clips are test clips.",
+            path=where,
+            fix="use split: within_clip.",
+        )
     hyper = expand_results(spec.get("hyperplanes"), results)
     if hyper is None and hyperplane_actors is not None:
         have = hyperplane_actors(ds)
@@ -155,8 +187,15 @@ class RenderPlan:
     def __post_init__(self):
         self.rcfg = self.config.get("render") or {}
         self.subjects = {
-            name: plan_subject(name, spec or {}, self.rcfg, self.samples, self.results,
-                               hyperplane_actors=self.hyperplane_actors, a2e_datasets=self.a2e_datasets)
+            name: plan_subject(
+                name,
+                spec or {},
+                self.rcfg,
+                self.samples,
+                self.results,
+                hyperplane_actors=self.hyperplane_actors,
+                a2e_datasets=self.a2e_datasets,
+            )
             for name, spec in (self.rcfg.get("subjects") or {}).items()
         }
         self.driven = driven_models(self.config, self.results, self.subjects, self.a2e_variants)
@@ -166,8 +205,10 @@ class RenderPlan:
 
     def subject(self, name: str) -> SubjectPlan:
         if name not in self.subjects:
-            raise EmoheadInputError(f"unknown render subject {name!r}; configured: {sorted(self.subjects)}.",
-                                    path="config render.subjects")
+            raise EmoheadInputError(
+                f"unknown render subject {name!r}; configured: {sorted(self.subjects)}.",
+                path="config render.subjects",
+            )
         return self.subjects[name]
 
     def dir(self, name: str) -> str:
@@ -181,9 +222,18 @@ class RenderPlan:
     def clip_inputs(self, name: str) -> list[dict]:
         """The subject's clips as :class:`~emohead_core.render.data.ClipInput` keyword dicts."""
         sp = self.subject(name)
-        return [dict(sample=s, crop=self._file(sp, "crop", s), expression=self._file(sp, "expression", s),
-                     audio=self._file(sp, "audio", s), emotion=sp.emotions[s], dataset=sp.dataset,
-                     test=bool(sp.test[s])) for s in sp.clips]
+        return [
+            dict(
+                sample=s,
+                crop=self._file(sp, "crop", s),
+                expression=self._file(sp, "expression", s),
+                audio=self._file(sp, "audio", s),
+                emotion=sp.emotions[s],
+                dataset=sp.dataset,
+                test=bool(sp.test[s]),
+            )
+            for s in sp.clips
+        ]
 
     def prepare_inputs(self, wildcards) -> list[str]:
         clips = self.clip_inputs(wildcards.subject)
@@ -196,9 +246,17 @@ class RenderPlan:
     def subject_info(self, wildcards) -> dict:
         """What render_train records in subject.json (paths resolved for this results dir)."""
         sp = self.subject(wildcards.subject)
-        return dict(name=sp.name, dataset=sp.dataset, actor=sp.actor, clips=sp.clips, emotions=sp.emotions,
-                    split_mode=sp.split_mode, test_fraction=sp.test_fraction, hyperplanes=sp.hyperplanes,
-                    audio2exp=sp.audio2exp)
+        return dict(
+            name=sp.name,
+            dataset=sp.dataset,
+            actor=sp.actor,
+            clips=sp.clips,
+            emotions=sp.emotions,
+            split_mode=sp.split_mode,
+            test_fraction=sp.test_fraction,
+            hyperplanes=sp.hyperplanes,
+            audio2exp=sp.audio2exp,
+        )
 
     def train_hyperplanes(self, wildcards) -> list[str]:
         """render_train copies the subject's hyperplanes into its directory (subject.json; the
@@ -210,11 +268,17 @@ class RenderPlan:
     def test_clip_inputs(self, wildcards) -> dict:
         sp = self.subject(wildcards.subject)
         if wildcards.clip not in sp.test_clips:
-            raise EmoheadInputError(f"{wildcards.clip!r} is not a test clip of render subject {sp.name!r}.",
-                                    path="config render.subjects", fix=f"test clips: {sp.test_clips}.")
+            raise EmoheadInputError(
+                f"{wildcards.clip!r} is not a test clip of render subject {sp.name!r}.",
+                path="config render.subjects",
+                fix=f"test clips: {sp.test_clips}.",
+            )
         d = self.dir(sp.name)
-        return {"model": f"{d}/model.pt", "prepared": f"{d}/prepared",
-                "audio": self.layout.dep(self._file(sp, "audio", wildcards.clip))}
+        return {
+            "model": f"{d}/model.pt",
+            "prepared": f"{d}/prepared",
+            "audio": self.layout.dep(self._file(sp, "audio", wildcards.clip)),
+        }
 
     def driven_inputs(self, wildcards) -> dict:
         sp = self.subject(wildcards.subject)
@@ -254,8 +318,11 @@ class RenderPlan:
 
     def driven_outputs(self, name: str, variant: str | None = None) -> list[str]:
         variants = [variant] if variant else list(self.driven.get(name) or {})
-        return [f"{self.dir(name)}/driven/{v}/{c}/test_meta.json" for v in variants
-                for c in self.subject(name).test_clips]
+        return [
+            f"{self.dir(name)}/driven/{v}/{c}/test_meta.json"
+            for v in variants
+            for c in self.subject(name).test_clips
+        ]
 
     def summary_inputs(self, wildcards) -> list[str]:
         return self.test_outputs(wildcards.subject)
@@ -266,9 +333,11 @@ class RenderPlan:
         d = self.dir(sp.name)
         inputs = {"model": f"{d}/model.pt", "prepared": f"{d}/prepared"}
         if not sp.hyperplanes:
-            raise EmoheadInputError(f"render subject {sp.name!r} has no emotion hyperplanes.",
-                                    path=f"config render.subjects.{sp.name}.hyperplanes",
-                                    fix="set hyperplanes (e.g. {results}/cremad/hyperplanes/all/hyperplanes.json).")
+            raise EmoheadInputError(
+                f"render subject {sp.name!r} has no emotion hyperplanes.",
+                path=f"config render.subjects.{sp.name}.hyperplanes",
+                fix="set hyperplanes (e.g. {results}/cremad/hyperplanes/all/hyperplanes.json).",
+            )
         inputs["hyperplanes"] = sp.hyperplanes
         return inputs
 
@@ -277,9 +346,19 @@ class RenderPlan:
         out = []
         for name in self.subjects:
             d = self.dir(name)
-            out += [f"{d}/{f}" for f in ("val_psnr.json", "loss.png", "masks.png", "emotion_switch.mp4",
-                                         "intensity_sweep.png", "emotion_control.json", "emotion_control.png",
-                                         "novel_views.png")]
+            out += [
+                f"{d}/{f}"
+                for f in (
+                    "val_psnr.json",
+                    "loss.png",
+                    "masks.png",
+                    "emotion_switch.mp4",
+                    "intensity_sweep.png",
+                    "emotion_control.json",
+                    "emotion_control.png",
+                    "novel_views.png",
+                )
+            ]
             out += self.driven_outputs(name)
         return out
 
@@ -295,13 +374,31 @@ class RenderPlan:
             for c in sp.test_clips:
                 for v in self.driven.get(name) or {}:
                     base = f"{d}/driven/{v}/{c}"
-                    rows.append(dict(method=driven_method(v), group=name, clip=c, dataset=sp.dataset,
-                                     generated=f"{base}/test_render.mp4", ground_truth=f"{base}/test_gt.mp4",
-                                     emotion=sp.emotions[c], meta=f"{base}/test_meta.json"))
+                    rows.append(
+                        dict(
+                            method=driven_method(v),
+                            group=name,
+                            clip=c,
+                            dataset=sp.dataset,
+                            generated=f"{base}/test_render.mp4",
+                            ground_truth=f"{base}/test_gt.mp4",
+                            emotion=sp.emotions[c],
+                            meta=f"{base}/test_meta.json",
+                        )
+                    )
                 base = f"{d}/test/{c}"
-                rows.append(dict(method="ours_gt_alpha", group=name, clip=c, dataset=sp.dataset,
-                                 generated=f"{base}/test_render.mp4", ground_truth=f"{base}/test_gt.mp4",
-                                 emotion=sp.emotions[c], meta=f"{base}/test_meta.json"))
+                rows.append(
+                    dict(
+                        method="ours_gt_alpha",
+                        group=name,
+                        clip=c,
+                        dataset=sp.dataset,
+                        generated=f"{base}/test_render.mp4",
+                        ground_truth=f"{base}/test_gt.mp4",
+                        emotion=sp.emotions[c],
+                        meta=f"{base}/test_meta.json",
+                    )
+                )
         return rows
 
     def emotion_control_files(self) -> dict[str, list[str]]:
@@ -312,8 +409,9 @@ class RenderPlan:
         return out
 
 
-def driven_models(config: dict, results: str, subjects: dict[str, SubjectPlan],
-                  variants=None) -> dict[str, dict[str, str]]:
+def driven_models(
+    config: dict, results: str, subjects: dict[str, SubjectPlan], variants=None
+) -> dict[str, dict[str, str]]:
     """subject -> {audio2exp variant: model directory} of the audio-driven test renders.
 
     A subject whose audio-expression model is one this workflow trains

@@ -35,9 +35,18 @@ class Renderer:
     ``sampler``: 'march' (default) or 'stratified'; ``march_steps``: samples each live ray takes
     per marching round; ``half``: float16 MLPs for frames on CUDA (None: on CUDA only)."""
 
-    def __init__(self, model: EmoNeRF, occ: OccupancyGrid, box_center=DEFAULT_BOX_CENTER,
-                 box_half=DEFAULT_BOX_HALF, n_samples: int = 32, *, sampler: str = "march",
-                 march_steps: int = 4, half: bool | None = None):
+    def __init__(
+        self,
+        model: EmoNeRF,
+        occ: OccupancyGrid,
+        box_center=DEFAULT_BOX_CENTER,
+        box_half=DEFAULT_BOX_HALF,
+        n_samples: int = 32,
+        *,
+        sampler: str = "march",
+        march_steps: int = 4,
+        half: bool | None = None,
+    ):
         self.model, self.occ = model, occ
         self.box_center, self.box_half = tuple(box_center), float(box_half)
         self.n_samples = n_samples
@@ -58,25 +67,72 @@ class Renderer:
     def camera(self, pose) -> HeadCamera:
         return HeadCamera(pose, self.box_center, self.box_half)
 
-    def render_rays(self, o, d, cond, bg=None, *, perturb=False, generator=None, use_occupancy=True,
-                    sampler: str | None = None) -> dict:
+    def render_rays(
+        self,
+        o,
+        d,
+        cond,
+        bg=None,
+        *,
+        perturb=False,
+        generator=None,
+        use_occupancy=True,
+        sampler: str | None = None,
+    ) -> dict:
         """Rays o, d (R, 3) in the normalised head frame, expression ``cond`` (C,) for all rays
         or (R, C) per ray, background ``bg`` (R, 3) -> dict(rgb (R, 3), acc (R,), n_eval, ...)."""
         o, d = o.to(self.device), d.to(self.device)
         a = torch.as_tensor(cond, dtype=torch.float32, device=self.device)
         occ = self.occ if use_occupancy else None
         if self._check_sampler(sampler or self.sampler) == "stratified":
-            return render_rays(self.model, o, d, a, n_samples=self.n_samples, occupancy=occ, perturb=perturb,
-                               generator=generator, bg=bg)
-        return march_rays(self.model, o, d, a, n_samples=self.n_samples, occupancy=occ, perturb=perturb,
-                          generator=generator, bg=bg, steps=self.march_steps,
-                          eval_batch=EVAL_BATCH.get(self.device.type))
+            return render_rays(
+                self.model,
+                o,
+                d,
+                a,
+                n_samples=self.n_samples,
+                occupancy=occ,
+                perturb=perturb,
+                generator=generator,
+                bg=bg,
+            )
+        return march_rays(
+            self.model,
+            o,
+            d,
+            a,
+            n_samples=self.n_samples,
+            occupancy=occ,
+            perturb=perturb,
+            generator=generator,
+            bg=bg,
+            steps=self.march_steps,
+            eval_batch=EVAL_BATCH.get(self.device.type),
+        )
 
-    def render_uv(self, pose, uv, alpha, bg, *, perturb=False, generator=None, use_occupancy=True,
-                  sampler: str | None = None):
+    def render_uv(
+        self,
+        pose,
+        uv,
+        alpha,
+        bg,
+        *,
+        perturb=False,
+        generator=None,
+        use_occupancy=True,
+        sampler: str | None = None,
+    ):
         o, d = self.camera(pose).rays(uv)
-        return self.render_rays(o, d, alpha, bg, perturb=perturb, generator=generator,
-                                use_occupancy=use_occupancy, sampler=sampler)
+        return self.render_rays(
+            o,
+            d,
+            alpha,
+            bg,
+            perturb=perturb,
+            generator=generator,
+            use_occupancy=use_occupancy,
+            sampler=sampler,
+        )
 
     def _precision(self):
         half = self.half if self.half is not None else self.device.type == "cuda"
@@ -85,9 +141,17 @@ class Renderer:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def render_frame(self, pose, alpha, behind: np.ndarray, *, chunk: int | None = None,
-                     use_occupancy: bool = True, region: np.ndarray | None = None,
-                     sampler: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def render_frame(
+        self,
+        pose,
+        alpha,
+        behind: np.ndarray,
+        *,
+        chunk: int | None = None,
+        use_occupancy: bool = True,
+        region: np.ndarray | None = None,
+        sampler: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Full frame: the head rendered over ``behind`` (H, W, 3) uint8/float RGB. ``region``
         (H, W) bool limits the rays cast (elsewhere the field was trained empty: ``behind``).
         ``chunk``: rays per batch (default 16384 on CPU, 65536 on CUDA).
@@ -109,7 +173,9 @@ class Renderer:
         with self._precision():
             for sl in hit.split(chunk):
                 sl_d = sl.to(self.device)
-                out = self.render_rays(o[sl], d[sl], a, beh[sl_d], use_occupancy=use_occupancy, sampler=sampler)
+                out = self.render_rays(
+                    o[sl], d[sl], a, beh[sl_d], use_occupancy=use_occupancy, sampler=sampler
+                )
                 img[sl_d] = out["rgb"].float()
                 acc[sl_d] = out["acc"].float()
         return img.reshape(H, W, 3).clamp(0, 1).cpu().numpy(), acc.reshape(H, W).cpu().numpy()

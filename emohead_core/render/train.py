@@ -76,15 +76,26 @@ def sample_image(img: np.ndarray, uv: np.ndarray) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, data: dict, model_cfg: dict | None, train_cfg: dict | None, *, device="auto",
-                 box: dict | None = None, clip_loss=None, shape_loss=None):
+    def __init__(
+        self,
+        data: dict,
+        model_cfg: dict | None,
+        train_cfg: dict | None,
+        *,
+        device="auto",
+        box: dict | None = None,
+        clip_loss=None,
+        shape_loss=None,
+    ):
         self.cfg = train_config(train_cfg)
         self.model_cfg = dict(model_cfg or {})
         self.device = pick_device(device)
         self.data = data
         box = box or {}
-        self.box = dict(center_um=list(box.get("center_um", DEFAULT_BOX_CENTER)),
-                        half_um=float(box.get("half_um", DEFAULT_BOX_HALF)))
+        self.box = dict(
+            center_um=list(box.get("center_um", DEFAULT_BOX_CENTER)),
+            half_um=float(box.get("half_um", DEFAULT_BOX_HALF)),
+        )
         torch.manual_seed(int(self.cfg["seed"]))  # network initialisation
         self.model = EmoNeRF(NeRFConfig.from_dict(self.model_cfg)).to(self.device)
         tr = data.train_idx
@@ -92,18 +103,29 @@ class Trainer:
         oc = self.cfg["occupancy"]
         thr = alpha_to_sigma_threshold(float(oc["alpha_threshold"]), int(self.cfg["n_samples"]))
         self.occ = OccupancyGrid(int(oc["res"]), float(oc["decay"]), thr).to(self.device)
-        self.renderer = Renderer(self.model, self.occ, self.box["center_um"], self.box["half_um"],
-                                 int(self.cfg["n_samples"]), sampler=self.cfg["sampler"])
+        self.renderer = Renderer(
+            self.model,
+            self.occ,
+            self.box["center_um"],
+            self.box["half_um"],
+            int(self.cfg["n_samples"]),
+            sampler=self.cfg["sampler"],
+        )
         grid_params = list(self.model.encoder.parameters())
         gid = {id(p) for p in grid_params}
         mlp_params = [p for p in self.model.parameters() if id(p) not in gid]
-        self.opt = torch.optim.Adam([
-            dict(params=grid_params, lr=float(self.cfg["lr_grid"])),
-            dict(params=mlp_params, lr=float(self.cfg["lr_mlp"]), weight_decay=1e-6),
-        ], betas=(0.9, 0.99), eps=1e-15)
+        self.opt = torch.optim.Adam(
+            [
+                dict(params=grid_params, lr=float(self.cfg["lr_grid"])),
+                dict(params=mlp_params, lr=float(self.cfg["lr_mlp"]), weight_decay=1e-6),
+            ],
+            betas=(0.9, 0.99),
+            eps=1e-15,
+        )
         iters, fin = int(self.cfg["iters"]), float(self.cfg["lr_final_ratio"])
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: 1.0 - (1.0 - fin) * min(s, iters) / max(iters, 1))  # linear schedule
+            self.opt, lambda s: 1.0 - (1.0 - fin) * min(s, iters) / max(iters, 1)
+        )  # linear schedule
         self.gen = torch.Generator().manual_seed(int(self.cfg["seed"]))
         self.step = 0
         self.history: list[dict] = []
@@ -120,7 +142,9 @@ class Trainer:
         n_clips = len(np.unique(self.data.clip_of[tr]))
         n = min(len(tr), max(max_frames, 4 * n_clips))
         sel = tr[np.linspace(0, len(tr) - 1, n).round().astype(int)]
-        X = self.occ.cell_centers().cpu().double().numpy() * self.box["half_um"] + np.asarray(self.box["center_um"])
+        X = self.occ.cell_centers().cpu().double().numpy() * self.box["half_um"] + np.asarray(
+            self.box["center_um"]
+        )
         seen = np.zeros(len(X), bool)
         for i in sel:
             P = self.data.poses[i]
@@ -190,12 +214,15 @@ class Trainer:
         uv, _ = roi_uv(self.data.landmarks[i], p)
         behind = self.data.behind(i)
         bgp = sample_image(behind.astype(np.float32) / 255.0, uv).to(self.device)
-        out = self.renderer.render_uv(self.data.poses[i], torch.as_tensor(uv), self.data.alpha[i], bgp,
-                                      perturb=True, generator=self.gen)
+        out = self.renderer.render_uv(
+            self.data.poses[i], torch.as_tensor(uv), self.data.alpha[i], bgp, perturb=True, generator=self.gen
+        )
         patch = out["rgb"].T.reshape(1, 3, p, p)
         losses = {}
         if self.clip_loss is not None:
-            losses["cord"] = self.clip_loss(patch, self.data.clip(i).get("emotion") or self.cfg["emotion"])  # its tag
+            losses["cord"] = self.clip_loss(
+                patch, self.data.clip(i).get("emotion") or self.cfg["emotion"]
+            )  # its tag
         if self.shape_loss is not None:
             losses["shape"] = self.shape_loss(patch, self.beta_id)
         return losses
@@ -233,9 +260,16 @@ class Trainer:
         out = self.renderer.render_rays(o, d, cond, bg, perturb=True, generator=self.gen)
         photo = F.mse_loss(out["rgb"], target)  # L_photo
         loss = float(self.cfg["lambda_photo"]) * photo
-        row = dict(step=self.step + 1, photo=float(photo.detach()), psnr=-10 * math.log10(max(float(photo.detach()), 1e-12)))
-        if self.step >= int(self.cfg["refine_start"]) and (self.clip_loss is not None or self.shape_loss is not None) \
-                and self.step % int(self.cfg["refine_every"]) == 0:
+        row = dict(
+            step=self.step + 1,
+            photo=float(photo.detach()),
+            psnr=-10 * math.log10(max(float(photo.detach()), 1e-12)),
+        )
+        if (
+            self.step >= int(self.cfg["refine_start"])
+            and (self.clip_loss is not None or self.shape_loss is not None)
+            and self.step % int(self.cfg["refine_every"]) == 0
+        ):
             ref = self.refine_losses(i)  # L_refine (eq. 16)
             if "cord" in ref:
                 loss = loss + float(self.cfg["lambda_cord"]) * ref["cord"]
@@ -249,8 +283,12 @@ class Trainer:
             self.opt.step()
         self.sched.step()
         self.step += 1
-        row.update(loss=float(loss.detach()), lr=self.opt.param_groups[0]["lr"], occupied=self.occ.fraction(),
-                   n_eval=out["n_eval"])
+        row.update(
+            loss=float(loss.detach()),
+            lr=self.opt.param_groups[0]["lr"],
+            occupied=self.occ.fraction(),
+            n_eval=out["n_eval"],
+        )
         return row
 
     # ------------------------------------------------------------------ validation
@@ -265,21 +303,35 @@ class Trainer:
             gt = self.data.frame(i).astype(np.float32) / 255.0
             m = self.data.mask(i)
             behind = self.data.behind(i).astype(np.float32) / 255.0
-            img, _ = self.renderer.render_frame(self.data.poses[i], self.data.alpha[i], behind,
-                                                region=sampling_region(m))
+            img, _ = self.renderer.render_frame(
+                self.data.poses[i], self.data.alpha[i], behind, region=sampling_region(m)
+            )
             r_head.append(psnr(img, gt, m))
             r_full.append(psnr(img, gt))
             b_head.append(psnr(behind, gt, m))
             b_full.append(psnr(behind, gt))
-        return dict(val_psnr_head=float(np.mean(r_head)), val_psnr_full=float(np.mean(r_full)),
-                    baseline_psnr_head=float(np.mean(b_head)), baseline_psnr_full=float(np.mean(b_full)),
-                    n_frames=int(len(val)))
+        return dict(
+            val_psnr_head=float(np.mean(r_head)),
+            val_psnr_full=float(np.mean(r_full)),
+            baseline_psnr_head=float(np.mean(b_head)),
+            baseline_psnr_full=float(np.mean(b_full)),
+            n_frames=int(len(val)),
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        return dict(model=self.model.state_dict(), occ=self.occ.state_dict(), opt=self.opt.state_dict(),
-                    sched=self.sched.state_dict(), gen=self.gen.get_state(), step=self.step,
-                    history=self.history, train_cfg=self.cfg, model_cfg=self.model_cfg, box=self.box)
+        return dict(
+            model=self.model.state_dict(),
+            occ=self.occ.state_dict(),
+            opt=self.opt.state_dict(),
+            sched=self.sched.state_dict(),
+            gen=self.gen.get_state(),
+            step=self.step,
+            history=self.history,
+            train_cfg=self.cfg,
+            model_cfg=self.model_cfg,
+            box=self.box,
+        )
 
     def save(self, path) -> None:
         with atomic_path(path) as tmp:
@@ -310,15 +362,21 @@ class Trainer:
             self.history.append(row)
             bar.update(1)
             if self.step % int(self.cfg["log_every"]) == 0:
-                bar.set_postfix(loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.1f}", occ=f"{row['occupied']:.2f}")
+                bar.set_postfix(
+                    loss=f"{row['loss']:.4f}", psnr=f"{row['psnr']:.1f}", occ=f"{row['occupied']:.2f}"
+                )
             ve = int(self.cfg["val_every"])
             if ve and self.step % ve == 0:
                 vi = self.data.test_idx
                 sel = vi[np.linspace(0, len(vi) - 1, min(len(vi), int(self.cfg["val_frames"]))).astype(int)]
                 v = self.validate(sel)
                 row.update({k: v[k] for k in ("val_psnr_head", "baseline_psnr_head")})
-                log.info("step %d val PSNR head %.2f (background %.2f)", self.step, v["val_psnr_head"],
-                         v["baseline_psnr_head"])
+                log.info(
+                    "step %d val PSNR head %.2f (background %.2f)",
+                    self.step,
+                    v["val_psnr_head"],
+                    v["baseline_psnr_head"],
+                )
             if ckpt_path is not None and self.step % int(self.cfg["ckpt_every"]) == 0:
                 self.save(ckpt_path)
         bar.close()
@@ -327,8 +385,20 @@ class Trainer:
         return self.history
 
 
-LOSS_COLUMNS = ["step", "loss", "photo", "cord", "shape", "psnr", "lr", "occupied", "n_eval", "time_s",
-                "val_psnr_head", "baseline_psnr_head"]
+LOSS_COLUMNS = [
+    "step",
+    "loss",
+    "photo",
+    "cord",
+    "shape",
+    "psnr",
+    "lr",
+    "occupied",
+    "n_eval",
+    "time_s",
+    "val_psnr_head",
+    "baseline_psnr_head",
+]
 
 
 def draw_loss(fig, history: list[dict]) -> None:
@@ -350,7 +420,9 @@ def draw_loss(fig, history: list[dict]) -> None:
         pts = [(r["step"], r[key]) for r in history if key in r]
         if pts:
             pts = np.array(pts)
-            ax[2].plot(pts[:, 0], pts[:, 1] / (np.abs(pts[:, 1]).max() + 1e-12), lw=0.6, label=f"L_{key} (scaled)")
+            ax[2].plot(
+                pts[:, 0], pts[:, 1] / (np.abs(pts[:, 1]).max() + 1e-12), lw=0.6, label=f"L_{key} (scaled)"
+            )
     ax[2].set_title("L_refine terms (stage 2)")
     ax[2].legend() if ax[2].lines else None
     for a in ax:
@@ -363,8 +435,12 @@ def load_renderer(ckpt_path, device="auto") -> Renderer:
     from ..checkpoint import load_checkpoint
 
     dev = pick_device(device)
-    s = load_checkpoint(ckpt_path, map_location=dev, what="renderer model",
-                        fix="train the subject: snakemake results/render/<subject>/model.pt")
+    s = load_checkpoint(
+        ckpt_path,
+        map_location=dev,
+        what="renderer model",
+        fix="train the subject: snakemake results/render/<subject>/model.pt",
+    )
     model = EmoNeRF(NeRFConfig.from_dict(s["model_cfg"])).to(dev)
     model.load_state_dict(s["model"])
     model.eval()

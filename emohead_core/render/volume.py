@@ -116,8 +116,18 @@ def sample_along_rays(o, d, n_samples: int, perturb: bool, generator: torch.Gene
     return x, (step * hit)[:, None].expand(-1, n_samples).clone(), hit
 
 
-def render_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | None = None,
-                perturb: bool = False, generator=None, bg: torch.Tensor | None = None):
+def render_rays(
+    model,
+    o,
+    d,
+    cond,
+    *,
+    n_samples: int,
+    occupancy: OccupancyGrid | None = None,
+    perturb: bool = False,
+    generator=None,
+    bg: torch.Tensor | None = None,
+):
     """Render rays through ``model(x, d, cond) -> (sigma, rgb)``; samples in empty cells of the
     occupancy grid are never evaluated (sigma = 0 there).
 
@@ -145,8 +155,9 @@ def render_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid |
     return out
 
 
-def composite_packed(sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor, ray: torch.Tensor,
-                     n_rays: int):
+def composite_packed(
+    sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor, ray: torch.Tensor, n_rays: int
+):
     """Eqs. (11)-(12) on packed samples: ``ray`` (M,) sorted, each ray's samples consecutive and
     in order along it. Segment sums: T_i = exp(-(exclusive cumsum of sigma delta within the
     ray)), taken from one float64 cumsum (no cancellation at float32 scale).
@@ -176,9 +187,21 @@ def _folded_field(model, d, cond):
     return model.field_for(d, cond if cond.dim() == 2 else cond[None].expand(len(d), -1))
 
 
-def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | None = None,
-               perturb: bool = False, generator=None, bg: torch.Tensor | None = None, steps: int = 4,
-               t_stop: float = T_STOP, eval_batch: int | None = None):
+def march_rays(
+    model,
+    o,
+    d,
+    cond,
+    *,
+    n_samples: int,
+    occupancy: OccupancyGrid | None = None,
+    perturb: bool = False,
+    generator=None,
+    bg: torch.Tensor | None = None,
+    steps: int = 4,
+    t_stop: float = T_STOP,
+    eval_batch: int | None = None,
+):
     """Ray marching through the occupancy grid with early termination (instant-ngp / nerfacc).
 
     Each round every live ray takes its next ``k`` lattice points in occupied cells, all of them
@@ -199,8 +222,11 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
     x_all, step, hit = _lattice(o, d, N, perturb, generator)
     rays = hit.nonzero(as_tuple=True)[0]
     lattice = x_all[rays]  # (Rh, N, 3)
-    keep = occupancy.query(lattice) if occupancy is not None else torch.ones(lattice.shape[:2], dtype=torch.bool,
-                                                                              device=dev)
+    keep = (
+        occupancy.query(lattice)
+        if occupancy is not None
+        else torch.ones(lattice.shape[:2], dtype=torch.bool, device=dev)
+    )
     packed = keep.nonzero()  # (M, 2): (ray, k), by ray then k
     count = keep.sum(1)
     start = torch.cumsum(count, 0) - count
@@ -224,8 +250,12 @@ def march_rays(model, o, d, cond, *, n_samples: int, occupancy: OccupancyGrid | 
         if field is None:
             dr, c = d[ray], (cond[ray] if cond.dim() == 2 else cond[None].expand(len(ray), -1))
         bs = eval_batch or len(x)
-        out = [field(x[i:i + bs], ray[i:i + bs]) if field is not None
-               else model(x[i:i + bs], dr[i:i + bs], c[i:i + bs]) for i in range(0, len(x), bs)]
+        out = [
+            field(x[i : i + bs], ray[i : i + bs])
+            if field is not None
+            else model(x[i : i + bs], dr[i : i + bs], c[i : i + bs])
+            for i in range(0, len(x), bs)
+        ]
         sigma, rgb = (torch.cat(t).float() for t in zip(*out))
         delta = step[ray]
         chunks.append((rr, sigma, rgb, delta))

@@ -108,8 +108,19 @@ def _loop_model(model, cfg, x, b):
                 h = [max(0.0, t) for t in h]
         return h
 
-    return {"v": v, "e": e, "gamma": g, "F": F, "C_ve": C_ve, "C_gamma": C_g, "h_v": h_v, "h_e": h_e,
-            "h_gamma": h_g, "alpha_tilde": mlp("FFN_1", hcat), "tau": mlp("FFN_2", hcat)[0]}
+    return {
+        "v": v,
+        "e": e,
+        "gamma": g,
+        "F": F,
+        "C_ve": C_ve,
+        "C_gamma": C_g,
+        "h_v": h_v,
+        "h_e": h_e,
+        "h_gamma": h_g,
+        "alpha_tilde": mlp("FFN_1", hcat),
+        "tau": mlp("FFN_2", hcat)[0],
+    }
 
 
 def test_equations_1_to_8_match_loops(tiny):
@@ -289,14 +300,20 @@ def test_resume_after_interruption_is_exact(tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert (tmp_path / "full" / "loss.csv").read_text() == (tmp_path / "cut" / "loss.csv").read_text()
     # a different seed really trains differently (the comparison above can fail)
-    other = train(corpus, mcfg, TrainConfig(iterations=12, batch_size=8, ckpt_every=5, seed=4),
-                  tmp_path / "other", progress=False)
+    other = train(
+        corpus,
+        mcfg,
+        TrainConfig(iterations=12, batch_size=8, ckpt_every=5, seed=4),
+        tmp_path / "other",
+        progress=False,
+    )
     c = torch.load(other, weights_only=False)["state_dict"]
     assert not torch.equal(a["W_v1"], c["W_v1"])
 
 
-@pytest.mark.parametrize("variant", [{}, {"architecture": "transformer", "transformer_heads": 2,
-                                          "transformer_ff": 32}])
+@pytest.mark.parametrize(
+    "variant", [{}, {"architecture": "transformer", "transformer_heads": 2, "transformer_ff": 32}]
+)
 def test_training_beats_constant_mean_on_synthetic(tmp_path, variant):
     corpus = synthetic_corpus(frames=60, audio_only=("C",), clips_per_emotion=3)
     mcfg = _tiny_cfgs(**variant)
@@ -344,7 +361,7 @@ def test_within_clip_split_partitions_every_clip_in_time():
         n_test = int(math.floor(0.33 * c.T + 0.5))
         assert not (tr & te).any() and (tr | te).all()  # disjoint, covering
         assert te.sum() == n_test and tr.sum() == c.T - n_test
-        assert te[c.T - n_test:].all() and tr[: c.T - n_test].all()  # first part train, last test
+        assert te[c.T - n_test :].all() and tr[: c.T - n_test].all()  # first part train, last test
     # the training table: targets, samples and partner targets only on train frames
     ids = [i for i, c in enumerate(s.clips) if c.in_split("train")]
     table = FrameTable(s, ids, 3, split="train")
@@ -354,11 +371,21 @@ def test_within_clip_split_partitions_every_clip_in_time():
     assert table.own.sum() == sum(int(c.target_mask("train").sum()) for c in s.clips)
     b = table.sample_batch(300, torch.Generator().manual_seed(1))
     rows_c = [r for r in range(300) if s.clips[int(table.clip_of[int(b["idx"][r])])].actor == "C"]
-    assert rows_c and b["has_partner"][rows_c].any() and not b["has_partner"][rows_c].all()  # aligned to test: off
+    assert (
+        rows_c and b["has_partner"][rows_c].any() and not b["has_partner"][rows_c].all()
+    )  # aligned to test: off
     for r in rows_c:
         if b["has_partner"][r]:
-            hits = [c for c in s.clips if c.alpha is not None and c.emotion == s.clips[int(table.clip_of[int(b["idx"][r])])].emotion
-                    and any(np.array_equal(c.alpha[t], b["alpha_bar"][r].numpy()) for t in np.flatnonzero(c.frames_in("train")))]
+            hits = [
+                c
+                for c in s.clips
+                if c.alpha is not None
+                and c.emotion == s.clips[int(table.clip_of[int(b["idx"][r])])].emotion
+                and any(
+                    np.array_equal(c.alpha[t], b["alpha_bar"][r].numpy())
+                    for t in np.flatnonzero(c.frames_in("train"))
+                )
+            ]
             assert hits
     # samples mode keeps the clip split; unknown modes are refused
     same = split_corpus(corpus, "samples")
@@ -401,7 +428,10 @@ def test_within_clip_training_and_evaluation_touch_only_their_frames(tmp_path):
             c.alpha[c.frames_in("train")] = np.nan
     ev_nan = evaluate(nan, path)
     assert math.isfinite(ev_nan["rmse_alpha_hat"])
-    assert ev_nan["rmse_alpha_hat"] == ev["rmse_alpha_hat"] and ev_nan["per_clip_rmse_alpha_hat"] == ev["per_clip_rmse_alpha_hat"]
+    assert (
+        ev_nan["rmse_alpha_hat"] == ev["rmse_alpha_hat"]
+        and ev_nan["per_clip_rmse_alpha_hat"] == ev["per_clip_rmse_alpha_hat"]
+    )
     # ... while the test targets do matter (the comparison above can fail)
     ev_g = evaluate(garbled, path)
     assert ev_g["rmse_alpha_hat"] > ev["rmse_alpha_hat"] + 10
@@ -414,7 +444,9 @@ def test_within_clip_training_and_evaluation_touch_only_their_frames(tmp_path):
 def trained(tmp_path_factory):
     corpus = synthetic_corpus(frames=40)
     out = tmp_path_factory.mktemp("a2e")
-    path = train(corpus, _tiny_cfgs(), TrainConfig(iterations=30, batch_size=16, ckpt_every=10), out, progress=False)
+    path = train(
+        corpus, _tiny_cfgs(), TrainConfig(iterations=30, batch_size=16, ckpt_every=10), out, progress=False
+    )
     return corpus, path
 
 
@@ -433,7 +465,9 @@ def test_predict_alpha_matches_training_forward_and_refines(trained):
     with torch.no_grad():
         a, t = net(*table.windows(torch.arange(T)))
     np.testing.assert_allclose(pred.alpha_tilde, a.numpy(), atol=1e-5)
-    np.testing.assert_allclose(pred.alpha_hat, (a + t[:, None] * torch.from_numpy(clip.w_z)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        pred.alpha_hat, (a + t[:, None] * torch.from_numpy(clip.w_z)).numpy(), atol=1e-5
+    )
     # intensity 0 -> no refinement; fixed tau moves exactly intensity along w_z
     p0 = predict_alpha(path, clip.feats, emotion=clip.emotion, intensity=0.0)
     np.testing.assert_allclose(p0.alpha_hat, p0.alpha_tilde)
@@ -476,14 +510,27 @@ def _write_results(root, corpus, encoders):
     ds = root / "toy"
     rows = []
     for c in corpus.clips:
-        rows.append({"sample_id": c.sample_id, "dataset": "toy", "actor": c.actor, "emotion": c.emotion,
-                     "intensity": None, "sentence": c.sentence, "split": c.split,
-                     "video_path": "" if c.alpha is None else f"/x/{c.sample_id}.mp4",
-                     "audio_path": f"/x/{c.sample_id}.wav", "duration_s": c.T / 25})
+        rows.append(
+            {
+                "sample_id": c.sample_id,
+                "dataset": "toy",
+                "actor": c.actor,
+                "emotion": c.emotion,
+                "intensity": None,
+                "sentence": c.sentence,
+                "split": c.split,
+                "video_path": "" if c.alpha is None else f"/x/{c.sample_id}.mp4",
+                "audio_path": f"/x/{c.sample_id}.wav",
+                "duration_s": c.T / 25,
+            }
+        )
         for k, name in encoders.items():
-            write_features(clip_file(str(root), "toy", "features", c.actor, c.sample_id, name), c.feats[k],
-                           {"encoder": name, "role": k, "silence": encode_vector(corpus.silence[k] + 0.25)},
-                           dtype="float32")
+            write_features(
+                clip_file(str(root), "toy", "features", c.actor, c.sample_id, name),
+                c.feats[k],
+                {"encoder": name, "role": k, "silence": encode_vector(corpus.silence[k] + 0.25)},
+                dtype="float32",
+            )
         if c.alpha is not None:
             T = c.T
             data = {n: np.zeros((T,) if w is None else (T, w), dtype=dt) for n, (_, w, dt) in COLUMNS.items()}
@@ -491,7 +538,9 @@ def _write_results(root, corpus, encoders):
             data["exp"] = c.alpha
             data["detected"] = np.ones(T, bool)
             data["detected"][3] = False
-            write_expression(clip_file(str(root), "toy", "expression", c.actor, c.sample_id), data, {"fps": 25})
+            write_expression(
+                clip_file(str(root), "toy", "expression", c.actor, c.sample_id), data, {"fps": 25}
+            )
     pd.DataFrame(rows).to_parquet(ds / "samples.parquet")
     hp = {}
     for c in corpus.clips:
@@ -529,19 +578,26 @@ def test_pipeline_reads_results_layout_and_writes_eval(tmp_path):
     pooled = tmp_path / "toy" / "hyperplanes" / "all" / "hyperplanes.json"
     pooled.parent.mkdir(parents=True)
     w = np.eye(10)[2]
-    pooled.write_text(json.dumps({"hyperplanes": {z: {"w_z": w.tolist(), "b": 0.0} for z in ("angry", "happy", "sad")}}))
+    pooled.write_text(
+        json.dumps({"hyperplanes": {z: {"w_z": w.tolist(), "b": 0.0} for z in ("angry", "happy", "sad")}})
+    )
     forced = load_corpus(tmp_path, "toy", encoders, hyperplane_actor="all")
     assert all(np.allclose(c.w_z, w) for c in forced.clips)
-    section = {"features": encoders, "model": {"d": 16, "d_h": 16, "n": 3, "ffn": [32, 16]},
-               "train": {"iterations": 20, "batch_size": 8, "ckpt_every": 10},
-               "variants": {"main": {}, "wo_alignment": {"architecture": "transformer", "transformer_heads": 2}}}
+    section = {
+        "features": encoders,
+        "model": {"d": 16, "d_h": 16, "n": 3, "ffn": [32, 16]},
+        "train": {"iterations": 20, "batch_size": 8, "ckpt_every": 10},
+        "variants": {"main": {}, "wo_alignment": {"architecture": "transformer", "transformer_heads": 2}},
+    }
     out = tmp_path / "toy" / "audio2exp" / "wo_alignment"
     model = train_variant(tmp_path, "toy", section, "wo_alignment", out, progress=False)
     ev = evaluate_variant(tmp_path, "toy", section, "wo_alignment", model, out / "eval.json")
     saved = json.loads((out / "eval.json").read_text())
     assert saved["model_config"]["architecture"] == "transformer" and saved["variant"] == "wo_alignment"
     assert saved["rmse_constant_mean"] == pytest.approx(ev["rmse_constant_mean"])
-    assert saved["n_frames"] == sum(c.T - 1 for c in corpus.clips if c.split == "test" and c.alpha is not None)
+    assert saved["n_frames"] == sum(
+        c.T - 1 for c in corpus.clips if c.split == "test" and c.alpha is not None
+    )
     assert saved["split_mode"] == {"mode": "samples"}
     # the within-clip split mode from the config section reaches the corpus
     tw = load_corpus(tmp_path, "toy", encoders, split={"mode": "within_clip", "test_fraction": 0.25})
@@ -580,10 +636,14 @@ def test_input_manifest_lists_every_clip_file_and_changes_when_one_is_rewritten(
     from emohead_core.audio2exp.pipeline import write_input_manifest
     from emohead_core.audio2exp.plan import job_inputs, manifest_inputs
 
-    df = pd.DataFrame({
-        "sample_id": ["a1", "a2", "b1", "b2"], "actor": ["A", "A", "B", "B"],
-        "split": ["train", "test", "train", "val"], "video_path": ["x.mp4", "", "y.mp4", "z.mp4"],
-    })
+    df = pd.DataFrame(
+        {
+            "sample_id": ["a1", "a2", "b1", "b2"],
+            "actor": ["A", "A", "B", "B"],
+            "split": ["train", "test", "train", "val"],
+            "video_path": ["x.mp4", "", "y.mp4", "z.mp4"],
+        }
+    )
     cfg = {"audio2exp": {"features": {"v": "enc1", "e": "enc2", "gamma": "enc1"}}}
     ins = manifest_inputs(cfg, {"ds": df}, "res", "ds")
     # per-clip files in the actor layout (emohead_core.layout.clip_file)
@@ -594,9 +654,15 @@ def test_input_manifest_lists_every_clip_file_and_changes_when_one_is_rewritten(
     assert ins["expression"] == ["res/ds/expression/A/a1.parquet", "res/ds/expression/B/b1.parquet"]
     job = job_inputs(cfg, {"ds": df}, "res", "ds")
     assert job["manifest"] == "res/ds/audio2exp/inputs.json"
-    assert not any(p.endswith(("a1.parquet", "b1.parquet")) for v in job.values() for p in (
-        v if isinstance(v, list) else [v]))
-    assert job["hyperplanes"] == ["res/ds/hyperplanes/A/hyperplanes.json", "res/ds/hyperplanes/B/hyperplanes.json"]
+    assert not any(
+        p.endswith(("a1.parquet", "b1.parquet"))
+        for v in job.values()
+        for p in (v if isinstance(v, list) else [v])
+    )
+    assert job["hyperplanes"] == [
+        "res/ds/hyperplanes/A/hyperplanes.json",
+        "res/ds/hyperplanes/B/hyperplanes.json",
+    ]
 
     monkeypatch.chdir(tmp_path)
     for p in ins["features"] + ins["expression"]:

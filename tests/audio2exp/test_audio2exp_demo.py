@@ -22,9 +22,19 @@ def demo_run(tmp_path_factory, repo_root, mirror):
     out = tmp_path_factory.mktemp("a2e_demo")
     target = out / "results" / "cremad" / "audio2exp" / "main" / "eval.json"
     env = {**os.environ, "EMOHEAD_MIRROR": str(mirror), "OMP_NUM_THREADS": "1"}
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", "2", "--configfile", "config/demo.yaml",
-           "--config", f"results_dir={out}/results", f"logs_dir={out}/logs", f"benchmarks_dir={out}/bench",
-           "--", str(target)]
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "--cores",
+        "2",
+        "--configfile",
+        "config/demo.yaml",
+        "--config",
+        f"results_dir={out}/results",
+        f"logs_dir={out}/logs",
+        f"benchmarks_dir={out}/bench",
+        "--",
+        str(target),
+    ]
     proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out, target
@@ -64,8 +74,10 @@ def test_predict_alpha_from_wav_with_timeline(demo_run, mirror):
     assert pred.alpha_hat.shape == (T, 10) and np.isfinite(pred.alpha_hat).all()
     assert pred.emotions == ["happy", "sad"]
     # precomputed features of the same clip give the same alpha_tilde as the wav path
-    feats = {k: out / "results" / "cremad" / "features" / n / "1002" / "1002_DFA_HAP_XX.parquet"
-             for k, n in (("v", "whisper"), ("e", "logmel"), ("gamma", "minilm"))}
+    feats = {
+        k: out / "results" / "cremad" / "features" / n / "1002" / "1002_DFA_HAP_XX.parquet"
+        for k, n in (("v", "whisper"), ("e", "logmel"), ("gamma", "minilm"))
+    }
     pred2 = predict_alpha(target.parent, feats, emotion="happy")
     assert pred2.alpha_tilde.shape == (T, 10)
     np.testing.assert_allclose(pred2.alpha_tilde, pred.alpha_tilde, atol=0.05)

@@ -52,8 +52,11 @@ def _cmd(*extra: str) -> list[str]:
     return [
         str(SNAKEMAKE),
         "all_preprocess",
-        "-s", str(REPO / "Snakefile"),
-        "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "demo.yaml"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        str(REPO / "config" / "demo.yaml"),
         *extra,
     ]
 
@@ -142,10 +145,13 @@ def test_preprocessing_on_slurm_equals_local(slurm_cluster, tmp_path, mirror):
     t0 = time.time()
     r = subprocess.run(
         _cmd(
-            "--profile", str(REPO / "profiles" / "slurm"),
-            "--profile", str(REPO / "tests" / "cluster" / "profile"),
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--profile",
+            str(REPO / "tests" / "cluster" / "profile"),
             # a grouped job asks --cpus-per-task=cores: not more than the one node has
-            "--cores", str(min(2, os.cpu_count() or 1)),
+            "--cores",
+            str(min(2, os.cpu_count() or 1)),
         ),
         cwd=cluster,
         env=env,
@@ -158,14 +164,19 @@ def test_preprocessing_on_slurm_equals_local(slurm_cluster, tmp_path, mirror):
     poller.join()
     log = r.stdout + r.stderr
     assert r.returncode == 0, f"SLURM run failed:\n{log[-6000:]}"
-    print(f"SLURM run: {time.time() - t0:.0f} s; jobs seen in squeue: "
-          + ", ".join(f"{j}:{'/'.join(sorted(s))}" for j, s in sorted(poller.seen.items())))
+    print(
+        f"SLURM run: {time.time() - t0:.0f} s; jobs seen in squeue: "
+        + ", ".join(f"{j}:{'/'.join(sorted(s))}" for j, s in sorted(poller.seen.items()))
+    )
 
     # Jobs really went through SLURM: seen in squeue, and the executor reports submitting them.
     assert poller.seen, "no SLURM job of this run was ever visible in squeue"
     assert "SLURM run ID" in log
-    submitted = {line.split("SLURM jobid ")[1].split()[0].strip("().")
-                 for line in log.splitlines() if "SLURM jobid " in line}
+    submitted = {
+        line.split("SLURM jobid ")[1].split()[0].strip("().")
+        for line in log.splitlines()
+        if "SLURM jobid " in line
+    }
     assert submitted, "the executor logged no sbatch submission"
     assert set(poller.seen) & submitted, (poller.seen, submitted)
     assert any("COMPLETED" in s or "RUNNING" in s for s in poller.seen.values())

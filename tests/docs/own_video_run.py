@@ -41,8 +41,13 @@ _DONE: dict[str, Path] = {}
 
 
 def env(mirror: Path) -> dict:
-    return {**os.environ, "EMOHEAD_MIRROR": str(mirror), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "MPLBACKEND": "Agg"}
+    return {
+        **os.environ,
+        "EMOHEAD_MIRROR": str(mirror),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+    }
 
 
 def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
@@ -62,8 +67,14 @@ def run_all(tmp_path_factory, mirror: Path) -> Path:
     returns the working directory (its results/ holds the outputs)."""
     if "all" not in _DONE:
         wd = prepare(tmp_path_factory.mktemp("own_video"))
-        r = subprocess.run(snakemake_cmd(wd, "--cores", "2"), cwd=wd, env=env(mirror), capture_output=True,
-                           text=True, timeout=3000)
+        r = subprocess.run(
+            snakemake_cmd(wd, "--cores", "2"),
+            cwd=wd,
+            env=env(mirror),
+            capture_output=True,
+            text=True,
+            timeout=3000,
+        )
         assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
         _DONE["all"] = wd
     return _DONE["all"]

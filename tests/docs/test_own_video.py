@@ -51,14 +51,28 @@ def test_example_config_is_the_documented_one():
 
 def test_example_config_plans_preprocessing_to_a_trained_subject(tmp_path, mirror):
     wd = prepare(tmp_path)
-    r = subprocess.run(snakemake_cmd(wd, "-n", "--quiet", "rules", "--cores", "2", "all_render"), cwd=wd,
-                       env=env(mirror), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        snakemake_cmd(wd, "-n", "--quiet", "rules", "--cores", "2", "all_render"),
+        cwd=wd,
+        env=env(mirror),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
     # the folder video runs per clip (batch: clip), CREMA-D per actor; one renderer, one test clip
-    expected = {"crop_video": 1, "extract_audio": 1, "expression_extract": 1, "audio2exp_train": 1,
-                "render_prepare": 1, "render_train": 1, "render_test": 1, "render_driven": 1,
-                "render_showcase": 1}
+    expected = {
+        "crop_video": 1,
+        "extract_audio": 1,
+        "expression_extract": 1,
+        "audio2exp_train": 1,
+        "render_prepare": 1,
+        "render_train": 1,
+        "render_test": 1,
+        "render_driven": 1,
+        "render_showcase": 1,
+    }
     for rule, n in expected.items():
         assert counts.get(rule) == n, (rule, counts)
     assert counts.get("preprocess_actor", 0) >= 1 and counts.get("expression_hyperplanes", 0) >= 1
@@ -90,10 +104,26 @@ def test_own_video_to_trained_subject_and_new_audio(tmp_path_factory, mirror):
     # new speech (an audio the subject never heard) with an emotion timeline
     audio = mirror / "data" / "crema-d" / "1002_DFA_HAP_XX.mp3"
     out = wd / "me_happy.mp4"
-    cmd = [str(BIN / "emohead"), "render", "--subject-dir", str(sdir), "--audio", str(audio),
-           "--timeline", "0:neutral,1:happy", "--intensity", "1.5", "--out", str(out),
-           "--config", str(REPO / "config" / "config.yaml"), "--config", str(EXAMPLE),
-           "--config", str(wd / "tiny.yaml")]
+    cmd = [
+        str(BIN / "emohead"),
+        "render",
+        "--subject-dir",
+        str(sdir),
+        "--audio",
+        str(audio),
+        "--timeline",
+        "0:neutral,1:happy",
+        "--intensity",
+        "1.5",
+        "--out",
+        str(out),
+        "--config",
+        str(REPO / "config" / "config.yaml"),
+        "--config",
+        str(EXAMPLE),
+        "--config",
+        str(wd / "tiny.yaml"),
+    ]
     r = subprocess.run(cmd, cwd=wd, env=env(mirror), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     info = media.probe(out)

@@ -199,7 +199,9 @@ def test_detect_every_k_matches_every_frame(face_model, mirror, tmp_path):
     a = extract_clip(video, face_model, tmp_path / "k1.parquet", detect_every=1)
     b = extract_clip(video, face_model, tmp_path / "k5.parquet", detect_every=k)
     assert (a["roi_source"] == 1).all()
-    assert (b["roi_source"][::k] == 1).all() and (b["roi_source"][np.arange(len(b["frame"])) % k != 0] == 2).all()
+    assert (b["roi_source"][::k] == 1).all() and (
+        b["roi_source"][np.arange(len(b["frame"])) % k != 0] == 2
+    ).all()
     # Tolerance (measured 0.027 / 0.30 px / 0.995 on this clip): the tracked ROI differs from
     # the detected one by a fraction of a pixel; 3DDFA's expression output is this sensitive.
     d_exp = np.abs(a["exp"] - b["exp"]).mean()
@@ -319,7 +321,9 @@ def crops(mirror, face_model, tmp_path_factory):
     res = {}
     for k in (1, 5):
         v, b = out / f"k{k}.mp4", out / f"k{k}.boxes.parquet"
-        pp.crop_clip(src, face_model.detector.onnx_path, v, b, crop_size=340, threads=1, opts={"detect_every": k})
+        pp.crop_clip(
+            src, face_model.detector.onnx_path, v, b, crop_size=340, threads=1, opts={"detect_every": k}
+        )
         res[k] = (v, b)
     return res
 
@@ -343,7 +347,10 @@ def test_detect_mode_equals_per_frame_reference(mirror, tddfa_dir, tmp_path):
     box, two-pass fit) within 1e-4, with two threads (reader thread, onnxruntime intra-op) on
     a real CREMA-D flv and a real 512x512 talking-head mp4."""
     fm2 = FaceModel(tddfa_dir, onnx_dir=tmp_path, threads=2)
-    for video in (mirror / "data/crema-d/1001_DFA_FEA_XX.flv", mirror / "data/talking-heads/WDA_AlexandriaOcasioCortez_000.mp4"):
+    for video in (
+        mirror / "data/crema-d/1001_DFA_FEA_XX.flv",
+        mirror / "data/talking-heads/WDA_AlexandriaOcasioCortez_000.mp4",
+    ):
         got = extract_clip(video, fm2, detect_every=1, threads=2)
         frames = media.read_frames(video)
         ref_p, ref_lm = [], []
@@ -372,11 +379,17 @@ def test_seeded_fits_use_the_preprocessing_boxes(face_model, crops, tmp_path):
     assert det.sum() < len(det)  # every 5th frame and the last
     assert (d["roi_source"][det] == 3).all() and (d["roi_source"][~det] == 4).all() and d["detected"].all()
     # the box each fit started from is preprocessing's, mapped into the crop
-    corners = pp.source_to_crop(table[["x1", "y1", "x2", "y2"]].to_numpy().reshape(-1, 2, 2), table).reshape(-1, 4)
+    corners = pp.source_to_crop(table[["x1", "y1", "x2", "y2"]].to_numpy().reshape(-1, 2, 2), table).reshape(
+        -1, 4
+    )
     assert np.allclose(d["box"][:, :4], corners, atol=1e-3)
     assert np.allclose(d["box"][det, 4], table["score"][det]) and np.isnan(d["box"][~det, 4]).all()
     meta = read_expression_metadata(out)
-    assert meta["face_boxes"] == "preprocess" and meta["boxes"] == boxes.name and meta["boxes_detected"] == det.sum()
+    assert (
+        meta["face_boxes"] == "preprocess"
+        and meta["boxes"] == boxes.name
+        and meta["boxes_detected"] == det.sum()
+    )
     assert "detect_every" not in meta
 
 
@@ -422,7 +435,9 @@ def test_frames_without_a_box_are_tracked_or_searched(face_model, crops):
     for key in ("exp", "landmarks", "roi_source", "roi_box"):
         assert np.allclose(whole[key], d[key], atol=1e-5, equal_nan=True), key
     # no face to track and none found: interpolated from the nearest fitted frame
-    fm_blind = _model_with(face_model, type("Blind", (), {"detect": lambda self, img: np.zeros((0, 5), np.float32)})())
+    fm_blind = _model_with(
+        face_model, type("Blind", (), {"detect": lambda self, img: np.zeros((0, 5), np.float32)})()
+    )
     d = fit_frames_from_boxes(fm_blind, frames, seeds, kinds, chunk=4)
     assert d["roi_source"][0] == 0 and not d["detected"][0] and np.allclose(d["exp"][0], d["exp"][1])
 

@@ -39,8 +39,14 @@ def test_snakemake_expression_and_hyperplanes(repo_root, mirror, tmp_path):
     (tmp_path / "config" / "t.yaml").write_text(yaml.safe_dump(cfg))
     targets = ["results/cremad/hyperplanes/1001/hyperplanes.json"]
     env = {**os.environ, "EMOHEAD_MIRROR": str(mirror), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    r = subprocess.run([str(BIN / "snakemake"), *targets, "--cores", "2", "--configfile", "config/t.yaml"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(
+        [str(BIN / "snakemake"), *targets, "--cores", "2", "--configfile", "config/t.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     res = tmp_path / "results" / "cremad"
     for emo in ("ANG", "HAP"):

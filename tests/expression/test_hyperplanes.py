@@ -25,7 +25,7 @@ def simplex_dirs(rng, k=K, dim=10):
     V = E @ Vt[: k - 1].T
     V /= np.linalg.norm(V, axis=1, keepdims=True)
     Q, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
-    return V @ Q[: k - 1], Q[k - 1:]  # (k, dim) directions, orthonormal complement rows
+    return V @ Q[: k - 1], Q[k - 1 :]  # (k, dim) directions, orthonormal complement rows
 
 
 def synthetic(rng, n=500, sep=2.0, noise=0.5, confound=0.0):
@@ -130,7 +130,10 @@ def test_timeline_switch_with_linear_ramp():
     with pytest.raises(EmoheadInputError):
         E.parse_timeline("happy")
     rng = np.random.default_rng(4)
-    hp = {z: (v / np.linalg.norm(v), 0.1) for z, v in (("happy", rng.normal(size=10)), ("sad", rng.normal(size=10)))}
+    hp = {
+        z: (v / np.linalg.norm(v), 0.1)
+        for z, v in (("happy", rng.normal(size=10)), ("sad", rng.normal(size=10)))
+    }
     fps, n = 25.0, 125
     td = E.timeline_directions("0:happy,2.5:sad", n, fps, hp, ramp_s=1.0)
     t = np.arange(n) / fps
@@ -154,8 +157,9 @@ def test_save_load_plots_and_table(tmp_path):
     rng = np.random.default_rng(5)
     X, M, L, C, _ = synthetic(rng, n=150)
     res = H.train_hyperplanes(X, M, L, C, cv_folds=3)
-    paths = H.save_hyperplanes(res, tmp_path, meta={"dataset": "syn", "actor": "x"},
-                               frames={"exp": X, "emotion": L})
+    paths = H.save_hyperplanes(
+        res, tmp_path, meta={"dataset": "syn", "actor": "x"}, frames={"exp": X, "emotion": L}
+    )
     for key in ("json", "parquet", "csv", "md", "distances", "projection", "cv_accuracy"):
         assert paths[key].is_file() and paths[key].stat().st_size > 0, key
     for key in ("distances", "projection", "cv_accuracy"):
@@ -187,15 +191,19 @@ def test_collect_frames_uses_train_split_of_actor(tmp_path):
         write_expression(path, data, {"fps": 25})
 
     rows = []
-    for i, (actor, emo, split) in enumerate([("1", "happy", "train"), ("1", "sad", "train"),
-                                             ("1", "angry", "test"), ("2", "happy", "train")]):
+    for i, (actor, emo, split) in enumerate(
+        [("1", "happy", "train"), ("1", "sad", "train"), ("1", "angry", "test"), ("2", "happy", "train")]
+    ):
         sid = f"s{i}"
         fake_clip(tmp_path / f"{sid}.parquet", 10, i, detected=np.arange(10) >= 2)
         rows.append({"sample_id": sid, "actor": actor, "emotion": emo, "split": split, "video_path": "v.mp4"})
     df = pd.DataFrame(rows)
     paths = {r["sample_id"]: tmp_path / f"{r['sample_id']}.parquet" for r in rows}
     f = H.collect_frames(df, paths, actor="1")
-    assert len(f["exp"]) == 16 and set(f["emotion"]) == {"happy", "sad"}  # test split, undetected frames dropped
+    assert len(f["exp"]) == 16 and set(f["emotion"]) == {
+        "happy",
+        "sad",
+    }  # test split, undetected frames dropped
     assert set(np.unique(f["exp"][:, 0])) == {0.0, 1.0}
     pooled = H.collect_frames(df, paths, actor="all", splits=("train", "test"))
     assert len(pooled["exp"]) == 32

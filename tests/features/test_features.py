@@ -37,10 +37,11 @@ SR = 16000
 
 # ---------------------------------------------------------------- frame grid
 
+
 def test_n_frames_rule():
     assert n_frames_for(2.0, 25) == 50
-    assert n_frames_for(2.019, 25) == 50      # 50.475 -> 50
-    assert n_frames_for(2.02, 25) == 51       # 50.5 rounds half up
+    assert n_frames_for(2.019, 25) == 50  # 50.475 -> 50
+    assert n_frames_for(2.02, 25) == 51  # 50.5 rounds half up
     assert n_frames_for(0.001, 25) == 1
     # a wav of exactly T/fps seconds (what preprocessing writes for video samples) gives T
     for T in range(1, 400):
@@ -61,6 +62,7 @@ def test_pool_pairs_of_50hz_frames():
 
 
 # ---------------------------------------------------------------- Fig. 9 words -> frames
+
 
 def test_word_to_frame_assignment_hand_made():
     # frames of 40 ms: centres 0.02, 0.06, 0.10, ...
@@ -105,8 +107,15 @@ def test_neighbour_windows_silence_padding():
 
 # ---------------------------------------------------------------- FunASR timestamps
 
+
 def test_parse_funasr_plain_bpe_and_sentence_info():
-    plain = [{"key": "x", "text": "don't forget a jacket", "timestamp": [[120, 480], [480, 900], [900, 1000], [1010, 1500]]}]
+    plain = [
+        {
+            "key": "x",
+            "text": "don't forget a jacket",
+            "timestamp": [[120, 480], [480, 900], [900, 1000], [1010, 1500]],
+        }
+    ]
     df = parse_funasr_result(plain)
     assert df.token.tolist() == ["don't", "forget", "a", "jacket"]
     np.testing.assert_allclose(df.start_s, [0.12, 0.48, 0.9, 1.01])
@@ -115,9 +124,15 @@ def test_parse_funasr_plain_bpe_and_sentence_info():
     df = parse_funasr_result(bpe)
     assert df.token.tolist() == ["jacket", "now"]
     np.testing.assert_allclose(df[["start_s", "end_s"]].to_numpy(), [[0.1, 0.42], [0.5, 0.7]])
-    sent = [{"text": "hello world. bye", "sentence_info": [
-        {"text": "hello world .", "timestamp": [[0, 300], [300, 600]]},
-        {"text": "bye", "timestamp": [[900, 1100]]}]}]
+    sent = [
+        {
+            "text": "hello world. bye",
+            "sentence_info": [
+                {"text": "hello world .", "timestamp": [[0, 300], [300, 600]]},
+                {"text": "bye", "timestamp": [[900, 1100]]},
+            ],
+        }
+    ]
     df = parse_funasr_result(sent)
     assert df.token.tolist() == ["hello", "world", "bye"]
     with pytest.raises(EmoheadInputError, match="timestamps"):
@@ -127,9 +142,17 @@ def test_parse_funasr_plain_bpe_and_sentence_info():
 
 # ---------------------------------------------------------------- cache
 
+
 def _meta(**kw):
-    return {"encoder": "x", "model": "m", "revision": "r", "sample_rate": SR, "fps": 25.0,
-            "silence": fcache.encode_vector(np.arange(4, dtype=np.float32)), **kw}
+    return {
+        "encoder": "x",
+        "model": "m",
+        "revision": "r",
+        "sample_rate": SR,
+        "fps": 25.0,
+        "silence": fcache.encode_vector(np.arange(4, dtype=np.float32)),
+        **kw,
+    }
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32"])
@@ -143,7 +166,9 @@ def test_parquet_roundtrip_and_dataset(tmp_path, dtype):
         frames, feats, meta = read_features(p)
         assert frames.dtype == np.int32 and frames.tolist() == list(range(T))
         assert feats.dtype == np.float32 and feats.shape == (T, 4)
-        np.testing.assert_allclose(feats, x, rtol=1e-3 if dtype == "float16" else 0, atol=1e-3 if dtype == "float16" else 0)
+        np.testing.assert_allclose(
+            feats, x, rtol=1e-3 if dtype == "float16" else 0, atol=1e-3 if dtype == "float16" else 0
+        )
         assert meta["dim"] == 4 and meta["dtype"] == dtype and meta["fps"] == 25.0
         assert meta["code_version"] == fcache.CODE_VERSION
         np.testing.assert_array_equal(meta["silence"], np.arange(4, dtype=np.float32))
@@ -167,9 +192,17 @@ def _wav(path, seconds, seed=0, freq=220.0):
 
 
 def _cfg(tmp_path, encoders, asr=None):
-    return {"results_dir": str(tmp_path / "results"), "preprocess": {"fps": 25, "sample_rate": SR},
-            "features": {"profile": "t", "dtype": "float32", "chunk_s": 20.0, "context_s": 1.0,
-                         "profiles": {"t": {"encoders": encoders, **({"asr": asr} if asr else {})}}}}
+    return {
+        "results_dir": str(tmp_path / "results"),
+        "preprocess": {"fps": 25, "sample_rate": SR},
+        "features": {
+            "profile": "t",
+            "dtype": "float32",
+            "chunk_s": 20.0,
+            "context_s": 1.0,
+            "profiles": {"t": {"encoders": encoders, **({"asr": asr} if asr else {})}},
+        },
+    }
 
 
 def test_cache_key_audio_and_encoder_identity(tmp_path):
@@ -211,6 +244,7 @@ def test_logmel_chunking_matches_whole_clip(tmp_path):
 
 # ---------------------------------------------------------------- pretrained loaders
 
+
 def test_hub_id_offline_error_names_config_key():
     key = "features.profiles.paper.encoders.hubert.model"
     with pytest.raises(EmoheadInputError) as ei:
@@ -230,11 +264,19 @@ def tiny_hubert(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("tiny_hubert")
     torch.manual_seed(0)
-    cfg = HubertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                       conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    cfg = HubertConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
     HubertModel(cfg).eval().save_pretrained(d)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=False).save_pretrained(d)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=SR, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    ).save_pretrained(d)
     return d
 
 
@@ -242,8 +284,11 @@ def test_tiny_hubert_through_production_loader(tiny_hubert, tmp_path):
     import torch
     from transformers import HubertModel
 
-    spec = EncoderSpec.from_config("hubert", {"role": "v", "kind": "hubert", "model": str(tiny_hubert)},
-                                   "features.profiles.t.encoders.hubert")
+    spec = EncoderSpec.from_config(
+        "hubert",
+        {"role": "v", "kind": "hubert", "model": str(tiny_hubert)},
+        "features.profiles.t.encoders.hubert",
+    )
     enc = build_encoder(spec)
     assert isinstance(enc.model, HubertModel) and enc.native_hz == 50.0 and enc.dim == 16
     assert enc.revision.startswith("sha256:")
@@ -254,7 +299,12 @@ def test_tiny_hubert_through_production_loader(tiny_hubert, tmp_path):
     # independent computation: model on the normalised wave, 50 Hz frames averaged in pairs
     xin = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
     with torch.no_grad():
-        h = HubertModel.from_pretrained(str(tiny_hubert)).eval()(torch.from_numpy(xin)[None]).last_hidden_state[0].numpy()
+        h = (
+            HubertModel.from_pretrained(str(tiny_hubert))
+            .eval()(torch.from_numpy(xin)[None])
+            .last_hidden_state[0]
+            .numpy()
+        )
     assert h.shape[0] == (len(x) - 400) // 320 + 1
     h = np.concatenate([h, np.repeat(h[-1:], 2 * T - h.shape[0], 0)])
     np.testing.assert_allclose(feats, h.reshape(T, 2, 16).mean(1), rtol=1e-4, atol=1e-4)
@@ -281,8 +331,11 @@ def test_tiny_emotion2vec_funasr_dir(tmp_path):
     d.mkdir()
     (d / "config.yaml").write_text(yaml.safe_dump(conf))
     torch.save(net.state_dict(), d / "model.pt")
-    spec = EncoderSpec.from_config("emotion2vec", {"role": "e", "kind": "emotion2vec", "model": str(d)},
-                                   "features.profiles.t.encoders.emotion2vec")
+    spec = EncoderSpec.from_config(
+        "emotion2vec",
+        {"role": "e", "kind": "emotion2vec", "model": str(d)},
+        "features.profiles.t.encoders.emotion2vec",
+    )
     enc = build_encoder(spec)
     assert enc.dim == conf["model_conf"]["embed_dim"] and enc.native_hz == 50.0
     x = sf.read(_wav(tmp_path / "a.wav", 1.0))[0].astype(np.float32)
@@ -295,8 +348,13 @@ def test_tiny_emotion2vec_funasr_dir(tmp_path):
     bad.mkdir()
     (bad / "model.pt").write_bytes(b"x")
     with pytest.raises(EmoheadInputError, match="features.profiles.t.encoders.emotion2vec.model"):
-        build_encoder(EncoderSpec.from_config("emotion2vec", {"role": "e", "kind": "emotion2vec", "model": str(bad)},
-                                              "features.profiles.t.encoders.emotion2vec"))
+        build_encoder(
+            EncoderSpec.from_config(
+                "emotion2vec",
+                {"role": "e", "kind": "emotion2vec", "model": str(bad)},
+                "features.profiles.t.encoders.emotion2vec",
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -309,12 +367,21 @@ def tiny_llama(tmp_path_factory):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     corpus = ["don't forget a jacket", "the jacket is red", "forget me not", "a red jacket and a hat"] * 5
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=40, special_tokens=["<unk>", "<s>", "</s>"]))
+    tok.train_from_iterator(
+        corpus, trainers.BpeTrainer(vocab_size=40, special_tokens=["<unk>", "<s>", "</s>"])
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     fast.save_pretrained(d)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    cfg = LlamaConfig(
+        vocab_size=fast.vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     LlamaModel(cfg).eval().save_pretrained(d)
     return d
 
@@ -323,8 +390,11 @@ def test_tiny_llama_word_vectors(tiny_llama):
     import torch
     from transformers import AutoTokenizer, LlamaModel
 
-    spec = EncoderSpec.from_config("llama", {"role": "gamma", "kind": "hf_text", "model": str(tiny_llama)},
-                                   "features.profiles.t.encoders.llama")
+    spec = EncoderSpec.from_config(
+        "llama",
+        {"role": "gamma", "kind": "hf_text", "model": str(tiny_llama)},
+        "features.profiles.t.encoders.llama",
+    )
     enc = build_encoder(spec)
     assert isinstance(enc.model, LlamaModel) and enc.dim == 16
     words = ["forget", "a", "jackethat"]
@@ -336,10 +406,15 @@ def test_tiny_llama_word_vectors(tiny_llama):
     assert len(pieces[2]) > 1  # "jackethat" is split into sub-words: pooling is exercised
     ids = sum(pieces, [])
     with torch.no_grad():
-        h = LlamaModel.from_pretrained(str(tiny_llama)).eval()(torch.tensor([ids])).last_hidden_state[0].numpy()
+        h = (
+            LlamaModel.from_pretrained(str(tiny_llama))
+            .eval()(torch.tensor([ids]))
+            .last_hidden_state[0]
+            .numpy()
+        )
     o = 0
     for j, p in enumerate(pieces):
-        np.testing.assert_allclose(vecs[j], h[o:o + len(p)].mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(vecs[j], h[o : o + len(p)].mean(0), rtol=1e-4, atol=1e-5)
         o += len(p)
     # silence embedding of text encoders: the zero vector
     assert not enc.silence_vector().any()
@@ -351,7 +426,9 @@ def test_text_features_on_frames(tiny_llama, tmp_path):
 
     wav = _wav(tmp_path / "a.wav", 1.0)
     tr = tmp_path / "t.parquet"
-    df = pd.DataFrame({"token": ["forget", "a", "jacket"], "start_s": [0.1, 0.42, 0.5], "end_s": [0.4, 0.48, 0.9]})
+    df = pd.DataFrame(
+        {"token": ["forget", "a", "jacket"], "start_s": [0.1, 0.42, 0.5], "end_s": [0.4, 0.48, 0.9]}
+    )
     write_transcript(tr, df, {})
     cfg = _cfg(tmp_path, {"llama": {"role": "gamma", "kind": "hf_text", "model": str(tiny_llama)}})
     out = tmp_path / "f.parquet"
@@ -426,10 +503,16 @@ def test_tiny_paraformer_funasr_dir_timestamps(tmp_path):
     (d / "tokens.txt").write_text("\n".join(tokens) + "\n")
     torch.manual_seed(0)
     net = tables.model_classes.get(conf["model"])(
-        **conf["model_conf"], encoder=conf["encoder"], encoder_conf=conf["encoder_conf"],
-        decoder=conf["decoder"], decoder_conf=conf["decoder_conf"], predictor=conf["predictor"],
-        predictor_conf=conf["predictor_conf"], input_size=WavFrontend(**conf["frontend_conf"]).output_size(),
-        vocab_size=len(tokens))
+        **conf["model_conf"],
+        encoder=conf["encoder"],
+        encoder_conf=conf["encoder_conf"],
+        decoder=conf["decoder"],
+        decoder_conf=conf["decoder_conf"],
+        predictor=conf["predictor"],
+        predictor_conf=conf["predictor_conf"],
+        input_size=WavFrontend(**conf["frontend_conf"]).output_size(),
+        vocab_size=len(tokens),
+    )
     with torch.no_grad():
         net.predictor.cif_output.bias.fill_(0.0)
         net.decoder.output_layer.bias.fill_(-10.0)
@@ -456,6 +539,8 @@ def test_prefill_then_clip_jobs_only_link(tmp_path):
     assert json.loads(man.read_text())["clips"] == 3
     pipeline._LOADED.clear()
     for w in wavs:
-        assert pipeline.run_audio_features(cfg, "mel", w, tmp_path / "out" / f"{Path(w).stem}.parquet") == "hit"
+        assert (
+            pipeline.run_audio_features(cfg, "mel", w, tmp_path / "out" / f"{Path(w).stem}.parquet") == "hit"
+        )
     assert not any(k.startswith('["enc"') for k in pipeline._LOADED)  # no encoder was built
     assert pipeline.prefill(cfg, "mel", wavs, man) == {"computed": 0, "hit": 3}

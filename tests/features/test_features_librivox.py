@@ -41,8 +41,18 @@ def librivox_dir(repo_root) -> Path:
         return out
     cache.mkdir(parents=True, exist_ok=True)
     if not (cache / SDIST).is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "pocketsphinx",
-               "pocketsphinx==5.1.1", "-d", str(cache)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            "pocketsphinx",
+            "pocketsphinx==5.1.1",
+            "-d",
+            str(cache),
+        ]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
@@ -57,7 +67,7 @@ def librivox_dir(repo_root) -> Path:
     with tarfile.open(cache / SDIST) as tf:
         for m in tf.getmembers():
             if m.name.startswith(prefix) and m.isfile() and m.name.endswith((".wav", ".txt", ".json")):
-                m.name = m.name[len(prefix):]
+                m.name = m.name[len(prefix) :]
                 tf.extract(m, out, filter="data")
     return out
 
@@ -68,8 +78,11 @@ def _norm(w: str) -> str:
 
 def _reference(path: Path) -> list[tuple[str, float, float]]:
     ref = json.loads(path.read_text())
-    return [(re.sub(r"\(\d+\)$", "", w["t"]), float(w["b"]), float(w["b"]) + float(w["d"]))
-            for w in ref["w"] if not w["t"].startswith("<")]
+    return [
+        (re.sub(r"\(\d+\)$", "", w["t"]), float(w["b"]), float(w["b"]) + float(w["d"]))
+        for w in ref["w"]
+        if not w["t"].startswith("<")
+    ]
 
 
 def _compare(librivox_dir: Path, stems: list[str], repo_root: Path):
@@ -80,7 +93,9 @@ def _compare(librivox_dir: Path, stems: list[str], repo_root: Path):
         # the .txt transcript is the same word sequence as the alignment
         assert (librivox_dir / f"{stem}.txt").read_text().split() == [w for w, _, _ in ref]
         hyp = asr.transcribe(load_audio(librivox_dir / f"{stem}.wav"))
-        sm = difflib.SequenceMatcher(a=[w for w, _, _ in ref], b=[_norm(t) for t in hyp.token], autojunk=False)
+        sm = difflib.SequenceMatcher(
+            a=[w for w, _, _ in ref], b=[_norm(t) for t in hyp.token], autojunk=False
+        )
         for a, b, n in sm.get_matching_blocks():
             for k in range(n):
                 d_start.append(hyp.start_s[b + k] - ref[a + k][1])
@@ -88,9 +103,11 @@ def _compare(librivox_dir: Path, stems: list[str], repo_root: Path):
         n_ref += len(ref)
         n_match += sum(n for _, _, n in sm.get_matching_blocks())
     d_start, d_end = np.abs(d_start), np.abs(d_end)
-    print(f"LibriVox {len(stems)} clips: {n_match}/{n_ref} words matched; |start err| median "
-          f"{np.median(d_start):.3f} max {d_start.max():.3f} s; |end err| median {np.median(d_end):.3f} "
-          f"max {d_end.max():.3f} s")
+    print(
+        f"LibriVox {len(stems)} clips: {n_match}/{n_ref} words matched; |start err| median "
+        f"{np.median(d_start):.3f} max {d_start.max():.3f} s; |end err| median {np.median(d_end):.3f} "
+        f"max {d_end.max():.3f} s"
+    )
     assert n_match >= 0.8 * n_ref
     for d in (d_start, d_end):
         assert np.median(d) <= 0.2 and d.max() <= 0.5

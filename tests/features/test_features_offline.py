@@ -41,7 +41,9 @@ def test_offline_features_match_video_frames(offline_run):
     for c in clips:
         Ts = set()
         for enc in names:
-            frames, feats, meta = read_features(res / "features" / enc / c["actor"] / f"{c['sample']}.parquet")
+            frames, feats, meta = read_features(
+                res / "features" / enc / c["actor"] / f"{c['sample']}.parquet"
+            )
             assert feats.shape[1] == dims[enc] == meta["dim"]
             assert np.all(np.isfinite(feats))
             assert frames.tolist() == list(range(len(frames)))
@@ -74,7 +76,7 @@ def test_offline_features_are_informative(offline_run):
         assert np.linalg.norm(w - wm["silence"], axis=1).max() > 1.0
         spoken = np.zeros(len(t), bool)
         for a, b in zip(tr.start_s, tr.end_s):
-            spoken[int(np.floor(a * 25 + 0.5)):int(np.floor(b * 25 + 0.5))] = True
+            spoken[int(np.floor(a * 25 + 0.5)) : int(np.floor(b * 25 + 0.5))] = True
         silent_rows = ~np.any(np.abs(t - tm["silence"]) > 0, axis=1)
         assert silent_rows.any() and (~silent_rows).any()
         assert not np.any(silent_rows & spoken & np.roll(spoken, 1) & np.roll(spoken, -1))
@@ -117,9 +119,15 @@ def test_preprocessed_audio_gives_exact_crop_length(tmp_path, mirror):
     crop = tmp_path / "crop.mp4"
     media.write_video(np.zeros((n, 32, 32, 3), np.uint8), crop, 25)
     assert count_video_frames(crop) == n
-    base = {"results_dir": str(tmp_path / "r"), "preprocess": {"fps": 25, "sample_rate": 16000},
-            "features": {"profile": "t", "dtype": "float16",
-                         "profiles": {"t": {"encoders": {"logmel": {"role": "e", "kind": "logmel"}}}}}}
+    base = {
+        "results_dir": str(tmp_path / "r"),
+        "preprocess": {"fps": 25, "sample_rate": 16000},
+        "features": {
+            "profile": "t",
+            "dtype": "float16",
+            "profiles": {"t": {"encoders": {"logmel": {"role": "e", "kind": "logmel"}}}},
+        },
+    }
     for ref in (None, boxes, crop):
         out = tmp_path / f"f_{ref is None}_{getattr(ref, 'suffix', '')}.parquet"
         pipeline.run_audio_features(base, "logmel", wav, out, frames_ref=ref)

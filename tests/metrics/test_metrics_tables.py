@@ -22,8 +22,20 @@ def _clip_rows(tmp_path, method, ds, clip, values, fid_shift=None):
     rows = []
     for metric, v in values.items():
         note = "" if np.isfinite(v) or np.isinf(v) else NOTE_SYNC
-        rows.append(dict(dataset=ds, method=method, clip=clip, metric=metric, value=v, note=note, n_frames=10,
-                         emotion="sad", generated="g.mp4", ground_truth="t.mp4"))
+        rows.append(
+            dict(
+                dataset=ds,
+                method=method,
+                clip=clip,
+                metric=metric,
+                value=v,
+                note=note,
+                n_frames=10,
+                emotion="sad",
+                generated="g.mp4",
+                ground_truth="t.mp4",
+            )
+        )
     d = tmp_path / "clips" / method / ds
     d.mkdir(parents=True, exist_ok=True)
     p = d / f"{clip}.parquet"
@@ -40,25 +52,46 @@ def _clip_rows(tmp_path, method, ds, clip, values, fid_shift=None):
 def built(tmp_path):
     paths, fids = [], []
     for clip, psnr, ssim in [("a", 30.0, 0.9), ("b", 32.0, 0.8)]:
-        p, f = _clip_rows(tmp_path, "ours", "cremad", clip,
-                          {"SSIM": ssim, "PSNR": psnr, "M-LMD": 1.0, "F-LMD": 2.0, "LSE-C": np.nan,
-                           "LSE-D": np.nan, "ER": 50.0, "FID (clip)": 1.0,
-                           "AUE (blendshape proxy)": 0.04 if clip == "a" else 0.06}, fid_shift=1.0)
+        p, f = _clip_rows(
+            tmp_path,
+            "ours",
+            "cremad",
+            clip,
+            {
+                "SSIM": ssim,
+                "PSNR": psnr,
+                "M-LMD": 1.0,
+                "F-LMD": 2.0,
+                "LSE-C": np.nan,
+                "LSE-D": np.nan,
+                "ER": 50.0,
+                "FID (clip)": 1.0,
+                "AUE (blendshape proxy)": 0.04 if clip == "a" else 0.06,
+            },
+            fid_shift=1.0,
+        )
         paths.append(p)
         fids.append(f)
     p, f = _clip_rows(tmp_path, "groundtruth", "cremad", "a", {"ER": 80.0, "LSE-C": np.nan})
     paths.append(p)
     (tmp_path / "cremad" / "audio2exp" / "main").mkdir(parents=True)
-    (tmp_path / "cremad" / "audio2exp" / "main" / "eval.json").write_text(json.dumps({"rmse_alpha_hat": 0.123}))
+    (tmp_path / "cremad" / "audio2exp" / "main" / "eval.json").write_text(
+        json.dumps({"rmse_alpha_hat": 0.123})
+    )
     spec = TB.TableSpec(
         datasets={"cremad": "crema_d", "obama": "folder"},
         methods=["SadTalker", "ours", "groundtruth"],
         method_notes={"SadTalker": "n/a: set metrics.baselines_dir"},
-        ablations=[{"label": "Ours", "method": "ours"}, {"label": "w/o refinement", "method": "ours_wo_refinement"},
-                   {"label": "Ours (FaceVerse)", "method": None, "note": "n/a: FaceVerse not available"}],
-        loss_ablations=[{"label": "L_reg + L_reg^const", "variant": "main", "method": None},
-                        {"label": "L_reg", "variant": "wo_contrastive", "method": None},
-                        {"label": "full", "variant": None, "method": "ours"}],
+        ablations=[
+            {"label": "Ours", "method": "ours"},
+            {"label": "w/o refinement", "method": "ours_wo_refinement"},
+            {"label": "Ours (FaceVerse)", "method": None, "note": "n/a: FaceVerse not available"},
+        ],
+        loss_ablations=[
+            {"label": "L_reg + L_reg^const", "variant": "main", "method": None},
+            {"label": "L_reg", "variant": "wo_contrastive", "method": None},
+            {"label": "full", "variant": None, "method": "ours"},
+        ],
     )
     out = tmp_path / "tables"
     tables = TB.build_all(paths, fids, spec, tmp_path, out)
@@ -128,11 +161,17 @@ def test_ablation_rows_of_a_rendered_subject_dataset(tmp_path):
         p, f = _clip_rows(tmp_path, method, "obama", "subj", {"SSIM": 0.9, "PSNR": psnr})
         paths.append(p)
         fids.append(f)
-    spec = TB.TableSpec(datasets={"obama": "folder"}, methods=["ours"], method_notes={},
-                        ablations=[{"label": "Ours", "method": "ours"},
-                                   {"label": "w/o refinement", "method": "ours_wo_refinement"},
-                                   {"label": "d = 256", "method": "ours_d256"}],
-                        loss_ablations=[])
+    spec = TB.TableSpec(
+        datasets={"obama": "folder"},
+        methods=["ours"],
+        method_notes={},
+        ablations=[
+            {"label": "Ours", "method": "ours"},
+            {"label": "w/o refinement", "method": "ours_wo_refinement"},
+            {"label": "d = 256", "method": "ours_d256"},
+        ],
+        loss_ablations=[],
+    )
     t4 = TB.build_all(paths, fids, spec, tmp_path, tmp_path / "tables")["table_IV"]
     meas = t4[t4["Source"] == "measured"].set_index("Setting")
     assert set(meas["Dataset"]) == {"obama"}
@@ -141,9 +180,15 @@ def test_ablation_rows_of_a_rendered_subject_dataset(tmp_path):
 
 
 def test_human_sheet_round_trip(tmp_path):
-    clips = pd.DataFrame({"dataset": ["d"] * 4, "method": ["ours", "ours", "EAT", "EAT"],
-                          "clip": ["a", "b", "a", "b"], "video": ["x1", "x2", "x3", "x4"],
-                          "emotion": ["sad"] * 4})
+    clips = pd.DataFrame(
+        {
+            "dataset": ["d"] * 4,
+            "method": ["ours", "ours", "EAT", "EAT"],
+            "clip": ["a", "b", "a", "b"],
+            "video": ["x1", "x2", "x3", "x4"],
+            "emotion": ["sad"] * 4,
+        }
+    )
     HU.write_sheet(clips, tmp_path / "s.csv", tmp_path / "s.html", tmp_path / "k.csv", seed=1)
     sheet = pd.read_csv(tmp_path / "s.csv")
     assert "method" not in sheet.columns and set(HU.ASPECTS) <= set(sheet.columns)
@@ -167,24 +212,50 @@ def test_human_sheet_round_trip(tmp_path):
 
 def test_pair_catalogue(tmp_path):
     # per-clip results are grouped by actor: results/{dataset}/crop/{actor}/{sample}.mp4
-    samples = {"cremad": pd.DataFrame({
-        "sample_id": ["s1", "s2", "s3"], "actor": ["1001", "1001", "1002"], "emotion": ["sad", "happy", "angry"],
-        "split": ["train", "test", "test"], "video_path": ["v1", "v2", ""]})}
+    samples = {
+        "cremad": pd.DataFrame(
+            {
+                "sample_id": ["s1", "s2", "s3"],
+                "actor": ["1001", "1001", "1002"],
+                "emotion": ["sad", "happy", "angry"],
+                "split": ["train", "test", "test"],
+                "video_path": ["v1", "v2", ""],
+            }
+        )
+    }
     bdir = tmp_path / "baselines"
     (bdir / "SadTalker" / "cremad").mkdir(parents=True)
     (bdir / "SadTalker" / "cremad" / "s2.mp4").write_bytes(b"")
     (bdir / "SadTalker" / "cremad" / "unknown.mp4").write_bytes(b"")
-    cfg = {"baselines_dir": str(bdir), "reencode": {"datasets": ["cremad"]}, "groundtruth_datasets": ["cremad"],
-           "pairs": [{"generated": "/x/gen.mp4", "ground_truth": "/x/gt.mp4", "method": "my method"}]}
-    render = [dict(method=m, group="subj", clip="s2", dataset="cremad", generated=f"R/render/subj/{d}/s2/test_render.mp4",
-                   ground_truth=f"R/render/subj/{d}/s2/test_gt.mp4", emotion="happy",
-                   meta=f"R/render/subj/{d}/s2/test_meta.json")
-              for m, d in (("ours", "driven/main"), ("ours_gt_alpha", "test"))]
+    cfg = {
+        "baselines_dir": str(bdir),
+        "reencode": {"datasets": ["cremad"]},
+        "groundtruth_datasets": ["cremad"],
+        "pairs": [{"generated": "/x/gen.mp4", "ground_truth": "/x/gt.mp4", "method": "my method"}],
+    }
+    render = [
+        dict(
+            method=m,
+            group="subj",
+            clip="s2",
+            dataset="cremad",
+            generated=f"R/render/subj/{d}/s2/test_render.mp4",
+            ground_truth=f"R/render/subj/{d}/s2/test_gt.mp4",
+            emotion="happy",
+            meta=f"R/render/subj/{d}/s2/test_meta.json",
+        )
+        for m, d in (("ours", "driven/main"), ("ours_gt_alpha", "test"))
+    ]
     df = PA.build_pairs(cfg, {"cremad": {"kind": "crema_d"}}, samples, "R", render)
     keys = set(zip(df["method"], df["group"], df["clip"]))
     # audio-driven render (audio2exp main) and the ground-truth-alpha reconstruction, per test clip
     assert ("ours", "subj", "s2") in keys and ("ours_gt_alpha", "subj", "s2") in keys
-    assert PA.build_pairs({**cfg, "render": False}, {}, samples, "R", render)["method"].str.startswith("ours").sum() == 0
+    assert (
+        PA.build_pairs({**cfg, "render": False}, {}, samples, "R", render)["method"]
+        .str.startswith("ours")
+        .sum()
+        == 0
+    )
     assert ("SadTalker", "cremad", "s2") in keys and ("SadTalker", "cremad", "unknown") not in keys
     assert ("reencode", "cremad", "s2") in keys and ("reencode", "cremad", "s1") not in keys  # test split
     assert ("my_method", "pairs", "gen") in keys
@@ -194,11 +265,15 @@ def test_pair_catalogue(tmp_path):
     assert st["emotion"] == "happy" and st["audio"] == "R/cremad/audio/1001/s2.wav"
     assert st["ground_truth"] == "R/cremad/crop/1001/s2.mp4"
     re_ = df[df["method"] == "reencode"].iloc[0]
-    assert re_["generated"] == "R/metrics/reencode/cremad/s2.mp4" and re_["ground_truth"] == "R/cremad/crop/1001/s2.mp4"
+    assert (
+        re_["generated"] == "R/metrics/reencode/cremad/s2.mp4"
+        and re_["ground_truth"] == "R/cremad/crop/1001/s2.mp4"
+    )
     # renderer rows: labels from test_meta.json at run time
     meta = tmp_path / "meta.json"
-    meta.write_text(json.dumps({"dataset": "cremad", "sample": "s2", "frame_start": 50, "fps": 25,
-                                "emotion": "happy"}))
+    meta.write_text(
+        json.dumps({"dataset": "cremad", "sample": "s2", "frame_start": 50, "fps": 25, "emotion": "happy"})
+    )
     row = df[df["method"] == "ours"].iloc[0].to_dict()
     assert row["dataset"] == "cremad" and row["emotion"] == "happy"
     row = {**row, "meta": str(meta), "dataset": "", "emotion": ""}
@@ -214,22 +289,35 @@ def test_resolve_pair_finds_renderer_speech_in_actor_layout(tmp_path):
     wav.parent.mkdir(parents=True)
     wav.write_bytes(b"RIFF")
     meta = tmp_path / "meta.json"
-    meta.write_text(json.dumps({"dataset": "cremad", "sample": "s2", "frame_start": 50, "fps": 25,
-                                "emotion": "happy"}))
-    row = {"method": "ours", "group": "render", "clip": "subj", "dataset": "", "generated": "g.mp4",
-           "ground_truth": "t.mp4", "audio": "", "emotion": "", "reference_free": False, "meta": str(meta)}
+    meta.write_text(
+        json.dumps({"dataset": "cremad", "sample": "s2", "frame_start": 50, "fps": 25, "emotion": "happy"})
+    )
+    row = {
+        "method": "ours",
+        "group": "render",
+        "clip": "subj",
+        "dataset": "",
+        "generated": "g.mp4",
+        "ground_truth": "t.mp4",
+        "audio": "",
+        "emotion": "",
+        "reference_free": False,
+        "meta": str(meta),
+    }
     assert PA.resolve_pair(row, str(tmp_path)).audio is None  # no sample table: actor unknown
     import pandas as pd
 
     pd.DataFrame({"sample_id": ["s1", "s2"], "actor": ["1002", "1001"]}).to_parquet(
-        tmp_path / "cremad" / "samples.parquet")
+        tmp_path / "cremad" / "samples.parquet"
+    )
     pair = PA.resolve_pair(row, str(tmp_path))
     assert pair.audio == str(wav) and pair.audio_start_s == 2.0
     # the renderer's test_meta.json names the wav it cut the speech from: used as is
     other = tmp_path / "other.wav"
     other.write_bytes(b"RIFF")
-    meta.write_text(json.dumps({"dataset": "cremad", "sample": "s2", "frame_start": 25, "fps": 25,
-                                "audio": str(other)}))
+    meta.write_text(
+        json.dumps({"dataset": "cremad", "sample": "s2", "frame_start": 25, "fps": 25, "audio": str(other)})
+    )
     pair = PA.resolve_pair(row, str(tmp_path))
     assert pair.audio == str(other) and pair.audio_start_s == 1.0
 

@@ -33,12 +33,21 @@ tables:
 @pytest.mark.slow
 def test_snakemake_metrics_and_tables(repo_root, mirror, tmp_path):
     for name in ["Snakefile", "rules", "workflow", "config", "envs"]:
-        shutil.copytree(repo_root / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__")) \
-            if (repo_root / name).is_dir() else shutil.copy(repo_root / name, tmp_path / name)
+        shutil.copytree(repo_root / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__")) if (
+            repo_root / name
+        ).is_dir() else shutil.copy(repo_root / name, tmp_path / name)
     (tmp_path / "config" / "metrics_test.yaml").write_text(OVERRIDE)
     env = {**os.environ, "EMOHEAD_MIRROR": str(mirror), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [str(BIN / "snakemake"), "results/tables/table_II.md", "results/metrics/human/sheet.csv", "--cores", "2",
-           "--configfile", "config/demo.yaml", "config/metrics_test.yaml"]
+    cmd = [
+        str(BIN / "snakemake"),
+        "results/tables/table_II.md",
+        "results/metrics/human/sheet.csv",
+        "--cores",
+        "2",
+        "--configfile",
+        "config/demo.yaml",
+        "config/metrics_test.yaml",
+    ]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     res = tmp_path / "results"

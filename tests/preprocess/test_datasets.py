@@ -16,14 +16,19 @@ from emohead_core.preprocess import datasets as ds
 @pytest.fixture(scope="module")
 def manifest_durations(mirror):
     with open(mirror / "data" / "MANIFEST.tsv") as f:
-        return {r["file"].split("/")[-1].rsplit(".", 1)[0]: float(r["duration_s"]) for r in csv.DictReader(f, delimiter="\t")}
+        return {
+            r["file"].split("/")[-1].rsplit(".", 1)[0]: float(r["duration_s"])
+            for r in csv.DictReader(f, delimiter="\t")
+        }
 
 
 @pytest.fixture(scope="module")
 def m4a(mirror, tmp_path_factory):
     """A real AAC .m4a (MEAD's audio format) made from a CREMA-D recording."""
     out = tmp_path_factory.mktemp("m4a") / "speech.m4a"
-    media.run_ffmpeg(["-i", str(mirror / "data/crema-d/1002_DFA_HAP_XX.mp3"), "-c:a", "aac", "-b:a", "64k", str(out)])
+    media.run_ffmpeg(
+        ["-i", str(mirror / "data/crema-d/1002_DFA_HAP_XX.mp3"), "-c:a", "aac", "-b:a", "64k", str(out)]
+    )
     return out
 
 
@@ -39,7 +44,9 @@ def test_demo_crema_d_table(mirror, tmp_path, manifest_durations):
     assert len(df) == 9 and df["sample_id"].is_unique
     video = df[df["video_path"] != ""]
     audio_only = df[df["video_path"] == ""]
-    assert sorted(video["sample_id"]) == [f"1001_DFA_{e}_XX" for e in ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]]
+    assert sorted(video["sample_id"]) == [
+        f"1001_DFA_{e}_XX" for e in ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+    ]
     assert set(audio_only["actor"]) == {"1002"} and len(audio_only) == 3
     assert set(df["emotion"]) <= set(ds.EMOTIONS)
     assert df.set_index("sample_id").at["1001_DFA_DIS_XX", "emotion"] == "disgusted"
@@ -118,13 +125,22 @@ def test_mead_layout(mirror, m4a, tmp_path):
     keys = lambda a: set(df[(df.actor == a) & (df.split == "test")]["sample_id"].str.split("_", n=1).str[1])  # noqa: E731
     assert keys("M003") == keys("W009")
     # actor / emotion filters
-    sub = ds.build_table("mead", {"kind": "mead", "root": str(root), "actors": ["W009"], "emotions": ["happy"]})
+    sub = ds.build_table(
+        "mead", {"kind": "mead", "root": str(root), "actors": ["W009"], "emotions": ["happy"]}
+    )
     assert set(sub["actor"]) == {"W009"} and set(sub["emotion"]) == {"happy"} and len(sub) == 8
 
 
 def test_assign_splits_budget_and_unused():
     rows = [
-        {"sample_id": f"A_{e}_{i}", "actor": "A", "emotion": e, "intensity": 1, "sentence": str(i), "duration_s": 10.0}
+        {
+            "sample_id": f"A_{e}_{i}",
+            "actor": "A",
+            "emotion": e,
+            "intensity": 1,
+            "sentence": str(i),
+            "duration_s": 10.0,
+        }
         for e in ["angry", "sad", "happy"]
         for i in range(10)
     ]
@@ -161,14 +177,20 @@ def test_bad_crema_level_and_name(mirror, tmp_path):
 
 
 def test_unknown_mead_emotion(mirror, m4a, tmp_path):
-    _link(mirror / "data/talking-heads/WDA_AlexandriaOcasioCortez_000.mp4", tmp_path / "M1/video/front/bored/level_1/001.mp4")
+    _link(
+        mirror / "data/talking-heads/WDA_AlexandriaOcasioCortez_000.mp4",
+        tmp_path / "M1/video/front/bored/level_1/001.mp4",
+    )
     with pytest.raises(EmoheadInputError) as e:
         ds.build_table("m", {"kind": "mead", "root": str(tmp_path)})
     assert "bored" in str(e.value) and "surprised" in str(e.value) and "001.mp4" in str(e.value)
 
 
 def test_mead_video_without_audio(mirror, tmp_path):
-    _link(mirror / "data/talking-heads/WDA_AlexandriaOcasioCortez_000.mp4", tmp_path / "M1/video/front/sad/level_3/007.mp4")
+    _link(
+        mirror / "data/talking-heads/WDA_AlexandriaOcasioCortez_000.mp4",
+        tmp_path / "M1/video/front/sad/level_3/007.mp4",
+    )
     with pytest.raises(EmoheadInputError, match=r"007.mp4.*no audio file.*m4a"):
         ds.build_table("m", {"kind": "mead", "root": str(tmp_path)})
 
@@ -238,7 +260,10 @@ def test_table_roundtrip_and_duration_cache(mirror, tmp_path):
     key = str((root / "1002_DFA_ANG_XX.mp3").resolve())
     data[key][2] = 99.0
     cache.write_text(json.dumps(data))
-    assert ds.build_table("c", spec, cache_path=cache).set_index("sample_id").at["1002_DFA_ANG_XX", "duration_s"] == 99.0
+    assert (
+        ds.build_table("c", spec, cache_path=cache).set_index("sample_id").at["1002_DFA_ANG_XX", "duration_s"]
+        == 99.0
+    )
     os.utime(root / "1002_DFA_ANG_XX.mp3", ns=(1, 1))
     d = ds.build_table("c", spec, cache_path=cache).set_index("sample_id").at["1002_DFA_ANG_XX", "duration_s"]
     assert abs(d - 2.61) < 0.06
@@ -247,7 +272,9 @@ def test_table_roundtrip_and_duration_cache(mirror, tmp_path):
 def test_exclude_drops_broken_files(mirror, tmp_path):
     _link(mirror / "data/crema-d/1001_DFA_ANG_XX.flv", tmp_path / "1001_DFA_ANG_XX.flv")
     (tmp_path / "1001_DFA_SAD_XX.flv").write_bytes(b"broken")
-    with pytest.raises(EmoheadInputError, match=r"(?s)1001_DFA_SAD_XX.flv: not a readable.*datasets.c.exclude"):
+    with pytest.raises(
+        EmoheadInputError, match=r"(?s)1001_DFA_SAD_XX.flv: not a readable.*datasets.c.exclude"
+    ):
         ds.build_table("c", {"kind": "crema_d", "root": str(tmp_path)})
     df = ds.build_table("c", {"kind": "crema_d", "root": str(tmp_path), "exclude": ["1001_DFA_SAD_XX"]})
     assert list(df["sample_id"]) == ["1001_DFA_ANG_XX"]

@@ -88,7 +88,15 @@ def test_priors_match_network_and_reference(weights, h, w):
 def test_decode_inverts_encoding():
     rng = np.random.default_rng(0)
     pri = fd.prior_boxes(200, 300)[:50]
-    gt = np.stack([rng.uniform(0, 0.5, 50), rng.uniform(0, 0.5, 50), rng.uniform(0.55, 1, 50), rng.uniform(0.55, 1, 50)], 1)
+    gt = np.stack(
+        [
+            rng.uniform(0, 0.5, 50),
+            rng.uniform(0, 0.5, 50),
+            rng.uniform(0.55, 1, 50),
+            rng.uniform(0.55, 1, 50),
+        ],
+        1,
+    )
     c = (gt[:, :2] + gt[:, 2:]) / 2
     wh = gt[:, 2:] - gt[:, :2]
     v0, v1 = fd.VARIANCE

@@ -17,7 +17,9 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def onnx_path(mirror, tmp_path_factory):
-    return fd.export_onnx(mirror / "models/3ddfa_v2/FaceBoxesProd.pth", tmp_path_factory.mktemp("onnx") / "fb.onnx")
+    return fd.export_onnx(
+        mirror / "models/3ddfa_v2/FaceBoxesProd.pth", tmp_path_factory.mktemp("onnx") / "fb.onnx"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,12 @@ def test_crop_box_is_fixed_and_contains_face_and_landmarks(cropped, mirror):
         assert len(crop) == 1, "one crop box per clip"
         x1, y1, x2, y2 = crop.iloc[0]
         assert x2 - x1 == y2 - y1 and 0 <= x1 and 0 <= y1 and x2 <= 480 and y2 <= 360
-        assert (b["x1"] >= x1).all() and (b["y1"] >= y1).all() and (b["x2"] <= x2).all() and (b["y2"] <= y2).all()
+        assert (
+            (b["x1"] >= x1).all()
+            and (b["y1"] >= y1).all()
+            and (b["x2"] <= x2).all()
+            and (b["y2"] <= y2).all()
+        )
     # 68 3DDFA_V2 landmarks of source frames (independent of the crop) fall inside the crop
     fm = FaceModel(mirror / "models/3ddfa_v2", backend="torch")
     for name, r in cropped.items():
@@ -71,7 +78,9 @@ def test_crop_box_is_fixed_and_contains_face_and_landmarks(cropped, mirror):
         x1, y1, x2, y2 = b[["crop_x1", "crop_y1", "crop_x2", "crop_y2"]].iloc[0]
         src_frames = media.read_frames(r["src"], fps=25)
         idx = [0, len(src_frames) // 2, len(src_frames) - 1]
-        _, lms, _ = fm.fit_boxes([src_frames[i] for i in idx], b[["x1", "y1", "x2", "y2", "score"]].to_numpy()[idx])
+        _, lms, _ = fm.fit_boxes(
+            [src_frames[i] for i in idx], b[["x1", "y1", "x2", "y2", "score"]].to_numpy()[idx]
+        )
         lm = lms[..., :2]
         margin = 0.1 * (x2 - x1)
         assert (lm[..., 0] > x1 + margin).all() and (lm[..., 0] < x2 - margin).all(), name
@@ -89,11 +98,15 @@ def test_cropped_video_shows_the_face_steadily(cropped, detector):
         frames = media.read_frames(r["video"])
         dets = detector.detect_batch(frames[::4])
         assert all(len(d) == 1 for d in dets), name
-        in_src = np.stack([np.concatenate([pp.crop_to_source(d[0, :2], b), pp.crop_to_source(d[0, 2:4], b)]) for d in dets])
+        in_src = np.stack(
+            [np.concatenate([pp.crop_to_source(d[0, :2], b), pp.crop_to_source(d[0, 2:4], b)]) for d in dets]
+        )
         src_boxes = b[["x1", "y1", "x2", "y2"]].to_numpy()[::4]
         iou = np.diag(fd.box_iou(in_src, src_boxes))
         assert iou.min() > 0.75, (name, iou.min())
-        np.testing.assert_allclose(pp.source_to_crop(pp.crop_to_source(np.array([[10.0, 20.0]]), b), b), [[10.0, 20.0]])
+        np.testing.assert_allclose(
+            pp.source_to_crop(pp.crop_to_source(np.array([[10.0, 20.0]]), b), b), [[10.0, 20.0]]
+        )
 
 
 def test_audio_16k_mono_matches_video_length(cropped):
@@ -122,8 +135,14 @@ def test_audio_only_sample(mirror, tmp_path):
     pp.extract_clip_audio(mirror / "data/crema-d/1002_DFA_ANG_XX.mp3", out, n_frames=10)
     assert sf.info(str(out)).frames == 6400
     with pytest.raises(EmoheadInputError, match="no video stream"):
-        pp.crop_clip(mirror / "data/crema-d/1002_DFA_ANG_XX.mp3", None, tmp_path / "x.mp4", tmp_path / "x.parquet",
-                     crop_size=340, detector=object())
+        pp.crop_clip(
+            mirror / "data/crema-d/1002_DFA_ANG_XX.mp3",
+            None,
+            tmp_path / "x.mp4",
+            tmp_path / "x.parquet",
+            crop_size=340,
+            detector=object(),
+        )
 
 
 def _partly_blank(clip, tmp_path, blank):
@@ -152,12 +171,16 @@ def test_too_few_faces_fails_without_outputs(crema_clips, onnx_path, tmp_path):
     video = _partly_blank(crema_clips[4], tmp_path, slice(2, 20))
     out_v, out_b = tmp_path / "o.mp4", tmp_path / "o.boxes.parquet"
     with pytest.raises(EmoheadInputError) as e:
-        pp.crop_clip(video, onnx_path, out_v, out_b, crop_size=340, opts={"min_face_fraction": 0.5, "detect_every": 1})
+        pp.crop_clip(
+            video, onnx_path, out_v, out_b, crop_size=340, opts={"min_face_fraction": 0.5, "detect_every": 1}
+        )
     assert "partial.mp4" in str(e.value) and "2 of 20" in str(e.value) and "min_face_fraction" in str(e.value)
     assert not out_v.exists() and not out_b.exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
     # with a lower threshold the same clip passes
-    pp.crop_clip(video, onnx_path, out_v, out_b, crop_size=340, opts={"min_face_fraction": 0.1, "detect_every": 1})
+    pp.crop_clip(
+        video, onnx_path, out_v, out_b, crop_size=340, opts={"min_face_fraction": 0.1, "detect_every": 1}
+    )
     assert out_v.exists() and pp.read_boxes(out_b)["detected"].sum() == 2
 
 
@@ -170,7 +193,9 @@ def test_detect_every_k_frames(cropped, onnx_path, tmp_path):
     checked = np.nonzero(k["checked"].to_numpy())[0]
     assert list(checked) == sorted(set(range(0, n, 5)) | {n - 1})
     assert (k["detected"] == k["checked"]).all()
-    iou = np.diag(fd.box_iou(k[["x1", "y1", "x2", "y2"]].to_numpy(), full[["x1", "y1", "x2", "y2"]].to_numpy()))
+    iou = np.diag(
+        fd.box_iou(k[["x1", "y1", "x2", "y2"]].to_numpy(), full[["x1", "y1", "x2", "y2"]].to_numpy())
+    )
     assert iou.min() > 0.85
 
 
@@ -183,7 +208,12 @@ def test_helpers():
     assert side == 150 and x + side <= 200 and y == 0
     # track: the face overlapping the previous choice wins over a higher-scoring other face
     a, b = [10, 10, 50, 50], [200, 200, 240, 240]
-    dets = [np.array([a + [0.9], b + [0.8]]), np.array([b + [0.99], [12, 11, 52, 51, 0.7]]), None, np.zeros((0, 5))]
+    dets = [
+        np.array([a + [0.9], b + [0.8]]),
+        np.array([b + [0.99], [12, 11, 52, 51, 0.7]]),
+        None,
+        np.zeros((0, 5)),
+    ]
     boxes, scores = pp.select_track(dets)
     assert list(scores[:2]) == pytest.approx([0.9, 0.7]) and np.isnan(scores[2:]).all()
     filled = pp.interpolate_boxes(boxes, ~np.isnan(scores))
@@ -203,8 +233,15 @@ def test_threads_change_speed_not_boxes(cropped, onnx_path, tmp_path):
     pd.testing.assert_frame_equal(pp.read_boxes(b), pp.read_boxes(r["boxes"]))
     assert media.count_frames(v) == len(media.read_frames(v)) == len(pp.read_boxes(b))
     # x264 is deterministic for a given thread count: the same crop twice is the same file
-    pp.crop_clip(r["src"], onnx_path, tmp_path / "again.mp4", tmp_path / "again.parquet", crop_size=340, threads=2,
-                 opts={"detect_every": 1})
+    pp.crop_clip(
+        r["src"],
+        onnx_path,
+        tmp_path / "again.mp4",
+        tmp_path / "again.parquet",
+        crop_size=340,
+        threads=2,
+        opts={"detect_every": 1},
+    )
     assert (tmp_path / "again.mp4").read_bytes() == v.read_bytes()
 
 

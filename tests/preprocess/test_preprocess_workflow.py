@@ -39,13 +39,25 @@ def test_snakemake_preprocesses_demo_clips(repo_root, mirror, tmp_path):
         "results/cremad/audio/1001/1001_DFA_SAD_XX.wav",
         "results/cremad/audio/1002/1002_DFA_HAP_XX.wav",
     ]
-    cmd = [str(BIN / "snakemake"), *targets, "--cores", "2", "--configfile", "config/demo.yaml", "clip_mode.yaml"]
+    cmd = [
+        str(BIN / "snakemake"),
+        *targets,
+        "--cores",
+        "2",
+        "--configfile",
+        "config/demo.yaml",
+        "clip_mode.yaml",
+    ]
     rc, out = _run(cmd, tmp_path, mirror)
     assert rc == 0, out[-4000:]
     res = tmp_path / "results" / "cremad"
     table = pd.read_parquet(res / "samples.parquet")
-    expect = datasets.build_table("cremad", {"kind": "crema_d", "root": "asset:data/crema-d", "crop_size": 340},
-                                  mirror=mirror, cache_path=tmp_path / "c.json")
+    expect = datasets.build_table(
+        "cremad",
+        {"kind": "crema_d", "root": "asset:data/crema-d", "crop_size": 340},
+        mirror=mirror,
+        cache_path=tmp_path / "c.json",
+    )
     pd.testing.assert_frame_equal(table, expect, check_dtype=False)
     info = media.probe(res / "crop" / "1001" / "1001_DFA_SAD_XX.mp4")
     assert (info.width, info.height, info.fps) == (340, 340, 25.0)
@@ -55,7 +67,9 @@ def test_snakemake_preprocesses_demo_clips(repo_root, mirror, tmp_path):
     assert abs(sf.info(str(res / "audio" / "1002" / "1002_DFA_HAP_XX.wav")).frames / 16000 - 2.25) < 0.06
     # clip mode: only the requested clips, no actor batches (no stash, no batch log)
     assert sorted(p.name for p in (res / "crop" / "1001").iterdir()) == [
-        "1001_DFA_SAD_XX.boxes.parquet", "1001_DFA_SAD_XX.mp4"]
+        "1001_DFA_SAD_XX.boxes.parquet",
+        "1001_DFA_SAD_XX.mp4",
+    ]
     assert not list(res.rglob("*.partial")) and not (tmp_path / "logs/preprocess/preprocess_actor").exists()
     # the sha256-checked assets and the cached ONNX model were produced by their rules
     assert (tmp_path / "resources/onnx/faceboxes.onnx").is_file()

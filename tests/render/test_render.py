@@ -297,7 +297,17 @@ def test_march_gradients_match_stratified(per_ray):
     for name, fn in (("old", render_rays), ("new", march_rays)):
         model = _tiny_field()
         kw = dict(t_stop=0.0) if fn is march_rays else {}
-        out = fn(model, o, d, cond, n_samples=24, perturb=True, generator=torch.Generator().manual_seed(7), bg=bg, **kw)
+        out = fn(
+            model,
+            o,
+            d,
+            cond,
+            n_samples=24,
+            perturb=True,
+            generator=torch.Generator().manual_seed(7),
+            bg=bg,
+            **kw,
+        )
         loss = torch.nn.functional.mse_loss(out["rgb"], target)
         loss.backward()
         grads[name] = (float(loss), {k: p.grad.clone() for k, p in model.named_parameters()})
@@ -345,20 +355,42 @@ def synthetic_subject(T=12, size=S, seed=0):
     from emohead_core.render.data import SubjectData
 
     return SubjectData.from_arrays(
-        frames=frames, bg=(bg * 255).round().astype(np.uint8), head_mask=np.repeat(disk[None], T, 0),
-        poses=np.repeat(P[None], T, 0), alpha=alpha, shape=rng.normal(size=(T, 40)).astype(np.float32),
-        landmarks=np.repeat(lm[None], T, 0).astype(np.float32), train_idx=np.arange(T - 2),
-        test_idx=np.arange(T - 2, T), clips=[dict(sample="s", dataset="d", emotion="neutral", fps=25.0)],
-        subject="synth")
+        frames=frames,
+        bg=(bg * 255).round().astype(np.uint8),
+        head_mask=np.repeat(disk[None], T, 0),
+        poses=np.repeat(P[None], T, 0),
+        alpha=alpha,
+        shape=rng.normal(size=(T, 40)).astype(np.float32),
+        landmarks=np.repeat(lm[None], T, 0).astype(np.float32),
+        train_idx=np.arange(T - 2),
+        test_idx=np.arange(T - 2, T),
+        clips=[dict(sample="s", dataset="d", emotion="neutral", fps=25.0)],
+        subject="synth",
+    )
 
 
-TINY_MODEL = dict(grid=dict(n_levels=4, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4,
-                            finest_resolution=32), hidden=16, sigma_layers=1, color_hidden=16, color_layers=1)
+TINY_MODEL = dict(
+    grid=dict(
+        n_levels=4, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4, finest_resolution=32
+    ),
+    hidden=16,
+    sigma_layers=1,
+    color_hidden=16,
+    color_layers=1,
+)
 
 
 def _tiny_train(**kw):
-    cfg = dict(iters=60, rays=128, n_samples=12, lr_grid=3e-2, lr_mlp=1e-2, log_every=10, ckpt_every=1000,
-               occupancy=dict(res=8, warmup=10, update_every=10, n_cond=1))
+    cfg = dict(
+        iters=60,
+        rays=128,
+        n_samples=12,
+        lr_grid=3e-2,
+        lr_mlp=1e-2,
+        log_every=10,
+        ckpt_every=1000,
+        occupancy=dict(res=8, warmup=10, update_every=10, n_cond=1),
+    )
     cfg.update(kw)
     return cfg
 
@@ -415,7 +447,9 @@ def test_stratified_sampler_still_trains():
     hist = tr.fit(progress=False)
     assert np.mean([r["photo"] for r in hist[-10:]]) < 0.5 * np.mean([r["photo"] for r in hist[:10]])
     with pytest.raises(ValueError, match="sampler"):
-        tr.renderer.render_rays(torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]), torch.zeros(10), sampler="dense")
+        tr.renderer.render_rays(
+            torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]), torch.zeros(10), sampler="dense"
+        )
 
 
 def test_resume_is_exact(tmp_path):
@@ -454,12 +488,27 @@ def _tiny_clip(path):
     tok = CLIPTokenizer(str(path / "vocab.json"), str(path / "merges.txt"))
     tok.save_pretrained(path)
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=64, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
+        projection_dim=16,
+    )
     torch.manual_seed(0)
     CLIPModel(cfg).save_pretrained(path)
     return path
@@ -496,8 +545,14 @@ def test_stage_two_uses_clip_and_shape_losses(tmp_path, mirror):
     m = mirror / "models" / "3ddfa_v2"
     shape = ShapeLoss(m / "mb05_120x120.pth", m / "param_mean_std_62d_120x120.pkl")
     clip = ClipEmotionLoss(str(_tiny_clip(tmp_path / "clip")))
-    tr = Trainer(synthetic_subject(), TINY_MODEL, _tiny_train(iters=6, refine_start=3, patch_size=16),
-                 device="cpu", clip_loss=clip, shape_loss=shape)
+    tr = Trainer(
+        synthetic_subject(),
+        TINY_MODEL,
+        _tiny_train(iters=6, refine_start=3, patch_size=16),
+        device="cpu",
+        clip_loss=clip,
+        shape_loss=shape,
+    )
     hist = tr.fit(progress=False)
     assert all("cord" not in r for r in hist[:3])
     assert all("cord" in r and "shape" in r for r in hist[3:])
@@ -536,8 +591,13 @@ def test_cuda_frames_in_half_precision_match_cpu():
     tr = Trainer(data, dict(TINY_MODEL, backend="torch"), _tiny_train(iters=120), device="cpu")
     tr.fit(progress=False)
     cpu = tr.renderer
-    gpu = Renderer(copy.deepcopy(tr.model).cuda(), copy.deepcopy(tr.occ).cuda(), cpu.box_center, cpu.box_half,
-                   cpu.n_samples)
+    gpu = Renderer(
+        copy.deepcopy(tr.model).cuda(),
+        copy.deepcopy(tr.occ).cuda(),
+        cpu.box_center,
+        cpu.box_half,
+        cpu.n_samples,
+    )
     for i in data.test_idx:
         behind = data.behind(i)
         a, _ = cpu.render_frame(data.poses[i], data.alpha[i], behind)
@@ -545,6 +605,17 @@ def test_cuda_frames_in_half_precision_match_cpu():
         assert np.abs(a - b).max() <= 2 / 255
     uv = torch.rand(64, 2) * 31
     bg = torch.rand(64, 3)
-    outs = [r.render_uv(data.poses[0], uv, data.alpha[0], bg.to(r.device), perturb=True,
-                        generator=torch.Generator().manual_seed(5))["rgb"].float().cpu() for r in (cpu, gpu)]
+    outs = [
+        r.render_uv(
+            data.poses[0],
+            uv,
+            data.alpha[0],
+            bg.to(r.device),
+            perturb=True,
+            generator=torch.Generator().manual_seed(5),
+        )["rgb"]
+        .float()
+        .cpu()
+        for r in (cpu, gpu)
+    ]
     torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=0)

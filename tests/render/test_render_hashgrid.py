@@ -59,7 +59,11 @@ def _ref_encode(x, table, L, F, log2T, base, b):
                 for cy in (0, 1):
                     for cx in (0, 1):
                         c = g + np.array([cx, cy, cz])
-                        w = (fr[0] if cx else 1 - fr[0]) * (fr[1] if cy else 1 - fr[1]) * (fr[2] if cz else 1 - fr[2])
+                        w = (
+                            (fr[0] if cx else 1 - fr[0])
+                            * (fr[1] if cy else 1 - fr[1])
+                            * (fr[2] if cz else 1 - fr[2])
+                        )
                         if res**3 <= size:
                             idx = int(c[0] + c[1] * res + c[2] * res * res)
                         else:
@@ -69,13 +73,20 @@ def _ref_encode(x, table, L, F, log2T, base, b):
                                     h ^= np.uint32(c[d]) * primes[d]
                             idx = int(h)
                         idx %= size
-                        out[n, l * F:(l + 1) * F] += w * table[(off + idx) * F:(off + idx + 1) * F]
+                        out[n, l * F : (l + 1) * F] += w * table[(off + idx) * F : (off + idx + 1) * F]
     return out
 
 
 def _grid(log2T=10, base=4, fin=64, L=6, F=2, seed=0):
-    cfg = HashGridConfig.from_dict(dict(n_levels=L, n_features_per_level=F, log2_hashmap_size=log2T,
-                                        base_resolution=base, finest_resolution=fin))
+    cfg = HashGridConfig.from_dict(
+        dict(
+            n_levels=L,
+            n_features_per_level=F,
+            log2_hashmap_size=log2T,
+            base_resolution=base,
+            finest_resolution=fin,
+        )
+    )
     grid = TorchHashGrid(cfg)
     with torch.no_grad():
         grid.params.copy_(torch.randn(grid.params.shape, generator=torch.Generator().manual_seed(seed)))
@@ -88,20 +99,30 @@ def test_torch_grid_matches_numpy_reference(log2T, base, fin):
     grid = _grid(log2T, base, fin, L, F)
     x = torch.rand(40, 3, generator=torch.Generator().manual_seed(1))
     ours = grid(x).detach().numpy()
-    ref = _ref_encode(x.numpy(), grid.params.detach().numpy().astype(np.float64), L, F, log2T, base,
-                      grid.cfg.per_level_scale)
+    ref = _ref_encode(
+        x.numpy(),
+        grid.params.detach().numpy().astype(np.float64),
+        L,
+        F,
+        log2T,
+        base,
+        grid.cfg.per_level_scale,
+    )
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
     lay = level_layout(grid.cfg)  # both dense (coarse) and hashed (fine) levels were exercised
     assert any(l["dense"] for l in lay) and any(not l["dense"] for l in lay)
-    assert [(l["scale"], l["resolution"], l["size"], l["offset"]) for l in lay] == \
-        _ref_layout(L, F, log2T, base, grid.cfg.per_level_scale)
+    assert [(l["scale"], l["resolution"], l["size"], l["offset"]) for l in lay] == _ref_layout(
+        L, F, log2T, base, grid.cfg.per_level_scale
+    )
 
 
 def test_level_scales_follow_tcnn_float32_formula():
     """Paper profile (16 levels, 16 -> 2048): every scale is the float32 fma of the correctly
     rounded exp2f; NumPy's float32 exp2 with a separate multiply and subtract (the earlier
     computation) misses it on some level."""
-    cfg = HashGridConfig.from_dict(dict(n_levels=16, log2_hashmap_size=19, base_resolution=16, finest_resolution=2048))
+    cfg = HashGridConfig.from_dict(
+        dict(n_levels=16, log2_hashmap_size=19, base_resolution=16, finest_resolution=2048)
+    )
     lay = level_layout(cfg)
     l2 = np.float32(math.log2(float(np.float32(cfg.per_level_scale))))
     naive = []
@@ -150,8 +171,9 @@ def test_vectorised_grid_matches_plain_autograd_reference(F):
 
 
 def test_grid_is_continuous_and_interpolates_corners():
-    cfg = HashGridConfig(n_levels=1, n_features_per_level=1, log2_hashmap_size=12, base_resolution=5,
-                         per_level_scale=1.0)
+    cfg = HashGridConfig(
+        n_levels=1, n_features_per_level=1, log2_hashmap_size=12, base_resolution=5, per_level_scale=1.0
+    )
     grid = TorchHashGrid(cfg)
     with torch.no_grad():
         grid.params.copy_(torch.arange(grid.params.numel(), dtype=torch.float32))
@@ -167,8 +189,9 @@ def test_grid_is_continuous_and_interpolates_corners():
 
 
 def test_gradients_reach_only_touched_entries():
-    cfg = HashGridConfig(n_levels=4, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4,
-                         per_level_scale=2.0)
+    cfg = HashGridConfig(
+        n_levels=4, n_features_per_level=2, log2_hashmap_size=10, base_resolution=4, per_level_scale=2.0
+    )
     grid = TorchHashGrid(cfg)
     x = torch.rand(3, 3)
     grid(x).sum().backward()
@@ -201,9 +224,18 @@ class StandInTcnnEncoding(nn.Module):
     def __init__(self, n_input_dims, encoding_config, seed=1337, dtype=None):
         super().__init__()
         c = encoding_config
-        assert n_input_dims == 3 and c["otype"] == "HashGrid" and c.get("hash", "CoherentPrime") == "CoherentPrime"
-        self.cfg = HashGridConfig(c["n_levels"], c["n_features_per_level"], c["log2_hashmap_size"],
-                                  c["base_resolution"], c["per_level_scale"])
+        assert (
+            n_input_dims == 3
+            and c["otype"] == "HashGrid"
+            and c.get("hash", "CoherentPrime") == "CoherentPrime"
+        )
+        self.cfg = HashGridConfig(
+            c["n_levels"],
+            c["n_features_per_level"],
+            c["log2_hashmap_size"],
+            c["base_resolution"],
+            c["per_level_scale"],
+        )
         self.params = nn.Parameter(torch.empty(hg.n_params(self.cfg)).uniform_(-1e-4, 1e-4))
         object.__setattr__(self, "_math", TorchHashGrid(self.cfg))
 
@@ -302,8 +334,15 @@ def test_tcnn_matches_torch_grid_on_gpu():
     pytest.importorskip("tinycudann")
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    cfg = HashGridConfig.from_dict(dict(n_levels=16, n_features_per_level=2, log2_hashmap_size=19,
-                                        base_resolution=16, finest_resolution=2048))
+    cfg = HashGridConfig.from_dict(
+        dict(
+            n_levels=16,
+            n_features_per_level=2,
+            log2_hashmap_size=19,
+            base_resolution=16,
+            finest_resolution=2048,
+        )
+    )
     tg = make_hash_grid(cfg, backend="tcnn").cuda()
     pg = TorchHashGrid(cfg).cuda()
     with torch.no_grad():
@@ -321,12 +360,15 @@ def test_tcnn_matches_torch_grid_on_gpu():
     gp = torch.autograd.grad((pg(x) * w).sum(), pg.params)[0].double().cpu()
     for seed in range(3):
         v = torch.randn(gp.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        bound = float((w.abs().cpu() * parity_tolerance(cfg, x, v)).sum()) \
-            + 1e-4 * float(w.abs().sum()) * float(v.abs().max())
+        bound = float((w.abs().cpu() * parity_tolerance(cfg, x, v)).sum()) + 1e-4 * float(
+            w.abs().sum()
+        ) * float(v.abs().max())
         assert abs(float(gt @ v) - float(gp @ v)) <= bound
 
 
-def test_tcnn_layout_checkpoint_renders_identical_pixels_in_torch_backend(tmp_path, standin_tcnn, monkeypatch):
+def test_tcnn_layout_checkpoint_renders_identical_pixels_in_torch_backend(
+    tmp_path, standin_tcnn, monkeypatch
+):
     """A checkpoint of a model whose grid is tcnn's module (``encoder.enc.params``, as GPU runs
     of earlier versions saved it) loads through ``load_renderer`` and resume on a machine without
     tinycudann (PyTorch grid) and renders the same pixels; and back: the PyTorch checkpoint
@@ -370,6 +412,7 @@ def test_tcnn_layout_checkpoint_renders_identical_pixels_in_torch_backend(tmp_pa
     on_gpu = EmoNeRF(dict(TINY_MODEL, backend="tcnn"))
     assert isinstance(on_gpu.encoder, TcnnHashGrid)
     on_gpu.load_state_dict(torch.load(tmp_path / "torch.pt", weights_only=True)["model"])
-    back, _ = Renderer(on_gpu, tr.occ, tr.box["center_um"], tr.box["half_um"],
-                       tr.renderer.n_samples).render_frame(data.poses[i], data.alpha[i], behind)
+    back, _ = Renderer(
+        on_gpu, tr.occ, tr.box["center_um"], tr.box["half_um"], tr.renderer.n_samples
+    ).render_frame(data.poses[i], data.alpha[i], behind)
     assert np.array_equal(back, want)

@@ -26,8 +26,8 @@ def test_background_median_ignores_the_moving_head():
     excl = np.zeros((T, 24, 24), bool)
     for t in range(T):
         x = 2 * t
-        frames[t, 5:15, x:x + 6] = 200  # the "head" moves across
-        excl[t, 4:16, max(x - 1, 0):x + 7] = True
+        frames[t, 5:15, x : x + 6] = 200  # the "head" moves across
+        excl[t, 4:16, max(x - 1, 0) : x + 7] = True
     est = estimate_background(frames, excl)
     assert np.array_equal(est, bg)
     # a pixel never free is inpainted from its neighbours (no zeros / garbage)
@@ -67,8 +67,12 @@ def _subject_dir(tmp_path):
     from emohead_core.render.data import save_prepared
 
     save_prepared(data, sdir / "prepared")
-    hp = {"hyperplanes": {z: {"w_z": (np.eye(10)[k] * 0.5).tolist(), "b": 0.0}
-                          for k, z in enumerate(["happy", "sad", "angry"])}}
+    hp = {
+        "hyperplanes": {
+            z: {"w_z": (np.eye(10)[k] * 0.5).tolist(), "b": 0.0}
+            for k, z in enumerate(["happy", "sad", "angry"])
+        }
+    }
     (sdir / "hyperplanes.json").write_text(json.dumps(hp))
     return sdir, data
 
@@ -86,9 +90,27 @@ def test_render_command_with_alpha_file_and_timeline(tmp_path):
 
     sf.write(wav, (0.1 * np.sin(np.arange(int(sr * n / 25)) * 0.05)).astype(np.float32), sr)
     out = tmp_path / "out.mp4"
-    rc = main(["render", "--subject-dir", str(sdir), "--audio", str(wav), "--alpha", str(tmp_path / "alpha.npy"),
-               "--timeline", "0:happy,0.4:sad", "--intensity", "3.0", "--hyperplanes",
-               str(sdir / "hyperplanes.json"), "--out", str(out), "--pose", "still"])
+    rc = main(
+        [
+            "render",
+            "--subject-dir",
+            str(sdir),
+            "--audio",
+            str(wav),
+            "--alpha",
+            str(tmp_path / "alpha.npy"),
+            "--timeline",
+            "0:happy,0.4:sad",
+            "--intensity",
+            "3.0",
+            "--hyperplanes",
+            str(sdir / "hyperplanes.json"),
+            "--out",
+            str(out),
+            "--pose",
+            "still",
+        ]
+    )
     assert rc == 0
     info = media.probe(out)
     assert info.has_audio and info.width == 32
@@ -159,8 +181,18 @@ def test_driven_clip_renders_the_test_span_from_the_clips_audio(tmp_path, mirror
     cfg = load_config(repo_root / "config" / "demo.yaml")
     out = tmp_path / "driven" / "main" / "s"
     r = load_renderer(sdir / "model.pt", "cpu")
-    res = write_driven_clip(r, data, "s", out, a2e_model=a2e.parent, audio=wav, config=cfg,
-                            hyperplanes=sdir / "hyperplanes.json", emotion="happy", meta={"variant": "main"})
+    res = write_driven_clip(
+        r,
+        data,
+        "s",
+        out,
+        a2e_model=a2e.parent,
+        audio=wav,
+        config=cfg,
+        hyperplanes=sdir / "hyperplanes.json",
+        emotion="happy",
+        meta={"variant": "main"},
+    )
     meta = json.loads((out / "test_meta.json").read_text())
     val = data.test_idx
     assert (meta["frame_start"], meta["frame_end"], meta["n_frames"]) == (10, 12, len(val))
@@ -182,16 +214,25 @@ def test_driven_models_and_metric_methods():
     from emohead_core.render.plan import SubjectPlan, driven_models
 
     def sp(name, a2e):
-        return SubjectPlan(name, "obama", "o", ["o"], {"o": "neutral"}, {"o": False}, "within_clip", 0.1, None, a2e)
+        return SubjectPlan(
+            name, "obama", "o", ["o"], {"o": "neutral"}, {"o": False}, "within_clip", 0.1, None, a2e
+        )
 
-    subj = {"obama": sp("obama", "results/cremad/audio2exp/main"), "ext": sp("ext", "/models/my_a2e/model.pt"),
-            "none": sp("none", None)}
+    subj = {
+        "obama": sp("obama", "results/cremad/audio2exp/main"),
+        "ext": sp("ext", "/models/my_a2e/model.pt"),
+        "none": sp("none", None),
+    }
     cfg = {"render": {}}
     got = driven_models(cfg, "results", subj, ["main", "d256"])
-    assert got == {"obama": {"main": "results/cremad/audio2exp/main", "d256": "results/cremad/audio2exp/d256"},
-                   "ext": {"main": "/models/my_a2e"}}
+    assert got == {
+        "obama": {"main": "results/cremad/audio2exp/main", "d256": "results/cremad/audio2exp/d256"},
+        "ext": {"main": "/models/my_a2e"},
+    }
     cfg["render"]["driven"] = {"variants": ["d256"]}
-    assert driven_models(cfg, "results", subj, ["main", "d256"])["obama"] == {"d256": "results/cremad/audio2exp/d256"}
+    assert driven_models(cfg, "results", subj, ["main", "d256"])["obama"] == {
+        "d256": "results/cremad/audio2exp/d256"
+    }
     cfg["render"]["driven"] = {"enabled": False}
     assert driven_models(cfg, "results", subj, ["main"]) == {}
     assert driven_method("main") == "ours" and driven_method("wo_refinement") == "ours_wo_refinement"
@@ -214,8 +255,14 @@ def test_subject_json_is_valid_from_any_directory_and_when_results_move(tmp_path
     sdir = res / "render" / "p"
     sdir.mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    doc = subject_json({"name": "p", "hyperplanes": "results/cremad/hyperplanes/1001/hyperplanes.json",
-                        "audio2exp": "results/cremad/audio2exp/main"}, sdir)
+    doc = subject_json(
+        {
+            "name": "p",
+            "hyperplanes": "results/cremad/hyperplanes/1001/hyperplanes.json",
+            "audio2exp": "results/cremad/audio2exp/main",
+        },
+        sdir,
+    )
     assert doc["hyperplanes"] == "hyperplanes.json" and doc["audio2exp"] == "../../cremad/audio2exp/main"
     (sdir / "subject.json").write_text(json.dumps(doc))
     moved = tmp_path / "elsewhere" / "results"

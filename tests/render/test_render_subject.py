@@ -32,8 +32,17 @@ def _bfm(mirror):
     return load_bfm_keypoints(mirror / "models" / "3ddfa_v2" / "bfm_68_landmarks.npz")
 
 
-def write_clip(root: Path, name: str, bfm, *, n: int = 12, scale: float = 1.0, shift=(0.0, 0.0),
-               bg_rgb=(40, 90, 200), seed: int = 0) -> ClipInput:
+def write_clip(
+    root: Path,
+    name: str,
+    bfm,
+    *,
+    n: int = 12,
+    scale: float = 1.0,
+    shift=(0.0, 0.0),
+    bg_rgb=(40, 90, 200),
+    seed: int = 0,
+) -> ClipInput:
     """A synthetic clip as the preprocessing and expression stages would leave it: an H.264 crop
     video of a ball-shaped 'head' (colour follows alpha[0]) over a clip-specific background, and an
     expression Parquet whose landmarks are the exact projection of the BFM keypoints (so the
@@ -52,7 +61,9 @@ def write_clip(root: Path, name: str, bfm, *, n: int = 12, scale: float = 1.0, s
     X = canonical_landmarks(shape.astype(np.float64), alpha.astype(np.float64), bfm)
     lm = (X @ M.T + t).astype(np.float32)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE]
-    bg = np.stack([np.full((SIZE, SIZE), bg_rgb[0]), bg_rgb[1] + 40 * xx / SIZE, bg_rgb[2] - 60 * yy / SIZE], -1)
+    bg = np.stack(
+        [np.full((SIZE, SIZE), bg_rgb[0]), bg_rgb[1] + 40 * xx / SIZE, bg_rgb[2] - 60 * yy / SIZE], -1
+    )
     rad = 70000 * s
     d2 = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2
     disk = d2 < rad**2
@@ -65,10 +76,27 @@ def write_clip(root: Path, name: str, bfm, *, n: int = 12, scale: float = 1.0, s
     media.write_video(frames, crop, 25.0, crf=10)
     expr = root / f"{name}.parquet"
     z = np.zeros(n, np.float32)
-    write_expression(expr, dict(frame=np.arange(n), time_s=np.arange(n) / 25.0, detected=np.ones(n, bool),
-                                roi_source=np.ones(n, np.int8), box=np.zeros((n, 5)), roi_box=np.zeros((n, 4)),
-                                pose=np.zeros((n, 12)), shape=shape, exp=alpha, landmarks=lm.reshape(n, -1),
-                                yaw=z, pitch=z, roll=z, scale=z, mar=z), {"video": crop.name})
+    write_expression(
+        expr,
+        dict(
+            frame=np.arange(n),
+            time_s=np.arange(n) / 25.0,
+            detected=np.ones(n, bool),
+            roi_source=np.ones(n, np.int8),
+            box=np.zeros((n, 5)),
+            roi_box=np.zeros((n, 4)),
+            pose=np.zeros((n, 12)),
+            shape=shape,
+            exp=alpha,
+            landmarks=lm.reshape(n, -1),
+            yaw=z,
+            pitch=z,
+            roll=z,
+            scale=z,
+            mar=z,
+        ),
+        {"video": crop.name},
+    )
     return ClipInput(sample=name, crop=crop, expression=expr, emotion="neutral", dataset="synth")
 
 
@@ -82,8 +110,16 @@ def two_clips(mirror, tmp_path_factory):
     b = write_clip(root, "b", bfm, scale=0.8, shift=(4.0, -3.0), bg_rgb=(200, 60, 40), seed=2)
     b.emotion = "happy"
     out = root / "prepared"
-    summary = prepare_subject([a, b], out, resolution=RES, bfm_path=mirror / "models/3ddfa_v2/bfm_68_landmarks.npz",
-                              split_mode="within_clip", test_fraction=0.25, subject="synth", progress=False)
+    summary = prepare_subject(
+        [a, b],
+        out,
+        resolution=RES,
+        bfm_path=mirror / "models/3ddfa_v2/bfm_68_landmarks.npz",
+        split_mode="within_clip",
+        test_fraction=0.25,
+        subject="synth",
+        progress=False,
+    )
     return out, summary, (a, b)
 
 
@@ -102,7 +138,11 @@ def test_prepare_keeps_each_clips_crop_box_and_background(two_clips):
     assert summary["n_clips"] == 2 and data.n_frames == 24 and len(data.clips) == 2
     assert [c["sample"] for c in data.clips] == ["a", "b"] and data.clips[1]["emotion"] == "happy"
     # within_clip: the last quarter of each clip is tested, the rest trains
-    assert data.clip_test_frames(0).tolist() == [9, 10, 11] and data.clip_test_frames(1).tolist() == [21, 22, 23]
+    assert data.clip_test_frames(0).tolist() == [9, 10, 11] and data.clip_test_frames(1).tolist() == [
+        21,
+        22,
+        23,
+    ]
     assert set(data.train_idx) == set(range(9)) | set(range(12, 21))
     # frames decoded at the render resolution, RGB, from each clip's own video
     f_a, f_b = data.frame(0).astype(int), data.frame(12).astype(int)
@@ -180,7 +220,7 @@ def test_rays_of_a_step_come_from_several_frames_with_their_own_expression(two_c
     o, d, cond, target, bg = tr.ray_batch(frames)
     assert o.shape == (64, 3) and cond.shape == (64, 10) and target.shape == (64, 3)
     for k, i in enumerate(frames):  # 16 rays per frame, each with its frame's alpha
-        assert torch.equal(cond[16 * k:16 * (k + 1)], torch.as_tensor(data.alpha[i]).expand(16, -1))
+        assert torch.equal(cond[16 * k : 16 * (k + 1)], torch.as_tensor(data.alpha[i]).expand(16, -1))
     # draws are uniform over the training frames of both clips
     seen = np.concatenate([tr.draw_frames() for _ in range(200)])
     assert set(np.unique(data.clip_of[seen])) == {0, 1}
@@ -192,7 +232,9 @@ def test_clips_split_and_bad_clips(mirror, tmp_path):
     b = write_clip(tmp_path, "b", bfm, n=6, seed=3)
     b.test = True
     bfm_path = mirror / "models/3ddfa_v2/bfm_68_landmarks.npz"
-    prepare_subject([a, b], tmp_path / "p", resolution=RES, bfm_path=bfm_path, split_mode="clips", progress=False)
+    prepare_subject(
+        [a, b], tmp_path / "p", resolution=RES, bfm_path=bfm_path, split_mode="clips", progress=False
+    )
     data = load_prepared(tmp_path / "p")
     assert data.train_idx.tolist() == list(range(6)) and data.test_idx.tolist() == list(range(6, 12))
     assert data.test_clips() == [1]
@@ -200,8 +242,9 @@ def test_clips_split_and_bad_clips(mirror, tmp_path):
         prepare_subject([a, a], tmp_path / "q", resolution=RES, bfm_path=bfm_path, progress=False)
     with pytest.raises(EmoheadInputError, match="no usable training frames"):
         a.test = True
-        prepare_subject([a, b], tmp_path / "r", resolution=RES, bfm_path=bfm_path, split_mode="clips",
-                        progress=False)
+        prepare_subject(
+            [a, b], tmp_path / "r", resolution=RES, bfm_path=bfm_path, split_mode="clips", progress=False
+        )
     assert not (tmp_path / "r").exists() and not list(tmp_path.glob(".r.*"))  # nothing half-written
     with pytest.raises(EmoheadInputError, match="old single-file format"):
         np.savez(tmp_path / "prepared.npz", x=np.zeros(1))
@@ -210,7 +253,9 @@ def test_clips_split_and_bad_clips(mirror, tmp_path):
 
 def test_prepared_frames_are_memory_mapped(two_clips):
     data = load_prepared(two_clips[0])
-    assert all(isinstance(f, np.memmap) or isinstance(getattr(f, "base", None), np.memmap) for f in data._frames)
+    assert all(
+        isinstance(f, np.memmap) or isinstance(getattr(f, "base", None), np.memmap) for f in data._frames
+    )
 
 
 # ----------------------------------------------------------------------------- parse-time plan
@@ -220,13 +265,42 @@ def _table():
     rows = []
     for actor in ("1001", "1002"):
         for emo, split in (("angry", "train"), ("happy", "train"), ("sad", "test"), ("neutral", "unused")):
-            rows.append(dict(sample_id=f"{actor}_{emo}", dataset="cremad", actor=actor, emotion=emo, split=split,
-                             video_path="x.flv", audio_path="x.flv"))
-    rows.append(dict(sample_id="1003_audio", dataset="cremad", actor="1003", emotion="sad", split="train",
-                     video_path="", audio_path="x.wav"))
+            rows.append(
+                dict(
+                    sample_id=f"{actor}_{emo}",
+                    dataset="cremad",
+                    actor=actor,
+                    emotion=emo,
+                    split=split,
+                    video_path="x.flv",
+                    audio_path="x.flv",
+                )
+            )
+    rows.append(
+        dict(
+            sample_id="1003_audio",
+            dataset="cremad",
+            actor="1003",
+            emotion="sad",
+            split="train",
+            video_path="",
+            audio_path="x.wav",
+        )
+    )
     cre = pd.DataFrame(rows)
-    fol = pd.DataFrame([dict(sample_id="me", dataset="own", actor="me", emotion="unknown", split="train",
-                             video_path="me.mp4", audio_path="me.mp4")])
+    fol = pd.DataFrame(
+        [
+            dict(
+                sample_id="me",
+                dataset="own",
+                actor="me",
+                emotion="unknown",
+                split="train",
+                video_path="me.mp4",
+                audio_path="me.mp4",
+            )
+        ]
+    )
     return {"cremad": cre, "own": fol}
 
 
@@ -234,10 +308,19 @@ def _plan(subjects, split=None, a2e=("cremad",)):
     from emohead_core.layout import Layout
     from emohead_core.render.plan import RenderPlan
 
-    cfg = {"render": {"subjects": subjects, **({"split": split} if split else {})},
-           "datasets": {"cremad": {"kind": "crema_d"}, "own": {"kind": "folder"}}}
-    return RenderPlan(cfg, _table(), "res", Layout("res", []), hyperplane_actors=lambda ds: ["1001", "all"],
-                      a2e_datasets=list(a2e), a2e_variants=["main", "d256"])
+    cfg = {
+        "render": {"subjects": subjects, **({"split": split} if split else {})},
+        "datasets": {"cremad": {"kind": "crema_d"}, "own": {"kind": "folder"}},
+    }
+    return RenderPlan(
+        cfg,
+        _table(),
+        "res",
+        Layout("res", []),
+        hyperplane_actors=lambda ds: ["1001", "all"],
+        a2e_datasets=list(a2e),
+        a2e_variants=["main", "d256"],
+    )
 
 
 def test_plan_actor_subject_clip_split_and_defaults():
@@ -254,7 +337,9 @@ def test_plan_actor_subject_clip_split_and_defaults():
     assert clips[0]["crop"] == "res/cremad/crop/1001/1001_angry.mp4"
     assert clips[0]["expression"] == "res/cremad/expression/1001/1001_angry.parquet"
     t = plan.targets()
-    assert "res/render/p1/emotion_control.json" in t and "res/render/p1/driven/d256/1001_sad/test_meta.json" in t
+    assert (
+        "res/render/p1/emotion_control.json" in t and "res/render/p1/driven/d256/1001_sad/test_meta.json" in t
+    )
     # within_clip: every clip has a test span; 1002 falls back to the pooled hyperplanes
     plan = _plan({"p2": {"dataset": "cremad", "actor": "1002", "split": "within_clip"}})
     sp = plan.subjects["p2"]
@@ -263,11 +348,19 @@ def test_plan_actor_subject_clip_split_and_defaults():
 
 
 def test_plan_single_video_and_sample_list_forms():
-    plan = _plan({"me": {"dataset": "own", "sample": "me", "emotion": "happy",
-                         "hyperplanes": "{results}/cremad/hyperplanes/all/hyperplanes.json",
-                         "audio2exp": "{results}/cremad/audio2exp/main"},
-                  "two": {"dataset": "cremad", "samples": ["1001_sad", "1002_angry"], "split": "within_clip"}},
-                 split={"mode": "clips", "test_fraction": 0.2})
+    plan = _plan(
+        {
+            "me": {
+                "dataset": "own",
+                "sample": "me",
+                "emotion": "happy",
+                "hyperplanes": "{results}/cremad/hyperplanes/all/hyperplanes.json",
+                "audio2exp": "{results}/cremad/audio2exp/main",
+            },
+            "two": {"dataset": "cremad", "samples": ["1001_sad", "1002_angry"], "split": "within_clip"},
+        },
+        split={"mode": "clips", "test_fraction": 0.2},
+    )
     me = plan.subjects["me"]
     assert me.split_mode == "within_clip" and me.test_fraction == 0.2  # one video splits in time
     assert me.emotions == {"me": "happy"} and me.hyperplanes == "res/cremad/hyperplanes/all/hyperplanes.json"
@@ -276,16 +369,22 @@ def test_plan_single_video_and_sample_list_forms():
     assert two.clips == ["1001_sad", "1002_angry"] and two.actor == "all"
 
 
-@pytest.mark.parametrize("spec,match", [
-    ({"dataset": "nope", "actor": "1"}, "names dataset"),
-    ({"dataset": "cremad"}, "exactly one of"),
-    ({"dataset": "cremad", "actor": "1001", "sample": "1001_sad"}, "exactly one of"),
-    ({"dataset": "cremad", "actor": "1003"}, "has no video clips"),
-    ({"dataset": "cremad", "samples": ["1001_sad", "zzz"]}, "no video sample"),
-    ({"dataset": "cremad", "actor": "1001", "emotions": ["angry", "happy"]}, "none of its"),
-    ({"dataset": "cremad", "actor": "1001", "exclude": ["1001_angry", "1001_happy", "1001_sad"]}, "no clips left"),
-    ({"dataset": "cremad", "actor": "1001", "split": "random"}, "unknown split mode"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ({"dataset": "nope", "actor": "1"}, "names dataset"),
+        ({"dataset": "cremad"}, "exactly one of"),
+        ({"dataset": "cremad", "actor": "1001", "sample": "1001_sad"}, "exactly one of"),
+        ({"dataset": "cremad", "actor": "1003"}, "has no video clips"),
+        ({"dataset": "cremad", "samples": ["1001_sad", "zzz"]}, "no video sample"),
+        ({"dataset": "cremad", "actor": "1001", "emotions": ["angry", "happy"]}, "none of its"),
+        (
+            {"dataset": "cremad", "actor": "1001", "exclude": ["1001_angry", "1001_happy", "1001_sad"]},
+            "no clips left",
+        ),
+        ({"dataset": "cremad", "actor": "1001", "split": "random"}, "unknown split mode"),
+    ],
+)
 def test_plan_errors_name_the_subject_and_the_fix(spec, match):
     with pytest.raises(EmoheadInputError, match=match) as e:
         _plan({"bad": spec})
@@ -298,7 +397,9 @@ def test_metric_pairs_per_test_clip_reach_the_tables(tmp_path):
 
     plan = _plan({"p1": {"dataset": "cremad", "actor": "1001", "split": "within_clip"}})
     pairs = build_pairs({}, {}, {}, "res", plan.metric_pairs())
-    assert len(pairs) == 4 * 3  # 4 test spans (within_clip keeps every clip) x (ours, ours_d256, ours_gt_alpha)
+    assert (
+        len(pairs) == 4 * 3
+    )  # 4 test spans (within_clip keeps every clip) x (ours, ours_d256, ours_gt_alpha)
     row = pairs[(pairs["method"] == "ours") & (pairs["clip"] == "1001_happy")].iloc[0]
     assert row["group"] == "p1" and row["dataset"] == "cremad" and row["emotion"] == "happy"
     assert row["generated"] == "res/render/p1/driven/main/1001_happy/test_render.mp4"
@@ -308,8 +409,16 @@ def test_metric_pairs_per_test_clip_reach_the_tables(tmp_path):
     # the Emotion control column: mean over subjects, in %, on the renderer's rows
     for k, v in enumerate((0.5, 0.75)):
         (tmp_path / f"e{k}.json").write_text(json.dumps({"dataset": "cremad", "emotion_control": v}))
-    agg = pd.DataFrame({"dataset": ["cremad"] * 3, "method": ["ours", "ours_gt_alpha", "ours_d256"],
-                        "metric": ["PSNR"] * 3, "value": [1.0] * 3, "note": [""] * 3, "n_clips": [3] * 3})
+    agg = pd.DataFrame(
+        {
+            "dataset": ["cremad"] * 3,
+            "method": ["ours", "ours_gt_alpha", "ours_d256"],
+            "metric": ["PSNR"] * 3,
+            "value": [1.0] * 3,
+            "note": [""] * 3,
+            "n_clips": [3] * 3,
+        }
+    )
     ec = emotion_control_rows([tmp_path / "e0.json", tmp_path / "e1.json"], agg)
     got = {r.method: r for r in ec.itertuples()}
     assert got["ours"].value == pytest.approx(62.5) and got["ours_gt_alpha"].metric == EMOTION_CONTROL
@@ -336,7 +445,9 @@ def test_emotion_control_scores_follow_what_the_extractor_sees(two_clips):
     c = RES // 2
 
     def rb(img):
-        return float(img[c - 2:c + 2, c - 2:c + 2, 0].mean()) - float(img[c - 2:c + 2, c - 2:c + 2, 2].mean())
+        return float(img[c - 2 : c + 2, c - 2 : c + 2, 0].mean()) - float(
+            img[c - 2 : c + 2, c - 2 : c + 2, 2].mean()
+        )
 
     xs = np.array([rb(f) for _, f in ref])
     ys = np.array([a for a, _ in ref])
@@ -348,7 +459,9 @@ def test_emotion_control_scores_follow_what_the_extractor_sees(two_clips):
         return a
 
     hp = {"happy": (np.eye(10)[0], 0.0), "neutral": (-np.eye(10)[0], 0.0)}
-    doc, renders = measure_emotion_control(tr.renderer, data, hp, extractor, n_frames=3, unit="std", progress=False)
+    doc, renders = measure_emotion_control(
+        tr.renderer, data, hp, extractor, n_frames=3, unit="std", progress=False
+    )
     happy = sorted((r for r in doc["rendered"] if r["tag"] == "happy"), key=lambda r: r["tau"])
     d = [r["mean_distance"] for r in happy]
     assert d[-1] > d[0] + 0.2 and doc["rising"]["happy"]
@@ -358,8 +471,9 @@ def test_emotion_control_scores_follow_what_the_extractor_sees(two_clips):
     assert renders[("happy", 0.0)] is renders[("neutral", 0.0)]  # tau = 0 rendered once
     assert all(np.isfinite(r["input_offset_std"]) and r["input_offset_std"] >= 0 for r in doc["rendered"])
     assert doc["training_spacing_std"] > 0
-    assert rising_tags([dict(tag="x", tau=0, mean_distance=1.0), dict(tag="x", tau=1, mean_distance=0.5)],
-                       ["x"]) == {"x": False}
+    assert rising_tags(
+        [dict(tag="x", tau=0, mean_distance=1.0), dict(tag="x", tau=1, mean_distance=0.5)], ["x"]
+    ) == {"x": False}
 
 
 def test_expression_support_distances():
@@ -387,7 +501,7 @@ def test_reextractor_recovers_the_expression_stage_alphas_on_real_frames(mirror,
     video = mirror / "data" / "crema-d" / "1001_DFA_HAP_XX.flv"
     frames_bgr = media.read_frames(video, fps=25)[:20]
     side = min(frames_bgr.shape[1:3])
-    sq = frames_bgr[:, :side, (frames_bgr.shape[2] - side) // 2:][:, :, :side]
+    sq = frames_bgr[:, :side, (frames_bgr.shape[2] - side) // 2 :][:, :, :side]
     crop = tmp_path / "crop.mp4"
     media.write_video(sq, crop, 25.0, crf=10)
     ref = extract_clip(crop, fm)
@@ -407,9 +521,17 @@ def test_from_arrays_single_clip_matches_accessors():
     T, S = 5, 8
     frames = rng.integers(0, 255, (T, S, S, 3), dtype=np.uint8)
     masks = rng.random((T, S, S)) > 0.5
-    d = SubjectData.from_arrays(frames=frames, head_mask=masks, bg=frames[0], poses=np.zeros((T, 3, 4)),
-                                alpha=np.zeros((T, 10)), shape=np.zeros((T, 40)), landmarks=np.zeros((T, 68, 3)),
-                                train_idx=[0, 1, 2], test_idx=[3, 4])
+    d = SubjectData.from_arrays(
+        frames=frames,
+        head_mask=masks,
+        bg=frames[0],
+        poses=np.zeros((T, 3, 4)),
+        alpha=np.zeros((T, 10)),
+        shape=np.zeros((T, 40)),
+        landmarks=np.zeros((T, 68, 3)),
+        train_idx=[0, 1, 2],
+        test_idx=[3, 4],
+    )
     assert np.array_equal(d.frame(4), frames[4]) and np.array_equal(d.mask(2), masks[2])
     assert d.clips[0]["test_start"] == 3 and d.clip_test_frames(0).tolist() == [3, 4]
     assert np.array_equal(d.behind(1), np.where(masks[1][..., None], frames[0], frames[1]))

@@ -85,14 +85,26 @@ def _actor_dirs(steps) -> list[str]:
 
 
 def _cmd(targets, *extra):
-    return [str(BIN / "snakemake"), *targets, "--cores", "2",
-            "--configfile", "config/demo.yaml", "subset.yaml", *extra]
+    return [
+        str(BIN / "snakemake"),
+        *targets,
+        "--cores",
+        "2",
+        "--configfile",
+        "config/demo.yaml",
+        "subset.yaml",
+        *extra,
+    ]
 
 
 def _run_all(jobs, mirror, timeout=900):
     """Run (cmd, cwd) pairs concurrently; [(returncode, stdout + stderr)] in order."""
-    procs = [subprocess.Popen(cmd, cwd=cwd, env=_env(mirror), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for cmd, cwd in jobs]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=cwd, env=_env(mirror), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for cmd, cwd in jobs
+    ]
     outs = [p.communicate(timeout=timeout)[0] for p in procs]
     return [(p.returncode, out) for p, out in zip(procs, outs)]
 
@@ -108,7 +120,8 @@ def _outputs(root: Path) -> dict[str, Path]:
     base = root / "results" / DS
     return {
         str(p.relative_to(root)): p
-        for st in STAGES if (base / st).is_dir()
+        for st in STAGES
+        if (base / st).is_dir()
         for p in (base / st).rglob("*")
         if p.is_file() and p.name != ".snakemake_timestamp"
     }
@@ -177,7 +190,13 @@ def runs(tmp_path_factory, repo_root, mirror):
     assert rc_a == 0, "actor run:\n" + out_a[-4000:]
     assert rc_c == 0, "clip run:\n" + out_c[-4000:]
     print(f"actor + clip runs: {time.perf_counter() - t0:.1f} s")
-    return {"actor": actor, "clip": clip, "steps": steps, "cmds": cmds, "out": {"actor": out_a, "clip": out_c}}
+    return {
+        "actor": actor,
+        "clip": clip,
+        "steps": steps,
+        "cmds": cmds,
+        "out": {"actor": out_a, "clip": out_c},
+    }
 
 
 def test_actor_batches_and_clip_jobs_write_identical_files(runs, mirror):
@@ -192,10 +211,20 @@ def test_actor_batches_and_clip_jobs_write_identical_files(runs, mirror):
         "expression_actor": 1,  # actors with video
         "features_actor": len(ACTORS) * n_steps,
     }, ja
-    assert not {"crop_video", "extract_audio", "expression_extract", "features_audio", "features_text",
-                "features_transcript", "features_prefill"} & set(ja), ja
+    assert not {
+        "crop_video",
+        "extract_audio",
+        "expression_extract",
+        "features_audio",
+        "features_text",
+        "features_transcript",
+        "features_prefill",
+    } & set(ja), ja
     assert {r: jc.get(r, 0) for r in ("crop_video", "extract_audio", "expression_extract")} == {
-        "crop_video": n_video, "extract_audio": len(CLIPS), "expression_extract": n_video}, jc
+        "crop_video": n_video,
+        "extract_audio": len(CLIPS),
+        "expression_extract": n_video,
+    }, jc
     assert not {"preprocess_actor", "expression_actor", "features_actor"} & set(jc), jc
 
     # the same per-clip files (exactly those of the subset), with the same contents
@@ -220,8 +249,9 @@ def test_actor_batches_and_clip_jobs_write_identical_files(runs, mirror):
         assert _batch_counts(actor / log) == {"clips": n, "computed": n, "reused": 0, "failed": 0}, log
 
     # nothing left to do in either copy
-    for (rc, out), mode in zip(_run_all([(runs["cmds"][m] + ["-n"], runs[m]) for m in ("actor", "clip")], mirror),
-                               ("actor", "clip")):
+    for (rc, out), mode in zip(
+        _run_all([(runs["cmds"][m] + ["-n"], runs[m]) for m in ("actor", "clip")], mirror), ("actor", "clip")
+    ):
         assert rc == 0 and "Nothing to be done" in out, f"{mode}:\n{out[-2000:]}"
 
 
@@ -238,8 +268,9 @@ def test_sigkill_in_actor_batch_then_rerun_reuses_finished_clips(runs, tmp_path,
 
     # start the batch, SIGKILL the whole process group once a clip is marked done
     with open(tmp_path / "killed.log", "w") as log:
-        proc = subprocess.Popen(_cmd(targets), cwd=run, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            _cmd(targets), cwd=run, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         deadline = time.time() + 600
         done = []
         while time.time() < deadline and proc.poll() is None:
@@ -298,9 +329,26 @@ def test_bad_clip_in_actor_batch_fails_alone_and_exclude_reuses_the_rest(tmp_pat
     for s in good:  # a plain directory root; the adapter follows symlinks
         (data / f"{s}.flv").symlink_to(mirror / "data" / "crema-d" / f"{s}.flv")
     # valid media (probes fine at parse time), but a flat grey picture: no face in any frame
-    media.run_ffmpeg(["-f", "lavfi", "-i", "color=c=gray:s=480x360:r=25:d=2",
-                      "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=2",
-                      "-c:v", "flv", "-c:a", "aac", "-shortest", "-f", "flv", str(data / f"{bad}.flv")])
+    media.run_ffmpeg(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=480x360:r=25:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=16000:duration=2",
+            "-c:v",
+            "flv",
+            "-c:a",
+            "aac",
+            "-shortest",
+            "-f",
+            "flv",
+            str(data / f"{bad}.flv"),
+        ]
+    )
     info = media.probe(data / f"{bad}.flv")
     assert info.has_video and info.has_audio and info.duration_s > 1.5, info
 
@@ -319,10 +367,12 @@ def test_bad_clip_in_actor_batch_fails_alone_and_exclude_reuses_the_rest(tmp_pat
     out = r.stdout + r.stderr
     assert r.returncode != 0, out[-4000:]
     jobs = _job_counts(out)
-    assert jobs.get("preprocess_actor") == 1 and not {"sample_table", "crop_video", "extract_audio"} & set(jobs), jobs
+    assert jobs.get("preprocess_actor") == 1 and not {"sample_table", "crop_video", "extract_audio"} & set(
+        jobs
+    ), jobs
     assert not (run / "results" / "cremad").exists() and not (run / "results" / "obama").exists()
     text = log.read_text()
-    msg = text[text.index("BatchError"):] if "BatchError" in text else text
+    msg = text[text.index("BatchError") :] if "BatchError" in text else text
     assert "1 of 3 clips failed" in msg and f"{bad} ({data / bad}.flv" in msg, text[-4000:]
     assert "exclude" in msg, text[-4000:]
     assert "min_face_fraction" in msg, text[-4000:]  # crop_clip's reason for the clip
@@ -335,14 +385,19 @@ def test_bad_clip_in_actor_batch_fails_alone_and_exclude_reuses_the_rest(tmp_pat
     markers = crop_stash / ".batch"
     assert sorted(p.name for p in markers.iterdir()) == [f"{s}.json" for s in good]
     assert sorted(p.name for p in crop_stash.iterdir() if p.is_file()) == sorted(
-        n for s in good for n in (f"{s}.mp4", f"{s}.boxes.parquet"))
+        n for s in good for n in (f"{s}.mp4", f"{s}.boxes.parquet")
+    )
     assert sorted(p.name for p in audio_stash.iterdir()) == [f"{s}.wav" for s in good]
     for s in good:
         assert (crop_stash / f"{s}.mp4").stat().st_size > 0 and (audio_stash / f"{s}.wav").stat().st_size > 0
     leftovers = [p for st in (crop_stash, audio_stash) for p in st.rglob("*") if is_atomic_temp(p.name)]
     assert leftovers == [], leftovers
-    before = {p: p.stat().st_mtime_ns for st in (crop_stash, audio_stash)
-              for p in st.iterdir() if not p.name.startswith(".")}
+    before = {
+        p: p.stat().st_mtime_ns
+        for st in (crop_stash, audio_stash)
+        for p in st.iterdir()
+        if not p.name.startswith(".")
+    }
 
     # 2) exclude the clip: the rerun reuses both good clips and finalizes the directories
     (run / "subset.yaml").write_text(spec + f"    exclude: ['{bad}']\n")
@@ -351,11 +406,15 @@ def test_bad_clip_in_actor_batch_fails_alone_and_exclude_reuses_the_rest(tmp_pat
     assert r.returncode == 0, out[-4000:]
     assert _batch_counts(log) == {"clips": 2, "computed": 0, "reused": 2, "failed": 0}
     assert sorted(p.name for p in crop.iterdir() if p.name != ".snakemake_timestamp") == sorted(
-        n for s in good for n in (f"{s}.mp4", f"{s}.boxes.parquet"))
-    assert sorted(p.name for p in audio.iterdir() if p.name != ".snakemake_timestamp") == [f"{s}.wav" for s in good]
+        n for s in good for n in (f"{s}.mp4", f"{s}.boxes.parquet")
+    )
+    assert sorted(p.name for p in audio.iterdir() if p.name != ".snakemake_timestamp") == [
+        f"{s}.wav" for s in good
+    ]
     # the very files of the failed run (renamed, not rewritten)
-    after = {p.name: p.stat().st_mtime_ns for d in (crop, audio)
-             for p in d.iterdir() if not p.name.startswith(".")}
+    after = {
+        p.name: p.stat().st_mtime_ns for d in (crop, audio) for p in d.iterdir() if not p.name.startswith(".")
+    }
     assert after == {p.name: m for p, m in before.items()}
     assert not crop_stash.exists() and not audio_stash.exists() and _stashes(run) == []
     r = subprocess.run(_cmd(targets, "-n"), cwd=run, env=env, capture_output=True, text=True)

@@ -28,7 +28,11 @@ def _load(p: Path) -> dict:
 def rule_names(mirror):
     r = subprocess.run(
         [str(Path(sys.executable).parent / "snakemake"), "--list-rules", "--configfile", "config/demo.yaml"],
-        cwd=REPO, env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)), capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     names = {ln.strip() for ln in r.stdout.splitlines() if re.fullmatch(r"\s*[A-Za-z_]\w*\s*", ln)}
@@ -61,7 +65,9 @@ def test_slurm_gpu_requests(rule_names):
     slurm = _load(SLURM)
     sr = slurm["set-resources"]
     for rule, res in sr.items():
-        assert "--gres" not in str(res.get("slurm_extra", "")), f"{rule}: the plugin rejects --gres in slurm_extra"
+        assert "--gres" not in str(res.get("slurm_extra", "")), (
+            f"{rule}: the plugin rejects --gres in slurm_extra"
+        )
     gpu = {r for r, res in sr.items() if res.get("gpu", 0)}
     assert _gpu_rules() <= gpu, f"GPU rules without gpu: 1 in the slurm profile: {_gpu_rules() - gpu}"
     for r in gpu:
@@ -72,7 +78,9 @@ def test_slurm_gpu_requests(rule_names):
     # grouping: GPU jobs carry their CPU-light preparation; per-clip steps are packed
     groups = slurm["groups"]
     render = {r for r in rule_names if r.startswith("render_")}
-    assert {groups.get(r) for r in render} == {groups["render_train"]}, "every render rule in the subject's job"
+    assert {groups.get(r) for r in render} == {groups["render_train"]}, (
+        "every render rule in the subject's job"
+    )
     # one SLURM job per group component: its rules must agree on every string resource
     # (Snakemake: "Error grouping resources ... not all jobs in group require the same value")
     for g in set(groups.values()):
@@ -80,14 +88,19 @@ def test_slurm_gpu_requests(rule_names):
         for key in ("slurm_partition", "gpu_model", "slurm_account"):
             vals = {str(sr.get(r, {}).get(key, slurm["default-resources"].get(key))) for r in members}
             assert len(vals) == 1, f"group {g}: rules {members} ask for different {key}: {vals}"
-    assert groups["crop_video"] == groups["extract_audio"] and slurm["group-components"][groups["crop_video"]] > 1
+    assert (
+        groups["crop_video"] == groups["extract_audio"]
+        and slurm["group-components"][groups["crop_video"]] > 1
+    )
 
 
 def test_test_profile_switches_gpus_off_and_fits_the_test_cluster():
     slurm, test = _load(SLURM), _load(TEST)
     gpu = {r for r, res in slurm["set-resources"].items() if res.get("gpu", 0)}
     for r in gpu:
-        assert test["set-resources"].get(r, {}).get("gpu") == 0, f"{r} would submit --gpus to a GPU-less cluster"
+        assert test["set-resources"].get(r, {}).get("gpu") == 0, (
+            f"{r} would submit --gpus to a GPU-less cluster"
+        )
         assert "gpu_model" not in test["set-resources"][r]
     assert test["slurm-status-command"] == "squeue" and test["slurm-no-account"] is True
     assert test["slurm-init-seconds-before-status-checks"] <= 10
@@ -101,13 +114,27 @@ def test_full_demo_dag_builds_with_the_slurm_profiles(profiles, tmp_path, mirror
     whose jobs depend on it through an outside job only when it builds the DAG, and a group whose
     jobs ask for different partitions only when it combines their resources: not with
     `--quiet progress`, which stops right after the DAG)."""
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
-           "--configfile", str(REPO / "config/config.yaml"), str(REPO / "config/demo.yaml"),
-           "-n", "--quiet", "rules"]
+    cmd = [
+        str(Path(sys.executable).parent / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        str(REPO / "config/demo.yaml"),
+        "-n",
+        "--quiet",
+        "rules",
+    ]
     for p in profiles:
         cmd += ["--profile", str(REPO / p)]
-    r = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)),
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "Error in group" not in r.stdout + r.stderr
     assert "Error grouping resources" not in r.stdout + r.stderr

@@ -40,10 +40,14 @@ def _cmd(*extra: str) -> list[str]:
     return [
         str(SNAKEMAKE),
         *TARGETS,
-        "-s", str(REPO / "Snakefile"),
-        "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "demo.yaml"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        str(REPO / "config" / "demo.yaml"),
         str(REPO / "tests" / "data" / "talking_head.yaml"),
-        "--cores", "2",
+        "--cores",
+        "2",
         *extra,
     ]
 
@@ -90,8 +94,13 @@ with atomic_path(sys.argv[1]) as tmp:
 
 
 def _start_writer(target: Path) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     tmp = Path(proc.stdout.readline().strip())
     assert tmp.is_file() and temp_target(tmp.name) == target.name, tmp
     return proc, tmp
@@ -117,7 +126,10 @@ def test_sweep_removes_only_temps_of_dead_writers_of_given_targets(tmp_path):
     os.utime(mine_dir, (old, old))
     other = _killed_writer(out / "b.mp4")  # not a target of this run: must survive
     (out / "a.mp4.keep").write_text("not a temp")
-    assert set(find_stale_temps([out / "a.mp4", out / "hyper", tmp_path / "missing" / "z"])) == {mine, mine_dir}
+    assert set(find_stale_temps([out / "a.mp4", out / "hyper", tmp_path / "missing" / "z"])) == {
+        mine,
+        mine_dir,
+    }
     removed = sweep_stale_temps([out / "a.mp4", out / "hyper"])
     assert set(removed) == {mine, mine_dir}
     assert not mine.exists() and not mine_dir.exists()
@@ -193,8 +205,9 @@ def test_sigkill_mid_rule_then_rerun_equals_uninterrupted(tmp_path, mirror):
 
     # 2. start, wait until crop_video writes its temp mp4 (ffmpeg encoding), SIGKILL the group
     log = open(tmp_path / "killed.log", "w")
-    proc = subprocess.Popen(_cmd(), cwd=run, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(), cwd=run, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     crop_dir = run / CROP_DIR
     deadline = time.time() + 900
     seen_temp = None

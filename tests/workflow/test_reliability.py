@@ -32,20 +32,35 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+    subprocess.run(
+        [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True
+    )
 
 
 @pytest.fixture(scope="module")
 def onnx_path(mirror, tmp_path_factory):
-    return fd.export_onnx(mirror / "models/3ddfa_v2/FaceBoxesProd.pth", tmp_path_factory.mktemp("onnx") / "fb.onnx")
+    return fd.export_onnx(
+        mirror / "models/3ddfa_v2/FaceBoxesProd.pth", tmp_path_factory.mktemp("onnx") / "fb.onnx"
+    )
 
 
 @pytest.fixture(scope="module")
 def clip_mp4(crema_clips, tmp_path_factory) -> Path:
     """A real CREMA-D clip (face + speech) as H.264/AAC mp4 with the index (moov) first."""
     out = tmp_path_factory.mktemp("media") / "1001_DFA_HAP_XX.mp4"
-    ffmpeg("-i", str(crema_clips[3]), "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac",
-           "-movflags", "+faststart", str(out))
+    ffmpeg(
+        "-i",
+        str(crema_clips[3]),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-c:a",
+        "aac",
+        "-movflags",
+        "+faststart",
+        str(out),
+    )
     return out
 
 
@@ -95,8 +110,21 @@ def phone_clip(clip_mp4, tmp_path_factory) -> Path:
     side in the coded frames) plus display-matrix metadata that turns them upright on display."""
     d = tmp_path_factory.mktemp("phone")
     coded = d / "coded.mp4"
-    ffmpeg("-i", str(clip_mp4), "-vf", "transpose=clock", "-c:v", "libx264", "-preset", "veryfast", "-crf", "12",
-           "-c:a", "copy", str(coded))
+    ffmpeg(
+        "-i",
+        str(clip_mp4),
+        "-vf",
+        "transpose=clock",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "12",
+        "-c:a",
+        "copy",
+        str(coded),
+    )
     phone = d / "phone.mp4"
     ffmpeg("-display_rotation", "90", "-i", str(coded), "-c", "copy", str(phone))
     return phone
@@ -178,8 +206,24 @@ def test_clip_without_audio_fails_at_start_naming_it(clip_mp4, tmp_path):
 
 def test_silent_audio_is_warned_naming_the_file(clip_mp4, tmp_path, caplog):
     silent = tmp_path / "silent.mp4"
-    ffmpeg("-i", str(clip_mp4), "-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-map", "0:v", "-map", "1:a",
-           "-c:v", "copy", "-c:a", "aac", "-shortest", str(silent))
+    ffmpeg(
+        "-i",
+        str(clip_mp4),
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=44100:cl=mono",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(silent),
+    )
     with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.crop"):
         s = pp.extract_clip_audio(silent, tmp_path / "s.wav")
     assert s["silent"] and sf.info(str(tmp_path / "s.wav")).frames > 0  # a warning, not an error
@@ -259,7 +303,9 @@ def preprocess_batch(crema_clips, onnx_path):
     clips = [(c.stem, str(c), str(c)) for c in crema_clips[:2]]
 
     def run(root: Path):
-        return pp.preprocess_actor(clips, onnx_path, root / "crop" / "1001", root / "audio" / "1001", crop_size=128)
+        return pp.preprocess_actor(
+            clips, onnx_path, root / "crop" / "1001", root / "audio" / "1001", crop_size=128
+        )
 
     return run
 
@@ -347,7 +393,10 @@ def test_unrelated_errors_stay_what_they_are(tmp_path):
             raise KeyError("bug")
     unreadable = PermissionError(errno.EACCES, "Permission denied", "/data/in.mp4")  # an input
     assert ehio.output_fault(unreadable, tmp_path / "out" / "a.mp4") is None
-    assert ehio.output_fault(OSError(errno.ENOSPC, "No space left on device"), tmp_path / "a").reason == "no_space"
+    assert (
+        ehio.output_fault(OSError(errno.ENOSPC, "No space left on device"), tmp_path / "a").reason
+        == "no_space"
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -381,16 +430,26 @@ def test_second_run_of_an_actor_batch_is_refused_while_the_first_runs(tmp_path):
     run's job for the same actor fails at once instead of writing into, or renaming away, the
     stash the first one fills; afterwards the batch runs normally."""
     out = tmp_path / "crop" / "1001"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_BATCH, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, cwd=REPO)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_BATCH, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         stash_of(out).mkdir(parents=True)
         (stash_of(out) / "first-run.mp4").write_bytes(b"being written")
         calls = []
         with pytest.raises(BatchBusyError) as e:
-            run_batch([out], [Clip("a", {}, {"v": (0, "a.mp4")})], lambda c, t: calls.append(c), params={},
-                      desc="preprocess 1001")
+            run_batch(
+                [out],
+                [Clip("a", {}, {"v": (0, "a.mp4")})],
+                lambda c, t: calls.append(c),
+                params={},
+                desc="preprocess 1001",
+            )
         msg = str(e.value)
         assert str(out) in msg and "another process" in msg and "Fix: wait for that run" in msg
         assert calls == [] and (stash_of(out) / "first-run.mp4").read_bytes() == b"being written"
@@ -414,8 +473,13 @@ def test_actor_batch_runs_unlocked_where_the_filesystem_has_no_locks(monkeypatch
     monkeypatch.setattr(fcntl, "flock", no_locks)
     out = tmp_path / "crop" / "1001"
     with caplog.at_level(logging.WARNING, logger="emohead_core.batch"):
-        run_batch([out], [Clip("a", {}, {"v": (0, "a.mp4")})], lambda c, t: t["v"].write_bytes(b"ok"), params={},
-                  desc="preprocess 1001")
+        run_batch(
+            [out],
+            [Clip("a", {}, {"v": (0, "a.mp4")})],
+            lambda c, t: t["v"].write_bytes(b"ok"),
+            params={},
+            desc="preprocess 1001",
+        )
     assert (out / "a.mp4").read_bytes() == b"ok"
     assert any("without the concurrent-run guard" in r.getMessage() for r in caplog.records)
 
@@ -430,17 +494,43 @@ def _cfg(**sections) -> dict:
     return deep_update(cfg, sections)
 
 
-@pytest.mark.parametrize("override, key, suggestion", [
-    ({"datasets": {"crema": {"kind": "crema_d", "root": "/data", "crop_sise": 128}}},
-     "datasets.crema.crop_sise", "datasets.crema.crop_size"),
-    ({"preprocesss": {"fps": 30}}, "preprocesss", "preprocess"),
-    ({"preprocess": {"min_face_fration": 0.3}}, "preprocess.min_face_fration", "preprocess.min_face_fraction"),
-    ({"audio2exp": {"variants": {"mine": {"rhoo": 0.3}}}}, "audio2exp.variants.mine.rhoo", "audio2exp.variants.mine.rho"),
-    ({"render": {"subjects": {"me": {"dataset": "d", "sample": "s", "hyperplanes": "h.json", "emotoin": "sad"}}}},
-     "render.subjects.me.emotoin", "render.subjects.me.emotion"),
-    ({"features": {"profiles": {"paper": {"encoders": {"hubert": {"layr": 3}}}}}},
-     "features.profiles.paper.encoders.hubert.layr", "features.profiles.paper.encoders.hubert.layer"),
-])
+@pytest.mark.parametrize(
+    "override, key, suggestion",
+    [
+        (
+            {"datasets": {"crema": {"kind": "crema_d", "root": "/data", "crop_sise": 128}}},
+            "datasets.crema.crop_sise",
+            "datasets.crema.crop_size",
+        ),
+        ({"preprocesss": {"fps": 30}}, "preprocesss", "preprocess"),
+        (
+            {"preprocess": {"min_face_fration": 0.3}},
+            "preprocess.min_face_fration",
+            "preprocess.min_face_fraction",
+        ),
+        (
+            {"audio2exp": {"variants": {"mine": {"rhoo": 0.3}}}},
+            "audio2exp.variants.mine.rhoo",
+            "audio2exp.variants.mine.rho",
+        ),
+        (
+            {
+                "render": {
+                    "subjects": {
+                        "me": {"dataset": "d", "sample": "s", "hyperplanes": "h.json", "emotoin": "sad"}
+                    }
+                }
+            },
+            "render.subjects.me.emotoin",
+            "render.subjects.me.emotion",
+        ),
+        (
+            {"features": {"profiles": {"paper": {"encoders": {"hubert": {"layr": 3}}}}}},
+            "features.profiles.paper.encoders.hubert.layr",
+            "features.profiles.paper.encoders.hubert.layer",
+        ),
+    ],
+)
 def test_unknown_config_key_fails_naming_it_and_the_close_match(override, key, suggestion):
     from emohead_core.config import validate_config
 
@@ -454,17 +544,29 @@ def test_unknown_keys_follow_refs_and_alternatives():
     from emohead_core.config import unknown_keys
 
     schema = {
-        "type": "object", "additionalProperties": False,
+        "type": "object",
+        "additionalProperties": False,
         "properties": {
             "split": {"$ref": "#/$defs/split"},
-            "subject": {"type": "object", "additionalProperties": False, "properties": {
-                "split": {"oneOf": [{"type": "string"}, {"$ref": "#/$defs/split"}]}}},
+            "subject": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"split": {"oneOf": [{"type": "string"}, {"$ref": "#/$defs/split"}]}},
+            },
         },
-        "$defs": {"split": {"type": "object", "additionalProperties": False,
-                            "properties": {"mode": {}, "test_fraction": {}}}},
+        "$defs": {
+            "split": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"mode": {}, "test_fraction": {}},
+            }
+        },
     }
-    cfg = {"split": {"mode": "clips", "tets_fraction": 0.1},
-           "subject": {"split": {"mdoe": "clips"}}, "spilt": {}}
+    cfg = {
+        "split": {"mode": "clips", "tets_fraction": 0.1},
+        "subject": {"split": {"mdoe": "clips"}},
+        "spilt": {},
+    }
     found = {".".join(map(str, path)): known for path, known in unknown_keys(cfg, schema)}
     assert sorted(found) == ["spilt", "split.tets_fraction", "subject.split.mdoe"]
     assert found["subject.split.mdoe"] == ["mode", "test_fraction"]
@@ -475,8 +577,9 @@ def test_bad_config_values_fail_naming_the_key():
     from emohead_core.config import validate_config
 
     with pytest.raises(EmoheadInputError) as e:
-        validate_config(_cfg(datasets={"c": {"kind": "crema_d", "root": "/d", "crop_size": 127,
-                                             "on_bad_file": "ignore"}}))
+        validate_config(
+            _cfg(datasets={"c": {"kind": "crema_d", "root": "/d", "crop_size": 127, "on_bad_file": "ignore"}})
+        )
     msg = str(e.value)
     assert "datasets.c.crop_size: 127 is not a multiple of 2" in msg
     assert "datasets.c.on_bad_file: 'ignore' is not one of ['fail', 'skip']" in msg
@@ -518,10 +621,13 @@ def test_schema_is_strict_and_described_and_matches_the_code():
     for name, node in (schema.get("$defs") or {}).items():
         walk(node, f"$defs.{name}")
     p = schema["properties"]
+
     # defaults live in the schema only: every key of these sections has one there, the code's
     # default dicts are the schema's, and a validated config holds every key
     def no_default(node):
-        return {k for k, sub in node["properties"].items() if "default" not in sub and not sub.get("properties")}
+        return {
+            k for k, sub in node["properties"].items() if "default" not in sub and not sub.get("properties")
+        }
 
     assert not no_default(p["preprocess"])
     assert no_default(p["features"]) == {"profiles"}
@@ -542,8 +648,9 @@ def test_schema_is_strict_and_described_and_matches_the_code():
     assert {k: DEFAULT_TRAIN[k] for k in _schema_keys(r["train"])} == schema_defaults("render.train")
     assert _schema_keys(r["train"]["properties"]["occupancy"]) == set(DEFAULT_TRAIN["occupancy"])
     assert _schema_keys(r["model"]) == {f.name for f in dataclasses.fields(NeRFConfig)}
-    assert _schema_keys(r["model"]["properties"]["grid"]) == {f.name for f in dataclasses.fields(HashGridConfig)} | {
-        "finest_resolution"}
+    assert _schema_keys(r["model"]["properties"]["grid"]) == {
+        f.name for f in dataclasses.fields(HashGridConfig)
+    } | {"finest_resolution"}
     assert _schema_keys(r["mask"]) == set(list(inspect.signature(head_masks).parameters)[2:])
     for extra in ([], [REPO / "config" / "demo.yaml"]):
         load_config(*extra)  # the shipped configs pass
@@ -564,8 +671,15 @@ def subject_dir(tmp_path, monkeypatch):
     (d / "prepared").mkdir()
     w = np.eye(10)
     hyper = tmp_path / "hyperplanes.json"
-    hyper.write_text(json.dumps({"hyperplanes": {z: {"w_z": w[i].tolist(), "b": 0.0}
-                                                 for i, z in enumerate(["happy", "sad", "neutral"])}}))
+    hyper.write_text(
+        json.dumps(
+            {
+                "hyperplanes": {
+                    z: {"w_z": w[i].tolist(), "b": 0.0} for i, z in enumerate(["happy", "sad", "neutral"])
+                }
+            }
+        )
+    )
     (d / "subject.json").write_text(json.dumps({"hyperplanes": str(hyper)}))
     wav = tmp_path / "speech.wav"
     sf.write(str(wav), np.zeros(1600, np.float32), 16000)
@@ -588,38 +702,95 @@ def _render(capsys, *args) -> tuple[int, str]:
 
 @pytest.mark.parametrize("value", ["1e9", "-1", "nan"])
 def test_render_intensity_out_of_range_fails_before_any_work(subject_dir, capsys, tmp_path, value):
-    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
-                      "--out", str(tmp_path / "o.mp4"), "--intensity", value)
+    rc, err = _render(
+        capsys,
+        "--subject-dir",
+        str(subject_dir["dir"]),
+        "--audio",
+        str(subject_dir["audio"]),
+        "--out",
+        str(tmp_path / "o.mp4"),
+        "--intensity",
+        value,
+    )
     assert rc == 2 and "--intensity" in err and "[0, 4]" in err and "Fix:" in err
     curve = tmp_path / "tau.txt"
     np.savetxt(curve, [1.0, 2.0, 7.5])
-    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
-                      "--out", str(tmp_path / "o.mp4"), "--intensity", str(curve))
+    rc, err = _render(
+        capsys,
+        "--subject-dir",
+        str(subject_dir["dir"]),
+        "--audio",
+        str(subject_dir["audio"]),
+        "--out",
+        str(tmp_path / "o.mp4"),
+        "--intensity",
+        str(curve),
+    )
     assert rc == 2 and "--intensity" in err and "7.5" in err
     assert not (tmp_path / "o.mp4").exists()
 
 
 def test_render_unknown_timeline_emotion_fails_before_any_work(subject_dir, capsys, tmp_path):
-    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
-                      "--out", str(tmp_path / "o.mp4"), "--timeline", "0:happy,1.5:furious")
+    rc, err = _render(
+        capsys,
+        "--subject-dir",
+        str(subject_dir["dir"]),
+        "--audio",
+        str(subject_dir["audio"]),
+        "--out",
+        str(tmp_path / "o.mp4"),
+        "--timeline",
+        "0:happy,1.5:furious",
+    )
     assert rc == 2 and "furious" in err and str(subject_dir["hyper"]) in err
     assert "['happy', 'neutral', 'sad']" in err and "Fix:" in err
-    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
-                      "--out", str(tmp_path / "o.mp4"), "--timeline", "zero:happy")
+    rc, err = _render(
+        capsys,
+        "--subject-dir",
+        str(subject_dir["dir"]),
+        "--audio",
+        str(subject_dir["audio"]),
+        "--out",
+        str(tmp_path / "o.mp4"),
+        "--timeline",
+        "zero:happy",
+    )
     assert rc == 2 and "bad emotion timeline item" in err
 
 
 def test_render_missing_subject_dir_or_audio_is_a_clear_error(subject_dir, capsys, tmp_path):
     missing = tmp_path / "render" / "nobody"
-    rc, err = _render(capsys, "--subject-dir", str(missing), "--audio", str(subject_dir["audio"]),
-                      "--out", str(tmp_path / "o.mp4"))
+    rc, err = _render(
+        capsys,
+        "--subject-dir",
+        str(missing),
+        "--audio",
+        str(subject_dir["audio"]),
+        "--out",
+        str(tmp_path / "o.mp4"),
+    )
     assert rc == 2 and str(missing) in err and "results/render/<subject>" in err and "Fix:" in err
-    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(tmp_path / "none.wav"),
-                      "--out", str(tmp_path / "o.mp4"))
+    rc, err = _render(
+        capsys,
+        "--subject-dir",
+        str(subject_dir["dir"]),
+        "--audio",
+        str(tmp_path / "none.wav"),
+        "--out",
+        str(tmp_path / "o.mp4"),
+    )
     assert rc == 2 and "audio file not found" in err and str(tmp_path / "none.wav") in err
     (subject_dir["dir"] / "model.pt").unlink()
-    rc, err = _render(capsys, "--subject-dir", str(subject_dir["dir"]), "--audio", str(subject_dir["audio"]),
-                      "--out", str(tmp_path / "o.mp4"))
+    rc, err = _render(
+        capsys,
+        "--subject-dir",
+        str(subject_dir["dir"]),
+        "--audio",
+        str(subject_dir["audio"]),
+        "--out",
+        str(tmp_path / "o.mp4"),
+    )
     assert rc == 2 and str(subject_dir["dir"]) in err and "model.pt" in err
 
 
@@ -640,16 +811,24 @@ def _crema_root(mirror, root: Path, broken: list[str], empty: tuple[str, ...] = 
 def test_every_unusable_file_is_listed_at_once_with_a_ready_exclude_list(mirror, tmp_path):
     """What a user of a 30,000-clip dataset gets (docs/reliability.md): ALL unusable files of all
     datasets in one message (not one per run), and bad_files_<name>.yaml to paste as exclude."""
-    a = _crema_root(mirror, tmp_path / "a", ["1001_DFA_SAD_XX.flv", "1003_DFA_NEU_XX.wav", "1001_DFA_XYZ_XX.flv"])
+    a = _crema_root(
+        mirror, tmp_path / "a", ["1001_DFA_SAD_XX.flv", "1003_DFA_NEU_XX.wav", "1001_DFA_XYZ_XX.flv"]
+    )
     b = _crema_root(mirror, tmp_path / "b", ["1004_DFA_SAD_XX.flv"])
-    cfg = {"resources_dir": str(tmp_path / "res"),
-           "datasets": {"a": {"kind": "crema_d", "root": str(a)}, "b": {"kind": "crema_d", "root": str(b)}}}
+    cfg = {
+        "resources_dir": str(tmp_path / "res"),
+        "datasets": {"a": {"kind": "crema_d", "root": str(a)}, "b": {"kind": "crema_d", "root": str(b)}},
+    }
     with pytest.raises(ds.BadFilesError) as e:
         ds.build_tables(cfg)
     msg = str(e.value)
     assert "4 unusable file(s) in dataset(s) a, b" in msg
-    for root, name in [(a, "1001_DFA_SAD_XX.flv"), (a, "1003_DFA_NEU_XX.wav"), (a, "1001_DFA_XYZ_XX.flv"),
-                       (b, "1004_DFA_SAD_XX.flv")]:
+    for root, name in [
+        (a, "1001_DFA_SAD_XX.flv"),
+        (a, "1003_DFA_NEU_XX.wav"),
+        (a, "1001_DFA_XYZ_XX.flv"),
+        (b, "1004_DFA_SAD_XX.flv"),
+    ]:
         assert str(root / name) in msg
     assert "datasets.a.exclude" in msg and "on_bad_file: skip" in msg
     listing = tmp_path / "res" / "cache" / "bad_files_a.yaml"
@@ -657,7 +836,9 @@ def test_every_unusable_file_is_listed_at_once_with_a_ready_exclude_list(mirror,
     exclude = yaml.safe_load(listing.read_text())["exclude"]
     assert sorted(exclude) == ["1001_DFA_SAD_XX.flv", "1001_DFA_XYZ_XX.flv", "1003_DFA_NEU_XX.wav"]
     cfg["datasets"]["a"]["exclude"] = exclude  # pasted as the message says
-    cfg["datasets"]["b"]["exclude"] = yaml.safe_load((listing.parent / "bad_files_b.yaml").read_text())["exclude"]
+    cfg["datasets"]["b"]["exclude"] = yaml.safe_load((listing.parent / "bad_files_b.yaml").read_text())[
+        "exclude"
+    ]
     tables = ds.build_tables(cfg)
     assert list(tables["a"]["sample_id"]) == ["1001_DFA_ANG_XX", "1001_DFA_HAP_XX", "1002_DFA_ANG_XX"]
 
@@ -666,8 +847,11 @@ def test_on_bad_file_skip_leaves_them_out_with_a_warning(mirror, tmp_path, caplo
     good = ds.build_table("c", {"kind": "crema_d", "root": str(_crema_root(mirror, tmp_path / "good", []))})
     root = _crema_root(mirror, tmp_path / "c", ["1001_DFA_SAD_XX.flv"], empty=("1001_DFA_FEA_XX.flv",))
     with caplog.at_level(logging.WARNING, logger="emohead_core.preprocess.datasets"):
-        df = ds.build_table("c", {"kind": "crema_d", "root": str(root), "on_bad_file": "skip"},
-                            cache_path=tmp_path / "cache" / "d.json")
+        df = ds.build_table(
+            "c",
+            {"kind": "crema_d", "root": str(root), "on_bad_file": "skip"},
+            cache_path=tmp_path / "cache" / "d.json",
+        )
     for col in ("video_path", "audio_path"):
         good[col] = good[col].str.replace(str(tmp_path / "good"), str(root))
     pd.testing.assert_frame_equal(df, good)  # the good clips' rows (and splits) are unchanged
@@ -680,16 +864,39 @@ def test_on_bad_file_skip_leaves_them_out_with_a_warning(mirror, tmp_path, caplo
 # ------------------------------------------------------------------ the workflow itself
 
 SNAKEMAKE = REPO / ".venv" / "bin" / "snakemake"
-FOLDER_ONLY = {"datasets": {"obama": {"kind": "folder", "root": "asset:data/talking-heads",
-                                      "include": ["uncrop_Obama.mp4"], "crop_size": 256}}}
+FOLDER_ONLY = {
+    "datasets": {
+        "obama": {
+            "kind": "folder",
+            "root": "asset:data/talking-heads",
+            "include": ["uncrop_Obama.mp4"],
+            "crop_size": 256,
+        }
+    }
+}
 
 
 def _snakemake(cwd: Path, mirror, config: dict, *args: str) -> subprocess.CompletedProcess:
     (cwd / "my.yaml").write_text(yaml.safe_dump(config))
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config" / "config.yaml"),
-           str(cwd / "my.yaml"), "--cores", "1", *args]
-    return subprocess.run(cmd, cwd=cwd, env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)), capture_output=True,
-                          text=True, timeout=900)
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        str(cwd / "my.yaml"),
+        "--cores",
+        "1",
+        *args,
+    ]
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=dict(os.environ, EMOHEAD_MIRROR=str(mirror)),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_workflow_start_names_an_unknown_config_key(mirror, tmp_path):
@@ -730,10 +937,15 @@ def test_workflow_start_hook_keeps_a_live_writers_temp(mirror, tmp_path):
 def test_folder_only_config_gets_metrics_sheet_and_tables(mirror, tmp_path):
     """Issue 16 finding 8: a config with only a folder dataset crashed metrics_human_sheet
     (KeyError); it now writes an empty sheet that says why, and the tables."""
-    r = _snakemake(tmp_path, mirror, FOLDER_ONLY, "results/metrics/human/sheet.csv", "results/tables/summary.csv")
+    r = _snakemake(
+        tmp_path, mirror, FOLDER_ONLY, "results/metrics/human/sheet.csv", "results/tables/summary.csv"
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     sheet = pd.read_csv(tmp_path / "results" / "metrics" / "human" / "sheet.csv")
-    assert list(sheet.columns) == ["item", "video", "emotion", "Fidelity", "Coherence", "Empathy"] and sheet.empty
+    assert (
+        list(sheet.columns) == ["item", "video", "emotion", "Fidelity", "Coherence", "Empathy"]
+        and sheet.empty
+    )
     assert "No clips to rate yet" in (tmp_path / "results" / "metrics" / "human" / "sheet.html").read_text()
     assert (tmp_path / "results" / "tables" / "table_I.md").is_file()
 
@@ -743,8 +955,13 @@ def test_reliability_doc_rows_name_existing_tests():
     import re
 
     doc = (REPO / "docs" / "reliability.md").read_text()
-    rows = [line for line in doc.splitlines() if line.startswith("| ") and not line.startswith("| ---")
-            and not line.startswith(("| bad input", "| fault"))]
+    rows = [
+        line
+        for line in doc.splitlines()
+        if line.startswith("| ")
+        and not line.startswith("| ---")
+        and not line.startswith(("| bad input", "| fault"))
+    ]
     assert len(rows) >= 25
     refs = set()
     for row in rows:
@@ -753,6 +970,10 @@ def test_reliability_doc_rows_name_existing_tests():
         refs.update(found)
     for file, name in sorted(refs):
         found = sorted((REPO / "tests").rglob(file))  # tests/<stage>/, tests/workflow/, tests/
-        assert len(found) == 1, f"{file} named in docs/reliability.md: {len(found)} files of that name under tests/"
+        assert len(found) == 1, (
+            f"{file} named in docs/reliability.md: {len(found)} files of that name under tests/"
+        )
         source = found[0].read_text()
-        assert re.search(rf"^def {name}\(", source, re.M), f"{file}::{name} named in docs/reliability.md is not a test"
+        assert re.search(rf"^def {name}\(", source, re.M), (
+            f"{file}::{name} named in docs/reliability.md is not a test"
+        )

@@ -22,9 +22,13 @@ PLOTS = ["distances.png", "projection.png", "cv_accuracy.png"]
 def test_report_contains_hyperplane_plots(tmp_path, mirror):
     targets = [f"results/cremad/hyperplanes/1001/{p}" for p in PLOTS]
     base = [
-        str(SNAKEMAKE), *targets,
-        "-s", str(REPO / "Snakefile"),
-        "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "demo.yaml"),
+        str(SNAKEMAKE),
+        *targets,
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        str(REPO / "config" / "demo.yaml"),
     ]
     env = dict(os.environ, EMOHEAD_MIRROR=str(mirror), OMP_NUM_THREADS="1")
     r = subprocess.run(base + ["--cores", "2"], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -33,7 +37,9 @@ def test_report_contains_hyperplane_plots(tmp_path, mirror):
         png = (tmp_path / p).read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000, p
 
-    r = subprocess.run(base + ["--report", "report.zip"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        base + ["--report", "report.zip"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     with zipfile.ZipFile(tmp_path / "report.zip") as z:
         names = z.namelist()

@@ -62,9 +62,13 @@ def test_paper_table_markdown_becomes_an_html_table(tmp_path):
     from emohead_core.metrics.tables import to_markdown
     from emohead_core.report import write_table_html
 
-    df = pd.DataFrame({"Method": ["Ours", "Ours", "A | B"],
-                       "Source": ["paper", "measured", "measured"],
-                       "PSNR ↑": ["28.262", "26.818", "n/a: set metrics.x <y>"]})
+    df = pd.DataFrame(
+        {
+            "Method": ["Ours", "Ours", "A | B"],
+            "Source": ["paper", "measured", "measured"],
+            "PSNR ↑": ["28.262", "26.818", "n/a: set metrics.x <y>"],
+        }
+    )
     md = tmp_path / "table_I.md"
     md.write_text(to_markdown(df, "Table I: a <test> & more"), encoding="utf-8")
     table = write_table_html(md, tmp_path / "table_I.html")
@@ -73,8 +77,12 @@ def test_paper_table_markdown_becomes_an_html_table(tmp_path):
     assert "<h2>Table I: a &lt;test&gt; &amp; more</h2>" in page
     (rows,) = html_tables(page)
     # the escaped pipe and the markup in cells survive
-    assert rows == [["Method", "Source", "PSNR ↑"], ["Ours", "paper", "28.262"],
-                    ["Ours", "measured", "26.818"], ["A | B", "measured", "n/a: set metrics.x <y>"]]
+    assert rows == [
+        ["Method", "Source", "PSNR ↑"],
+        ["Ours", "paper", "28.262"],
+        ["Ours", "measured", "26.818"],
+        ["A | B", "measured", "n/a: set metrics.x <y>"],
+    ]
     assert page.count('<tr class="paper">') == 1 and page.count('class="na"') == 1
     assert "Source `paper`" in page  # the legend under the table
 
@@ -93,8 +101,14 @@ def _data(record: dict) -> bytes:
 def test_report_holds_tables_videos_and_plots(tmp_path_factory, mirror):
     wd = run_all(tmp_path_factory, mirror)
     res = wd / "results"
-    r = subprocess.run(snakemake_cmd(wd, "--report", "report.html"), cwd=wd, env=env(mirror),
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        snakemake_cmd(wd, "--report", "report.html"),
+        cwd=wd,
+        env=env(mirror),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     page = (wd / "report.html").read_text(encoding="utf-8")
     records = _report_results(page)
@@ -112,9 +126,11 @@ def test_report_holds_tables_videos_and_plots(tmp_path_factory, mirror):
     assert (res / "tables" / f"table_I_{SUBJECT}.csv").is_file()
 
     # videos: the test render from ground-truth alphas, the audio-driven one, the emotion switch
-    videos = {f"render/{SUBJECT}/test/{CLIP}/test_render.mp4": "ground-truth",
-              f"render/{SUBJECT}/driven/main/{CLIP}/test_render.mp4": "audio-to-expression",
-              f"render/{SUBJECT}/emotion_switch.mp4": "Emotion switch"}
+    videos = {
+        f"render/{SUBJECT}/test/{CLIP}/test_render.mp4": "ground-truth",
+        f"render/{SUBJECT}/driven/main/{CLIP}/test_render.mp4": "audio-to-expression",
+        f"render/{SUBJECT}/emotion_switch.mp4": "Emotion switch",
+    }
     for path, caption in videos.items():
         rec = results[path]
         assert rec["data_uri"].startswith("data:video/mp4") and caption in rec["caption"], path
@@ -122,15 +138,27 @@ def test_report_holds_tables_videos_and_plots(tmp_path_factory, mirror):
         assert SUBJECT in rec["caption"]  # wildcards rendered into the caption
 
     # plots: hyperplanes, audio2exp and renderer losses, head masks, emotion control
-    plots = ["cremad/hyperplanes/all/distances.png", "cremad/hyperplanes/all/projection.png",
-             "cremad/hyperplanes/all/cv_accuracy.png", "cremad/audio2exp/main/loss.png",
-             *(f"render/{SUBJECT}/{p}" for p in ("loss.png", "masks.png", "emotion_control.png",
-                                                 "intensity_sweep.png", "novel_views.png"))]
+    plots = [
+        "cremad/hyperplanes/all/distances.png",
+        "cremad/hyperplanes/all/projection.png",
+        "cremad/hyperplanes/all/cv_accuracy.png",
+        "cremad/audio2exp/main/loss.png",
+        *(
+            f"render/{SUBJECT}/{p}"
+            for p in (
+                "loss.png",
+                "masks.png",
+                "emotion_control.png",
+                "intensity_sweep.png",
+                "novel_views.png",
+            )
+        ),
+    ]
     for path in plots:
         rec = results[path]
         assert rec["data_uri"].startswith("data:image/png"), path
         assert _data(rec) == (res / path).read_bytes() and rec["caption"].strip(), path
 
-    cats = page[page.index("var categories = "):][:5000]
+    cats = page[page.index("var categories = ") :][:5000]
     for name in ("Paper tables", "Rendered videos", "Renderer", "Expression hyperplanes"):
         assert re.search(re.escape(json.dumps(name)), cats), name

@@ -34,8 +34,16 @@ def test_snakefmt_check(repo_root, mirror):
 
 def test_demo_dag_has_preprocessing_jobs(repo_root, mirror):
     rc, out = _run(
-        [str(BIN / "snakemake"), "-n", "--forceall", "--quiet", "rules", "--configfile", "config/demo.yaml",
-         "tests/data/talking_head.yaml"],
+        [
+            str(BIN / "snakemake"),
+            "-n",
+            "--forceall",
+            "--quiet",
+            "rules",
+            "--configfile",
+            "config/demo.yaml",
+            "tests/data/talking_head.yaml",
+        ],
         repo_root,
         mirror,
     )

@@ -14,12 +14,22 @@ with log_to(snakemake.log[0]):
     paths = {Path(p).stem: p for p in snakemake.params.expression}
     frames = H.collect_frames(table, paths, actor=actor, splits=opts["splits"])
     result = H.train_hyperplanes(
-        frames["exp"], frames["mar"], frames["emotion"], frames["clip"],
-        n_groups=opts["mar_groups"], C=opts["svm_c"], cv_folds=opts["cv_folds"],
-        seed=opts["seed"], quota=opts["quota"],
+        frames["exp"],
+        frames["mar"],
+        frames["emotion"],
+        frames["clip"],
+        n_groups=opts["mar_groups"],
+        C=opts["svm_c"],
+        cv_folds=opts["cv_folds"],
+        seed=opts["seed"],
+        quota=opts["quota"],
     )
-    meta = {"dataset": snakemake.wildcards.dataset, "actor": actor, "options": dict(opts),
-            "clips": sorted(set(frames["clip"]))}
+    meta = {
+        "dataset": snakemake.wildcards.dataset,
+        "actor": actor,
+        "options": dict(opts),
+        "clips": sorted(set(frames["clip"])),
+    }
     out_dir = Path(snakemake.output[0]).parent
     H.save_hyperplanes(result, out_dir, meta=meta, frames=frames)
     print((out_dir / "accuracy.md").read_text())

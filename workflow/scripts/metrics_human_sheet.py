@@ -7,5 +7,10 @@ from emohead_core.metrics import pipeline
 from emohead_core.metrics.pairs import COLUMNS
 
 with log_to(snakemake.log[0]):
-    pipeline.human_sheet(pd.DataFrame(snakemake.params.pairs, columns=COLUMNS), snakemake.output.csv, snakemake.output.html,
-                         snakemake.output.key, seed=int(snakemake.params.seed))
+    pipeline.human_sheet(
+        pd.DataFrame(snakemake.params.pairs, columns=COLUMNS),
+        snakemake.output.csv,
+        snakemake.output.html,
+        snakemake.output.key,
+        seed=int(snakemake.params.seed),
+    )

@@ -4,5 +4,13 @@ from emohead_core.logutil import log_to
 from emohead_core.render.pipeline import step_prepare
 
 with log_to(snakemake.log[0]):
-    print(step_prepare(snakemake.params.subject, snakemake.input.bfm, snakemake.output.prepared,
-                       snakemake.output.preview, snakemake.params.render, snakemake.wildcards.subject))
+    print(
+        step_prepare(
+            snakemake.params.subject,
+            snakemake.input.bfm,
+            snakemake.output.prepared,
+            snakemake.output.preview,
+            snakemake.params.render,
+            snakemake.wildcards.subject,
+        )
+    )

@@ -34,8 +34,9 @@ def preprocess_bgr(images: np.ndarray) -> np.ndarray:
 class _Detector:
     """Shared post-processing: decode, threshold, NMS, scale back to input pixels."""
 
-    def __init__(self, threshold: float = 0.5, nms_threshold: float = NMS_THRESHOLD,
-                 max_side: int | None = None):
+    def __init__(
+        self, threshold: float = 0.5, nms_threshold: float = NMS_THRESHOLD, max_side: int | None = None
+    ):
         self.threshold = float(threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_side = max_side
@@ -99,13 +100,24 @@ class FaceDetector(_Detector):
     the input's coordinates).
     """
 
-    def __init__(self, onnx_path: str | os.PathLike, providers: list[str] | None = None, *,
-                 threshold: float = 0.5, nms_threshold: float = NMS_THRESHOLD,
-                 max_side: int | None = None, threads: int = 0):
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        providers: list[str] | None = None,
+        *,
+        threshold: float = 0.5,
+        nms_threshold: float = NMS_THRESHOLD,
+        max_side: int | None = None,
+        threads: int = 0,
+    ):
         super().__init__(threshold, nms_threshold, max_side)
         self.session = open_session(
-            onnx_path, providers_=providers, threads=1 if threads else 0, what="FaceBoxes",
-            fix="run rule export_faceboxes_onnx (or facedetect.export_onnx).")
+            onnx_path,
+            providers_=providers,
+            threads=1 if threads else 0,
+            what="FaceBoxes",
+            fix="run rule export_faceboxes_onnx (or facedetect.export_onnx).",
+        )
         self.input_name = self.session.get_inputs()[0].name
         self._runner = BatchSplitter(self.session, threads)
 
@@ -121,14 +133,24 @@ class FaceDetector(_Detector):
 class TorchFaceDetector(_Detector):
     """The same detector running the PyTorch module (reference for tests and benchmarks)."""
 
-    def __init__(self, weights_or_net, *, threshold: float = 0.5, nms_threshold: float = NMS_THRESHOLD,
-                 max_side: int | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        weights_or_net,
+        *,
+        threshold: float = 0.5,
+        nms_threshold: float = NMS_THRESHOLD,
+        max_side: int | None = None,
+        device: str = "cpu",
+    ):
         super().__init__(threshold, nms_threshold, max_side)
         from .model import FaceBoxesNet, load_faceboxes
 
         self.device = device
-        self.net = weights_or_net if isinstance(weights_or_net, FaceBoxesNet) else load_faceboxes(
-            str(weights_or_net), device=device)
+        self.net = (
+            weights_or_net
+            if isinstance(weights_or_net, FaceBoxesNet)
+            else load_faceboxes(str(weights_or_net), device=device)
+        )
         self.net.eval()
 
     def _forward(self, x):
@@ -139,8 +161,9 @@ class TorchFaceDetector(_Detector):
         return loc.cpu().numpy(), conf.cpu().numpy()
 
 
-def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, *, opset: int = 17,
-                check: bool = True) -> Path:
+def export_onnx(
+    weights: str | os.PathLike, onnx_path: str | os.PathLike, *, opset: int = 17, check: bool = True
+) -> Path:
     """Export FaceBoxes (weights ``FaceBoxesProd.pth``) to ONNX with dynamic batch and image
     size (atomic write). With ``check`` the exported model is run once with onnxruntime on a
     random image and compared with torch."""
@@ -157,8 +180,11 @@ def export_onnx(weights: str | os.PathLike, onnx_path: str | os.PathLike, *, ops
             str(tmp),
             input_names=["input"],
             output_names=["loc", "conf"],
-            dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
-                          "loc": {0: "batch", 1: "anchors"}, "conf": {0: "batch", 1: "anchors"}},
+            dynamic_axes={
+                "input": {0: "batch", 2: "height", 3: "width"},
+                "loc": {0: "batch", 1: "anchors"},
+                "conf": {0: "batch", 1: "anchors"},
+            },
             opset_version=opset,
             dynamo=False,
         )
