@@ -253,8 +253,9 @@ def _stopped(
     return EmoheadOutputError(
         f"{desc} stopped at clip {clip.sample}: {msg}",
         path=stashes[0],
-        fix=f"{fault_fix(fault.reason, stashes[0]) if fault.reason in OUTPUT_FAULTS else fault.fix}. The {kept} clip(s) finished before are kept in "
-        f"{', '.join(str(s) for s in stashes)} and are not recomputed; the input clips are fine.",
+        fix=f"{fault_fix(fault.reason, stashes[0]) if fault.reason in OUTPUT_FAULTS else fault.fix}. "
+        f"The {kept} clip(s) finished before are kept in {', '.join(str(s) for s in stashes)} "
+        "and are not recomputed; the input clips are fine.",
         reason=fault.reason,
     )
 

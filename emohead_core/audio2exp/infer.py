@@ -77,7 +77,8 @@ def features_from_wav(
     missing = [n for n in encoders.values() if n not in specs]
     if missing:
         raise EmoheadInputError(
-            f"the model was trained on encoders {encoders}, the config's features profile has {sorted(specs)}",
+            f"the model was trained on encoders {encoders}, "
+            f"the config's features profile has {sorted(specs)}",
             fix="select the features profile the model was trained with (features.profile)",
         )
     fps, sr = sec["fps"], sec["sample_rate"]

@@ -289,7 +289,8 @@ def accuracy_markdown(rows: list[dict], title: str = "") -> str:
         "| CV acc., MAR-balanced | CV acc., unbalanced |\n| --- | --- | --- | --- | --- | --- |\n"
     )
     body = "".join(
-        f"| {r['emotion']} | {r['n_pos']}/{r['n_neg']} | {r['bacc_balanced']:.3f} | {r['bacc_unbalanced']:.3f} "
+        f"| {r['emotion']} | {r['n_pos']}/{r['n_neg']} "
+        f"| {r['bacc_balanced']:.3f} | {r['bacc_unbalanced']:.3f} "
         f"| {r['acc_balanced']:.3f} | {r['acc_unbalanced']:.3f} |\n"
         for r in rows
     )

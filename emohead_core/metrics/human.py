@@ -42,7 +42,8 @@ def write_sheet(
     with atomic_path(key_path) as tmp:
         key.to_csv(tmp, index=False)
     rows = "\n".join(
-        f'<tr><td>{html.escape(r.item)}</td><td><video src="{html.escape(str(r.video))}" controls width=256></video>'
+        f"<tr><td>{html.escape(r.item)}</td>"
+        f'<td><video src="{html.escape(str(r.video))}" controls width=256></video>'
         f"<br><small>{html.escape(str(r.video))}</small></td><td>{html.escape(str(r.emotion))}</td>"
         + "".join(f'<td><input type=number min=0 max=5 step=0.5 name="{r.item}:{a}"></td>' for a in ASPECTS)
         + "</tr>"
@@ -58,7 +59,8 @@ def write_sheet(
         "<!doctype html><meta charset=utf-8><title>EmoHead human evaluation</title>"
         "<h1>EmoHead human evaluation</h1><p>Score every clip from 0 (worst) to 5 (best) on each aspect "
         "for the given target emotion. Enter the scores in the CSV sheet (same item ids).</p>"
-        f"<table border=1><tr><th>item</th><th>video</th><th>target emotion</th>{head}</tr>\n{rows}\n</table>\n"
+        f"<table border=1><tr><th>item</th><th>video</th><th>target emotion</th>{head}</tr>\n"
+        f"{rows}\n</table>\n"
     )
     write_text_atomic(html_path, page)
 

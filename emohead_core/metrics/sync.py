@@ -6,9 +6,9 @@
 of that repository) is a ``torch.save``'d state dict (a mapping of those parameter names to tensors,
 in PyTorch's legacy non-zip container) saved before BatchNorm had ``num_batches_tracked`` counters:
 ``SyncNet.load`` reads it with ``torch.load(weights_only=True)`` (no pickled code runs), accepts
-exactly the model's keys with only those 14 counters absent, and checks every shape. Inputs follow the reference
-evaluation: 224x224 BGR face crops with raw 0..255 values, 5-frame windows at 25 fps; 13 MFCCs at
-100 Hz (python_speech_features defaults, computed here in NumPy) of 16 kHz audio in int16 scale,
+exactly the model's keys with only those 14 counters absent, and checks every shape. Inputs follow
+the reference evaluation: 224x224 BGR face crops with raw 0..255 values, 5-frame windows at 25 fps;
+13 MFCCs at 100 Hz (python_speech_features defaults, computed here in NumPy) of 16 kHz audio in int16 scale,
 20-MFCC windows (4 MFCC frames per video frame).
 
 The offset search compares every video window with the audio windows shifted by -vshift..+vshift

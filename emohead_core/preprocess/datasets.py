@@ -379,7 +379,8 @@ def parse_crema_d(entries: list[Entry], root_desc: str, reject: Reject = _raise)
 
 
 def parse_mead(entries: list[Entry], root_desc: str, reject: Reject = _raise) -> list[dict]:
-    """MEAD: ``{actor}/video/front/{emotion}/level_{k}/{nnn}.mp4`` + ``{actor}/audio/{emotion}/level_{k}/{nnn}.m4a``.
+    """MEAD: ``{actor}/video/front/{emotion}/level_{k}/{nnn}.mp4`` +
+    ``{actor}/audio/{emotion}/level_{k}/{nnn}.m4a``.
 
     Other camera views (``video/left_30`` ...) are ignored; only the front view is used. A file
     that cannot be used goes to ``reject`` (default: raise).
@@ -445,8 +446,8 @@ def parse_mead(entries: list[Entry], root_desc: str, reject: Reject = _raise) ->
             reject(
                 v,
                 EmoheadInputError(
-                    f"MEAD video has no audio file; expected {{actor}}/audio/{{emotion}}/level_{{k}}/{{nnn}}.m4a "
-                    f"for sample {sid!r}.",
+                    "MEAD video has no audio file; expected "
+                    f"{{actor}}/audio/{{emotion}}/level_{{k}}/{{nnn}}.m4a for sample {sid!r}.",
                     path=v.local,
                     fix="add the audio file or remove the video.",
                 ),

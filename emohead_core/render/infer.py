@@ -260,8 +260,9 @@ def write_driven_clip(
     audio-expression module ``a2e_model`` predicted from the clip's whole wav (so the test span
     has its audio context) with the clip's emotion tag (eq. 9 with ``hyperplanes``), the test
     span's frames and poses. ``features`` ({v, e, gamma} -> the features stage's files of the
-    clip, on the encoders the model was trained with) skips running the encoders on the wav. Writes test_render.mp4, test_gt.mp4 and test_meta.json (alpha RMSE
-    against the frames' 3DDFA alphas, PSNR). The ground-truth-alpha render bounds it from above."""
+    clip, on the encoders the model was trained with) skips running the encoders on the wav.
+    Writes test_render.mp4, test_gt.mp4 and test_meta.json (alpha RMSE against the frames' 3DDFA
+    alphas, PSNR). The ground-truth-alpha render bounds it from above."""
     from ..audio2exp.infer import predict_alpha
 
     out_dir = Path(out_dir)

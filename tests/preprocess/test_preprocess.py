@@ -59,7 +59,7 @@ def test_crop_video_format(cropped):
 def test_crop_box_is_fixed_and_contains_face_and_landmarks(cropped, mirror):
     from emohead_core.expression.facemodel import FaceModel
 
-    for name, r in cropped.items():
+    for r in cropped.values():
         b = pp.read_boxes(r["boxes"])
         crop = b[["crop_x1", "crop_y1", "crop_x2", "crop_y2"]].drop_duplicates()
         assert len(crop) == 1, "one crop box per clip"

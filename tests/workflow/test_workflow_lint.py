@@ -1,4 +1,5 @@
-"""The workflow itself: `snakemake --lint` and `snakefmt --check .` are clean for the whole repo,
+"""The workflow itself: `snakemake --lint`, `snakefmt --check .`, `ruff check .` and
+`ruff format --check .` (`make lint`) are clean for the whole repo,
 and the demo DAG has the preprocessing jobs (the real run is in test_preprocess_workflow.py)."""
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ def test_snakemake_lint(repo_root, mirror):
 
 def test_snakefmt_check(repo_root, mirror):
     rc, out = _run([str(BIN / "snakefmt"), "--check", "."], repo_root, mirror)
+    assert rc == 0, out[-3000:]
+
+
+def test_ruff_check(repo_root, mirror):
+    rc, out = _run([str(BIN / "ruff"), "check", "."], repo_root, mirror)
+    assert rc == 0, out[-3000:]
+
+
+def test_ruff_format_check(repo_root, mirror):
+    rc, out = _run([str(BIN / "ruff"), "format", "--check", "."], repo_root, mirror)
     assert rc == 0, out[-3000:]
 
 
