@@ -24,8 +24,8 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# SNAKEMAKE_ARGS: extra arguments, e.g. "--until crop_video extract_audio sample_table" (only
-# the preprocessing) or "-n" (dry run).
+# SNAKEMAKE_ARGS: extra arguments, e.g. "all_preprocess" (only the preprocessing; any stage
+# target all_<stage>) or "-n" (dry run).
 demo: venv
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) --printshellcmds --configfile config/demo.yaml
 
