@@ -22,7 +22,6 @@ include: "rules/features.smk"
 include: "rules/audio2exp.smk"
 include: "rules/render.smk"
 include: "rules/metrics.smk"
-include: "rules/report.smk"
 include: "rules/targets.smk"
 include: "rules/cluster.smk"
 

@@ -105,6 +105,15 @@ rule tables:
         unpack(MPLAN.table_inputs),
     output:
         MPLAN.table_outputs(),
+        [
+            report(
+                page,
+                caption="../workflow/report/tables.rst",
+                category="Paper tables",
+                labels={"table": table},
+            )
+            for table, page in MPLAN.table_pages().items()
+        ],
         summary=f"{RESULTS}/tables/summary.csv",
     log:
         f"{LOGS}/metrics/tables.log",

@@ -15,6 +15,7 @@ from .pairs import build_pairs
 
 STATS_ASSET = "3ddfa_v2/param_mean_std_62d_120x120.pkl"
 TABLE_IDS = ["table_I", "table_II", "table_IV", "table_VI"]
+TABLE_FORMATS = ("md", "tex", "csv", "html")  # what metrics.tables.write_table writes per table
 
 
 @dataclass(repr=False)
@@ -168,4 +169,11 @@ class MetricsPlan:
         return notes
 
     def table_outputs(self) -> list[str]:
-        return [f"{self.results}/tables/{t}.{ext}" for t in TABLE_IDS for ext in ("md", "tex", "csv")]
+        """The tables' Markdown, LaTeX and CSV files (the HTML pages: :meth:`table_pages`)."""
+        return [
+            f"{self.results}/tables/{t}.{ext}" for t in TABLE_IDS for ext in TABLE_FORMATS if ext != "html"
+        ]
+
+    def table_pages(self) -> dict[str, str]:
+        """Table id -> its HTML page (shown in the Snakemake report)."""
+        return {t: f"{self.results}/tables/{t}.html" for t in TABLE_IDS}

@@ -13,6 +13,7 @@ paper Table II), ``table_I_{dataset}`` for other datasets (no paper rows), ``tab
 
 from __future__ import annotations
 
+import html
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..io import atomic_path, write_text_atomic
 from . import fid as FID
 from . import paper as P
 from .evaluate import AUE_PROXY, GROUNDTRUTH_METHOD, NO_REFERENCE
+from .plan import TABLE_FORMATS
 
 PAPER = "paper"
 NR = "n.r."  # not reported in the paper
@@ -502,14 +504,52 @@ def to_latex(df: pd.DataFrame, title: str = "", label: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
+_HTML_STYLE = """
+body { font-family: sans-serif; font-size: 13px; margin: 1em; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; position: sticky; top: 0; }
+tr.paper td { color: #555; background: #fafafa; }
+td.na { color: #999; font-size: 11px; max-width: 14em; }
+p.note { color: #444; max-width: 60em; }
+"""
+
+
+def to_html(df: pd.DataFrame, title: str = "") -> str:
+    """A standalone HTML page (the Snakemake report shows it inline): rows whose Source is
+    ``paper`` (the published numbers) are set off from the measured ones, cells that could not
+    be measured (``n/a: reason``) are muted, the legend follows the table."""
+    esc = lambda s: html.escape(str(s))  # noqa: E731
+    paper = list(df["Source"] == "paper") if "Source" in df.columns else [False] * len(df)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>{esc(title or 'table')}</title><style>{_HTML_STYLE}</style></head><body>",
+    ]
+    if title:
+        parts.append(f"<h2>{esc(title)}</h2>")
+    parts.append(
+        "<table><thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in df.columns) + "</tr></thead><tbody>"
+    )
+    for is_paper, row in zip(paper, df.itertuples(index=False)):
+        cells = "".join(
+            f'<td class="na">{esc(c)}</td>' if str(c).startswith("n/a") else f"<td>{esc(c)}</td>" for c in row
+        )
+        parts.append(('<tr class="paper">' if is_paper else "<tr>") + cells + "</tr>")
+    parts += ["</tbody></table>", f'<p class="note">{esc(LEGEND)}</p>', "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
 def write_table(df: pd.DataFrame, out_dir: str | Path, tid: str, title: str | None = None) -> list[Path]:
+    """``{tid}.md``, ``.tex``, ``.csv`` and ``.html`` (for the report) in ``out_dir``."""
     out_dir = Path(out_dir)
     title = title or TITLES.get(tid, tid.replace("_", " "))
-    paths = [out_dir / f"{tid}.md", out_dir / f"{tid}.tex", out_dir / f"{tid}.csv"]
+    paths = [out_dir / f"{tid}.{ext}" for ext in TABLE_FORMATS]
     write_text_atomic(paths[0], to_markdown(df, title))
     write_text_atomic(paths[1], to_latex(df, title, tid))
     with atomic_path(paths[2]) as tmp:
         df.to_csv(tmp, index=False)
+    write_text_atomic(paths[3], to_html(df, title))
     return paths
 
 

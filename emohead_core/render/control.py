@@ -134,7 +134,10 @@ def measure_emotion_control(
     scale = tau_units(hp, data, tags, base, unit)
     a0 = data.alpha[base].astype(np.float64)
     seed = data.landmarks[base]
-    seen = ExpressionSupport(data.alpha[data.train_idx])
+    net = renderer.model
+    seen = ExpressionSupport(
+        data.alpha[data.train_idx], net.alpha_mean.cpu().numpy(), net.alpha_std.cpu().numpy()
+    )
     renders: dict = {}
     rows = []
     jobs = [(z, t) for z in tags for t in taus]
@@ -196,14 +199,16 @@ def measure_emotion_control(
 
 
 class ExpressionSupport:
-    """The expressions a subject's field was trained on, in standardised units (the renderer's own
-    normalisation: per-component training mean and std). ``offset(alpha)`` is each row's Euclidean
-    distance to the nearest training alpha; ``spacing`` the median of the same distance between
-    training frames (how densely the training expressions cover their region)."""
+    """The expressions a subject's field was trained on, in standardised units: per-component
+    ``mean`` / ``std`` (pass the renderer's own, ``EmoNeRF.alpha_mean`` / ``alpha_std``; default:
+    those of ``alpha_train``). ``offset(alpha)`` is each row's Euclidean distance to the nearest
+    training alpha; ``spacing`` the median of the same distance between training frames (how
+    densely the training expressions cover their region)."""
 
-    def __init__(self, alpha_train: np.ndarray):
+    def __init__(self, alpha_train: np.ndarray, mean=None, std=None):
         a = np.asarray(alpha_train, np.float64)
-        self.mean, self.std = a.mean(0), np.maximum(a.std(0), 1e-6)
+        self.mean = a.mean(0) if mean is None else np.asarray(mean, np.float64)
+        self.std = np.maximum(a.std(0) if std is None else np.asarray(std, np.float64), 1e-6)
         self.points = (a - self.mean) / self.std
         d = self._dist(self.points[:: max(1, len(self.points) // 256)], self.points)
         d.sort(axis=1)

@@ -2,7 +2,7 @@
 emotion-switch videos, and the hyperplane, loss, mask and emotion-control plots, each with its
 caption.
 
-Fast: a paper table as rule ``tables`` writes it becomes an HTML table (emohead_core/report.py).
+Fast: a paper table as rule ``tables`` writes it has an HTML page (emohead_core/metrics/tables.py).
 Slow: `snakemake --report report.html` after the real tiny run of config/examples/own_video.yaml
 (tests/docs/own_video_run.py), opened and checked item by item."""
 
@@ -58,9 +58,8 @@ def html_tables(page: str) -> list[list[list[str]]]:
     return p.tables
 
 
-def test_paper_table_markdown_becomes_an_html_table(tmp_path):
-    from emohead_core.metrics.tables import to_markdown
-    from emohead_core.report import write_table_html
+def test_paper_table_becomes_an_html_table(tmp_path):
+    from emohead_core.metrics.tables import write_table
 
     df = pd.DataFrame(
         {
@@ -69,11 +68,10 @@ def test_paper_table_markdown_becomes_an_html_table(tmp_path):
             "PSNR ↑": ["28.262", "26.818", "n/a: set metrics.x <y>"],
         }
     )
-    md = tmp_path / "table_I.md"
-    md.write_text(to_markdown(df, "Table I: a <test> & more"), encoding="utf-8")
-    table = write_table_html(md, tmp_path / "table_I.html")
+    paths = write_table(df, tmp_path, "table_I", "Table I: a <test> & more")
+    assert [p.name for p in paths] == ["table_I.md", "table_I.tex", "table_I.csv", "table_I.html"]
     page = (tmp_path / "table_I.html").read_text(encoding="utf-8")
-    assert table.title == "Table I: a <test> & more"
+    assert "<title>Table I: a &lt;test&gt; &amp; more</title>" in page
     assert "<h2>Table I: a &lt;test&gt; &amp; more</h2>" in page
     (rows,) = html_tables(page)
     # the escaped pipe and the markup in cells survive
