@@ -1,7 +1,9 @@
 """The demo's preprocessing through a real SLURM (tests/cluster/start_slurm.sh) equals a local run.
 
 Marked `cluster` (skipped by default; `.ci/run` runs it when root and apt are available).
-Runs `snakemake all_preprocess` twice on config/demo.yaml, in two fresh working directories:
+Runs `snakemake all_preprocess` twice on config/demo.yaml, in two fresh working directories, once
+per batch mode of the dataset (`clip`: per-clip jobs packed into the `clips` job group; `actor`:
+one job per actor and step, the MEAD / CREMA-D default):
 locally (`--cores 2`) and with `--profile profiles/slurm --profile tests/cluster/profile`.
 While the SLURM run is going, a thread polls `squeue` and records the job ids whose working
 directory is the SLURM run's; the test requires some, and requires every output file of the
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytestmark = pytest.mark.cluster
 
@@ -48,16 +51,25 @@ def slurm_cluster():
     return True
 
 
-def _cmd(*extra: str) -> list[str]:
+def _overlay(tmp_path: Path, batch: str) -> Path:
+    """The demo's dataset with an explicit batch mode (crema_d defaults to `actor`)."""
+    p = tmp_path / f"batch_{batch}.yaml"
+    ds = dict(kind="crema_d", root="asset:data/crema-d", crop_size=340, batch=batch)
+    p.write_text(yaml.safe_dump({"datasets": {"cremad": ds}}))
+    return p
+
+
+def _cmd(overlay: Path, *extra: str) -> list[str]:
     return [
         str(SNAKEMAKE),
         "all_preprocess",
         "-s",
         str(REPO / "Snakefile"),
+        *extra,
         "--configfile",
         str(REPO / "config" / "config.yaml"),
         str(REPO / "config" / "demo.yaml"),
-        *extra,
+        str(overlay),
     ]
 
 
@@ -131,13 +143,15 @@ def assert_same_outputs(a_root: Path, b_root: Path) -> int:
     return len(a)
 
 
-def test_preprocessing_on_slurm_equals_local(slurm_cluster, tmp_path, mirror):
+@pytest.mark.parametrize("batch", ["clip", "actor"])
+def test_preprocessing_on_slurm_equals_local(slurm_cluster, tmp_path, mirror, batch):
     env = _env(mirror)
+    overlay = _overlay(tmp_path, batch)
     local, cluster = tmp_path / "local", tmp_path / "slurm"
     local.mkdir()
     cluster.mkdir()
 
-    r = subprocess.run(_cmd("--cores", "2"), cwd=local, env=env, capture_output=True, text=True)
+    r = subprocess.run(_cmd(overlay, "--cores", "2"), cwd=local, env=env, capture_output=True, text=True)
     assert r.returncode == 0, f"local run failed:\n{r.stderr[-4000:]}"
 
     poller = SqueuePoller(cluster)
@@ -145,6 +159,7 @@ def test_preprocessing_on_slurm_equals_local(slurm_cluster, tmp_path, mirror):
     t0 = time.time()
     r = subprocess.run(
         _cmd(
+            overlay,
             "--profile",
             str(REPO / "profiles" / "slurm"),
             "--profile",
@@ -180,8 +195,25 @@ def test_preprocessing_on_slurm_equals_local(slurm_cluster, tmp_path, mirror):
     assert submitted, "the executor logged no sbatch submission"
     assert set(poller.seen) & submitted, (poller.seen, submitted)
     assert any("COMPLETED" in s or "RUNNING" in s for s in poller.seen.values())
-    # per-clip steps ran batched: one job group covers several crops
-    assert "group" in log.lower() and "clips" in log
+    if batch == "clip":
+        # per-clip steps ran batched: one job group covers several crops
+        assert "group" in log.lower() and "clips" in log, "no job group 'clips' was submitted"
+    else:
+        # one job per actor and step; no per-clip jobs at all
+        assert "preprocess_actor" in log, "no per-actor preprocessing job was submitted"
+        assert "rule crop_video" not in log, "per-clip crop jobs ran although batch is actor"
 
-    n = assert_same_outputs(local, cluster)
-    assert n >= 7 * 3 + 3 + 2  # crops (mp4 + boxes) + wavs of 7 clips, 3 audio-only wavs, 2 tables
+    assert_same_outputs(local, cluster)
+    # the per-clip files of the results/ contract, whichever way the dataset is batched
+    import pandas as pd
+
+    table = pd.read_parquet(cluster / "results" / "cremad" / "samples.parquet")
+    made = set(_outputs(cluster))
+    expected = set()
+    for row in table.itertuples():
+        expected.add(f"results/cremad/audio/{row.actor}/{row.sample_id}.wav")
+        if isinstance(row.video_path, str) and row.video_path:
+            expected.add(f"results/cremad/crop/{row.actor}/{row.sample_id}.mp4")
+            expected.add(f"results/cremad/crop/{row.actor}/{row.sample_id}.boxes.parquet")
+    assert (table["video_path"].fillna("") != "").sum() >= 6, "the demo has six video clips of actor 1001"
+    assert expected <= made, f"missing per-clip outputs: {sorted(expected - made)}"
