@@ -1,8 +1,10 @@
 """Run-time emotion edit (paper eq. 9, Appendix B (3)), used by the audio-expression module and
 the renderer: ``alpha_hat = alpha_tilde + tau * w_z`` (:func:`refine`), per-frame directions
 for an emotion timeline that switches w_1 -> w_2 with a linear ramp (:func:`timeline_directions`),
-and the unit normals w_z of a hyperplanes file (:func:`emotion_directions`; the file is written
-by the expression stage, :mod:`emohead_core.expression.hyperplanes`)."""
+and the edit directions of a hyperplanes file (:func:`emotion_directions`; the file is written
+by the expression stage, :mod:`emohead_core.expression.hyperplanes`). The direction eq. (9)
+moves along is the file's d_z: the hyperplane's normal in the whitened expression space by
+default, the raw unit normal w_z with ``hyperplanes.edit_space: raw`` (docs/decisions.md)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,22 @@ from .errors import EmoheadInputError
 
 
 def emotion_directions(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """{emotion: unit w_z (m,) float32} of a hyperplanes.json / .parquet (or their folder)."""
-    from .expression.hyperplanes import load_hyperplanes
+    """{emotion: unit edit direction d_z (m,) float32} of a hyperplanes.json / .parquet (or their
+    folder)."""
+    from .expression.hyperplanes import load_edit_directions
 
-    return {str(emo): np.asarray(w, dtype=np.float32) for emo, (w, _b) in load_hyperplanes(path).items()}
+    return {str(emo): np.asarray(d, dtype=np.float32) for emo, d in load_edit_directions(path).items()}
+
+
+def edit_directions(hyperplanes) -> dict[str, np.ndarray]:
+    """{emotion: direction (m,) float64} of a hyperplanes file (its d_z), or of a dict whose
+    values are directions or ``(w, b)`` pairs (then w: the raw normal)."""
+    if isinstance(hyperplanes, (str, os.PathLike)):
+        return {z: np.asarray(d, np.float64) for z, d in emotion_directions(hyperplanes).items()}
+    return {
+        str(z): np.asarray(v[0] if isinstance(v, (tuple, list)) else v, np.float64)
+        for z, v in hyperplanes.items()
+    }
 
 
 def refine(alpha_tilde, tau, w_z):
@@ -65,10 +79,11 @@ def timeline_directions(
     timeline: Sequence[tuple[float, str]] | str,
     n_frames: int,
     fps: float,
-    hyperplanes: dict[str, tuple[np.ndarray, float]],
+    hyperplanes,
     ramp_s: float = 0.5,
 ) -> TimelineDirections:
-    """Per-frame emotion direction for a timeline (Appendix B (3)).
+    """Per-frame emotion direction for a timeline (Appendix B (3)). ``hyperplanes``: a
+    hyperplanes file or a dict (:func:`edit_directions`).
 
     At each switch time t_s from w_1 to w_2, the weight of w_2 ramps linearly from 0 to 1 over
     ``ramp_s`` seconds centred on t_s (ramp_s = 0: hard switch at t_s); w_1 gets 1 minus that.
@@ -77,6 +92,7 @@ def timeline_directions(
     if isinstance(timeline, str):
         timeline = parse_timeline(timeline)
     timeline = sorted(timeline, key=lambda x: x[0])
+    hyperplanes = edit_directions(hyperplanes)
     missing = [z for _, z in timeline if z not in hyperplanes]
     if missing:
         raise EmoheadInputError(
@@ -94,5 +110,5 @@ def timeline_directions(
             lam = (t >= t_s).astype(np.float64)
         weights *= (1.0 - lam)[:, None]
         weights[:, emotions.index(z_new)] += lam
-    Wz = np.stack([np.asarray(hyperplanes[z][0], np.float64) for z in emotions])
+    Wz = np.stack([hyperplanes[z] for z in emotions])
     return TimelineDirections(weights @ Wz, weights, emotions)

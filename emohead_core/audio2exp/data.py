@@ -38,7 +38,7 @@ class CorpusClip:
     feats: dict[str, np.ndarray]  # modality -> (T, D) float32, or float16 (as cached)
     alpha: np.ndarray | None = None  # (T, m) targets (3DDFA expression); None for audio-only
     alpha_mask: np.ndarray | None = None  # (T,) bool: frame has a detected face
-    w_z: np.ndarray | None = None  # (m,) unit normal of the hyperplane of this clip's emotion
+    w_z: np.ndarray | None = None  # (m,) eq. (9) direction of this clip's emotion (hyperplanes d_z)
     test_from: int | None = None  # within-clip time split: frames >= test_from are "test"
 
     @property
@@ -379,7 +379,7 @@ def load_corpus(
     ``results/{dataset}/features/{encoder}/{actor}/{sample}.parquet``. Samples with split ``unused``
     are dropped. Every video sample's alpha comes from
     ``results/{dataset}/expression/{actor}/{sample}.parquet``
-    (frames with no detected face are masked out). w_z of a clip: the hyperplane of its emotion
+    (frames with no detected face are masked out). w_z of a clip: the edit direction d_z (eq. 9) of its emotion
     from its own actor's ``hyperplanes/{actor}/hyperplanes.json``, or (audio-only actors, or when
     ``hyperplane_actor`` is set) from ``hyperplane_actor`` / the first actor that has them.
     ``split``: the ``audio2exp.split`` section ({mode, test_fraction}; see :func:`split_corpus`).

@@ -109,8 +109,7 @@ def _directions(hyperplanes: dict[str, np.ndarray], T: int, fps: float, emotion,
                 fix='pass emotion="happy" or timeline="0:happy,2.5:sad"',
             )
         timeline = [(0.0, str(emotion))]
-    hp = {k: (np.asarray(v, np.float64), 0.0) for k, v in hyperplanes.items()}
-    td = timeline_directions(timeline, T, fps, hp, ramp_s=ramp_s)
+    td = timeline_directions(timeline, T, fps, hyperplanes, ramp_s=ramp_s)
     return td.W.astype(np.float32), list(td.emotions), np.asarray(td.weights, np.float32)
 
 

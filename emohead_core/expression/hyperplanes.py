@@ -10,7 +10,11 @@ Training (Appendix B, "Pre-training hyperplane"), per target character (or poole
    the groups (see :func:`balanced_indices`);
 4. a linear SVM (scikit-learn ``LinearSVC``, hinge loss) is fit on standardised alpha; its
    normal is mapped back to the raw expression space and normalised: w_z (unit), b such that
-   the signed distance of alpha to the hyperplane is ``w_z . alpha + b``.
+   the signed distance of alpha to the hyperplane is ``w_z . alpha + b``;
+5. the edit direction d_z that eq. (9) moves alpha along (:func:`edit_direction`): the normal of
+   the same hyperplane in the whitened expression space of the fitted frames (``Sigma w_z``,
+   unit length; ``edit_space: whitened``, the default) or the raw normal w_z itself
+   (``edit_space: raw``). docs/decisions.md explains and measures the choice.
 
 Files: :func:`save_hyperplanes` (hyperplanes.json / .parquet, accuracy table, the plots of
 :mod:`.hyperplane_plots`), :func:`load_hyperplanes`. Using the normals at run time (eq. 9,
@@ -34,6 +38,7 @@ from ..io import atomic_path, write_json_atomic, write_text_atomic
 log = logging.getLogger(__name__)
 
 M_EXP = 10  # Table V: dimension of the emotion hyperplane m
+EDIT_SPACES = ("whitened", "raw")
 
 
 # ----------------------------------------------------------------------------- MAR groups
@@ -118,6 +123,32 @@ def fit_linear_svm(X: np.ndarray, y: np.ndarray, C: float = 1.0, seed: int = 0) 
     return w_raw / norm, b_raw / norm
 
 
+def edit_direction(w_z: np.ndarray, cov: np.ndarray | None, space: str = "whitened") -> np.ndarray:
+    """The unit direction d_z that eq. (9) moves alpha along for the hyperplane with unit normal
+    w_z (raw alpha space).
+
+    ``raw``: d_z = w_z. ``whitened``: the hyperplane's normal in the whitened coordinates
+    u = Sigma^(-1/2) (alpha - mu) of frames with covariance ``cov`` is Sigma^(1/2) w_z; a step
+    along it, mapped back to alpha, is Sigma w_z. Of all steps that raise ``w_z . alpha + b`` by a
+    given amount it is the shortest in Mahalanobis length, so the edit follows the directions in
+    which the person's expressions actually vary instead of the low-variance components the SVM
+    weights most (for classes with a shared covariance it is the class-mean difference)."""
+    w = np.asarray(w_z, np.float64)
+    if space == "raw":
+        return w / float(np.linalg.norm(w))
+    if space != "whitened":
+        raise EmoheadInputError(
+            f"unknown hyperplane edit space {space!r}.",
+            path="config hyperplanes.edit_space",
+            fix=f"use one of {list(EDIT_SPACES)}.",
+        )
+    d = np.asarray(cov, np.float64) @ w
+    norm = float(np.linalg.norm(d))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise EmoheadInputError("the expression frames have no variance along the hyperplane normal.")
+    return d / norm
+
+
 def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
     """(accuracy, balanced accuracy = mean of the per-class recalls)."""
     y_true, y_pred = np.asarray(y_true, bool), np.asarray(y_pred, bool)
@@ -147,6 +178,11 @@ class Hyperplane:
     group_counts: list[int]
     cv: dict = field(default_factory=dict)  # acc/bacc for balanced/unbalanced sampling
     train_acc: float = float("nan")
+    d_z: np.ndarray | None = None  # (10,) unit edit direction of eq. (9) (edit_direction); None = w_z
+
+    @property
+    def direction(self) -> np.ndarray:
+        return self.w_z if self.d_z is None else self.d_z
 
     def distance(self, alpha: np.ndarray) -> np.ndarray:
         return np.asarray(alpha, np.float64) @ self.w_z + self.b
@@ -164,12 +200,15 @@ def train_hyperplanes(
     cv_folds: int = 5,
     seed: int = 0,
     quota: str = "max",
+    edit_space: str = "whitened",
 ) -> dict:
     """One-vs-rest hyperplane per emotion with MAR-balanced sampling (Appendix B).
 
     X: (N, 10) expression alpha; mar: (N,); labels: emotion per frame; clip_ids: clip per
-    frame (for the blocked cross-validation). Returns {"hyperplanes": {emotion: Hyperplane},
-    "mar_edges": (n_groups + 1,), "skipped": {emotion: reason}}.
+    frame (for the blocked cross-validation). ``edit_space``: how each hyperplane's eq. (9)
+    direction d_z is made (:func:`edit_direction`; the covariance is that of all of X). Returns
+    {"hyperplanes": {emotion: Hyperplane}, "mar_edges": (n_groups + 1,), "skipped": {emotion:
+    reason}, "edit_space", "n_frames"}.
     """
     X = np.asarray(X, np.float64)
     if X.ndim != 2 or X.shape[1] != M_EXP:
@@ -183,6 +222,9 @@ def train_hyperplanes(
     groups = mar_groups(mar, edges)
     emos = list(emotions) if emotions is not None else sorted(set(labels))
     folds = blocked_folds(clip_ids, cv_folds) if cv_folds >= 2 else None
+    if edit_space not in EDIT_SPACES:
+        edit_direction(np.ones(M_EXP), None, edit_space)  # raises the error naming the option
+    cov = np.cov(X.T) if len(X) > 1 else np.eye(M_EXP)
     out, skipped = {}, {}
     for z in emos:
         pos = labels == z
@@ -216,9 +258,23 @@ def train_hyperplanes(
                     cv[f"acc_{scheme}"] = float(np.mean([v[0] for v in vals]))
                     cv[f"bacc_{scheme}"] = float(np.mean([v[1] for v in vals]))
         out[z] = Hyperplane(
-            z, w_z, float(b), int(pos.sum()), int((~pos).sum()), counts.tolist(), cv, train_acc
+            z,
+            w_z,
+            float(b),
+            int(pos.sum()),
+            int((~pos).sum()),
+            counts.tolist(),
+            cv,
+            train_acc,
+            d_z=edit_direction(w_z, cov, edit_space),
         )
-    return {"hyperplanes": out, "mar_edges": edges, "skipped": skipped, "n_frames": int(len(X))}
+    return {
+        "hyperplanes": out,
+        "mar_edges": edges,
+        "skipped": skipped,
+        "n_frames": int(len(X)),
+        "edit_space": edit_space,
+    }
 
 
 # ----------------------------------------------------------------------------- frames of a dataset
@@ -328,10 +384,12 @@ def save_hyperplanes(
         "mar_edges": np.asarray(result["mar_edges"]).tolist(),
         "n_frames": result.get("n_frames"),
         "skipped": result.get("skipped", {}),
+        "edit_space": result.get("edit_space", "raw"),
         "hyperplanes": {
             z: {
                 "w_z": h.w_z.tolist(),
                 "b": h.b,
+                "d_z": np.asarray(h.direction).tolist(),
                 "n_pos": h.n_pos,
                 "n_neg": h.n_neg,
                 "group_counts": h.group_counts,
@@ -356,6 +414,10 @@ def save_hyperplanes(
                 pa.array(np.concatenate([hp[z].w_z for z in zs]) if zs else np.zeros(0), pa.float64()), M_EXP
             ),
             "b": pa.array([hp[z].b for z in zs], pa.float64()),
+            "d_z": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.concatenate([hp[z].direction for z in zs]) if zs else np.zeros(0), pa.float64()),
+                M_EXP,
+            ),
             "n_pos": pa.array([hp[z].n_pos for z in zs], pa.int64()),
             "n_neg": pa.array([hp[z].n_neg for z in zs], pa.int64()),
             "group_counts": pa.array([hp[z].group_counts for z in zs], pa.list_(pa.int64())),
@@ -365,7 +427,11 @@ def save_hyperplanes(
             },
         }
     ).replace_schema_metadata(
-        {b"emohead.hyperplanes": json.dumps({"mar_edges": doc["mar_edges"], "meta": doc["meta"]}).encode()}
+        {
+            b"emohead.hyperplanes": json.dumps(
+                {"mar_edges": doc["mar_edges"], "meta": doc["meta"], "edit_space": doc["edit_space"]}
+            ).encode()
+        }
     )
     with atomic_path(paths["parquet"]) as tmp:
         pq.write_table(table, tmp)
@@ -383,8 +449,7 @@ def save_hyperplanes(
     return paths
 
 
-def load_hyperplanes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, float]]:
-    """{emotion: (w_z (10,) unit normal, b)} from hyperplanes.json / .parquet or their folder."""
+def _hyperplanes_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / "hyperplanes.json"
@@ -394,14 +459,51 @@ def load_hyperplanes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, flo
             path=path,
             fix="run the expression stage's hyperplanes rule for this actor.",
         )
+    return path
+
+
+def _read_columns(path: Path, column: str) -> dict[str, np.ndarray]:
+    """{emotion: vector} of the column ``w_z`` or ``d_z`` (``d_z`` falls back to ``w_z`` in files
+    written before edit directions existed: their edits moved along the raw normal)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         t = pq.read_table(path)
-        W = t.column("w_z").combine_chunks().flatten().to_numpy().reshape(-1, M_EXP)
-        return {
-            z: (W[i].astype(np.float64), float(b))
-            for i, (z, b) in enumerate(zip(t.column("emotion").to_pylist(), t.column("b").to_pylist()))
-        }
+        col = column if column in t.column_names else "w_z"
+        V = t.column(col).combine_chunks().flatten().to_numpy().reshape(-1, M_EXP)
+        return {z: V[i].astype(np.float64) for i, z in enumerate(t.column("emotion").to_pylist())}
     doc = json.loads(path.read_text())
-    return {z: (np.asarray(h["w_z"], np.float64), float(h["b"])) for z, h in doc["hyperplanes"].items()}
+    return {z: np.asarray(h.get(column, h["w_z"]), np.float64) for z, h in doc["hyperplanes"].items()}
+
+
+def load_hyperplanes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, float]]:
+    """{emotion: (w_z (10,) unit normal, b)} from hyperplanes.json / .parquet or their folder:
+    the classifier (signed distance ``w_z . alpha + b``). Edits use :func:`load_edit_directions`."""
+    path = _hyperplanes_file(path)
+    W = _read_columns(path, "w_z")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(path, columns=["emotion", "b"])
+        bs = dict(zip(t.column("emotion").to_pylist(), t.column("b").to_pylist()))
+    else:
+        bs = {z: h["b"] for z, h in json.loads(path.read_text())["hyperplanes"].items()}
+    return {z: (W[z], float(bs[z])) for z in W}
+
+
+def load_edit_directions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """{emotion: d_z (10,) unit edit direction of eq. (9)} (see :func:`edit_direction`)."""
+    return _read_columns(_hyperplanes_file(path), "d_z")
+
+
+def hyperplanes_edit_space(path: str | os.PathLike) -> str:
+    """The ``edit_space`` a hyperplanes file's d_z were made in ("raw" for files without one)."""
+    path = _hyperplanes_file(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(path).metadata or {}
+        doc = json.loads(meta.get(b"emohead.hyperplanes", b"{}"))
+    else:
+        doc = json.loads(path.read_text())
+    return str(doc.get("edit_space", "raw"))

@@ -1,25 +1,28 @@
 """Emotion control of a trained renderer, measured (``emotion_control.json`` / ``.png``) and shown
 (``intensity_sweep.png``).
 
-The renderer is asked for an emotion by editing its expression input along the tag's hyperplane
-normal, alpha = alpha_0 + tau w_z (eq. 9). Whether the rendered face follows is measured the way
-Appendix B defines the emotion of an expression: the expression stage's 3DDFA_V2 regressor
-re-extracts alpha from the rendered frames, and every hyperplane scores it (signed distance
-d_z = w_z . alpha + b_z). Per target tag z and intensity tau we report the mean d_z of the
-re-extracted alphas and the fraction of frames whose highest-scoring hyperplane is z; the same
-numbers for the subject's real frames of each tag are the reference (same resolution, same
-extraction). A renderer that follows its expression input shows d_z rising with tau.
+The renderer is asked for an emotion by editing its expression input along the tag's edit
+direction, alpha = alpha_0 + tau d_z (eq. 9; d_z is the hyperplane's normal in the whitened
+expression space, or the raw normal w_z with ``hyperplanes.edit_space: raw``, see
+:func:`emohead_core.expression.hyperplanes.edit_direction`). Whether the rendered face follows is
+measured the way Appendix B defines the emotion of an expression: the expression stage's 3DDFA_V2
+regressor re-extracts alpha from the rendered frames, and every hyperplane scores it (signed
+distance s_z = w_z . alpha + b_z). Per target tag z and intensity tau we report the mean s_z of
+the re-extracted alphas and the fraction of frames whose highest-scoring hyperplane is z; the
+same numbers for the subject's real frames of each tag are the reference (same resolution, same
+extraction). A renderer that follows its expression input shows s_z rising with tau.
 
 alpha_0: the ground-truth alphas of frames of the subject's neutral clips (test frames first),
 so the edit starts from a neutral face; poses of the same frames. Units of tau (``unit``):
 
-* ``person`` (default): tau = 1 moves alpha_0 along w_z as far as the person's own frames of tag
-  z lie from alpha_0 (the gap of their mean signed distances to w_z, in the expression stage's
-  alphas; at least one standard deviation, see ``std``): "as emotional as the person's own z
-  clips";
-* ``std``: tau w_z has Mahalanobis length tau under the subject's training alphas;
-* ``raw``: tau as in eq. (9). w_z is a unit vector in raw alpha space whose weight lies on
-  low-variance dimensions, so raw tau = 1 is dozens of standard deviations (docs/decisions.md).
+* ``person`` (default): tau = 1 moves alpha_0 along d_z until its mean s_z has risen as far as
+  the person's own frames of tag z lie from alpha_0 (the gap of their mean signed distances, in
+  the expression stage's alphas; at least one standard deviation, see ``std``): "as emotional as
+  the person's own z clips";
+* ``std``: tau d_z has standardised length tau under the subject's training alphas;
+* ``raw``: tau as in eq. (9), in alpha units along the unit vector d_z. The raw normal w_z puts
+  its weight on low-variance dimensions, so with ``edit_space: raw`` tau = 1 is dozens of
+  standard deviations (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..emotion_edit import edit_directions
 from ..errors import EmoheadInputError
 from ..io import atomic_path, write_json_atomic
 from .data import SubjectData
@@ -117,9 +121,10 @@ def measure_emotion_control(
     """Returns (the emotion_control.json document, the rendered frames {(tag, tau): (n, H, W, 3)})."""
     from tqdm import tqdm
 
-    from ..expression.hyperplanes import load_hyperplanes
+    from ..expression.hyperplanes import hyperplanes_edit_space, load_hyperplanes
 
     hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
+    dirs = edit_directions(hyperplanes)  # eq. (9) moves along d_z; w_z scores
     names = sorted(hp)
     W = np.stack([np.asarray(hp[z][0], np.float64) for z in names])
     b = np.array([float(hp[z][1]) for z in names])
@@ -131,7 +136,7 @@ def measure_emotion_control(
             fix="use hyperplanes fitted on this person's emotions.",
         )
     base = base_frames(data, n_frames)
-    scale = tau_units(hp, data, tags, base, unit)
+    scale = tau_units(hp, data, tags, base, unit, dirs)
     a0 = data.alpha[base].astype(np.float64)
     seed = data.landmarks[base]
     net = renderer.model
@@ -144,7 +149,7 @@ def measure_emotion_control(
     unedited = None  # tau = 0 is the same render for every tag
     for z, t in tqdm(jobs, desc="emotion control", disable=not progress, mininterval=5):
         k = names.index(z)
-        alpha_in = a0 + t * scale[z] * W[k]  # eq. (9)
+        alpha_in = a0 + t * scale[z] * dirs[z]  # eq. (9)
         if t == 0 and unedited is not None:
             frames, alpha_re = unedited
         else:
@@ -178,6 +183,7 @@ def measure_emotion_control(
         tags=tags,
         taus=[float(t) for t in taus],
         unit=unit,
+        edit_space=hyperplanes_edit_space(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,
         tau_scale={z: float(scale[z]) for z in tags},
         base_frames=[int(i) for i in base],
         hyperplanes=str(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,
@@ -186,7 +192,8 @@ def measure_emotion_control(
         training_spacing_std=seen.spacing,
         emotion_control=float(np.mean(at1)) if at1 else None,
         rising=rising_tags(rows, tags),
-        note="rendered: alpha_0 (ground-truth alphas of neutral frames) + tau w_z rendered at those frames' "
+        note="rendered: alpha_0 (ground-truth alphas of neutral frames) + tau d_z (the edit direction, "
+        "edit_space) rendered at those frames' "
         "poses; 3DDFA alpha re-extracted from the renders; mean_distance = mean signed distance to "
         "w_z, classified_fraction = share of frames whose highest-scoring hyperplane is z; "
         "reference: the subject's real frames of each tag, extracted the same way; "
@@ -223,11 +230,15 @@ class ExpressionSupport:
         return self._dist(q, self.points).min(1)
 
 
-def tau_units(hp: dict, data: SubjectData, tags: list[str], base: np.ndarray, unit: str) -> dict[str, float]:
-    """Raw tau of tau = 1 per tag (see the module docstring for the units)."""
+def tau_units(
+    hp: dict, data: SubjectData, tags: list[str], base: np.ndarray, unit: str, dirs: dict | None = None
+) -> dict[str, float]:
+    """Raw tau of tau = 1 per tag (see the module docstring for the units); ``hp`` {z: (w_z, b)}
+    scores, ``dirs`` {z: d_z} are the edit directions (default: w_z)."""
+    dirs = dirs or {z: np.asarray(hp[z][0], np.float64) for z in tags}
     if unit == "raw":
         return {z: 1.0 for z in tags}
-    std = std_tau(hp, data, tags, 1.0)
+    std = std_tau(dirs, data, tags, 1.0)
     if unit == "std":
         return std
     if unit != "person":
@@ -242,7 +253,8 @@ def tau_units(hp: dict, data: SubjectData, tags: list[str], base: np.ndarray, un
         ks = [k for k, c in enumerate(data.clips) if c.get("emotion") == z]
         own = np.concatenate([data.clip_frames(k) for k in ks]) if ks else np.zeros(0, int)
         gap = float((data.alpha[own] @ w + b).mean() - (data.alpha[base] @ w + b).mean()) if len(own) else 0.0
-        out[z] = max(gap, std[z])
+        # the score rises by w_z . d_z per unit of tau along d_z (1 when d_z = w_z)
+        out[z] = max(gap / float(w @ np.asarray(dirs[z], np.float64)), std[z])
     return out
 
 

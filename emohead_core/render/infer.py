@@ -100,11 +100,9 @@ def timeline_alphas(
     """alpha_hat = alpha_tilde + tau w(t) (eq. 9) with w(t) the timeline's ramped hyperplane
     normal (Appendix B (3)); intensity tau is a number or a per-frame curve."""
     from ..emotion_edit import refine, timeline_directions
-    from ..expression.hyperplanes import load_hyperplanes
 
-    hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
     T = len(alpha_tilde)
-    td = timeline_directions(timeline, T, fps, hp, ramp_s=ramp_s)
+    td = timeline_directions(timeline, T, fps, hyperplanes, ramp_s=ramp_s)
     tau = np.asarray(intensity, np.float64)
     if tau.ndim == 1 and tau.shape[0] != T:
         raise EmoheadInputError(
@@ -375,11 +373,15 @@ def novel_view_strip(
         cv2.imwrite(str(tmp), np.concatenate(tiles, axis=1))
 
 
-def std_tau(hyperplanes: dict, data: SubjectData, tags, intensity: float) -> dict[str, float]:
-    """tau of each tag such that tau w_z has Mahalanobis length ``intensity`` under the subject's
-    training alphas (intensity in units of the person's own expression spread)."""
+def std_tau(hyperplanes, data: SubjectData, tags, intensity: float) -> dict[str, float]:
+    """tau of each tag such that tau d_z (its edit direction, :func:`edit_directions`) has
+    standardised length ``intensity`` under the subject's training alphas (intensity in units of
+    the person's own expression spread)."""
+    from ..emotion_edit import edit_directions
+
+    dirs = edit_directions(hyperplanes)
     sd = data.alpha[data.train_idx].std(0) + 1e-8
-    return {z: intensity / float(np.linalg.norm(np.asarray(hyperplanes[z][0]) / sd)) for z in tags}
+    return {z: intensity / float(np.linalg.norm(dirs[z] / sd)) for z in tags}
 
 
 def emotion_switch_video(
@@ -401,9 +403,9 @@ def emotion_switch_video(
     ping-pong when the walk is longer than the clip; its audio is muxed only when they do not.
     ``intensity_unit``: ``raw`` (tau as given) or ``std`` (tau w_z of Mahalanobis length
     ``intensity`` under the subject's training alphas)."""
-    from ..expression.hyperplanes import load_hyperplanes
+    from ..emotion_edit import edit_directions
 
-    hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
+    hp = edit_directions(hyperplanes)
     tags = [z for z in (tags or data.emotions()) if z in hp]
     if not tags:
         raise EmoheadInputError(

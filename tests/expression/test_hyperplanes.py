@@ -209,3 +209,85 @@ def test_collect_frames_uses_train_split_of_actor(tmp_path):
     assert len(pooled["exp"]) == 32
     with pytest.raises(EmoheadInputError):
         H.collect_frames(df, paths, actor="9")
+
+
+# ----------------------------------------------------------------------------- edit directions
+
+
+def test_whitened_edit_direction_is_the_shortest_step_in_mahalanobis_length():
+    """d = Sigma w / |Sigma w| raises w . alpha by a given amount with the smallest Mahalanobis
+    length of any direction (the raw normal w included); raw space returns w itself."""
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(10, 10)) * SCALES
+    cov = A @ A.T + 0.01 * np.eye(10)
+    w = rng.normal(size=10)
+    w /= np.linalg.norm(w)
+    d = H.edit_direction(w, cov, "whitened")
+    assert np.linalg.norm(d) == pytest.approx(1.0)
+    assert np.allclose(H.edit_direction(w, cov, "raw"), w)
+    icov = np.linalg.inv(cov)
+
+    def maha_len_for_unit_gain(v):  # step t v with w . (t v) = 1
+        step = v / float(w @ v)
+        return float(np.sqrt(step @ icov @ step))
+
+    best = maha_len_for_unit_gain(d)
+    assert best < maha_len_for_unit_gain(w) * 0.9  # strictly better than the raw normal here
+    for v in rng.normal(size=(200, 10)):
+        if abs(w @ v) > 1e-3:
+            assert best <= maha_len_for_unit_gain(v) + 1e-9
+    with pytest.raises(EmoheadInputError, match="edit space"):
+        H.edit_direction(w, cov, "pca")
+
+
+def test_whitened_edit_follows_the_class_mean_shift_the_raw_normal_does_not():
+    """Classes that differ by a mean shift under a shared, anisotropic covariance: the whitened
+    edit direction is the raw-space shift of the class mean (the way that emotion's frames really
+    move); the raw normal w_z points elsewhere (towards the small-scale axes)."""
+    rng = np.random.default_rng(0)
+    X, M, L, C, _ = synthetic(rng, n=800)
+    res = H.train_hyperplanes(X, M, L, C, cv_folds=0)
+    assert res["edit_space"] == "whitened"
+    for z, h in res["hyperplanes"].items():
+        shift = X[L == z].mean(0) - X[L != z].mean(0)
+        shift /= np.linalg.norm(shift)
+        assert float(h.d_z @ shift) > 0.97, z
+        assert float(h.w_z @ shift) < 0.9, z  # the test tells the two apart
+        # moving along d_z raises the score: w . d > 0
+        assert float(h.w_z @ h.d_z) > 0
+    raw = H.train_hyperplanes(X, M, L, C, cv_folds=0, edit_space="raw")
+    for h in raw["hyperplanes"].values():
+        assert np.allclose(h.d_z, h.w_z)
+    with pytest.raises(EmoheadInputError, match="edit space"):
+        H.train_hyperplanes(X, M, L, C, cv_folds=0, edit_space="pca")
+
+
+def test_edit_directions_saved_loaded_and_used_by_the_edit(tmp_path):
+    rng = np.random.default_rng(1)
+    X, M, L, C, _ = synthetic(rng, n=200)
+    res = H.train_hyperplanes(X, M, L, C, cv_folds=0)
+    paths = H.save_hyperplanes(res, tmp_path / "hp", plots=False)
+    for p in (paths["json"], paths["parquet"]):
+        dirs = H.load_edit_directions(p)
+        hp = H.load_hyperplanes(p)
+        for z, h in res["hyperplanes"].items():
+            assert np.allclose(dirs[z], h.d_z) and np.allclose(hp[z][0], h.w_z)
+        assert H.hyperplanes_edit_space(p) == "whitened"
+    # eq. (9) through the run-time edit moves along d_z, not w_z
+    assert np.allclose(E.emotion_directions(paths["json"])["e2"], res["hyperplanes"]["e2"].d_z, atol=1e-6)
+    td = E.timeline_directions([(0.0, "e1"), (1.0, "e3")], 50, 25.0, paths["json"], ramp_s=0.0)
+    assert np.allclose(td.W[0], res["hyperplanes"]["e1"].d_z) and np.allclose(
+        td.W[-1], res["hyperplanes"]["e3"].d_z
+    )
+    # a file written before edit directions existed: its edits moved along the raw normal
+    import json
+
+    doc = json.loads(paths["json"].read_text())
+    for h in doc["hyperplanes"].values():
+        del h["d_z"]
+    del doc["edit_space"]
+    old = tmp_path / "old" / "hyperplanes.json"
+    old.parent.mkdir()
+    old.write_text(json.dumps(doc))
+    assert np.allclose(H.load_edit_directions(old)["e1"], res["hyperplanes"]["e1"].w_z)
+    assert H.hyperplanes_edit_space(old) == "raw"

@@ -556,3 +556,22 @@ def test_person_tau_unit_reaches_the_persons_own_clips(two_clips):
     assert tau_units(hp, data, ["happy"], base, "raw") == {"happy": 1.0}
     with pytest.raises(EmoheadInputError, match="unknown tau unit"):
         tau_units(hp, data, ["happy"], base, "percent")
+
+
+def test_person_tau_unit_along_an_edit_direction_other_than_the_normal(two_clips):
+    """With d_z != w_z the score rises by w_z . d_z per unit of tau: tau = 1 (unit person)
+    still reaches the person's own clips' mean score."""
+    from emohead_core.render.control import base_frames, tau_units
+
+    data = load_prepared(two_clips[0])
+    w = np.eye(10)[0]
+    d = np.zeros(10)
+    d[0], d[1] = 0.5, np.sqrt(0.75)  # w . d = 0.5
+    hp = {"happy": (w, 0.0)}
+    base = base_frames(data, 3)
+    scale = tau_units(hp, data, ["happy"], base, "person", {"happy": d})
+    own = data.alpha[data.clip_frames(1)] @ w
+    edited = (data.alpha[base] + scale["happy"] * d) @ w
+    if own.mean() - (data.alpha[base] @ w).mean() > 0:  # the gap, not the one-std floor, decides
+        assert edited.mean() == pytest.approx(own.mean(), rel=1e-5, abs=1e-6)
+    assert scale["happy"] > 0

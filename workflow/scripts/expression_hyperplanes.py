@@ -23,6 +23,7 @@ with log_to(snakemake.log[0]):
         cv_folds=opts["cv_folds"],
         seed=opts["seed"],
         quota=opts["quota"],
+        edit_space=opts["edit_space"],
     )
     meta = {
         "dataset": snakemake.wildcards.dataset,
