@@ -380,8 +380,8 @@ def load_corpus(
     are dropped. Every video sample's alpha comes from
     ``results/{dataset}/expression/{actor}/{sample}.parquet``
     (frames with no detected face are masked out). w_z of a clip: the edit direction d_z (eq. 9)
-    of its emotion from its own actor's ``hyperplanes/{actor}/hyperplanes.json``, or (audio-only actors, or when
-    ``hyperplane_actor`` is set) from ``hyperplane_actor`` / the first actor that has them.
+    of its emotion from its own actor's ``hyperplanes/{actor}/hyperplanes.json``, or (audio-only
+    actors, or when ``hyperplane_actor`` is set) from ``hyperplane_actor`` / the first actor that has them.
     ``split``: the ``audio2exp.split`` section ({mode, test_fraction}; see :func:`split_corpus`).
     """
     import pandas as pd
