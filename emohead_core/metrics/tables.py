@@ -378,7 +378,35 @@ def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
     return {tid: pd.DataFrame(rows, columns=header) for tid, rows in tables.items() if rows}
 
 
-def ablation_table(agg: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+def read_setting(results_dir: str | Path, dataset: str, variant: str = "main") -> dict | None:
+    """The audio2exp variant's model and training settings (eval.json ``model_config`` and
+    ``train_config`` merged), or None when it has not been evaluated."""
+    p = Path(results_dir) / dataset / "audio2exp" / variant / "eval.json"
+    if not p.is_file():
+        return None
+    d = json.loads(p.read_text())
+    return {**(d.get("train_config") or {}), **(d.get("model_config") or {})}
+
+
+def setting_mismatch(ab: dict, results_dir, dataset: str) -> str | None:
+    """An ablation row's ``requires`` (e.g. {d: 512, d_h: 512}) against the settings of the model
+    behind its method (the main variant: rows that reuse ``ours`` for the paper's default
+    setting): the n/a note when they differ, None when they agree or nothing is required."""
+    req = ab.get("requires") or {}
+    if not req or results_dir is None:
+        return None
+    have = read_setting(results_dir, dataset, ab.get("requires_variant", "main"))
+    if have is None:
+        return None  # nothing evaluated: the row's own "no clips" note applies
+    wrong = {k: have.get(k) for k, v in req.items() if have.get(k) != v}
+    if not wrong:
+        return None
+    got = ", ".join(f"{k} = {v}" for k, v in wrong.items())
+    want = ", ".join(f"{k} = {req[k]}" for k in wrong)
+    return f"n/a: the main model has {got}, not {want} (train a variant with that setting)"
+
+
+def ablation_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path | None = None) -> pd.DataFrame:
     look = Lookup(agg)
     cols = ABLATION_COLS
     rows = []
@@ -393,8 +421,11 @@ def ablation_table(agg: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
             continue
         for ab in spec.ablations:
             m = ab.get("method")
+            mismatch = setting_mismatch(ab, results_dir, ds) if m else None
             if m is None:
                 cells = _note_once(ab.get("note", "n/a: not implemented"), [True] * len(cols))
+            elif mismatch:
+                cells = _note_once(mismatch, [True] * len(cols))
             elif look.has(ds, m):
                 cells = _measured_cells(look, ds, m, cols, "n/a")
             else:
@@ -432,6 +463,10 @@ def loss_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path) -> p
             continue
         for ab in spec.loss_ablations:
             variant, m = ab.get("variant"), ab.get("method")
+            mismatch = setting_mismatch({**ab, "requires_variant": variant or "main"}, results_dir, ds)
+            if mismatch:
+                rows.append([ab["label"], MEASURED, ds, *_note_once(mismatch, [True] * len(VI_COLS))])
+                continue
             rmse = read_rmse(results_dir, ds, variant) if variant else None
             cells = [_cell(rmse, 2)]
             if m is None:
@@ -573,7 +608,7 @@ def build_all(
             [agg, h[["dataset", "method", "metric", "value", "note", "n_clips"]]], ignore_index=True
         )
     tables = main_tables(agg, spec)
-    tables["table_IV"] = ablation_table(agg, spec)
+    tables["table_IV"] = ablation_table(agg, spec, results_dir)
     tables["table_VI"] = loss_table(agg, spec, results_dir)
     for tid, df in tables.items():
         title = TITLES.get(tid) or f"Table I/II layout: dataset {tid[len('table_I_') :]}"

@@ -76,7 +76,13 @@ def built(tmp_path):
     paths.append(p)
     (tmp_path / "cremad" / "audio2exp" / "main").mkdir(parents=True)
     (tmp_path / "cremad" / "audio2exp" / "main" / "eval.json").write_text(
-        json.dumps({"rmse_alpha_hat": 0.123})
+        json.dumps(
+            {
+                "rmse_alpha_hat": 0.123,
+                "model_config": {"d": 128, "d_h": 128, "n": 5},
+                "train_config": {"rho": 0.5},
+            }
+        )
     )
     spec = TB.TableSpec(
         datasets={"cremad": "crema_d", "obama": "folder"},
@@ -86,9 +92,13 @@ def built(tmp_path):
             {"label": "Ours", "method": "ours"},
             {"label": "w/o refinement", "method": "ours_wo_refinement"},
             {"label": "Ours (FaceVerse)", "method": None, "note": "n/a: FaceVerse not available"},
+            {"label": "d = 512", "method": "ours", "requires": {"d": 512, "d_h": 512}},
+            {"label": "n = 5", "method": "ours", "requires": {"n": 5}},
         ],
         loss_ablations=[
             {"label": "L_reg + L_reg^const", "variant": "main", "method": None},
+            {"label": "rho = 0.5", "variant": "main", "method": None, "requires": {"rho": 0.5}},
+            {"label": "rho = 0.7 (main)", "variant": "main", "method": None, "requires": {"rho": 0.7}},
             {"label": "L_reg", "variant": "wo_contrastive", "method": None},
             {"label": "full", "variant": None, "method": "ours"},
         ],
@@ -143,11 +153,19 @@ def test_ablation_and_loss_tables(built):
     assert meas.loc["w/o refinement", "SSIM ↑"].startswith("n/a: no clips of ours_wo_refinement")
     assert meas.loc["w/o refinement", "PSNR ↑"] == "n/a"
     assert meas.loc["Ours (FaceVerse)", "SSIM ↑"] == "n/a: FaceVerse not available"
+    # a row that reuses the main model for a setting it does not have says so; one it has is filled
+    assert meas.loc["d = 512", "SSIM ↑"] == (
+        "n/a: the main model has d = 128, d_h = 128, not d = 512, d_h = 512 "
+        "(train a variant with that setting)"
+    )
+    assert meas.loc["n = 5", "PSNR ↑"] == "31.000"
     t6 = tables["table_VI"]
     assert (t6["Source"] == "paper").sum() == 2 * len(P.TABLE_VI)
     m6 = t6[t6["Source"] == "measured"].set_index("Setting")
     assert m6.loc["L_reg + L_reg^const", "RMSE ↓"] == "0.12"
     assert m6.loc["L_reg", "RMSE ↓"].startswith("n/a: no ")
+    assert m6.loc["rho = 0.5", "RMSE ↓"] == "0.12"
+    assert m6.loc["rho = 0.7 (main)", "RMSE ↓"].startswith("n/a: the main model has rho = 0.5, not rho = 0.7")
     assert m6.loc["full", "RMSE ↓"] == "-" and m6.loc["full", "M/F-LMD ↓"] == "1.000/2.000"
     p6 = t6[(t6["Source"] == "paper") & (t6["Dataset"] == "CREMA-D")].set_index("Setting")
     assert p6.loc["rho = 0.2", "RMSE ↓"] == "0.22"
