@@ -388,19 +388,37 @@ def read_setting(results_dir: str | Path, dataset: str, variant: str = "main") -
     return {**(d.get("train_config") or {}), **(d.get("model_config") or {})}
 
 
+def render_refine_mismatch(ab: dict, results_dir, dataset: str) -> str | None:
+    """A Table VI row's ``requires_refine`` (e.g. {clip: true, shape: true}: L_cord and L_shape,
+    eq. 16) against the ``refine`` of the render subjects of ``dataset`` (their subject.json)."""
+    req = ab.get("requires_refine") or {}
+    if not req or results_dir is None:
+        return None
+    for p in sorted((Path(results_dir) / "render").glob("*/subject.json")):
+        doc = json.loads(p.read_text())
+        if doc.get("dataset") != dataset:
+            continue
+        have = doc.get("refine") or {}
+        wrong = [k for k, v in req.items() if bool(have.get(k)) != bool(v)]
+        if wrong:
+            got = ", ".join(f"{k} = {str(bool(have.get(k))).lower()}" for k in wrong)
+            return f"n/a: render subject {p.parent.name} was trained with refine {got}"
+    return None
+
+
 def setting_mismatch(ab: dict, results_dir, dataset: str) -> str | None:
     """An ablation row's ``requires`` (e.g. {d: 512, d_h: 512}) against the settings of the model
     behind its method (the main variant: rows that reuse ``ours`` for the paper's default
     setting): the n/a note when they differ, None when they agree or nothing is required."""
     req = ab.get("requires") or {}
     if not req or results_dir is None:
-        return None
+        return render_refine_mismatch(ab, results_dir, dataset)
     have = read_setting(results_dir, dataset, ab.get("requires_variant", "main"))
     if have is None:
         return None  # nothing evaluated: the row's own "no clips" note applies
     wrong = {k: have.get(k) for k, v in req.items() if have.get(k) != v}
     if not wrong:
-        return None
+        return render_refine_mismatch(ab, results_dir, dataset)
     got = ", ".join(f"{k} = {v}" for k, v in wrong.items())
     want = ", ".join(f"{k} = {req[k]}" for k in wrong)
     return f"n/a: the main model has {got}, not {want} (train a variant with that setting)"

@@ -101,7 +101,17 @@ def built(tmp_path):
             {"label": "rho = 0.7 (main)", "variant": "main", "method": None, "requires": {"rho": 0.7}},
             {"label": "L_reg", "variant": "wo_contrastive", "method": None},
             {"label": "full", "variant": None, "method": "ours"},
+            {
+                "label": "full with L_cord",
+                "variant": None,
+                "method": "ours",
+                "requires_refine": {"clip": True, "shape": True},
+            },
         ],
+    )
+    (tmp_path / "render" / "cremad_a").mkdir(parents=True)
+    (tmp_path / "render" / "cremad_a" / "subject.json").write_text(
+        json.dumps({"dataset": "cremad", "refine": {"clip": False, "shape": True}})
     )
     out = tmp_path / "tables"
     tables = TB.build_all(paths, fids, spec, tmp_path, out)
@@ -167,6 +177,10 @@ def test_ablation_and_loss_tables(built):
     assert m6.loc["rho = 0.5", "RMSE ↓"] == "0.12"
     assert m6.loc["rho = 0.7 (main)", "RMSE ↓"].startswith("n/a: the main model has rho = 0.5, not rho = 0.7")
     assert m6.loc["full", "RMSE ↓"] == "-" and m6.loc["full", "M/F-LMD ↓"] == "1.000/2.000"
+    # the renderer behind "ours" was trained without L_cord: the row that claims it says so
+    assert m6.loc["full with L_cord", "RMSE ↓"] == (
+        "n/a: render subject cremad_a was trained with refine clip = false"
+    )
     p6 = t6[(t6["Source"] == "paper") & (t6["Dataset"] == "CREMA-D")].set_index("Setting")
     assert p6.loc["rho = 0.2", "RMSE ↓"] == "0.22"
 
