@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from ..io import atomic_path
 from ..loss_curves import write_loss_curves
 from .data import Corpus, FrameTable, alpha_mean, feature_stats
 from .model import ModelConfig, build_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +52,10 @@ def split_ids(corpus: Corpus, split: str) -> list[int]:
 
 
 def _fingerprint(corpus: Corpus, mcfg: ModelConfig, tcfg: TrainConfig) -> str:
+    """What a checkpoint must share with this run to be resumed: model, loss and optimiser
+    settings, the clip list and the content of every clip's training data (features, alpha
+    targets and mask, eq. 9 direction w_z), so a rerun after the hyperplanes, features or
+    expressions changed trains afresh instead of continuing a model of other inputs."""
     t = asdict(tcfg)
     for k in ("iterations", "ckpt_every", "keep_ckpts", "log_every"):
         t.pop(k)
@@ -56,8 +63,14 @@ def _fingerprint(corpus: Corpus, mcfg: ModelConfig, tcfg: TrainConfig) -> str:
         (c.sample_id, c.split, c.T, c.has_alpha) + ((c.test_from,) if c.test_from is not None else ())
         for c in corpus.clips
     ]
-    s = json.dumps([mcfg.to_dict(), t, data], sort_keys=True, default=str)
-    return hashlib.sha256(s.encode()).hexdigest()[:16]
+    h = hashlib.sha256(json.dumps([mcfg.to_dict(), t, data], sort_keys=True, default=str).encode())
+    for c in corpus.clips:
+        for k in sorted(c.feats):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(c.feats[k]).tobytes())
+        for a in (c.alpha, c.alpha_mask, c.w_z):
+            h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
 
 
 def init_model(corpus: Corpus, mcfg: ModelConfig, train_ids: list[int], seed: int) -> torch.nn.Module:
@@ -184,6 +197,11 @@ def _resume(existing: list[Path], fp: str, tcfg: TrainConfig, model, opt, gen) -
         gen.set_state(st["generator"])
         torch.set_rng_state(st["torch_rng"])
         return st["iteration"], list(st["history"])
+    log.warning(
+        "audio2exp checkpoint %s is from another run (settings or training data changed): "
+        "training from scratch",
+        existing[-1],
+    )
     for p in existing:  # a different run's checkpoints: start fresh
         p.unlink(missing_ok=True)
     return 0, []

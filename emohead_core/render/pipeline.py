@@ -134,8 +134,15 @@ def step_train(
     )
     ckpt = Path(out["ckpt"])
     if ckpt.is_file():
-        tr.load(ckpt)
-        log.info("resumed from %s at step %d", ckpt, tr.step)
+        if tr.resume(ckpt):
+            log.info("resumed from %s at step %d", ckpt, tr.step)
+        else:
+            log.warning(
+                "renderer checkpoint %s is from another run (settings or prepared subject changed): "
+                "training from scratch",
+                ckpt,
+            )
+            ckpt.unlink()
     tr.fit(ckpt_path=ckpt)
     tr.save(out["model"])
     write_loss_curves(

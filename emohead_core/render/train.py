@@ -11,6 +11,8 @@ is checkpointed, so a resumed run is bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import math
 import time
@@ -319,8 +321,35 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ checkpoints
+    def fingerprint(self) -> str:
+        """What a checkpoint must share with this trainer to be resumed: the training settings
+        (all but the logging / checkpoint / validation cadence), the model settings, the head
+        box, and the prepared subject (clips, resolution, per-frame alphas and cameras, split)."""
+        bookkeeping = ("ckpt_every", "log_every", "val_every", "val_frames")
+        cfg = {k: v for k, v in self.cfg.items() if k not in bookkeeping}
+        d = self.data
+        clips = [(c["sample"], c["n_frames"], c.get("test_start"), c.get("emotion")) for c in d.clips]
+        head = [cfg, self.model_cfg, self.box, d.resolution, clips]
+        h = hashlib.sha256(json.dumps(head, sort_keys=True, default=str).encode())
+        for a in (d.alpha, d.poses, d.train_idx, d.test_idx):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    def resume(self, path) -> bool:
+        """Load the checkpoint at ``path`` if it is this run's (same :meth:`fingerprint`); False
+        (nothing loaded) for a checkpoint of other settings or data, or one without a
+        fingerprint."""
+        from ..checkpoint import load_checkpoint
+
+        s = load_checkpoint(path, map_location=self.device, what="renderer checkpoint")
+        if s.get("fingerprint") != self.fingerprint():
+            return False
+        self._load_state(s)
+        return True
+
     def state_dict(self) -> dict:
         return dict(
+            fingerprint=self.fingerprint(),
             model=self.model.state_dict(),
             occ=self.occ.state_dict(),
             opt=self.opt.state_dict(),
@@ -340,7 +369,9 @@ class Trainer:
     def load(self, path) -> None:
         from ..checkpoint import load_checkpoint
 
-        s = load_checkpoint(path, map_location=self.device, what="renderer checkpoint")
+        self._load_state(load_checkpoint(path, map_location=self.device, what="renderer checkpoint"))
+
+    def _load_state(self, s: dict) -> None:
         self.model.load_state_dict(s["model"])
         self.occ.load_state_dict(s["occ"])
         self.opt.load_state_dict(s["opt"])

@@ -311,6 +311,32 @@ def test_resume_after_interruption_is_exact(tmp_path):
     assert not torch.equal(a["W_v1"], c["W_v1"])
 
 
+def test_checkpoint_of_other_training_data_is_not_resumed(tmp_path, caplog):
+    """A rerun after the training data changed (here the clips' eq. 9 directions, as when the
+    hyperplanes are refitted) trains afresh: the interrupted run's checkpoint is of other
+    inputs and is not continued."""
+    import copy
+    import logging
+
+    corpus = synthetic_corpus(frames=30, audio_only=("C",))
+    mcfg = _tiny_cfgs()
+    tcfg = TrainConfig(iterations=12, batch_size=8, ckpt_every=5, seed=3)
+    with pytest.raises(Interrupt):
+        train(corpus, mcfg, tcfg, tmp_path / "run", progress=False, stop_at=7)
+    changed = copy.deepcopy(corpus)
+    for c in changed.clips:
+        if c.w_z is not None:
+            c.w_z = (c.w_z[::-1]).copy()
+    with caplog.at_level(logging.WARNING, logger="emohead_core.audio2exp.train"):
+        got = train(changed, mcfg, tcfg, tmp_path / "run", progress=False)
+    assert "from another run" in caplog.text
+    fresh = train(changed, mcfg, tcfg, tmp_path / "fresh", progress=False)
+    a = torch.load(got, weights_only=False)["state_dict"]
+    b = torch.load(fresh, weights_only=False)["state_dict"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 @pytest.mark.parametrize(
     "variant", [{}, {"architecture": "transformer", "transformer_heads": 2, "transformer_ff": 32}]
 )

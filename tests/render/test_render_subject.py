@@ -210,6 +210,32 @@ def test_multi_clip_resume_is_exact(two_clips, tmp_path):
     assert [r["photo"] for r in a.history] == [r["photo"] for r in c.history]
 
 
+def test_checkpoint_of_other_settings_or_data_is_not_resumed(two_clips, tmp_path):
+    """Trainer.resume continues only its own run: a fresh trainer with the same settings and
+    prepared subject resumes; other settings, other expressions, or a checkpoint without a
+    fingerprint (written before fingerprints) do not."""
+    from emohead_core.render.train import Trainer
+
+    torch.set_num_threads(1)
+    data = load_prepared(two_clips[0])
+    cfg = _tiny_train(iters=12, frames_per_step=2)
+    a = Trainer(data, TINY_MODEL, cfg, device="cpu")
+    a.fit(steps=5, progress=False, ckpt_path=tmp_path / "ck.pt")
+    same = Trainer(data, TINY_MODEL, cfg, device="cpu")
+    assert same.resume(tmp_path / "ck.pt") and same.step == 5
+    assert not Trainer(data, TINY_MODEL, {**cfg, "lr_mlp": 0.0123}, device="cpu").resume(tmp_path / "ck.pt")
+    assert not Trainer(data, TINY_MODEL, {**cfg, "iters": 24}, device="cpu").resume(tmp_path / "ck.pt")
+    other = load_prepared(two_clips[0])
+    other.alpha = other.alpha.copy()
+    other.alpha[0, 0] += 0.5  # the expression of one frame changed (e.g. a re-extracted clip)
+    fresh = Trainer(other, TINY_MODEL, cfg, device="cpu")
+    assert not fresh.resume(tmp_path / "ck.pt") and fresh.step == 0
+    st = torch.load(tmp_path / "ck.pt", weights_only=True)
+    del st["fingerprint"]
+    torch.save(st, tmp_path / "old.pt")
+    assert not Trainer(data, TINY_MODEL, cfg, device="cpu").resume(tmp_path / "old.pt")
+
+
 def test_rays_of_a_step_come_from_several_frames_with_their_own_expression(two_clips):
     from emohead_core.render.train import Trainer
 
