@@ -177,6 +177,7 @@ def measure_emotion_control(
             expression_stage_distance=float((data.alpha[idx] @ W[names.index(z)] + b[names.index(z)]).mean()),
         )
     at1 = [r["classified_fraction"] for r in rows if r["tau"] == 1.0]
+    gain = response_gain(rows, tags)
     doc = dict(
         subject=data.subject,
         dataset=data.clips[0].get("dataset", ""),
@@ -192,12 +193,18 @@ def measure_emotion_control(
         training_spacing_std=seen.spacing,
         emotion_control=float(np.mean(at1)) if at1 else None,
         rising=rising_tags(rows, tags),
+        response_gain=gain,
+        response_gain_mean=float(np.mean([g for g in gain.values() if g is not None]))
+        if any(g is not None for g in gain.values())
+        else None,
         note="rendered: alpha_0 (ground-truth alphas of neutral frames) + tau d_z (the edit direction, "
         "edit_space) rendered at those frames' "
         "poses; 3DDFA alpha re-extracted from the renders; mean_distance = mean signed distance to "
         "w_z, classified_fraction = share of frames whose highest-scoring hyperplane is z; "
         "reference: the subject's real frames of each tag, extracted the same way; "
         "emotion_control = mean over tags of classified_fraction at tau = 1; "
+        "response_gain = per tag, the change of the re-extracted mean distance over the taus "
+        "divided by the change of the input's (1: the render moves as far as asked); "
         "input_offset_std = mean distance of the edited alphas to the nearest training alpha in "
         "training standard deviations (training_spacing_std: the same between training frames), "
         "how far the edit asks the field to extrapolate.",
@@ -255,6 +262,19 @@ def tau_units(
         gap = float((data.alpha[own] @ w + b).mean() - (data.alpha[base] @ w + b).mean()) if len(own) else 0.0
         # the score rises by w_z . d_z per unit of tau along d_z (1 when d_z = w_z)
         out[z] = max(gap / float(w @ np.asarray(dirs[z], np.float64)), std[z])
+    return out
+
+
+def response_gain(rows: list[dict], tags: list[str]) -> dict[str, float | None]:
+    """Per tag: how much of the requested change the renders show, (re-extracted mean distance
+    at the largest tau - at the smallest) / (the same for the edited input alphas). 1: the
+    re-extraction moves as far as the input; 0: not at all; < 0: the opposite way. None when the
+    input does not move."""
+    out = {}
+    for z in tags:
+        rr = sorted((r for r in rows if r["tag"] == z), key=lambda r: r["tau"])
+        d_in = rr[-1]["input_distance"] - rr[0]["input_distance"] if len(rr) > 1 else 0.0
+        out[z] = (rr[-1]["mean_distance"] - rr[0]["mean_distance"]) / d_in if abs(d_in) > 1e-12 else None
     return out
 
 

@@ -169,13 +169,29 @@ class Trainer:
         outside = torch.from_numpy(np.flatnonzero(sampling_region(m) & ~m))
         return m, inside, outside
 
+    def _face_pixels(self, i: int, head: np.ndarray) -> torch.Tensor:
+        """Flat pixel indices of frame i inside the convex hull of its 68 landmarks (brows, eyes,
+        nose, mouth, jaw: where expressions show) and inside the head mask."""
+        import cv2
+
+        hull = cv2.convexHull(np.round(self.data.landmarks[i][:, :2]).astype(np.int32))
+        face = np.zeros(head.shape, np.uint8)
+        cv2.fillConvexPoly(face, hull, 1)
+        return torch.from_numpy(np.flatnonzero(face.astype(bool) & head))
+
     def sample_batch(self, i: int, n: int | None = None):
         """``n`` training rays of frame i: pixel coordinates, targets (the frame inside the head
-        mask, the clip's background around it, where the field must be empty) and background."""
+        mask, the clip's background around it, where the field must be empty) and background.
+        ``face_fraction`` of the rays inside the head are drawn from the landmark hull (the face)."""
         n = int(self.cfg["rays"]) if n is None else int(n)
         m, inside, outside = self._pixels(i)
         n_in = n if len(outside) == 0 else int(round(n * float(self.cfg["inside_fraction"])))
-        pick = [inside[torch.randint(len(inside), (n_in,), generator=self.gen)]]
+        ff = float(self.cfg["face_fraction"])
+        face = self._face_pixels(i, m) if ff > 0 else None
+        n_face = int(round(n_in * ff)) if face is not None and len(face) else 0
+        pick = [inside[torch.randint(len(inside), (n_in - n_face,), generator=self.gen)]]
+        if n_face:
+            pick.append(face[torch.randint(len(face), (n_face,), generator=self.gen)])
         if n - n_in > 0:
             pick.append(outside[torch.randint(len(outside), (n - n_in,), generator=self.gen)])
         flat = torch.cat(pick)

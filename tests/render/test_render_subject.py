@@ -500,6 +500,25 @@ def test_emotion_control_scores_follow_what_the_extractor_sees(two_clips):
     assert rising_tags(
         [dict(tag="x", tau=0, mean_distance=1.0), dict(tag="x", tau=1, mean_distance=0.5)], ["x"]
     ) == {"x": False}
+    assert doc["response_gain"]["happy"] > 0.2 and doc["response_gain_mean"] is not None
+
+
+def test_response_gain_is_the_share_of_the_requested_change():
+    from emohead_core.render.control import response_gain
+
+    rows = [
+        dict(tag="x", tau=1.5, input_distance=1.0, mean_distance=0.6),
+        dict(tag="x", tau=0.0, input_distance=0.0, mean_distance=0.1),
+        dict(tag="x", tau=0.5, input_distance=0.3, mean_distance=0.9),
+        dict(tag="y", tau=0.0, input_distance=0.2, mean_distance=0.0),
+        dict(tag="y", tau=1.5, input_distance=0.2, mean_distance=0.4),
+        dict(tag="w", tau=0.0, input_distance=0.0, mean_distance=0.3),
+        dict(tag="w", tau=1.5, input_distance=0.5, mean_distance=0.1),
+    ]
+    g = response_gain(rows, ["x", "y", "w"])
+    assert g["x"] == pytest.approx(0.5)  # end points of the tau range, not the middle
+    assert g["y"] is None  # the input did not move
+    assert g["w"] == pytest.approx(-0.4)  # the render moved the other way
 
 
 def test_expression_support_distances():
