@@ -320,11 +320,12 @@ def plot_emotion_control(doc: dict, path) -> None:
     ax[2].set_title("edited alpha to nearest training alpha (dashed: between training frames)", fontsize=9)
     ax[2].set_xlabel(f"tau ({doc['unit']})")
     ax[2].set_ylabel("training std")
-    fig.suptitle(
-        f"Emotion control of {doc['subject']}: {doc['emotion_control']:.2f} at tau = 1"
-        if doc.get("emotion_control") is not None
-        else f"Emotion control of {doc['subject']}"
-    )
+    title = f"Emotion control of {doc['subject']}"
+    if doc.get("emotion_control") is not None:
+        title += f": {doc['emotion_control']:.2f} classified at tau = 1"
+    if doc.get("response_gain_mean") is not None:
+        title += f"; response gain {doc['response_gain_mean']:.2f} (1 = as far as asked)"
+    fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
