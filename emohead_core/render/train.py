@@ -174,7 +174,10 @@ class Trainer:
         nose, mouth, jaw: where expressions show) and inside the head mask."""
         import cv2
 
-        hull = cv2.convexHull(np.round(self.data.landmarks[i][:, :2]).astype(np.int32))
+        lm = self.data.landmarks[i][:, :2]
+        if not np.isfinite(lm).all():  # no fitted face on this frame: uniform in the head mask
+            return torch.zeros(0, dtype=torch.int64)
+        hull = cv2.convexHull(np.round(lm).astype(np.int32))
         face = np.zeros(head.shape, np.uint8)
         cv2.fillConvexPoly(face, hull, 1)
         return torch.from_numpy(np.flatnonzero(face.astype(bool) & head))

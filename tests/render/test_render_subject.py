@@ -236,6 +236,37 @@ def test_checkpoint_of_other_settings_or_data_is_not_resumed(two_clips, tmp_path
     assert not Trainer(data, TINY_MODEL, cfg, device="cpu").resume(tmp_path / "old.pt")
 
 
+def test_face_fraction_draws_that_share_of_head_rays_from_the_landmark_hull(two_clips):
+    import cv2
+
+    from emohead_core.render.train import Trainer
+
+    torch.set_num_threads(1)
+    data = load_prepared(two_clips[0])
+    i = int(data.train_idx[0])
+    lm = data.landmarks[i][:, :2]
+    hull = np.zeros((data.H, data.W), np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(np.round(lm).astype(np.int32)), 1)
+    face = hull.astype(bool) & data.mask(i)
+    share = face.sum() / data.mask(i).sum()
+    assert 0.05 < share < 0.9  # the hull is a part of the head mask here
+
+    def face_share(fraction, frame=i):
+        cfg = {**_tiny_train(iters=4), "inside_fraction": 1.0, "face_fraction": fraction}
+        tr = Trainer(data, TINY_MODEL, cfg, device="cpu")
+        uv, _, _ = tr.sample_batch(frame, 4000)
+        u, v = uv[:, 0].long().numpy(), uv[:, 1].long().numpy()
+        return float(face[v, u].mean())
+
+    assert face_share(0.0) == pytest.approx(share, abs=0.03)  # uniform in the head mask
+    # half from the hull, half uniform (which hits the hull at its area share)
+    assert face_share(0.5) == pytest.approx(0.5 + 0.5 * share, abs=0.03)
+    # a frame without fitted landmarks falls back to uniform head rays
+    data.landmarks = data.landmarks.copy()
+    data.landmarks[i] = np.nan
+    assert face_share(0.5) == pytest.approx(share, abs=0.03)
+
+
 def test_rays_of_a_step_come_from_several_frames_with_their_own_expression(two_clips):
     from emohead_core.render.train import Trainer
 
