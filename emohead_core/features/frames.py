@@ -20,8 +20,6 @@ this grid by :func:`pool_to_grid` (frames past the audio's end repeat the last n
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -36,41 +34,15 @@ def n_frames_for(duration_s: float, fps: float = 25.0) -> int:
     return max(1, int(math.floor(duration_s * fps + 0.5)))
 
 
-_FRAME_RE = re.compile(r"frame=\s*(\d+)")
-
-
 def count_video_frames(path: str | Path) -> int:
-    """Frames in a video's first stream (ffmpeg stream copy, no decode)."""
-    from ..media import ffmpeg_exe
+    """Frames in a video's first stream (:func:`emohead_core.media.count_frames`: packets, no
+    decode), with the fix that suits a crop video."""
+    from ..media import count_frames
 
     path = Path(path)
     if not path.is_file():
-        raise EmoheadInputError("video not found.", path=path)
-    proc = subprocess.run(
-        [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-nostdin",
-            "-i",
-            str(path),
-            "-map",
-            "0:v:0",
-            "-c",
-            "copy",
-            "-f",
-            "null",
-            "-",
-        ],
-        capture_output=True,
-    )
-    found = _FRAME_RE.findall(proc.stderr.decode(errors="replace"))
-    if proc.returncode != 0 or not found:
-        raise EmoheadInputError(
-            "could not count video frames.",
-            path=path,
-            fix="check the crop video (re-run preprocessing for this sample).",
-        )
-    return int(found[-1])
+        raise EmoheadInputError("video not found.", path=path, fix="re-run preprocessing for this sample.")
+    return count_frames(path)
 
 
 def reference_frame_count(path: str | Path) -> int:
