@@ -372,11 +372,11 @@ class RenderPlan:
         for name, sp in self.subjects.items():
             d = self.dir(name)
             for c in sp.test_clips:
-                for v in self.driven.get(name) or {}:
-                    base = f"{d}/driven/{v}/{c}"
+                renders = [(driven_method(v), f"{d}/driven/{v}/{c}") for v in self.driven.get(name) or {}]
+                for method, base in renders + [("ours_gt_alpha", f"{d}/test/{c}")]:
                     rows.append(
                         dict(
-                            method=driven_method(v),
+                            method=method,
                             group=name,
                             clip=c,
                             dataset=sp.dataset,
@@ -386,19 +386,6 @@ class RenderPlan:
                             meta=f"{base}/test_meta.json",
                         )
                     )
-                base = f"{d}/test/{c}"
-                rows.append(
-                    dict(
-                        method="ours_gt_alpha",
-                        group=name,
-                        clip=c,
-                        dataset=sp.dataset,
-                        generated=f"{base}/test_render.mp4",
-                        ground_truth=f"{base}/test_gt.mp4",
-                        emotion=sp.emotions[c],
-                        meta=f"{base}/test_meta.json",
-                    )
-                )
         return rows
 
     def emotion_control_files(self) -> dict[str, list[str]]:
