@@ -166,17 +166,11 @@ def predict_alpha(
                 f"feature {k} has shape {feats[k].shape}, the model expects (T, {dim})",
                 fix="use the encoders the model was trained with",
             )
-    if hyperplanes is None:
-        hp = {k: np.asarray(v, np.float32) for k, v in payload["hyperplanes"].items()}
-    elif isinstance(hyperplanes, (str, Path)):
-        from ..emotion_edit import emotion_directions
+    if hyperplanes is None:  # the directions the model was trained with
+        hyperplanes = payload["hyperplanes"]
+    from ..emotion_edit import edit_directions  # a file's d_z, or a dict of directions / (w, b)
 
-        hp = emotion_directions(hyperplanes)
-    else:
-        hp = {
-            k: np.asarray(v[0] if isinstance(v, (tuple, list)) else v, np.float32)
-            for k, v in hyperplanes.items()
-        }
+    hp = {k: v.astype(np.float32) for k, v in edit_directions(hyperplanes).items()}
     T, (v, e, g) = _windows(feats, silence, mcfg.context)
     W, emotions, weights = _directions(hp, T, fps, emotion, timeline, ramp_s)
     with torch.no_grad():

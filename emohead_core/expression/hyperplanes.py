@@ -123,6 +123,16 @@ def fit_linear_svm(X: np.ndarray, y: np.ndarray, C: float = 1.0, seed: int = 0) 
     return w_raw / norm, b_raw / norm
 
 
+def check_edit_space(space: str) -> str:
+    if space not in EDIT_SPACES:
+        raise EmoheadInputError(
+            f"unknown hyperplane edit space {space!r}.",
+            path="config hyperplanes.edit_space",
+            fix=f"use one of {list(EDIT_SPACES)}.",
+        )
+    return space
+
+
 def edit_direction(w_z: np.ndarray, cov: np.ndarray | None, space: str = "whitened") -> np.ndarray:
     """The unit direction d_z that eq. (9) moves alpha along for the hyperplane with unit normal
     w_z (raw alpha space).
@@ -134,14 +144,8 @@ def edit_direction(w_z: np.ndarray, cov: np.ndarray | None, space: str = "whiten
     which the person's expressions actually vary instead of the low-variance components the SVM
     weights most (for classes with a shared covariance it is the class-mean difference)."""
     w = np.asarray(w_z, np.float64)
-    if space == "raw":
+    if check_edit_space(space) == "raw":
         return w / float(np.linalg.norm(w))
-    if space != "whitened":
-        raise EmoheadInputError(
-            f"unknown hyperplane edit space {space!r}.",
-            path="config hyperplanes.edit_space",
-            fix=f"use one of {list(EDIT_SPACES)}.",
-        )
     d = np.asarray(cov, np.float64) @ w
     norm = float(np.linalg.norm(d))
     if not np.isfinite(norm) or norm == 0.0:
@@ -222,8 +226,7 @@ def train_hyperplanes(
     groups = mar_groups(mar, edges)
     emos = list(emotions) if emotions is not None else sorted(set(labels))
     folds = blocked_folds(clip_ids, cv_folds) if cv_folds >= 2 else None
-    if edit_space not in EDIT_SPACES:
-        edit_direction(np.ones(M_EXP), None, edit_space)  # raises the error naming the option
+    check_edit_space(edit_space)
     cov = np.cov(X.T) if len(X) > 1 else np.eye(M_EXP)
     out, skipped = {}, {}
     for z in emos:
@@ -449,7 +452,19 @@ def save_hyperplanes(
     return paths
 
 
-def _hyperplanes_file(path: str | os.PathLike) -> Path:
+@dataclass
+class HyperplanesFile:
+    """A hyperplanes.json / .parquet as read: per emotion the classifier (w_z, b) and the eq. (9)
+    edit direction d_z (w_z in files written before edit directions existed: their edits moved
+    along the raw normal), and the ``edit_space`` the d_z were made in ("raw" for such files)."""
+
+    classifier: dict[str, tuple[np.ndarray, float]]
+    directions: dict[str, np.ndarray]
+    edit_space: str
+
+
+def read_hyperplanes(path: str | os.PathLike) -> HyperplanesFile:
+    """Read a hyperplanes.json / .parquet (or the folder holding hyperplanes.json) once."""
     path = Path(path)
     if path.is_dir():
         path = path / "hyperplanes.json"
@@ -459,51 +474,43 @@ def _hyperplanes_file(path: str | os.PathLike) -> Path:
             path=path,
             fix="run the expression stage's hyperplanes rule for this actor.",
         )
-    return path
-
-
-def _read_columns(path: Path, column: str) -> dict[str, np.ndarray]:
-    """{emotion: vector} of the column ``w_z`` or ``d_z`` (``d_z`` falls back to ``w_z`` in files
-    written before edit directions existed: their edits moved along the raw normal)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         t = pq.read_table(path)
-        col = column if column in t.column_names else "w_z"
-        V = t.column(col).combine_chunks().flatten().to_numpy().reshape(-1, M_EXP)
-        return {z: V[i].astype(np.float64) for i, z in enumerate(t.column("emotion").to_pylist())}
-    doc = json.loads(path.read_text())
-    return {z: np.asarray(h.get(column, h["w_z"]), np.float64) for z, h in doc["hyperplanes"].items()}
+
+        def column(name):
+            return t.column(name).combine_chunks().flatten().to_numpy().reshape(-1, M_EXP).astype(np.float64)
+
+        zs = t.column("emotion").to_pylist()
+        W = column("w_z")
+        D = column("d_z") if "d_z" in t.column_names else W
+        bs = t.column("b").to_pylist()
+        meta = json.loads((t.schema.metadata or {}).get(b"emohead.hyperplanes", b"{}"))
+        rows = {z: (W[i], float(bs[i]), D[i]) for i, z in enumerate(zs)}
+    else:
+        meta = json.loads(path.read_text())
+        rows = {
+            z: (
+                np.asarray(h["w_z"], np.float64),
+                float(h["b"]),
+                np.asarray(h.get("d_z", h["w_z"]), np.float64),
+            )
+            for z, h in meta["hyperplanes"].items()
+        }
+    return HyperplanesFile(
+        classifier={z: (w, b) for z, (w, b, _) in rows.items()},
+        directions={z: d for z, (_, _, d) in rows.items()},
+        edit_space=str(meta.get("edit_space", "raw")),
+    )
 
 
 def load_hyperplanes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, float]]:
-    """{emotion: (w_z (10,) unit normal, b)} from hyperplanes.json / .parquet or their folder:
-    the classifier (signed distance ``w_z . alpha + b``). Edits use :func:`load_edit_directions`."""
-    path = _hyperplanes_file(path)
-    W = _read_columns(path, "w_z")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        t = pq.read_table(path, columns=["emotion", "b"])
-        bs = dict(zip(t.column("emotion").to_pylist(), t.column("b").to_pylist()))
-    else:
-        bs = {z: h["b"] for z, h in json.loads(path.read_text())["hyperplanes"].items()}
-    return {z: (W[z], float(bs[z])) for z in W}
+    """{emotion: (w_z (10,) unit normal, b)}: the classifier (signed distance ``w_z . alpha + b``)
+    of hyperplanes.json / .parquet or their folder. Edits use :func:`load_edit_directions`."""
+    return read_hyperplanes(path).classifier
 
 
 def load_edit_directions(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """{emotion: d_z (10,) unit edit direction of eq. (9)} (see :func:`edit_direction`)."""
-    return _read_columns(_hyperplanes_file(path), "d_z")
-
-
-def hyperplanes_edit_space(path: str | os.PathLike) -> str:
-    """The ``edit_space`` a hyperplanes file's d_z were made in ("raw" for files without one)."""
-    path = _hyperplanes_file(path)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        meta = pq.read_schema(path).metadata or {}
-        doc = json.loads(meta.get(b"emohead.hyperplanes", b"{}"))
-    else:
-        doc = json.loads(path.read_text())
-    return str(doc.get("edit_space", "raw"))
+    return read_hyperplanes(path).directions

@@ -392,7 +392,7 @@ def render_refine_mismatch(ab: dict, results_dir, dataset: str) -> str | None:
     """A Table VI row's ``requires_refine`` (e.g. {clip: true, shape: true}: L_cord and L_shape,
     eq. 16) against the ``refine`` of the render subjects of ``dataset`` (their subject.json)."""
     req = ab.get("requires_refine") or {}
-    if not req or results_dir is None:
+    if not req:
         return None
     for p in sorted((Path(results_dir) / "render").glob("*/subject.json")):
         doc = json.loads(p.read_text())
@@ -406,22 +406,21 @@ def render_refine_mismatch(ab: dict, results_dir, dataset: str) -> str | None:
     return None
 
 
-def setting_mismatch(ab: dict, results_dir, dataset: str) -> str | None:
-    """An ablation row's ``requires`` (e.g. {d: 512, d_h: 512}) against the settings of the model
-    behind its method (the main variant: rows that reuse ``ours`` for the paper's default
-    setting): the n/a note when they differ, None when they agree or nothing is required."""
+def setting_mismatch(ab: dict, results_dir, dataset: str, variant: str = "main") -> str | None:
+    """The n/a note of a row whose model lacks what its label claims, else None: ``requires``
+    (e.g. {d: 512, d_h: 512}) against the settings of audio2exp ``variant`` (the main model for
+    the rows that reuse ``ours`` for the paper's default setting), ``requires_refine`` against
+    the dataset's render subjects (:func:`render_refine_mismatch`)."""
+    if results_dir is None:
+        return None
     req = ab.get("requires") or {}
-    if not req or results_dir is None:
-        return render_refine_mismatch(ab, results_dir, dataset)
-    have = read_setting(results_dir, dataset, ab.get("requires_variant", "main"))
-    if have is None:
-        return None  # nothing evaluated: the row's own "no clips" note applies
-    wrong = {k: have.get(k) for k, v in req.items() if have.get(k) != v}
-    if not wrong:
-        return render_refine_mismatch(ab, results_dir, dataset)
-    got = ", ".join(f"{k} = {v}" for k, v in wrong.items())
-    want = ", ".join(f"{k} = {req[k]}" for k in wrong)
-    return f"n/a: the main model has {got}, not {want} (train a variant with that setting)"
+    have = read_setting(results_dir, dataset, variant) if req else None
+    wrong = {k: have.get(k) for k, v in req.items() if have.get(k) != v} if have is not None else {}
+    if wrong:
+        got = ", ".join(f"{k} = {v}" for k, v in wrong.items())
+        want = ", ".join(f"{k} = {req[k]}" for k in wrong)
+        return f"n/a: the {variant} model has {got}, not {want} (train a variant with that setting)"
+    return render_refine_mismatch(ab, results_dir, dataset)
 
 
 def ablation_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path | None = None) -> pd.DataFrame:
@@ -481,7 +480,7 @@ def loss_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path) -> p
             continue
         for ab in spec.loss_ablations:
             variant, m = ab.get("variant"), ab.get("method")
-            mismatch = setting_mismatch({**ab, "requires_variant": variant or "main"}, results_dir, ds)
+            mismatch = setting_mismatch(ab, results_dir, ds, variant or "main")
             if mismatch:
                 rows.append([ab["label"], MEASURED, ds, *_note_once(mismatch, [True] * len(VI_COLS))])
                 continue

@@ -121,10 +121,14 @@ def measure_emotion_control(
     """Returns (the emotion_control.json document, the rendered frames {(tag, tau): (n, H, W, 3)})."""
     from tqdm import tqdm
 
-    from ..expression.hyperplanes import hyperplanes_edit_space, load_hyperplanes
+    from ..expression.hyperplanes import read_hyperplanes
 
-    hp = load_hyperplanes(hyperplanes) if isinstance(hyperplanes, (str, Path)) else hyperplanes
-    dirs = edit_directions(hyperplanes)  # eq. (9) moves along d_z; w_z scores
+    if isinstance(hyperplanes, (str, Path)):
+        hf = read_hyperplanes(hyperplanes)
+        hp, dirs, edit_space = hf.classifier, hf.directions, hf.edit_space
+    else:  # {z: (w, b)}: edits along w
+        hp, dirs, edit_space = hyperplanes, edit_directions(hyperplanes), None
+    # eq. (9) moves along d_z; w_z scores
     names = sorted(hp)
     W = np.stack([np.asarray(hp[z][0], np.float64) for z in names])
     b = np.array([float(hp[z][1]) for z in names])
@@ -184,7 +188,7 @@ def measure_emotion_control(
         tags=tags,
         taus=[float(t) for t in taus],
         unit=unit,
-        edit_space=hyperplanes_edit_space(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,
+        edit_space=edit_space,
         tau_scale={z: float(scale[z]) for z in tags},
         base_frames=[int(i) for i in base],
         hyperplanes=str(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,

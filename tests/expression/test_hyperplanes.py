@@ -272,7 +272,7 @@ def test_edit_directions_saved_loaded_and_used_by_the_edit(tmp_path):
         hp = H.load_hyperplanes(p)
         for z, h in res["hyperplanes"].items():
             assert np.allclose(dirs[z], h.d_z) and np.allclose(hp[z][0], h.w_z)
-        assert H.hyperplanes_edit_space(p) == "whitened"
+        assert H.read_hyperplanes(p).edit_space == "whitened"
     # eq. (9) through the run-time edit moves along d_z, not w_z
     assert np.allclose(E.emotion_directions(paths["json"])["e2"], res["hyperplanes"]["e2"].d_z, atol=1e-6)
     td = E.timeline_directions([(0.0, "e1"), (1.0, "e3")], 50, 25.0, paths["json"], ramp_s=0.0)
@@ -290,4 +290,4 @@ def test_edit_directions_saved_loaded_and_used_by_the_edit(tmp_path):
     old.parent.mkdir()
     old.write_text(json.dumps(doc))
     assert np.allclose(H.load_edit_directions(old)["e1"], res["hyperplanes"]["e1"].w_z)
-    assert H.hyperplanes_edit_space(old) == "raw"
+    assert H.read_hyperplanes(old).edit_space == "raw"
