@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: venv demo test test-all lint bench clean-demo
+.PHONY: venv demo demo-mead test test-all lint bench clean-demo
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,11 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt pyproject.toml
 # target all_<stage>) or "-n" (dry run).
 demo: venv
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) --printshellcmds --configfile config/demo.yaml
+
+# The MEAD demo: strongly acted clips of three MEAD actors, per-actor hyperplanes over eight
+# emotions, a renderer of M030 with calibrated emotion control (results/demo_mead/).
+demo-mead: venv
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) --printshellcmds --configfile config/demo_mead.yaml
 
 # pytest's exit 5 ("no tests collected", e.g. a -m filter deselecting everything) is a failure
 # with a message, never a silent pass.

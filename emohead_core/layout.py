@@ -29,7 +29,7 @@ from .errors import EmoheadInputError
 BATCH_MODES = ("clip", "actor")
 # Corpora of thousands of short clips batch per actor by default; a folder of long videos
 # (one person per file) runs per clip.
-DEFAULT_BATCH = {"mead": "actor", "crema_d": "actor", "folder": "clip"}
+DEFAULT_BATCH = {"mead": "actor", "crema_d": "actor", "folder": "clip", "mead_clips": "actor"}
 
 # kind -> (stage directory, file suffix)
 KINDS = {

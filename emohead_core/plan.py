@@ -59,8 +59,9 @@ class SampleIndex:
         return self.samples(ds, video=True)
 
     def audio_samples(self, ds: str) -> list[str]:
-        """Every sample id (all have a 16 kHz wav)."""
-        return self.samples(ds)
+        """Sample ids with speech (a 16 kHz wav): all but video-only clips (empty audio_path)."""
+        df = self.tables[ds]
+        return [str(x) for x in df.loc[df["audio_path"] != "", "sample_id"]]
 
     def row(self, ds: str, sample: str) -> MappingProxyType:
         """One row of the table (read-only dict: column -> value)."""
@@ -175,6 +176,9 @@ def build_plans(
         a2e_variants=audio2exp.variants,
         feature_encoders=features.role_encoders(),
     )
+    from .expression.plan import held_out_fractions
+
+    expression.held_out = held_out_fractions(config, index.tables, render.subjects, audio2exp.datasets)
     metrics = MetricsPlan(
         config,
         index.tables,

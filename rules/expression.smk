@@ -116,6 +116,7 @@ rule expression_hyperplanes:
     params:
         opts=HYPER,
         expression=EXPRESSION.hyperplane_files,
+        held_out=EXPRESSION.hyperplane_held_out,
     script:
         "../workflow/scripts/expression_hyperplanes.py"
 

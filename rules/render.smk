@@ -18,6 +18,7 @@
 #   results/render/{subject}/emotion_control.json|png, intensity_sweep.png
 #       emotion control measured: 3DDFA alpha re-extracted from renders edited by tau w_z, scored
 #       by the hyperplanes (render/control.py)
+#   results/render/{subject}/driven_emotion.json  the audio-driven test renders classified by emotion
 #   results/render/{subject}/novel_views.png    yaw strip
 # Input functions: emohead_core/render/plan.py (PLANS.render).
 RENDER = config["render"]
@@ -211,6 +212,31 @@ rule render_showcase:
         expression=config["expression"],
     script:
         "../workflow/scripts/render_showcase.py"
+
+
+# The audio-driven test renders' emotion: 3DDFA re-extracted, classified by the hyperplanes
+# (the Emotion control column of the audio-driven row; render/control.py).
+rule render_driven_emotion:
+    input:
+        unpack(RPLAN.driven_emotion_inputs),
+        checkpoint=asset(config["expression"]["checkpoint"]),
+        onnx=PLANS.expression.onnx,
+        detector=rules.export_faceboxes_onnx.output[0],
+        bfm=asset(config["expression"]["bfm"]),
+    output:
+        f"{RESULTS}/render/{{subject}}/driven_emotion.json",
+    log:
+        f"{LOGS}/render/driven_emotion/{{subject}}.log",
+    benchmark:
+        f"{BENCH}/render/driven_emotion/{{subject}}.tsv"
+    conda:
+        "../envs/render.yaml"
+    threads: RENDER["threads"]
+    params:
+        videos=RPLAN.driven_emotion_params,
+        expression=config["expression"],
+    script:
+        "../workflow/scripts/render_driven_emotion.py"
 
 
 TARGETS["render"] = RPLAN.targets()

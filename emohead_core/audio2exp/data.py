@@ -17,6 +17,7 @@ import torch
 
 from ..emotion_edit import emotion_directions
 from ..errors import EmoheadInputError
+from ..splits import held_out_count
 from ..expression.schema import read_expression
 from ..features.cache import read_features
 from ..layout import clip_file
@@ -107,7 +108,7 @@ def split_corpus(corpus: Corpus, mode: str = "samples", test_fraction: float = 0
     clips = []
     for c in corpus.clips:
         if c.has_alpha and c.T >= 2:
-            n_test = min(max(int(np.floor(float(test_fraction) * c.T + 0.5)), 1), c.T - 1)
+            n_test = held_out_count(c.T, test_fraction)
             clips.append(replace(c, split="train", test_from=c.T - n_test))
         else:
             clips.append(replace(c, split="train", test_from=None))

@@ -11,10 +11,15 @@ from .pipeline import resolve_encoders
 
 
 def trained_datasets(config: dict, samples: dict) -> list[str]:
-    """Datasets to train on: audio2exp.datasets, or every labelled dataset (not kind folder)."""
+    """Datasets to train on: audio2exp.datasets, or every labelled dataset with speech (not kind
+    folder; a video-only dataset such as MEAD style clips has nothing to learn from)."""
     names = (config.get("audio2exp") or {}).get("datasets")
     if names is None:
-        names = [ds for ds, spec in config["datasets"].items() if spec["kind"] != "folder"]
+        names = [
+            ds
+            for ds, spec in config["datasets"].items()
+            if spec["kind"] != "folder" and ds in samples and (samples[ds]["audio_path"] != "").any()
+        ]
     return [ds for ds in names if ds in samples]
 
 

@@ -90,7 +90,40 @@ def plot_hyperplanes(result: dict, out_dir: str | os.PathLike, frames: dict | No
     paths["cv_accuracy"] = out_dir / "cv_accuracy.png"
     _savefig(fig, paths["cv_accuracy"])
     plt.close(fig)
+    paths["direction_cosines"] = out_dir / "direction_cosines.png"
+    plot_direction_cosines(result, paths["direction_cosines"])
     return paths
+
+
+def plot_direction_cosines(result: dict, path: Path) -> None:
+    """direction_cosines.png: the cosine matrix of the edit directions d_z (left) and, per edit
+    space, the worst pair's |cos| and the share of requested alphas classified as their tag."""
+    import matplotlib.pyplot as plt
+
+    cos = result.get("direction_cosines") or {"tags": [], "cos": []}
+    spaces = result.get("edit_spaces") or {}
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
+    tags, C = cos["tags"], np.asarray(cos["cos"], np.float64).reshape(len(cos["tags"]), -1)
+    im = ax[0].imshow(C, vmin=-1, vmax=1, cmap="coolwarm")
+    ax[0].set_xticks(range(len(tags)), tags, rotation=45, ha="right", fontsize=8)
+    ax[0].set_yticks(range(len(tags)), tags, fontsize=8)
+    for i in range(len(tags)):
+        for j in range(len(tags)):
+            ax[0].text(j, i, f"{C[i, j]:.2f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(im, ax=ax[0], fraction=0.046)
+    ax[0].set_title(f"cos(d_z, d_z') of the edit directions ({result.get('edit_space')})", fontsize=9)
+    names = list(spaces)
+    x = np.arange(len(names))
+    ax[1].bar(x - 0.2, [spaces[n]["max_abs_cos"] or 0 for n in names], 0.4, label="max |cos| between tags")
+    ax[1].bar(x + 0.2, [spaces[n]["agreement_mean"] or 0 for n in names], 0.4, label="requested alpha classified as tag")
+    ax[1].set_xticks(x, names, fontsize=8)
+    ax[1].set_ylim(0, 1.05)
+    ax[1].axhline(0.9, color="k", lw=0.6, ls=":")
+    ax[1].set_title("edit spaces on the fitted frames (tau = 1)", fontsize=9)
+    ax[1].legend(fontsize=7)
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
 
 
 def _savefig(fig, path: Path) -> None:

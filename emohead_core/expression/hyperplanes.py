@@ -38,7 +38,7 @@ from ..io import atomic_path, write_json_atomic, write_text_atomic
 log = logging.getLogger(__name__)
 
 M_EXP = 10  # Table V: dimension of the emotion hyperplane m
-EDIT_SPACES = ("whitened", "raw")
+EDIT_SPACES = ("whitened", "raw", "class_mean", "within", "shrunk")
 
 
 # ----------------------------------------------------------------------------- MAR groups
@@ -135,22 +135,156 @@ def check_edit_space(space: str) -> str:
 
 def edit_direction(w_z: np.ndarray, cov: np.ndarray | None, space: str = "whitened") -> np.ndarray:
     """The unit direction d_z that eq. (9) moves alpha along for the hyperplane with unit normal
-    w_z (raw alpha space).
+    w_z (raw alpha space), for the spaces made from w_z and a covariance ``cov``.
 
-    ``raw``: d_z = w_z. ``whitened``: the hyperplane's normal in the whitened coordinates
-    u = Sigma^(-1/2) (alpha - mu) of frames with covariance ``cov`` is Sigma^(1/2) w_z; a step
-    along it, mapped back to alpha, is Sigma w_z. Of all steps that raise ``w_z . alpha + b`` by a
-    given amount it is the shortest in Mahalanobis length, so the edit follows the directions in
-    which the person's expressions actually vary instead of the low-variance components the SVM
-    weights most (for classes with a shared covariance it is the class-mean difference)."""
+    ``raw``: d_z = w_z. ``whitened`` / ``within`` / ``shrunk`` (``cov`` = the total, the pooled
+    within-class or the Ledoit-Wolf shrunk covariance of the fitted frames, see
+    :class:`ExpressionStats`): the hyperplane's normal in the whitened coordinates
+    u = Sigma^(-1/2) (alpha - mu) is Sigma^(1/2) w_z; a step along it, mapped back to alpha, is
+    Sigma w_z. Of all steps that raise ``w_z . alpha + b`` by a given amount it is the shortest in
+    Mahalanobis length under Sigma (for classes with a shared covariance Sigma_W it is the
+    class-mean difference)."""
     w = np.asarray(w_z, np.float64)
     if check_edit_space(space) == "raw":
         return w / float(np.linalg.norm(w))
+    if space == "class_mean":
+        raise EmoheadInputError("the class_mean direction needs the class means: use direction_for().")
     d = np.asarray(cov, np.float64) @ w
+    return _unit(d, "the expression frames have no variance along the hyperplane normal.")
+
+
+def _unit(d: np.ndarray, why: str) -> np.ndarray:
     norm = float(np.linalg.norm(d))
     if not np.isfinite(norm) or norm == 0.0:
-        raise EmoheadInputError("the expression frames have no variance along the hyperplane normal.")
+        raise EmoheadInputError(why)
     return d / norm
+
+
+class ExpressionStats:
+    """Second-order statistics of the labelled frames a hyperplane fit saw (X (N, 10), one tag
+    per frame), from which the edit directions are made: the total covariance (``whitened``), the
+    pooled within-class covariance (``within``: each frame minus its class mean, so the shared
+    variation inside every emotion, mostly speech, and none of the emotion shifts), its
+    Ledoit-Wolf shrunk form (``shrunk``), and the class means (``class_mean``)."""
+
+    NEUTRAL = "neutral"
+
+    def __init__(self, X: np.ndarray, labels: Sequence[str]):
+        self.X = np.asarray(X, np.float64)
+        self.labels = np.asarray(labels, dtype=object)
+        self.tags = sorted(set(self.labels.tolist()))
+        self.means = {z: self.X[self.labels == z].mean(0) for z in self.tags}
+        self._cache: dict[str, np.ndarray] = {}
+
+    def covariance(self, space: str) -> np.ndarray:
+        if space not in self._cache:
+            X = self.X
+            if len(X) < 2:
+                c = np.eye(X.shape[1])
+            elif space == "whitened":
+                c = np.cov(X.T)
+            elif space == "within":
+                R = X - np.stack([self.means[z] for z in self.labels])
+                c = R.T @ R / max(len(X) - len(self.tags), 1)
+            elif space == "shrunk":
+                from sklearn.covariance import LedoitWolf
+
+                c = LedoitWolf().fit(X).covariance_
+            else:
+                raise EmoheadInputError(f"no covariance for edit space {space!r}.")
+            self._cache[space] = np.atleast_2d(c)
+        return self._cache[space]
+
+    def mean_shift(self, z: str) -> np.ndarray:
+        """mu_z - mu_neutral; for neutral itself (or without neutral frames) mu_z minus the mean
+        of the other tags' means."""
+        others = [t for t in self.tags if t != z]
+        if z != self.NEUTRAL and self.NEUTRAL in self.means:
+            ref = self.means[self.NEUTRAL]
+        elif others:
+            ref = np.mean([self.means[t] for t in others], axis=0)
+        else:
+            ref = self.X.mean(0)
+        return self.means[z] - ref
+
+
+def direction_for(space: str, z: str, w_z: np.ndarray, stats: ExpressionStats | None) -> np.ndarray:
+    """The unit eq. (9) direction d_z of tag ``z`` in edit space ``space`` (docs/decisions.md)."""
+    check_edit_space(space)
+    if space == "raw" or stats is None:
+        return edit_direction(w_z, None, "raw")
+    if space == "class_mean":
+        return _unit(stats.mean_shift(z), f"tag {z!r} has the same mean expression as its reference.")
+    return edit_direction(w_z, stats.covariance(space), space)
+
+
+def direction_cosines(directions: dict[str, np.ndarray]) -> dict:
+    """Pairwise cosines of unit edit directions: {"tags", "cos" (K, K) list, "max_abs_cos" over
+    pairs of different tags (None with fewer than two), "closest_pair"}."""
+    tags = list(directions)
+    D = np.stack([_unit(np.asarray(directions[z], np.float64), "zero direction") for z in tags]) if tags else None
+    cos = D @ D.T if D is not None else np.zeros((0, 0))
+    off = np.abs(cos) - 2.0 * np.eye(len(tags))
+    if len(tags) >= 2:
+        i, j = np.unravel_index(np.argmax(off), off.shape)
+        worst, pair = float(off[i, j]), [tags[int(min(i, j))], tags[int(max(i, j))]]
+    else:
+        worst, pair = None, None
+    return {"tags": tags, "cos": np.round(cos, 6).tolist(), "max_abs_cos": worst, "closest_pair": pair}
+
+
+def requested_agreement(
+    classifier: dict[str, tuple[np.ndarray, float]],
+    directions: dict[str, np.ndarray],
+    X: np.ndarray,
+    labels: Sequence[str],
+    tau: float = 1.0,
+) -> dict[str, float]:
+    """Per tag z: the share of the REQUESTED alphas (no renderer involved) that the hyperplanes
+    classify as z, when every frame of the other tags is moved by ``tau`` person units along d_z
+    (tau = 1 raises its mean score s_z = w_z . alpha + b_z by the gap between the tag's own frames
+    and these base frames, eq. 9). NaN where d_z does not raise s_z."""
+    X = np.asarray(X, np.float64)
+    labels = np.asarray(labels, dtype=object)
+    names = sorted(classifier)
+    W = np.stack([np.asarray(classifier[n][0], np.float64) for n in names])
+    b = np.array([float(classifier[n][1]) for n in names])
+    out = {}
+    for z in directions:
+        if z not in classifier:
+            continue
+        w, bz = np.asarray(classifier[z][0], np.float64), float(classifier[z][1])
+        d = np.asarray(directions[z], np.float64)
+        own, base = X[labels == z], X[labels != z]
+        rate = float(w @ d)
+        if not len(own) or not len(base) or rate <= 1e-12:
+            out[z] = float("nan")
+            continue
+        gap = max(float((own @ w).mean() - (base @ w).mean()), 0.0)
+        req = base + tau * (gap / rate) * d
+        out[z] = float(((req @ W.T + b).argmax(1) == names.index(z)).mean())
+    return out
+
+
+def edit_space_report(result: dict, stats: ExpressionStats, spaces: Sequence[str] = EDIT_SPACES) -> dict:
+    """Every edit space's directions for the fitted hyperplanes, measured on the fitted frames:
+    {space: {"max_abs_cos", "closest_pair", "agreement" {z: share}, "agreement_mean"}}
+    (:func:`direction_cosines`, :func:`requested_agreement`)."""
+    hp = result["hyperplanes"]
+    classifier = {z: (h.w_z, h.b) for z, h in hp.items()}
+    out = {}
+    for space in spaces:
+        dirs = {z: direction_for(space, z, h.w_z, stats) for z, h in hp.items()}
+        cos = direction_cosines(dirs)
+        agree = requested_agreement(classifier, dirs, stats.X, stats.labels)
+        vals = [v for v in agree.values() if np.isfinite(v)]
+        out[space] = {
+            "max_abs_cos": cos["max_abs_cos"],
+            "closest_pair": cos["closest_pair"],
+            "agreement": agree,
+            "agreement_mean": float(np.mean(vals)) if vals else None,
+        }
+    return out
 
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
@@ -227,7 +361,7 @@ def train_hyperplanes(
     emos = list(emotions) if emotions is not None else sorted(set(labels))
     folds = blocked_folds(clip_ids, cv_folds) if cv_folds >= 2 else None
     check_edit_space(edit_space)
-    cov = np.cov(X.T) if len(X) > 1 else np.eye(M_EXP)
+    stats = ExpressionStats(X, labels)
     out, skipped = {}, {}
     for z in emos:
         pos = labels == z
@@ -269,15 +403,18 @@ def train_hyperplanes(
             counts.tolist(),
             cv,
             train_acc,
-            d_z=edit_direction(w_z, cov, edit_space),
+            d_z=direction_for(edit_space, z, w_z, stats),
         )
-    return {
+    result = {
         "hyperplanes": out,
         "mar_edges": edges,
         "skipped": skipped,
         "n_frames": int(len(X)),
         "edit_space": edit_space,
     }
+    result["direction_cosines"] = direction_cosines({z: h.direction for z, h in out.items()})
+    result["edit_spaces"] = edit_space_report(result, stats) if len(out) >= 2 else {}
+    return result
 
 
 # ----------------------------------------------------------------------------- frames of a dataset
@@ -289,29 +426,42 @@ def collect_frames(
     *,
     actor: str | None = None,
     splits: Iterable[str] = ("train",),
+    held_out: dict[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Gather labelled frames: samples is the sample table (DataFrame); expression_paths maps
-    sample_id -> expression Parquet. ``actor`` None / 'all' pools every actor."""
+    sample_id -> expression Parquet. ``actor`` None / 'all' pools every actor. ``held_out``
+    {sample_id: test fraction}: the last frames of those clips that a later stage tests on
+    (:func:`emohead_core.splits.held_out_count` of the clip's frame count) never enter the fit;
+    the returned ``held_out_frames`` {sample_id: count} says how many were left out."""
+    from ..splits import held_out_count
     from .schema import read_expression
 
+    held_out = held_out or {}
     df = samples
     df = df[df["split"].isin(list(splits)) & (df["video_path"] != "") & (df["emotion"] != "unknown")]
     if actor not in (None, "all"):
         df = df[df["actor"].astype(str) == str(actor)]
     X, M, L, C = [], [], [], []
+    dropped: dict[str, int] = {}
     for _, r in df.iterrows():
         sid = r["sample_id"]
         if sid not in expression_paths:
             continue
         e = read_expression(expression_paths[sid])
-        keep = e["detected"]
+        keep = np.asarray(e["detected"], bool).copy()
+        n_out = held_out_count(len(keep), held_out.get(str(sid), 0.0))
+        if n_out:
+            keep[len(keep) - n_out :] = False
+            dropped[str(sid)] = n_out
         X.append(e["exp"][keep])
         M.append(e["mar"][keep])
         L += [r["emotion"]] * int(keep.sum())
         C += [sid] * int(keep.sum())
-    if not X:
+    if not X or not sum(len(x) for x in X):
         raise EmoheadInputError(
-            f"no labelled video frames for actor {actor!r} in splits {list(splits)}.",
+            f"no labelled video frames for actor {actor!r} in splits {list(splits)}"
+            + (f" outside the held-out spans of {len(dropped)} clip(s)" if dropped else "")
+            + ".",
             fix="check the dataset's sample table and hyperplanes.splits / actors.",
         )
     return {
@@ -319,6 +469,7 @@ def collect_frames(
         "mar": np.concatenate(M),
         "emotion": np.array(L, dtype=object),
         "clip": np.array(C, dtype=object),
+        "held_out_frames": dropped,
     }
 
 
@@ -387,7 +538,9 @@ def save_hyperplanes(
         "mar_edges": np.asarray(result["mar_edges"]).tolist(),
         "n_frames": result.get("n_frames"),
         "skipped": result.get("skipped", {}),
-        "edit_space": result.get("edit_space", "raw"),
+        "edit_space": result["edit_space"],
+        "direction_cosines": result.get("direction_cosines"),
+        "edit_spaces": result.get("edit_spaces", {}),
         "hyperplanes": {
             z: {
                 "w_z": h.w_z.tolist(),

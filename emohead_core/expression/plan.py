@@ -18,12 +18,15 @@ HYPERPLANE_FILES = [
     "distances.png",
     "projection.png",
     "cv_accuracy.png",
+    "direction_cosines.png",
 ]
 
 
 def labelled_datasets(config: dict) -> list[str]:
-    """Datasets with emotion labels (kind mead / crema_d)."""
-    return [ds for ds, spec in config["datasets"].items() if spec["kind"] in ("mead", "crema_d")]
+    """Datasets with emotion labels (kind mead / crema_d / mead_clips)."""
+    from ..preprocess.datasets import LABELLED_KINDS
+
+    return [ds for ds, spec in config["datasets"].items() if spec["kind"] in LABELLED_KINDS]
 
 
 def _labelled_video(df):
@@ -70,6 +73,38 @@ def targets(config: dict, samples: dict, results: str, layout: L.Layout) -> list
     return out
 
 
+def held_out_fractions(config: dict, samples: dict, render_subjects: dict, a2e_datasets) -> dict:
+    """{dataset: {sample: fraction}}: the share of each clip's frames (its last ones) that a later
+    stage tests on: the render subjects' held-out spans (``within_clip``: their test fraction;
+    ``clips``: 1 for a test clip) and the audio-expression module's (``within_clip``: its test
+    fraction for every clip of its datasets; ``samples``: 1 for the sample table's test clips).
+    With ``hyperplanes.exclude_held_out`` (the default) the hyperplane fit leaves these frames
+    out, so edits, tau units and measures are never fitted on a frame that is tested."""
+    out: dict[str, dict[str, float]] = {}
+
+    def hold(ds: str, sample: str, fraction: float) -> None:
+        d = out.setdefault(ds, {})
+        d[sample] = max(d.get(sample, 0.0), float(fraction))
+
+    if not config["hyperplanes"].get("exclude_held_out", True):
+        return out
+    for sp in render_subjects.values():
+        for c in sp.clips:
+            if sp.split_mode == "within_clip":
+                hold(sp.dataset, c, sp.test_fraction)
+            elif sp.test.get(c):
+                hold(sp.dataset, c, 1.0)
+    split = (config.get("audio2exp") or {}).get("split") or {}
+    for ds in a2e_datasets or []:
+        df = samples[ds]
+        for sid, sp in zip(df["sample_id"].astype(str), df["split"].astype(str)):
+            if split.get("mode") == "within_clip":
+                hold(ds, sid, float(split.get("test_fraction", 0.33)))
+            elif sp == "test":
+                hold(ds, sid, 1.0)
+    return out
+
+
 def onnx_name(checkpoint: str) -> str:
     """ONNX file name of a checkpoint: mb05_120x120.pth -> 3ddfa_mb05.onnx."""
     return "3ddfa_" + Path(checkpoint).name.split("_")[0] + ".onnx"
@@ -87,6 +122,8 @@ class ExpressionPlan:
     layout: L.Layout
     asset: Callable[[str], str]  # asset name -> its path under resources/assets (rule fetch_asset)
     onnx: str = field(init=False)  # the exported 3DDFA regressor (rule export_3ddfa_onnx)
+    # {dataset: {sample: held-out fraction}} (held_out_fractions; set once the later stages are planned)
+    held_out: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.expr = self.config["expression"]
@@ -128,6 +165,12 @@ class ExpressionPlan:
         return hyperplane_expression(
             self.config, self.index.tables, self.results, wildcards.dataset, wildcards.actor
         )
+
+    def hyperplane_held_out(self, wildcards) -> dict[str, float]:
+        """{sample: fraction} of the clips of one fit whose last frames a later stage tests on."""
+        held = self.held_out.get(wildcards.dataset, {})
+        files = {Path(p).stem for p in self.hyperplane_files(wildcards)}
+        return {s: f for s, f in sorted(held.items()) if s in files}
 
     def hyperplane_inputs(self, wildcards) -> list[str]:
         """What produces them (the files, or their actor directories)."""

@@ -168,30 +168,44 @@ def aggregate(
 
 
 def emotion_control_rows(files, agg: pd.DataFrame) -> pd.DataFrame:
-    """Aggregated rows of the "Emotion control" column from the render subjects'
-    emotion_control.json: per dataset, the mean over subjects of the fraction (in %) of frames
-    edited with tau = 1 that the hyperplanes classify as the target tag; on the renderer's rows
-    (ours, ours_gt_alpha), an explanatory n/a on the other audio2exp variants' rows."""
-    per_ds: dict[str, list[float]] = {}
+    """Aggregated rows of the "Emotion control" column (in %, mean over the dataset's render
+    subjects; docs/decisions.md): on the GT-alpha row the calibrated summary of
+    emotion_control.json (mean over measurable tags of the change, from tau = 0 to tau = 1, of
+    the share of renders classified as the tag); on the audio-driven row (``ours``) the share of
+    its test renders classified as their clip's tag (driven_emotion.json); an explanatory n/a on
+    the other audio2exp variants' rows."""
+    cols = ["dataset", "method", "metric", "value", "note", "n_clips"]
+    per: dict[tuple[str, str], list[float]] = {}
+    notes: dict[tuple[str, str], str] = {}
     for f in files or []:
         doc = json.loads(Path(f).read_text())
-        if doc.get("emotion_control") is not None:
-            per_ds.setdefault(str(doc.get("dataset", "")), []).append(100.0 * float(doc["emotion_control"]))
+        ds = str(doc.get("dataset", ""))
+        if "accuracy" in doc and "clips" in doc:  # driven_emotion.json
+            v = doc["accuracy"].get("mean")
+            if v is not None and np.isfinite(v):
+                per.setdefault((ds, "ours"), []).append(100.0 * float(v))
+        elif doc.get("summary") is not None:
+            per.setdefault((ds, "ours_gt_alpha"), []).append(100.0 * float(doc["summary"]))
+        elif "summary" in doc:
+            notes[(ds, "ours_gt_alpha")] = "n/a: no tag is measurable (the instrument's confusion matrix)"
     out = []
-    for ds, vals in per_ds.items():
+    datasets = {ds for ds, _ in per} | {ds for ds, _ in notes}
+    for ds in sorted(datasets):
         methods = set(agg[agg["dataset"] == ds]["method"]) if len(agg) else set()
         for m in RENDERER_METHODS:
-            if m in methods:
-                out.append(
-                    {
-                        "dataset": ds,
-                        "method": m,
-                        "metric": EMOTION_CONTROL,
-                        "value": float(np.mean(vals)),
-                        "note": "",
-                        "n_clips": 0,
-                    }
-                )
+            if m not in methods:
+                continue
+            vals = per.get((ds, m))
+            out.append(
+                {
+                    "dataset": ds,
+                    "method": m,
+                    "metric": EMOTION_CONTROL,
+                    "value": float(np.mean(vals)) if vals else np.nan,
+                    "note": "" if vals else notes.get((ds, m), "n/a: not measured"),
+                    "n_clips": 0,
+                }
+            )
         for m in sorted(x for x in methods if x.startswith("ours_") and x not in RENDERER_METHODS):
             out.append(
                 {
@@ -203,7 +217,7 @@ def emotion_control_rows(files, agg: pd.DataFrame) -> pd.DataFrame:
                     "n_clips": 0,
                 }
             )
-    return pd.DataFrame(out, columns=["dataset", "method", "metric", "value", "note", "n_clips"])
+    return pd.DataFrame(out, columns=cols)
 
 
 # ---------------------------------------------------------------------------- formatting

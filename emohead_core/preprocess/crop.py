@@ -455,8 +455,16 @@ def preprocess_actor(
     o = _opts(opts)
     detector = None
     batch = []
+    video_only = [sample for sample, video, audio in clips if video and not audio]
+    if video_only:
+        log.info(
+            "%d video-only clip(s) have no speech: no wav is written for them and the stages that "
+            "need audio (features, audio2exp, audio-driven renders) leave them out: %s",
+            len(video_only),
+            ", ".join(video_only[:10]) + (" ..." if len(video_only) > 10 else ""),
+        )
     for sample, video, audio in clips:
-        outputs = {"audio": (1, f"{sample}.wav")}
+        outputs = {"audio": (1, f"{sample}.wav")} if audio else {}
         if video:
             outputs.update(video=(0, f"{sample}.mp4"), boxes=(0, f"{sample}.boxes.parquet"))
         batch.append(Clip(sample, {"video": video, "audio": audio}, outputs))
@@ -478,9 +486,10 @@ def preprocess_actor(
                 detector=detector,
             )
             boxes = targets["boxes"]
-        extract_clip_audio(
-            clip.inputs["audio"], targets["audio"], sample_rate=sample_rate, fps=fps, boxes_path=boxes
-        )
+        if clip.inputs["audio"]:
+            extract_clip_audio(
+                clip.inputs["audio"], targets["audio"], sample_rate=sample_rate, fps=fps, boxes_path=boxes
+            )
 
     params = {"crop_size": int(crop_size), "opts": o, "sample_rate": int(sample_rate), "fps": float(fps)}
     return run_batch(

@@ -95,7 +95,7 @@ DEFAULT_SPLITS = {
 }
 
 # Paper Appendix C: crops of 512 x 512 (MEAD) and 340 x 340 (CREMA-D).
-DEFAULT_CROP_SIZE = {"mead": 512, "crema_d": 340, "folder": 512}
+DEFAULT_CROP_SIZE = {"mead": 512, "crema_d": 340, "folder": 512, "mead_clips": 256}
 
 
 def crop_size(spec: dict) -> int:
@@ -105,6 +105,9 @@ def crop_size(spec: dict) -> int:
 
 _CREMA_RE = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emo>[A-Z]{3})_(?P<level>[A-Z]{2})$")
 _LEVEL_RE = re.compile(r"^level_(?P<k>\d+)$")
+_MEAD_CLIP_RE = re.compile(
+    r"^(?P<actor>[A-Za-z0-9]+)_(?P<view>[a-z0-9_]+?)_(?P<emo>[A-Za-z]+)_level(?P<k>\d+)_(?P<idx>\d+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -489,11 +492,87 @@ def parse_folder(entries: list[Entry], root_desc: str, reject: Reject = _raise) 
     return [rows[k] for k in sorted(rows)]
 
 
-PARSERS = {"crema_d": parse_crema_d, "mead": parse_mead, "folder": parse_folder}
+def parse_mead_clips(entries: list[Entry], root_desc: str, reject: Reject = _raise) -> list[dict]:
+    """Labelled MEAD clips named the MEAD way in one folder (searched recursively):
+    ``{actor}_front_{emotion}_level{k}_{nnn}.mp4`` (e.g. face-cropped style clips). Video only is
+    fine: a same-stem audio file (.wav, .m4a, ...) or the video's own audio track is the speech
+    when there is one; otherwise the row has no audio and the stages that need audio (features,
+    audio2exp, audio-driven renders) leave it out. Views other than ``front`` are ignored."""
+    videos: dict[str, tuple[Entry, tuple]] = {}
+    audios: dict[str, Entry] = {}
+    for e in entries:
+        ext = e.rel.suffix.lower()
+        stem = e.rel.name[: -len(e.rel.suffix)]
+        m = _MEAD_CLIP_RE.match(stem)
+        if ext not in VIDEO_EXTS | AUDIO_EXTS:
+            continue
+        if not m:
+            reject(
+                e,
+                EmoheadInputError(
+                    "file name does not follow MEAD clip naming {actor}_front_{emotion}_level{k}_{nnn}.mp4 "
+                    "(e.g. M030_front_angry_level3_001.mp4).",
+                    path=e.local,
+                    fix="rename the file, or list it in datasets.<name>.exclude.",
+                ),
+            )
+            continue
+        if m["view"] != "front":
+            continue
+        try:
+            emotion = canonical_emotion(m["emo"], path=e.local)
+        except EmoheadInputError as err:
+            reject(e, err)
+            continue
+        sid = f"{m['actor']}_{emotion}_level{int(m['k'])}_{m['idx']}"
+        bucket = videos if ext in VIDEO_EXTS else audios
+        if sid in bucket:
+            prev = bucket[sid][0] if ext in VIDEO_EXTS else bucket[sid]
+            reject(
+                e,
+                EmoheadInputError(
+                    f"duplicate sample id {sid!r}: also {prev.local}.",
+                    path=e.local,
+                    fix="keep one file per clip.",
+                ),
+            )
+            continue
+        if ext in VIDEO_EXTS:
+            videos[sid] = (e, (m["actor"], emotion, int(m["k"]), m["idx"]))
+        else:
+            audios[sid] = e
+    rows = []
+    for sid in sorted(videos):
+        v, (actor, emotion, k, idx) = videos[sid]
+        a = audios.get(sid)
+        rows.append(
+            _row(
+                sample_id=sid,
+                actor=actor,
+                emotion=emotion,
+                intensity=k,
+                sentence=idx,
+                video=v,
+                audio=a or v,
+                audio_optional=a is None,
+            )
+        )
+    return rows
+
+
+PARSERS = {
+    "crema_d": parse_crema_d,
+    "mead": parse_mead,
+    "folder": parse_folder,
+    "mead_clips": parse_mead_clips,
+}
+# kinds whose clips carry emotion labels (hyperplanes, emotion control)
+LABELLED_KINDS = ("mead", "crema_d", "mead_clips")
 EXPECTED = {
     "crema_d": "{actor}_{sentence}_{EMO}_{LEVEL}.flv|mp4|wav|mp3 files",
     "mead": "{actor}/video/front/{emotion}/level_{k}/{nnn}.mp4 + {actor}/audio/{emotion}/level_{k}/{nnn}.m4a",
     "folder": "video files (.mp4, .flv, .avi, .mov, .mkv, .webm)",
+    "mead_clips": "{actor}_front_{emotion}_level{k}_{nnn}.mp4 files (audio optional)",
 }
 
 
@@ -574,9 +653,12 @@ BAD_FILE_POLICIES = ("fail", "skip")
 MAX_LISTED = 30  # bad files named in the error message; all of them go to the list file
 
 
-def _probe_row(v: Entry | None, a: Entry | None, cache: DurationCache, reject: Reject) -> float | None:
-    """Duration of a row's clip; None (after ``reject``) when its video or audio file is
-    unreadable, has no video stream (a video) or no audio stream (the speech source)."""
+def _probe_row(
+    v: Entry | None, a: Entry | None, cache: DurationCache, reject: Reject, audio_optional: bool = False
+) -> tuple[float, bool] | None:
+    """(duration of a row's clip, whether it has its audio); None (after ``reject``) when its
+    video or audio file is unreadable, has no video stream (a video) or no audio stream (the
+    speech source; with ``audio_optional`` a video without sound is a video-only row)."""
     info = {}
     for entry in dict.fromkeys(x for x in (v, a) if x is not None):
         try:
@@ -594,6 +676,8 @@ def _probe_row(v: Entry | None, a: Entry | None, cache: DurationCache, reject: R
             ),
         )
         return None
+    if a is not None and not info[a][2] and audio_optional:
+        return info[v][0], False
     if a is not None and not info[a][2]:
         reject(
             a,
@@ -604,7 +688,7 @@ def _probe_row(v: Entry | None, a: Entry | None, cache: DurationCache, reject: R
             ),
         )
         return None
-    return info[v][0] if v is not None else info[a][0]
+    return (info[v][0] if v is not None else info[a][0]), a is not None
 
 
 def _write_bad_list(name: str, bad: list[BadFile], cache_path) -> Path | None:
@@ -737,9 +821,12 @@ def build_table(
     out = []
     for r in rows:
         v, a = r["video"], r["audio"]
-        probed = _probe_row(v, a, cache, reject)
+        probed = _probe_row(v, a, cache, reject, audio_optional=bool(r.get("audio_optional")))
         if probed is None:
             continue
+        probed, has_audio = probed
+        if not has_audio:
+            a = None
         out.append(
             {
                 "sample_id": r["sample_id"],

@@ -54,7 +54,7 @@ class PreprocessPlan:
     def actor_sources(self, wildcards) -> dict[str, list[str]]:
         """Source media of one actor's samples (inputs of rule preprocess_actor)."""
         clips = self.actor_clips(wildcards)
-        return {"videos": [v for _, v, _ in clips if v], "audios": [a for _, _, a in clips]}
+        return {"videos": [v for _, v, _ in clips if v], "audios": [a for _, _, a in clips if a]}
 
     # ------------------------------------------------------------------ targets
     def targets(self) -> list[str]:

@@ -38,6 +38,8 @@ from .data import SubjectData
 from .infer import render_frames, std_tau
 
 TAUS = (0.0, 0.5, 1.0, 1.5)
+SWEEP_TAUS = (0.0, 0.5, 1.0, 1.5)  # intensity_sweep.png columns (one frame per tag and tau)
+MIN_BASE_FRAMES = 48
 
 
 def _spread(idx: np.ndarray, n: int) -> np.ndarray:
@@ -45,27 +47,81 @@ def _spread(idx: np.ndarray, n: int) -> np.ndarray:
     return idx if len(idx) <= n else idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
 
 
-def base_frames(data: SubjectData, n: int) -> np.ndarray:
-    """Up to ``n`` frames whose alphas and poses start the edits: neutral clips' test frames,
-    then their training frames; a subject without a neutral clip uses all its test frames."""
-    neutral = [k for k, c in enumerate(data.clips) if c.get("emotion") == "neutral"]
-    if neutral:
-        test = np.concatenate([data.clip_test_frames(k) for k in neutral])
-        train = np.concatenate([data.clip_train_frames(k) for k in neutral])
-        pool = test if len(test) >= n else np.concatenate([test, _spread(train, n - len(test))])
-    else:
-        pool = data.test_idx
-    return _spread(pool, n)
+def base_pool(data: SubjectData, n: int) -> np.ndarray:
+    """The held-out frames that start the edits: spread evenly over every clip's held-out (test)
+    frames, so that each tag's base (the pool less the tag's own clips, :func:`base_frames`) keeps
+    about ``n`` frames from several clips."""
+    per_clip = [data.clip_test_frames(k) for k in range(len(data.clips))]
+    per_clip = [f for f in per_clip if len(f)]
+    if not per_clip:
+        return np.zeros(0, np.int64)
+    tags = {c.get("emotion") for c in data.clips}
+    share = int(np.ceil(n / max(len(per_clip) - 1, 1))) if len(tags) > 1 else int(np.ceil(n / len(per_clip)))
+    return np.concatenate([_spread(f, share) for f in per_clip]).astype(np.int64)
+
+
+def base_frames(data: SubjectData, pool: np.ndarray, tag: str) -> np.ndarray:
+    """Frames of ``pool`` that start the edits towards ``tag``: those of clips with another tag
+    (a subject whose clips all carry ``tag``, e.g. a person's own neutral video asked for
+    neutral, keeps the whole pool)."""
+    clip_of = data.clip_of_frames(pool)
+    keep = np.array([data.clips[k].get("emotion") != tag for k in clip_of], bool)
+    return pool[keep] if keep.any() else pool
 
 
 def tag_frames(data: SubjectData, tag: str, n: int) -> np.ndarray:
-    """Up to ``n`` real frames of the subject's clips tagged ``tag`` (test frames first)."""
+    """Up to ``n`` held-out (test) frames of the subject's clips tagged ``tag``."""
     ks = [k for k, c in enumerate(data.clips) if c.get("emotion") == tag]
     if not ks:
         return np.zeros(0, np.int64)
-    test = np.concatenate([data.clip_test_frames(k) for k in ks])
-    allf = np.concatenate([data.clip_frames(k) for k in ks])
-    return _spread(test if len(test) >= n else allf, n)
+    return _spread(np.concatenate([data.clip_test_frames(k) for k in ks]), n)
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling frames)."""
+    v = np.asarray(values, np.float64)
+    if len(v) == 0:
+        return [float("nan"), float("nan")]
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(1)
+    a = (1.0 - level) / 2.0
+    return [float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))]
+
+
+class Classifier:
+    """The hyperplanes as a classifier: signed distances s_z = w_z . alpha + b_z (Appendix B) and
+    the tag of the highest one."""
+
+    def __init__(self, hp: dict):
+        self.names = sorted(hp)
+        self.W = np.stack([np.asarray(hp[z][0], np.float64) for z in self.names])
+        self.b = np.array([float(hp[z][1]) for z in self.names])
+
+    def distances(self, alpha: np.ndarray) -> np.ndarray:
+        return np.asarray(alpha, np.float64) @ self.W.T + self.b
+
+    def classify(self, alpha: np.ndarray) -> np.ndarray:
+        return np.asarray(self.names, dtype=object)[self.distances(alpha).argmax(1)]
+
+    def chance(self) -> float:
+        return 1.0 / len(self.names)
+
+
+def confusion(classifier: Classifier, alphas_by_tag: dict[str, np.ndarray]) -> dict:
+    """{tag: {predicted: share}} of re-extracted real frames, with frame counts."""
+    out = {}
+    for z, a in alphas_by_tag.items():
+        pred = classifier.classify(a) if len(a) else np.zeros(0, object)
+        out[z] = {
+            "n_frames": int(len(a)),
+            "shares": {n: float((pred == n).mean()) if len(a) else float("nan") for n in classifier.names},
+        }
+    return out
+
+
+def _stat(values: np.ndarray, seed: int) -> dict:
+    v = np.asarray(values, np.float64)
+    return {"mean": float(v.mean()) if len(v) else float("nan"), "ci95": bootstrap_ci(v, seed=seed)}
 
 
 class Reextractor:
@@ -96,16 +152,6 @@ class Reextractor:
         return split_params(params)[2].astype(np.float64)
 
 
-def _scores(alpha: np.ndarray, names: list[str], W: np.ndarray, b: np.ndarray, z: str) -> dict:
-    d = alpha @ W.T + b  # signed distance to every hyperplane (Appendix B)
-    k = names.index(z)
-    return dict(
-        mean_distance=float(d[:, k].mean()),
-        classified_fraction=float((d.argmax(1) == k).mean()),
-        n_frames=int(len(alpha)),
-    )
-
-
 def measure_emotion_control(
     renderer,
     data: SubjectData,
@@ -114,11 +160,25 @@ def measure_emotion_control(
     *,
     tags=None,
     taus=TAUS,
-    n_frames: int = 12,
+    n_frames: int = MIN_BASE_FRAMES,
     unit: str = "person",
+    sweep_taus=SWEEP_TAUS,
+    seed: int = 0,
     progress: bool = True,
 ) -> tuple[dict, dict]:
-    """Returns (the emotion_control.json document, the rendered frames {(tag, tau): (n, H, W, 3)})."""
+    """Emotion control, calibrated (docs/decisions.md, "Emotion control"). Returns (the
+    emotion_control.json document, the sweep renders {(tag, tau): (1, H, W, 3)}).
+
+    (a) The instrument: the subject's real held-out frames of each tag, re-extracted at the render
+    resolution and classified by the hyperplanes (confusion matrix); a tag is measurable when its
+    real frames are classified as the tag at least twice as often as chance.
+    (b) Per tag and tau: held-out base frames of the subject's other tags' clips (about
+    ``n_frames``), edited alpha_0 + tau d_z (eq. 9), rendered, re-extracted and classified: the
+    share classified as the tag, the mean signed distance s_z, its paired change from tau = 0, and
+    the share of the requested alphas themselves classified as the tag, each with a 95 %
+    bootstrap interval over frames.
+    (c) The summary: the mean over measurable tags of (share at tau = 1 - share at tau = 0).
+    """
     from tqdm import tqdm
 
     from ..expression.hyperplanes import read_hyperplanes
@@ -128,92 +188,197 @@ def measure_emotion_control(
         hp, dirs, edit_space = hf.classifier, hf.directions, hf.edit_space
     else:  # {z: (w, b)}: edits along w
         hp, dirs, edit_space = hyperplanes, edit_directions(hyperplanes), None
-    # eq. (9) moves along d_z; w_z scores
-    names = sorted(hp)
-    W = np.stack([np.asarray(hp[z][0], np.float64) for z in names])
-    b = np.array([float(hp[z][1]) for z in names])
-    tags = [z for z in (tags or data.emotions()) if z in hp]
+    clf = Classifier(hp)
+    own_tags = [z for z in data.emotions() if z in hp]
+    labelled = len(set(data.emotions())) > 1
+    # a subject with labelled clips is measured on its tags; one without (a person's own video)
+    # on every tag of the hyperplanes it borrows
+    tags = [z for z in (tags or (own_tags if labelled else clf.names)) if z in hp]
     if not tags:
         raise EmoheadInputError(
-            f"none of the subject's tags {data.emotions()} has a hyperplane (have {names}).",
+            f"none of the tags {data.emotions()} has a hyperplane (have {clf.names}).",
             path=hyperplanes,
             fix="use hyperplanes fitted on this person's emotions.",
         )
-    base = base_frames(data, n_frames)
-    scale = tau_units(hp, data, tags, base, unit, dirs)
-    a0 = data.alpha[base].astype(np.float64)
-    seed = data.landmarks[base]
+    taus = sorted({0.0, 1.0, *(float(t) for t in taus)})
+    # (a) the instrument
+    real = {}
+    for z in own_tags:
+        idx = tag_frames(data, z, max(n_frames, 2))
+        real[z] = extractor(data.frames(idx), data.landmarks[idx]) if len(idx) else np.zeros((0, 10))
+    conf = confusion(clf, real)
+    chance = clf.chance()
+    measurable = {z: bool(z in conf and conf[z]["shares"][z] >= 2.0 * chance) for z in tags}
+
+    pool = base_pool(data, n_frames)
+    if len(pool) == 0:
+        raise EmoheadInputError(
+            f"render subject {data.subject!r} has no held-out frames to start the edits from.",
+            path=data.path,
+            fix="give the subject a test split (render.split / the subject's split).",
+        )
+    scale = tau_units(hp, data, tags, pool, unit, dirs)
     net = renderer.model
     seen = ExpressionSupport(
         data.alpha[data.train_idx], net.alpha_mean.cpu().numpy(), net.alpha_std.cpu().numpy()
     )
-    renders: dict = {}
-    rows = []
-    jobs = [(z, t) for z in tags for t in taus]
-    unedited = None  # tau = 0 is the same render for every tag
-    for z, t in tqdm(jobs, desc="emotion control", disable=not progress, mininterval=5):
-        k = names.index(z)
-        alpha_in = a0 + t * scale[z] * dirs[z]  # eq. (9)
-        if t == 0 and unedited is not None:
-            frames, alpha_re = unedited
-        else:
-            frames = render_frames(renderer, data, alpha_in.astype(np.float32), pose_idx=base)
-            alpha_re = extractor(frames, seed)
-            if t == 0:
-                unedited = frames, alpha_re
-        renders[(z, float(t))] = frames
-        rows.append(
-            dict(
-                tag=z,
-                tau=float(t),
-                tau_raw=float(t * scale[z]),
-                input_distance=float((alpha_in @ W[k] + b[k]).mean()),
-                input_offset_std=float(seen.offset(alpha_in).mean()),
-                **_scores(alpha_re, names, W, b, z),
-            )
-        )
-    reference = {}
+    jobs = [(z, t) for z in tags for t in taus if t != 0.0]
+    bar = tqdm(total=len(pool) + sum(len(base_frames(data, pool, z)) for z, _ in jobs), desc="emotion control",
+               disable=not progress, mininterval=5, unit="frame")
+    frames0 = render_frames(renderer, data, data.alpha[pool].astype(np.float32), pose_idx=pool)
+    bar.update(len(pool))
+    alpha0_re = extractor(frames0, data.landmarks[pool])
+    at = {int(i): j for j, i in enumerate(pool)}
+    rows, per_tag = [], {}
+    sweep: dict = {}
+    rng_seed = int(seed)
     for z in tags:
-        idx = tag_frames(data, z, max(n_frames, 2 * n_frames))
-        alpha_re = extractor(data.frames(idx), data.landmarks[idx])
-        reference[z] = dict(
-            **_scores(alpha_re, names, W, b, z),
-            expression_stage_distance=float((data.alpha[idx] @ W[names.index(z)] + b[names.index(z)]).mean()),
+        base = base_frames(data, pool, z)
+        sel = np.array([at[int(i)] for i in base])
+        k = clf.names.index(z)
+        a0 = data.alpha[base].astype(np.float64)
+        d0 = clf.distances(alpha0_re[sel])[:, k]
+        c0 = clf.classify(alpha0_re[sel]) == z
+        per_tag[z] = {"base_frames": [int(i) for i in base], "n_base_clips": int(len(set(data.clip_of_frames(base))))}
+        for t in taus:
+            alpha_in = a0 + t * scale[z] * dirs[z]  # eq. (9)
+            if t == 0.0:
+                frames, alpha_re = frames0[sel], alpha0_re[sel]
+            else:
+                frames = render_frames(renderer, data, alpha_in.astype(np.float32), pose_idx=base)
+                bar.update(len(base))
+                alpha_re = extractor(frames, data.landmarks[base])
+            sweep[(z, float(t))] = frames[:1]
+            dist = clf.distances(alpha_re)[:, k]
+            cls = clf.classify(alpha_re) == z
+            req = clf.classify(alpha_in) == z
+            rng_seed += 1
+            rows.append(
+                dict(
+                    tag=z,
+                    tau=float(t),
+                    tau_raw=float(t * scale[z]),
+                    n_frames=int(len(base)),
+                    classified=_stat(cls, rng_seed),
+                    classified_change=_stat(cls.astype(float) - c0, rng_seed),
+                    distance=_stat(dist, rng_seed),
+                    distance_change=_stat(dist - d0, rng_seed),
+                    requested_classified=_stat(req, rng_seed),
+                    input_distance=float((alpha_in @ clf.W[k] + clf.b[k]).mean()),
+                    input_offset_std=float(seen.offset(alpha_in).mean()),
+                    # flat copies for plots and older readers
+                    classified_fraction=float(cls.mean()),
+                    mean_distance=float(dist.mean()),
+                )
+            )
+            if t == 1.0:
+                per_tag[z]["delta_per_frame"] = (cls.astype(float) - c0).tolist()
+    bar.close()
+    summary_tags = [z for z in tags if measurable[z]]
+    summary, summary_ci = None, [float("nan"), float("nan")]
+    if summary_tags:
+        deltas = [np.asarray(per_tag[z]["delta_per_frame"]) for z in summary_tags]
+        summary = float(np.mean([d.mean() for d in deltas]))
+        rng = np.random.default_rng(seed)
+        boots = np.mean([d[rng.integers(0, len(d), size=(1000, len(d)))].mean(1) for d in deltas], axis=0)
+        summary_ci = [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))]
+    for z in per_tag:
+        per_tag[z].pop("delta_per_frame", None)
+    for z in tags:  # one sweep frame per tag at the sweep taus not measured
+        base = base_frames(data, pool, z)[:1]
+        for t in sweep_taus:
+            if (z, float(t)) not in sweep:
+                a = data.alpha[base].astype(np.float64) + float(t) * scale[z] * dirs[z]
+                sweep[(z, float(t))] = render_frames(renderer, data, a.astype(np.float32), pose_idx=base)
+    reference = {
+        z: dict(
+            classified_fraction=conf[z]["shares"][z],
+            mean_distance=float(clf.distances(real[z])[:, clf.names.index(z)].mean()) if len(real[z]) else None,
+            n_frames=conf[z]["n_frames"],
         )
-    at1 = [r["classified_fraction"] for r in rows if r["tau"] == 1.0]
+        for z in own_tags
+        if z in tags
+    }
     gain = response_gain(rows, tags)
     doc = dict(
         subject=data.subject,
         dataset=data.clips[0].get("dataset", ""),
         tags=tags,
-        taus=[float(t) for t in taus],
+        taus=taus,
         unit=unit,
         edit_space=edit_space,
         tau_scale={z: float(scale[z]) for z in tags},
-        base_frames=[int(i) for i in base],
         hyperplanes=str(hyperplanes) if isinstance(hyperplanes, (str, Path)) else None,
+        classes=clf.names,
+        chance=chance,
+        confusion=conf,
+        measurable=measurable,
+        summary=summary,
+        summary_ci95=summary_ci,
+        summary_tags=summary_tags,
+        n_base_frames=int(len(pool)),
+        base=per_tag,
         rendered=rows,
         reference=reference,
         training_spacing_std=seen.spacing,
-        emotion_control=float(np.mean(at1)) if at1 else None,
+        emotion_control=summary,
         rising=rising_tags(rows, tags),
         response_gain=gain,
         response_gain_mean=float(np.mean([g for g in gain.values() if g is not None]))
         if any(g is not None for g in gain.values())
         else None,
-        note="rendered: alpha_0 (ground-truth alphas of neutral frames) + tau d_z (the edit direction, "
-        "edit_space) rendered at those frames' "
-        "poses; 3DDFA alpha re-extracted from the renders; mean_distance = mean signed distance to "
-        "w_z, classified_fraction = share of frames whose highest-scoring hyperplane is z; "
-        "reference: the subject's real frames of each tag, extracted the same way; "
-        "emotion_control = mean over tags of classified_fraction at tau = 1; "
-        "response_gain = per tag, the change of the re-extracted mean distance over the taus "
-        "divided by the change of the input's (1: the render moves as far as asked); "
-        "input_offset_std = mean distance of the edited alphas to the nearest training alpha in "
-        "training standard deviations (training_spacing_std: the same between training frames), "
-        "how far the edit asks the field to extrapolate.",
+        note="docs/decisions.md, 'Emotion control': confusion = the subject's real held-out frames of "
+        "each tag re-extracted at the render resolution and classified by the hyperplanes "
+        "(measurable: classified as the tag at least twice as often as chance); rendered: held-out "
+        "frames of the subject's other tags' clips, alpha_0 + tau d_z rendered at their poses, 3DDFA "
+        "alpha re-extracted and classified (classified = share as the tag; *_change = paired change "
+        "from tau = 0; requested_classified = the edited input alphas themselves); ci95 = percentile "
+        "bootstrap over frames; summary = mean over measurable tags of (share at tau = 1 - share at "
+        "tau = 0), the Emotion control column of the GT-alpha row.",
     )
-    return doc, renders
+    return doc, sweep
+
+
+def measure_tag_accuracy(videos: dict, data: SubjectData, hyperplanes, extractor, *, seed: int = 0) -> dict:
+    """The share of rendered test frames whose re-extracted alpha the hyperplanes classify as the
+    clip's tag: ``videos`` {clip sample: test_render.mp4 of its test span}; the same for the real
+    held-out frames (the instrument) beside it. The Emotion control column of the audio-driven row."""
+    from .. import media
+    from ..expression.hyperplanes import read_hyperplanes
+
+    clf = Classifier(read_hyperplanes(hyperplanes).classifier)
+    per_clip, hits, real_hits = {}, [], []
+    for sample, path in sorted(videos.items()):
+        k = data.clip_index(sample)
+        tag = data.clips[k].get("emotion")
+        idx = data.clip_test_frames(k)
+        frames = media.read_frames(path, pix_fmt="rgb24")
+        n = min(len(frames), len(idx))
+        if tag not in clf.names or n == 0:
+            per_clip[sample] = dict(tag=tag, n_frames=int(n), accuracy=None, note="tag has no hyperplane")
+            continue
+        pred = clf.classify(extractor(frames[:n], data.landmarks[idx[:n]]))
+        real = clf.classify(extractor(data.frames(idx[:n]), data.landmarks[idx[:n]]))
+        hits += list(pred == tag)
+        real_hits += list(real == tag)
+        per_clip[sample] = dict(
+            tag=tag,
+            n_frames=int(n),
+            accuracy=float((pred == tag).mean()),
+            real_accuracy=float((real == tag).mean()),
+            predicted={z: int((pred == z).sum()) for z in clf.names if (pred == z).any()},
+        )
+    return dict(
+        subject=data.subject,
+        dataset=data.clips[0].get("dataset", ""),
+        accuracy=_stat(np.asarray(hits, float), seed),
+        real_accuracy=_stat(np.asarray(real_hits, float), seed + 1),
+        chance=clf.chance(),
+        clips=per_clip,
+        note="share of the rendered test frames (and of the real ones, the instrument) whose 3DDFA "
+        "alpha, re-extracted at the render resolution, the hyperplanes classify as the clip's tag; "
+        "ci95 = percentile bootstrap over frames",
+    )
 
 
 class ExpressionSupport:
@@ -259,13 +424,17 @@ def tau_units(
             fix="use person, std or raw.",
         )
     out = {}
+    train = np.zeros(len(data.alpha), bool)
+    train[data.train_idx] = True
+    tag_of = np.array([data.clips[k].get("emotion") for k in data.clip_of_frames(np.arange(len(data.alpha)))])
     for z in tags:
         w, b = np.asarray(hp[z][0], np.float64), float(hp[z][1])
-        ks = [k for k, c in enumerate(data.clips) if c.get("emotion") == z]
-        own = np.concatenate([data.clip_frames(k) for k in ks]) if ks else np.zeros(0, int)
-        gap = float((data.alpha[own] @ w + b).mean() - (data.alpha[base] @ w + b).mean()) if len(own) else 0.0
+        # training frames only: held-out frames never set the unit
+        own, rest = data.alpha[train & (tag_of == z)], data.alpha[train & (tag_of != z)]
+        gap = float((own @ w).mean() - (rest @ w).mean()) if len(own) and len(rest) else 0.0
+        rate = float(w @ np.asarray(dirs[z], np.float64))
         # the score rises by w_z . d_z per unit of tau along d_z (1 when d_z = w_z)
-        out[z] = max(gap / float(w @ np.asarray(dirs[z], np.float64)), std[z])
+        out[z] = max(gap / rate, std[z]) if rate > 1e-12 else std[z]
     return out
 
 
@@ -293,42 +462,61 @@ def rising_tags(rows: list[dict], tags: list[str]) -> dict[str, bool]:
 
 
 def plot_emotion_control(doc: dict, path) -> None:
+    """emotion_control.png: (left) share of the re-extracted renders classified as the tag
+    against tau, with 95 % intervals (solid: measurable tags, dotted: not); (middle) the
+    instrument, the confusion matrix of the real held-out frames; (right) at tau = 1, the share
+    of the requested alphas and of the renders classified as the tag, and the renders' share at
+    tau = 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(16, 4))
+    fig, ax = plt.subplots(1, 3, figsize=(17, 4.6))
     for n, z in enumerate(doc["tags"]):
         col = plt.cm.tab10(n % 10)
         rows = sorted((r for r in doc["rendered"] if r["tag"] == z), key=lambda r: r["tau"])
-        taus = [r["tau"] for r in rows]
-        ax[0].plot(taus, [r["mean_distance"] for r in rows], "o-", color=col, label=z)
-        ax[0].plot(taus, [r["input_distance"] for r in rows], ":", color=col, lw=0.8)
-        ax[1].plot(taus, [r["classified_fraction"] for r in rows], "o-", color=col, label=z)
-        if all("input_offset_std" in r for r in rows):
-            ax[2].plot(taus, [r["input_offset_std"] for r in rows], "o-", color=col, label=z)
-        ref = doc["reference"].get(z)
-        if ref:
-            ax[0].axhline(ref["mean_distance"], color=col, ls="--", lw=0.8)
-            ax[1].plot([taus[-1] + 0.12 + 0.05 * n], [ref["classified_fraction"]], "*", color=col, ms=9)
-    ax[0].set_title("re-extracted distance to w_z (dotted: requested; dashed: real frames)")
+        taus = np.array([r["tau"] for r in rows]) + 0.015 * (n - len(doc["tags"]) / 2)
+        m = np.array([r["classified"]["mean"] for r in rows])
+        lo = m - np.array([r["classified"]["ci95"][0] for r in rows])
+        hi = np.array([r["classified"]["ci95"][1] for r in rows]) - m
+        ls = "-" if doc["measurable"].get(z) else ":"
+        ax[0].errorbar(taus, m, yerr=[lo, hi], fmt="o" + ls, color=col, label=z, capsize=2, lw=1.2)
+    ax[0].axhline(doc["chance"], color="k", lw=0.6, ls="--")
     ax[0].set_xlabel(f"tau ({doc['unit']})")
-    ax[0].set_ylabel("mean signed distance")
-    ax[1].set_title("fraction classified as z (star: real frames)")
-    ax[1].set_xlabel(f"tau ({doc['unit']})")
-    ax[1].set_ylim(-0.02, 1.02)
-    ax[1].legend(fontsize=8)
-    if doc.get("training_spacing_std") is not None:
-        ax[2].axhline(doc["training_spacing_std"], color="k", ls="--", lw=0.8)
-    ax[2].set_title("edited alpha to nearest training alpha (dashed: between training frames)", fontsize=9)
-    ax[2].set_xlabel(f"tau ({doc['unit']})")
-    ax[2].set_ylabel("training std")
-    title = f"Emotion control of {doc['subject']}"
-    if doc.get("emotion_control") is not None:
-        title += f": {doc['emotion_control']:.2f} classified at tau = 1"
-    if doc.get("response_gain_mean") is not None:
-        title += f"; response gain {doc['response_gain_mean']:.2f} (1 = as far as asked)"
+    ax[0].set_ylabel("share of renders classified as the tag")
+    ax[0].set_ylim(-0.02, 1.02)
+    ax[0].set_title("renders (solid: measurable tag; dashed: chance)", fontsize=9)
+    ax[0].legend(fontsize=7)
+    conf = doc["confusion"]
+    rows_t = [z for z in doc["classes"] if z in conf]
+    if rows_t:
+        M = np.array([[conf[z]["shares"][c] for c in doc["classes"]] for z in rows_t])
+        ax[1].imshow(M, vmin=0, vmax=1, cmap="Blues")
+        for i in range(M.shape[0]):
+            for j in range(M.shape[1]):
+                ax[1].text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=6)
+        ax[1].set_yticks(range(len(rows_t)), [f"{z} (n={conf[z]['n_frames']})" for z in rows_t], fontsize=7)
+        ax[1].set_xticks(range(len(doc["classes"])), doc["classes"], rotation=45, ha="right", fontsize=7)
+    ax[1].set_title("instrument: real held-out frames (rows) classified as (columns)", fontsize=9)
+    x = np.arange(len(doc["tags"]))
+    at = {r["tag"]: r for r in doc["rendered"] if r["tau"] == 1.0}
+    at0 = {r["tag"]: r for r in doc["rendered"] if r["tau"] == 0.0}
+    ax[2].bar(x - 0.27, [at[z]["requested_classified"]["mean"] for z in doc["tags"]], 0.27, label="requested alpha, tau 1")
+    ax[2].bar(x, [at[z]["classified"]["mean"] for z in doc["tags"]], 0.27, label="renders, tau 1")
+    ax[2].bar(x + 0.27, [at0[z]["classified"]["mean"] for z in doc["tags"]], 0.27, label="renders, tau 0")
+    ax[2].set_xticks(x, [z + ("" if doc["measurable"].get(z) else "*") for z in doc["tags"]], rotation=30, fontsize=8)
+    ax[2].set_ylim(0, 1.02)
+    ax[2].set_title("classified as the tag (* = not measurable at this resolution)", fontsize=9)
+    ax[2].legend(fontsize=7)
+    title = f"Emotion control of {doc['subject']} ({doc.get('edit_space')} edits)"
+    if doc.get("summary") is not None:
+        lo, hi = doc["summary_ci95"]
+        title += (
+            f": summary {doc['summary']:.2f} [{lo:.2f}, {hi:.2f}] over {len(doc['summary_tags'])} measurable tags"
+        )
+    else:
+        title += ": no measurable tag"
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -359,5 +547,5 @@ def write_emotion_control(renderer, data: SubjectData, hyperplanes, extractor, o
     doc, renders = measure_emotion_control(renderer, data, hyperplanes, extractor, **kw)
     write_json_atomic(out["emotion_control"], doc)
     plot_emotion_control(doc, out["emotion_control_png"])
-    intensity_sweep_png(renders, doc["tags"], doc["taus"], out["intensity_sweep"])
+    intensity_sweep_png(renders, doc["tags"], SWEEP_TAUS, out["intensity_sweep"])
     return doc

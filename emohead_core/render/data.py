@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import media
 from ..errors import EmoheadInputError
+from ..splits import held_out_count
 from ..io import atomic_dir
 from .camera import fit_affine_pose, scale_pose
 
@@ -262,8 +263,7 @@ def split_frames(n: int, mode: str, test_fraction: float, is_test_clip: bool) ->
     if mode == "clips":
         return 0 if is_test_clip else n
     if mode == "within_clip":
-        n_test = min(max(1, int(round(test_fraction * n))), n - 1)
-        return n - n_test
+        return n - held_out_count(n, test_fraction) if n > 1 else n
     raise EmoheadInputError(
         f"unknown render split mode {mode!r}.",
         path="config render.split.mode",
@@ -651,6 +651,11 @@ class SubjectData:
             f"{[c['sample'] for c in self.clips]}.",
             path=self.path,
         )
+
+    def clip_of_frames(self, idx) -> np.ndarray:
+        """Clip index k of each global frame index in ``idx``."""
+        starts = np.array([c["offset"] for c in self.clips], np.int64)
+        return np.searchsorted(starts, np.asarray(idx, np.int64), side="right") - 1
 
     def clip_frames(self, k: int) -> np.ndarray:
         """Global indices of all frames of clip k."""

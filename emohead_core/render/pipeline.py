@@ -271,7 +271,7 @@ def step_showcase(
         expr_cfg,
         threads=int(threads),
     )
-    ec = dict(rcfg.get("emotion_control") or {})
+    ec = dict(rcfg["emotion_control"])
     crop = int(np.median([c.get("crop_size", data.W) for c in data.clips]))
     doc = write_emotion_control(
         renderer,
@@ -279,11 +279,49 @@ def step_showcase(
         hyperplanes,
         Reextractor(fm, crop),
         out,
-        taus=tuple(ec.get("taus", (0.0, 0.5, 1.0, 1.5))),
-        n_frames=int(ec.get("frames", 12)),
-        unit=ec.get("unit", "person"),
+        taus=tuple(ec["taus"]),
+        n_frames=int(ec["frames"]),
+        unit=ec["unit"],
     )
     log.info(
-        "emotion switch %s; emotion control %s (rising: %s)", switch, doc["emotion_control"], doc["rising"]
+        "emotion switch %s; emotion control summary %s %s over measurable tags %s (confusion diagonal: %s)",
+        switch,
+        doc["summary"],
+        doc["summary_ci95"],
+        doc["summary_tags"],
+        {z: round(c["shares"].get(z, float("nan")), 2) for z, c in doc["confusion"].items()},
     )
-    return dict(switch=switch, emotion_control=doc["emotion_control"], rising=doc["rising"])
+    return dict(switch=switch, emotion_control=doc["summary"], measurable=doc["summary_tags"])
+
+
+def step_driven_emotion(
+    videos: dict,
+    prepared,
+    hyperplanes,
+    out_json,
+    face_model_inputs: dict,
+    expr_cfg: dict,
+    *,
+    threads: int = 1,
+) -> dict:
+    """Rule render_driven_emotion: the tag accuracy of a subject's audio-driven test renders
+    (3DDFA re-extracted, classified by the hyperplanes), beside its real held-out frames'."""
+    from ..expression.extract import face_model_for_job
+    from ..io import write_json_atomic
+    from .control import Reextractor, measure_tag_accuracy
+    from .data import load_prepared
+
+    data = load_prepared(prepared)
+    fm = face_model_for_job(
+        face_model_inputs["checkpoint"],
+        face_model_inputs["onnx"],
+        face_model_inputs["detector"],
+        face_model_inputs["bfm"],
+        expr_cfg,
+        threads=int(threads),
+    )
+    crop = int(np.median([c.get("crop_size", data.W) for c in data.clips]))
+    doc = measure_tag_accuracy(videos, data, hyperplanes, Reextractor(fm, crop))
+    write_json_atomic(out_json, doc)
+    log.info("audio-driven renders classified as their tag: %s (real frames %s)", doc["accuracy"], doc["real_accuracy"])
+    return doc

@@ -341,6 +341,25 @@ class RenderPlan:
         inputs["hyperplanes"] = sp.hyperplanes
         return inputs
 
+    def driven_emotion_inputs(self, wildcards) -> dict:
+        """The main audio-driven test renders of a subject (rule render_driven_emotion)."""
+        inputs = self.showcase_inputs(wildcards)
+        inputs.pop("model")
+        for c, path in self.driven_emotion_videos(wildcards.subject).items():
+            inputs[f"video_{c}"] = path
+        return inputs
+
+    def driven_emotion_videos(self, name: str) -> dict[str, str]:
+        """{clip: driven/main/{clip}/test_render.mp4} (empty without audio-driven renders)."""
+        sp = self.subject(name)
+        variants = self.driven.get(name) or {}
+        if "main" not in variants:
+            return {}
+        return {c: f"{self.dir(name)}/driven/main/{c}/test_render.mp4" for c in sp.test_clips}
+
+    def driven_emotion_params(self, wildcards) -> dict[str, str]:
+        return self.driven_emotion_videos(wildcards.subject)
+
     # ------------------------------------------------------------------ targets, metrics
     def targets(self) -> list[str]:
         out = []
@@ -360,6 +379,8 @@ class RenderPlan:
                 )
             ]
             out += self.driven_outputs(name)
+            if self.driven_emotion_videos(name):
+                out.append(f"{self.dir(name)}/driven_emotion.json")
         return out
 
     def metric_pairs(self) -> list[dict]:
@@ -393,6 +414,8 @@ class RenderPlan:
         out: dict[str, list[str]] = {}
         for name, sp in self.subjects.items():
             out.setdefault(sp.dataset, []).append(f"{self.dir(name)}/emotion_control.json")
+            if self.driven_emotion_videos(name):
+                out[sp.dataset].append(f"{self.dir(name)}/driven_emotion.json")
         return out
 
 

@@ -12,7 +12,14 @@ with log_to(snakemake.log[0]):
     actor = snakemake.wildcards.actor
     table = datasets.read_table(snakemake.input.samples)
     paths = {Path(p).stem: p for p in snakemake.params.expression}
-    frames = H.collect_frames(table, paths, actor=actor, splits=opts["splits"])
+    frames = H.collect_frames(
+        table, paths, actor=actor, splits=opts["splits"], held_out=dict(snakemake.params.held_out)
+    )
+    if frames["held_out_frames"]:
+        print(
+            f"left out {sum(frames['held_out_frames'].values())} held-out frames of "
+            f"{len(frames['held_out_frames'])} clips (tested by the renderer / audio2exp)"
+        )
     result = H.train_hyperplanes(
         frames["exp"],
         frames["mar"],
@@ -30,6 +37,7 @@ with log_to(snakemake.log[0]):
         "actor": actor,
         "options": dict(opts),
         "clips": sorted(set(frames["clip"])),
+        "held_out_frames": frames["held_out_frames"],
     }
     out_dir = Path(snakemake.output[0]).parent
     H.save_hyperplanes(result, out_dir, meta=meta, frames=frames)
