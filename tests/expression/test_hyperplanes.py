@@ -291,3 +291,141 @@ def test_edit_directions_saved_loaded_and_used_by_the_edit(tmp_path):
     old.write_text(json.dumps(doc))
     assert np.allclose(H.load_edit_directions(old)["e1"], res["hyperplanes"]["e1"].w_z)
     assert H.read_hyperplanes(old).edit_space == "raw"
+
+
+# ----------------------------------------------------------------------------- edit spaces, held-out
+
+
+def test_edit_spaces_class_mean_within_and_shrunk():
+    """class_mean is the tag's mean minus the neutral frames' mean; within uses the pooled
+    within-class covariance (frames minus their class mean); shrunk the Ledoit-Wolf estimate; all
+    are unit vectors, and every file reports the pairwise cosines of its directions."""
+    from sklearn.covariance import LedoitWolf
+
+    rng = np.random.default_rng(5)
+    X, M, L, C, _ = synthetic(rng, n=300)
+    L = np.where(L == "e0", "neutral", L).astype(object)
+    stats = H.ExpressionStats(X, L)
+    for z in ("e1", "e4"):
+        shift = X[L == z].mean(0) - X[L == "neutral"].mean(0)
+        assert np.allclose(H.direction_for("class_mean", z, np.ones(10), stats), shift / np.linalg.norm(shift))
+    others = np.mean([X[L == t].mean(0) for t in set(L) - {"neutral"}], axis=0)
+    neu = X[L == "neutral"].mean(0) - others
+    assert np.allclose(H.direction_for("class_mean", "neutral", np.ones(10), stats), neu / np.linalg.norm(neu))
+    R = X - np.stack([X[L == t].mean(0) for t in L])
+    Sw = R.T @ R / (len(X) - len(set(L)))
+    w = rng.normal(size=10)
+    w /= np.linalg.norm(w)
+    assert np.allclose(H.direction_for("within", "e1", w, stats), Sw @ w / np.linalg.norm(Sw @ w))
+    S = LedoitWolf().fit(X).covariance_
+    assert np.allclose(H.direction_for("shrunk", "e1", w, stats), S @ w / np.linalg.norm(S @ w))
+    # within-class whitening ignores the emotion shifts that dominate the total covariance
+    assert not np.allclose(H.direction_for("within", "e1", w, stats), H.direction_for("whitened", "e1", w, stats))
+    res = H.train_hyperplanes(X, M, L, C, cv_folds=0, edit_space="class_mean")
+    cos = res["direction_cosines"]
+    D = np.stack([res["hyperplanes"][z].d_z for z in cos["tags"]])
+    assert np.allclose(np.asarray(cos["cos"]), D @ D.T, atol=1e-5)
+    off = np.abs(D @ D.T)[~np.eye(len(D), dtype=bool)]
+    assert cos["max_abs_cos"] == pytest.approx(off.max(), abs=1e-6)
+    assert set(res["edit_spaces"]) == set(H.EDIT_SPACES)
+    assert all(0 <= v["agreement_mean"] <= 1 for v in res["edit_spaces"].values())
+
+
+def test_direction_cosines_and_requested_agreement_on_known_directions():
+    dirs = {"a": np.array([1.0, 0, 0]), "b": np.array([0.6, 0.8, 0]), "c": np.array([0, 0, -1.0])}
+    cos = H.direction_cosines(dirs)
+    assert cos["max_abs_cos"] == pytest.approx(0.6) and cos["closest_pair"] == ["a", "b"]
+    # two tags on a line: moving the other tag's frames by tau = 1 person unit along the tag's
+    # mean shift lands them on the tag's side of its hyperplane
+    X = np.concatenate([np.zeros((20, 10)), np.zeros((20, 10))])
+    X[20:, 0] = 2.0
+    X += np.random.default_rng(0).normal(scale=0.1, size=X.shape)
+    labels = np.array(["neutral"] * 20 + ["happy"] * 20, dtype=object)
+    e = np.eye(10)[0]
+    clf = {"happy": (e, -1.0), "neutral": (-e, 1.0)}
+    agree = H.requested_agreement(clf, {"happy": e, "neutral": -e}, X, labels)
+    assert agree["happy"] >= 0.8 and agree["neutral"] >= 0.8
+    # a direction that does not raise the score cannot be requested
+    assert np.isnan(H.requested_agreement(clf, {"happy": np.eye(10)[1]}, X, labels)["happy"])
+
+
+def _write_clip_expression(path, exp, mar):
+    from emohead_core.expression.schema import COLUMNS, write_expression
+
+    T = len(exp)
+    data = {name: np.zeros((T, width) if width else T, dtype) for name, (_, width, dtype) in COLUMNS.items()}
+    data.update(frame=np.arange(T), detected=np.ones(T, bool), exp=np.asarray(exp), mar=np.asarray(mar))
+    write_expression(path, data, {"sample": path.stem})
+
+
+def test_held_out_frames_never_enter_the_fit(tmp_path):
+    """The last frames of a clip that a later stage tests on (held_out) are left out of the
+    hyperplane fit: replacing their alphas by anything leaves every output unchanged, while the
+    same change to a kept frame moves the fit (the test can fail)."""
+    rng = np.random.default_rng(2)
+    X, M, L, C, _ = synthetic(rng, n=60)
+    table, paths = [], {}
+    for k in range(K):
+        sid = f"clip{k}"
+        sel = C == sid
+        _write_clip_expression(tmp_path / f"{sid}.parquet", X[sel], M[sel])
+        paths[sid] = tmp_path / f"{sid}.parquet"
+        table.append(dict(sample_id=sid, actor="a", emotion=f"e{k}", split="train", video_path="v.mp4"))
+    table = pd.DataFrame(table)
+    held = {f"clip{k}": 0.33 for k in range(K)}
+
+    def fit():
+        fr = H.collect_frames(table, paths, actor="a", held_out=held)
+        res = H.train_hyperplanes(fr["exp"], fr["mar"], fr["emotion"], fr["clip"], cv_folds=0)
+        return fr, np.stack([res["hyperplanes"][f"e{k}"].d_z for k in range(K)])
+
+    fr, before = fit()
+    from emohead_core.splits import held_out_count
+
+    n_out = held_out_count(60, 0.33)
+    assert fr["held_out_frames"] == {f"clip{k}": n_out for k in range(K)} and len(fr["exp"]) == K * (60 - n_out)
+    sel = C == "clip3"
+    poisoned = X[sel].copy()
+    poisoned[-n_out:] = 50.0  # every held-out frame of clip3
+    _write_clip_expression(tmp_path / "clip3.parquet", poisoned, M[sel])
+    assert np.array_equal(fit()[1], before)
+    poisoned[0] = 50.0  # a training frame: now the fit must move
+    _write_clip_expression(tmp_path / "clip3.parquet", poisoned, M[sel])
+    assert not np.allclose(fit()[1], before)
+
+
+def test_held_out_fractions_cover_the_renderer_and_audio2exp_test_spans():
+    """The plan hands each hyperplane fit the held-out share of every clip: a render subject's
+    within_clip fraction, 1 for a clips-mode test clip, audio2exp's within_clip fraction."""
+    from types import SimpleNamespace
+
+    from emohead_core.expression.plan import held_out_fractions
+
+    samples = {
+        "cremad": pd.DataFrame(
+            {"sample_id": ["a", "b", "c"], "split": ["train", "test", "train"], "video_path": ["x"] * 3}
+        )
+    }
+    subj = {
+        "p": SimpleNamespace(dataset="cremad", clips=["a", "b"], split_mode="within_clip", test_fraction=0.25, test={}),
+        "q": SimpleNamespace(
+            dataset="cremad", clips=["b", "c"], split_mode="clips", test_fraction=0.1, test={"b": True, "c": False}
+        ),
+    }
+    cfg = {"hyperplanes": {"exclude_held_out": True}, "audio2exp": {"split": {"mode": "within_clip", "test_fraction": 0.33}}}
+    got = held_out_fractions(cfg, samples, subj, ["cremad"])
+    assert got == {"cremad": {"a": 0.33, "b": 1.0, "c": 0.33}}
+    cfg["audio2exp"]["split"] = {"mode": "samples"}
+    assert held_out_fractions(cfg, samples, subj, ["cremad"]) == {"cremad": {"a": 0.25, "b": 1.0}}
+    cfg["hyperplanes"]["exclude_held_out"] = False
+    assert held_out_fractions(cfg, samples, subj, ["cremad"]) == {}
+
+
+def test_held_out_count_is_shared_by_every_stage():
+    from emohead_core.render.data import split_frames
+    from emohead_core.splits import held_out_count
+
+    for n in range(2, 130):
+        for f in (0.1, 0.2, 0.25, 0.33, 0.5):
+            assert split_frames(n, "within_clip", f, False) == n - held_out_count(n, f)
+    assert held_out_count(10, 1.0) == 10 and held_out_count(10, 0.0) == 0 and held_out_count(1, 0.5) == 0

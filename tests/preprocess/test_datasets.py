@@ -278,3 +278,38 @@ def test_exclude_drops_broken_files(mirror, tmp_path):
         ds.build_table("c", {"kind": "crema_d", "root": str(tmp_path)})
     df = ds.build_table("c", {"kind": "crema_d", "root": str(tmp_path), "exclude": ["1001_DFA_SAD_XX"]})
     assert list(df["sample_id"]) == ["1001_DFA_ANG_XX"]
+
+
+def test_mead_clips_from_the_mirror_are_labelled_video_only_samples(mirror, tmp_path):
+    """The mirror's MEAD style clips (kind mead_clips): eight emotions per actor, each row
+    labelled from its file name, no audio (the clips have no sound track)."""
+    spec = {"kind": "mead_clips", "root": "asset:data/mead-clips"}
+    df = ds.build_table("mead", spec, mirror=mirror, resources_dir="res", cache_path=tmp_path / "c.json")
+    assert len(df) == 24 and set(df["actor"]) == {"M030", "W009", "W011"}
+    m030 = df[df["actor"] == "M030"]
+    assert sorted(m030["emotion"]) == sorted(ds.EMOTIONS)
+    row = df.set_index("sample_id").loc["M030_angry_level3_001"]
+    assert row["intensity"] == 3 and row["audio_path"] == "" and row["video_path"].endswith(".mp4")
+    assert df.set_index("sample_id").loc["W009_neutral_level1_001", "intensity"] == 1
+    assert (df["split"] == "train").all()
+
+
+def test_mead_clips_audio_from_a_same_stem_file_or_the_video(mirror, m4a, tmp_path):
+    """A same-stem audio file is the clip's speech; a video with a sound track is its own audio;
+    other views are ignored; a file named otherwise is a bad file naming the layout."""
+    root = tmp_path / "clips"
+    flv = mirror / "data/crema-d/1001_DFA_HAP_XX.flv"  # has a sound track
+    silent = mirror / "data/mead-clips/M030_front_sad_level3_001.mp4"  # has none
+    _link(silent, root / "M030_front_happy_level3_001.mp4")
+    _link(m4a, root / "M030_front_happy_level3_001.m4a")
+    _link(flv, root / "M031_front_sad_level2_004.flv")
+    _link(silent, root / "M030_left_30_sad_level3_001.mp4")
+    df = ds.build_table("m", {"kind": "mead_clips", "root": str(root)}, cache_path=tmp_path / "c.json")
+    got = df.set_index("sample_id")
+    assert sorted(got.index) == ["M030_happy_level3_001", "M031_sad_level2_004"]
+    assert got.loc["M030_happy_level3_001", "audio_path"].endswith(".m4a")
+    assert got.loc["M031_sad_level2_004", "audio_path"] == got.loc["M031_sad_level2_004", "video_path"]
+    _link(silent, root / "clip7.mp4")
+    with pytest.raises(EmoheadInputError, match="MEAD clip naming") as e:
+        ds.build_table("m", {"kind": "mead_clips", "root": str(root)}, cache_path=tmp_path / "c.json")
+    assert "clip7.mp4" in str(e.value)

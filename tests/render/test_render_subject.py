@@ -462,10 +462,17 @@ def test_metric_pairs_per_test_clip_reach_the_tables(tmp_path):
     assert row["generated"] == "res/render/p1/driven/main/1001_happy/test_render.mp4"
     gt = pairs[(pairs["method"] == "ours_gt_alpha") & (pairs["clip"] == "1001_sad")].iloc[0]
     assert gt["generated"] == "res/render/p1/test/1001_sad/test_render.mp4"
-    assert plan.emotion_control_files() == {"cremad": ["res/render/p1/emotion_control.json"]}
-    # the Emotion control column: mean over subjects, in %, on the renderer's rows
+    assert plan.emotion_control_files() == {
+        "cremad": ["res/render/p1/emotion_control.json", "res/render/p1/driven_emotion.json"]
+    }
+    # the Emotion control column: GT-alpha row = the calibrated summary of emotion_control.json,
+    # audio-driven row = the tag accuracy of driven_emotion.json; mean over subjects, in %
     for k, v in enumerate((0.5, 0.75)):
-        (tmp_path / f"e{k}.json").write_text(json.dumps({"dataset": "cremad", "emotion_control": v}))
+        (tmp_path / f"e{k}.json").write_text(json.dumps({"dataset": "cremad", "summary": v}))
+    (tmp_path / "d0.json").write_text(
+        json.dumps({"dataset": "cremad", "accuracy": {"mean": 0.2, "ci95": [0.1, 0.3]}, "clips": {}})
+    )
+    (tmp_path / "none.json").write_text(json.dumps({"dataset": "cremad", "summary": None}))
     agg = pd.DataFrame(
         {
             "dataset": ["cremad"] * 3,
@@ -476,10 +483,15 @@ def test_metric_pairs_per_test_clip_reach_the_tables(tmp_path):
             "n_clips": [3] * 3,
         }
     )
-    ec = emotion_control_rows([tmp_path / "e0.json", tmp_path / "e1.json"], agg)
+    files = [tmp_path / f for f in ("e0.json", "e1.json", "d0.json", "none.json")]
+    ec = emotion_control_rows(files, agg)
     got = {r.method: r for r in ec.itertuples()}
-    assert got["ours"].value == pytest.approx(62.5) and got["ours_gt_alpha"].metric == EMOTION_CONTROL
+    assert got["ours_gt_alpha"].value == pytest.approx(62.5) and got["ours_gt_alpha"].metric == EMOTION_CONTROL
+    assert got["ours"].value == pytest.approx(20.0)
     assert np.isnan(got["ours_d256"].value) and "renderer" in got["ours_d256"].note
+    only_none = emotion_control_rows([tmp_path / "none.json"], agg)
+    row = only_none[only_none["method"] == "ours_gt_alpha"].iloc[0]
+    assert np.isnan(row["value"]) and "measurable" in row["note"]
 
 
 # ----------------------------------------------------------------------------- emotion control
@@ -517,21 +529,56 @@ def test_emotion_control_scores_follow_what_the_extractor_sees(two_clips):
 
     hp = {"happy": (np.eye(10)[0], 0.0), "neutral": (-np.eye(10)[0], 0.0)}
     doc, renders = measure_emotion_control(
-        tr.renderer, data, hp, extractor, n_frames=3, unit="std", progress=False
+        tr.renderer, data, hp, extractor, n_frames=3, unit="std", taus=(0.0, 0.5, 1.0, 1.5), progress=False
     )
     happy = sorted((r for r in doc["rendered"] if r["tag"] == "happy"), key=lambda r: r["tau"])
     d = [r["mean_distance"] for r in happy]
     assert d[-1] > d[0] + 0.2 and doc["rising"]["happy"]
     assert [r["input_distance"] for r in happy] == sorted(r["input_distance"] for r in happy)
     assert happy[-1]["classified_fraction"] >= happy[0]["classified_fraction"]
-    assert set(doc["reference"]) == {"happy", "neutral"} and doc["tags"] == ["neutral", "happy"]
-    assert renders[("happy", 0.0)] is renders[("neutral", 0.0)]  # tau = 0 rendered once
+    # paired change from tau = 0 and bootstrap intervals around every mean
+    assert happy[0]["distance_change"]["mean"] == pytest.approx(0.0)
+    assert happy[-1]["distance_change"]["mean"] == pytest.approx(d[-1] - d[0], abs=1e-9)
+    for r in doc["rendered"]:
+        for key in ("classified", "distance", "requested_classified", "classified_change"):
+            lo, hi = r[key]["ci95"]
+            assert lo - 1e-9 <= r[key]["mean"] <= hi + 1e-9, (key, r)
+    # the requested alphas themselves: along +alpha[0], happy wins from tau > 0 on
+    assert happy[-1]["requested_classified"]["mean"] == 1.0
+    # base frames: held-out frames of the OTHER tag's clips (clip a is neutral, clip b happy)
+    assert set(data.clip_of[doc["base"]["happy"]["base_frames"]]) == {0}
+    assert set(data.clip_of[doc["base"]["neutral"]["base_frames"]]) == {1}
+    assert all(int(i) in set(data.test_idx.tolist()) for z in doc["base"] for i in doc["base"][z]["base_frames"])
+    # the instrument: the real held-out frames of each tag, classified; measurable at 2x chance
+    assert set(doc["confusion"]) == {"happy", "neutral"} and doc["chance"] == 0.5
+    for z, row in doc["confusion"].items():
+        assert sum(row["shares"].values()) == pytest.approx(1.0)
+        assert doc["measurable"][z] == (row["shares"][z] >= 1.0)
+    if doc["summary_tags"]:
+        at = {(r["tag"], r["tau"]): r["classified_fraction"] for r in doc["rendered"]}
+        want = np.mean([at[(z, 1.0)] - at[(z, 0.0)] for z in doc["summary_tags"]])
+        assert doc["summary"] == pytest.approx(want)
+    assert set(renders) >= {(z, t) for z in ("happy", "neutral") for t in (0.0, 0.5, 1.0, 1.5)}
     assert all(np.isfinite(r["input_offset_std"]) and r["input_offset_std"] >= 0 for r in doc["rendered"])
     assert doc["training_spacing_std"] > 0
     assert rising_tags(
         [dict(tag="x", tau=0, mean_distance=1.0), dict(tag="x", tau=1, mean_distance=0.5)], ["x"]
     ) == {"x": False}
     assert doc["response_gain"]["happy"] > 0.2 and doc["response_gain_mean"] is not None
+
+
+def test_bootstrap_interval_and_summary_tags():
+    from emohead_core.render.control import Classifier, bootstrap_ci, confusion
+
+    v = np.r_[np.ones(30), np.zeros(70)]
+    lo, hi = bootstrap_ci(v, seed=1)
+    assert lo < 0.3 < hi and hi - lo < 0.25 and bootstrap_ci(np.ones(10)) == [1.0, 1.0]
+    clf = Classifier({"a": (np.eye(10)[0], 0.0), "b": (-np.eye(10)[0], 0.0)})
+    x = np.zeros((4, 10))
+    x[:3, 0] = 1.0
+    x[3, 0] = -1.0
+    conf = confusion(clf, {"a": x})
+    assert conf["a"]["shares"] == {"a": 0.75, "b": 0.25} and conf["a"]["n_frames"] == 4
 
 
 def test_response_gain_is_the_share_of_the_requested_change():
@@ -614,40 +661,43 @@ def test_from_arrays_single_clip_matches_accessors():
 
 
 def test_person_tau_unit_reaches_the_persons_own_clips(two_clips):
-    """unit person: tau = 1 brings alpha_0's mean distance to w_z up to that of the person's
-    own frames of z (here clip b, 'happy'); never less than one standard deviation."""
-    from emohead_core.render.control import base_frames, tau_units
+    """unit person: tau = 1 raises the score by the gap between the person's own TRAINING frames of
+    z and their other training frames (held-out frames never set the unit); never less than one
+    standard deviation."""
+    from emohead_core.render.control import base_pool, tau_units
     from emohead_core.render.infer import std_tau
 
     data = load_prepared(two_clips[0])
     w = np.eye(10)[0]
     hp = {"happy": (w, 0.0), "neutral": (-w, 0.0)}
-    base = base_frames(data, 3)
-    assert set(data.clip_of[base]) == {0}  # clip a is the neutral one
-    scale = tau_units(hp, data, ["happy", "neutral"], base, "person")
-    gap = data.alpha[data.clip_frames(1), 0].mean() - data.alpha[base, 0].mean()
+    pool = base_pool(data, 3)
+    scale = tau_units(hp, data, ["happy", "neutral"], pool, "person")
+    happy_train = data.clip_train_frames(1)
+    rest_train = data.clip_train_frames(0)
+    gap = data.alpha[happy_train, 0].mean() - data.alpha[rest_train, 0].mean()
     std = std_tau(hp, data, ["happy", "neutral"], 1.0)
     assert scale["happy"] == pytest.approx(max(gap, std["happy"]))
-    assert scale["neutral"] == pytest.approx(std["neutral"])  # its own frames are alpha_0's clip
-    assert tau_units(hp, data, ["happy"], base, "raw") == {"happy": 1.0}
+    assert scale["neutral"] == pytest.approx(max(-gap, std["neutral"]))
+    # the held-out frames do not enter: changing them leaves the unit as it is
+    data.alpha[data.test_idx] += 5.0
+    assert tau_units(hp, data, ["happy", "neutral"], pool, "person")["happy"] == pytest.approx(scale["happy"])
+    assert tau_units(hp, data, ["happy"], pool, "raw") == {"happy": 1.0}
     with pytest.raises(EmoheadInputError, match="unknown tau unit"):
-        tau_units(hp, data, ["happy"], base, "percent")
+        tau_units(hp, data, ["happy"], pool, "percent")
 
 
 def test_person_tau_unit_along_an_edit_direction_other_than_the_normal(two_clips):
     """With d_z != w_z the score rises by w_z . d_z per unit of tau: tau = 1 (unit person)
-    still reaches the person's own clips' mean score."""
-    from emohead_core.render.control import base_frames, tau_units
+    still moves the score by the training-frame gap."""
+    from emohead_core.render.control import base_pool, tau_units
 
     data = load_prepared(two_clips[0])
     w = np.eye(10)[0]
     d = np.zeros(10)
     d[0], d[1] = 0.5, np.sqrt(0.75)  # w . d = 0.5
     hp = {"happy": (w, 0.0)}
-    base = base_frames(data, 3)
-    scale = tau_units(hp, data, ["happy"], base, "person", {"happy": d})
-    own = data.alpha[data.clip_frames(1)] @ w
-    edited = (data.alpha[base] + scale["happy"] * d) @ w
-    if own.mean() - (data.alpha[base] @ w).mean() > 0:  # the gap, not the one-std floor, decides
-        assert edited.mean() == pytest.approx(own.mean(), rel=1e-5, abs=1e-6)
+    scale = tau_units(hp, data, ["happy"], base_pool(data, 3), "person", {"happy": d})
+    gap = data.alpha[data.clip_train_frames(1), 0].mean() - data.alpha[data.clip_train_frames(0), 0].mean()
+    if gap > 0:
+        assert scale["happy"] * 0.5 >= gap - 1e-9
     assert scale["happy"] > 0
