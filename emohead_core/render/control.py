@@ -64,8 +64,7 @@ def base_frames(data: SubjectData, pool: np.ndarray, tag: str) -> np.ndarray:
     """Frames of ``pool`` that start the edits towards ``tag``: those of clips with another tag
     (a subject whose clips all carry ``tag``, e.g. a person's own neutral video asked for
     neutral, keeps the whole pool)."""
-    clip_of = data.clip_of_frames(pool)
-    keep = np.array([data.clips[k].get("emotion") != tag for k in clip_of], bool)
+    keep = np.array([data.clips[int(k)].get("emotion") != tag for k in data.clip_of[pool]], bool)
     return pool[keep] if keep.any() else pool
 
 
@@ -239,7 +238,7 @@ def measure_emotion_control(
         a0 = data.alpha[base].astype(np.float64)
         d0 = clf.distances(alpha0_re[sel])[:, k]
         c0 = clf.classify(alpha0_re[sel]) == z
-        per_tag[z] = {"base_frames": [int(i) for i in base], "n_base_clips": int(len(set(data.clip_of_frames(base))))}
+        per_tag[z] = {"base_frames": [int(i) for i in base], "n_base_clips": int(len(set(data.clip_of[base].tolist())))}
         for t in taus:
             alpha_in = a0 + t * scale[z] * dirs[z]  # eq. (9)
             if t == 0.0:
@@ -426,7 +425,7 @@ def tau_units(
     out = {}
     train = np.zeros(len(data.alpha), bool)
     train[data.train_idx] = True
-    tag_of = np.array([data.clips[k].get("emotion") for k in data.clip_of_frames(np.arange(len(data.alpha)))])
+    tag_of = np.array([data.clips[int(k)].get("emotion") for k in data.clip_of])
     for z in tags:
         w, b = np.asarray(hp[z][0], np.float64), float(hp[z][1])
         # training frames only: held-out frames never set the unit

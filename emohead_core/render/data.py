@@ -652,11 +652,6 @@ class SubjectData:
             path=self.path,
         )
 
-    def clip_of_frames(self, idx) -> np.ndarray:
-        """Clip index k of each global frame index in ``idx``."""
-        starts = np.array([c["offset"] for c in self.clips], np.int64)
-        return np.searchsorted(starts, np.asarray(idx, np.int64), side="right") - 1
-
     def clip_frames(self, k: int) -> np.ndarray:
         """Global indices of all frames of clip k."""
         c = self.clips[k]
