@@ -17,10 +17,10 @@ import torch
 
 from ..emotion_edit import emotion_directions
 from ..errors import EmoheadInputError
-from ..splits import held_out_count
 from ..expression.schema import read_expression
 from ..features.cache import read_features
 from ..layout import clip_file
+from ..splits import held_out_count
 
 MODALITIES = ("v", "e", "gamma")
 SPLIT_MODES = ("samples", "within_clip")

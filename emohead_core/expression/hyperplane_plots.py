@@ -115,7 +115,12 @@ def plot_direction_cosines(result: dict, path: Path) -> None:
     names = list(spaces)
     x = np.arange(len(names))
     ax[1].bar(x - 0.2, [spaces[n]["max_abs_cos"] or 0 for n in names], 0.4, label="max |cos| between tags")
-    ax[1].bar(x + 0.2, [spaces[n]["agreement_mean"] or 0 for n in names], 0.4, label="requested alpha classified as tag")
+    ax[1].bar(
+        x + 0.2,
+        [spaces[n]["agreement_mean"] or 0 for n in names],
+        0.4,
+        label="requested alpha classified as tag",
+    )
     ax[1].set_xticks(x, names, fontsize=8)
     ax[1].set_ylim(0, 1.05)
     ax[1].axhline(0.9, color="k", lw=0.6, ls=":")

@@ -222,7 +222,11 @@ def direction_cosines(directions: dict[str, np.ndarray]) -> dict:
     """Pairwise cosines of unit edit directions: {"tags", "cos" (K, K) list, "max_abs_cos" over
     pairs of different tags (None with fewer than two), "closest_pair"}."""
     tags = list(directions)
-    D = np.stack([_unit(np.asarray(directions[z], np.float64), "zero direction") for z in tags]) if tags else None
+    D = (
+        np.stack([_unit(np.asarray(directions[z], np.float64), "zero direction") for z in tags])
+        if tags
+        else None
+    )
     cos = D @ D.T if D is not None else np.zeros((0, 0))
     off = np.abs(cos) - 2.0 * np.eye(len(tags))
     if len(tags) >= 2:
@@ -253,7 +257,7 @@ def requested_agreement(
     for z in directions:
         if z not in classifier:
             continue
-        w, bz = np.asarray(classifier[z][0], np.float64), float(classifier[z][1])
+        w = np.asarray(classifier[z][0], np.float64)
         d = np.asarray(directions[z], np.float64)
         own, base = X[labels == z], X[labels != z]
         rate = float(w @ d)

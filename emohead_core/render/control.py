@@ -222,8 +222,13 @@ def measure_emotion_control(
         data.alpha[data.train_idx], net.alpha_mean.cpu().numpy(), net.alpha_std.cpu().numpy()
     )
     jobs = [(z, t) for z in tags for t in taus if t != 0.0]
-    bar = tqdm(total=len(pool) + sum(len(base_frames(data, pool, z)) for z, _ in jobs), desc="emotion control",
-               disable=not progress, mininterval=5, unit="frame")
+    bar = tqdm(
+        total=len(pool) + sum(len(base_frames(data, pool, z)) for z, _ in jobs),
+        desc="emotion control",
+        disable=not progress,
+        mininterval=5,
+        unit="frame",
+    )
     frames0 = render_frames(renderer, data, data.alpha[pool].astype(np.float32), pose_idx=pool)
     bar.update(len(pool))
     alpha0_re = extractor(frames0, data.landmarks[pool])
@@ -238,7 +243,10 @@ def measure_emotion_control(
         a0 = data.alpha[base].astype(np.float64)
         d0 = clf.distances(alpha0_re[sel])[:, k]
         c0 = clf.classify(alpha0_re[sel]) == z
-        per_tag[z] = {"base_frames": [int(i) for i in base], "n_base_clips": int(len(set(data.clip_of[base].tolist())))}
+        per_tag[z] = {
+            "base_frames": [int(i) for i in base],
+            "n_base_clips": int(len(set(data.clip_of[base].tolist()))),
+        }
         for t in taus:
             alpha_in = a0 + t * scale[z] * dirs[z]  # eq. (9)
             if t == 0.0:
@@ -292,7 +300,9 @@ def measure_emotion_control(
     reference = {
         z: dict(
             classified_fraction=conf[z]["shares"][z],
-            mean_distance=float(clf.distances(real[z])[:, clf.names.index(z)].mean()) if len(real[z]) else None,
+            mean_distance=float(clf.distances(real[z])[:, clf.names.index(z)].mean())
+            if len(real[z])
+            else None,
             n_frames=conf[z]["n_frames"],
         )
         for z in own_tags
@@ -427,7 +437,7 @@ def tau_units(
     train[data.train_idx] = True
     tag_of = np.array([data.clips[int(k)].get("emotion") for k in data.clip_of])
     for z in tags:
-        w, b = np.asarray(hp[z][0], np.float64), float(hp[z][1])
+        w = np.asarray(hp[z][0], np.float64)
         # training frames only: held-out frames never set the unit
         own, rest = data.alpha[train & (tag_of == z)], data.alpha[train & (tag_of != z)]
         gap = float((own @ w).mean() - (rest @ w).mean()) if len(own) and len(rest) else 0.0
@@ -501,19 +511,25 @@ def plot_emotion_control(doc: dict, path) -> None:
     x = np.arange(len(doc["tags"]))
     at = {r["tag"]: r for r in doc["rendered"] if r["tau"] == 1.0}
     at0 = {r["tag"]: r for r in doc["rendered"] if r["tau"] == 0.0}
-    ax[2].bar(x - 0.27, [at[z]["requested_classified"]["mean"] for z in doc["tags"]], 0.27, label="requested alpha, tau 1")
+    ax[2].bar(
+        x - 0.27,
+        [at[z]["requested_classified"]["mean"] for z in doc["tags"]],
+        0.27,
+        label="requested alpha, tau 1",
+    )
     ax[2].bar(x, [at[z]["classified"]["mean"] for z in doc["tags"]], 0.27, label="renders, tau 1")
     ax[2].bar(x + 0.27, [at0[z]["classified"]["mean"] for z in doc["tags"]], 0.27, label="renders, tau 0")
-    ax[2].set_xticks(x, [z + ("" if doc["measurable"].get(z) else "*") for z in doc["tags"]], rotation=30, fontsize=8)
+    ax[2].set_xticks(
+        x, [z + ("" if doc["measurable"].get(z) else "*") for z in doc["tags"]], rotation=30, fontsize=8
+    )
     ax[2].set_ylim(0, 1.02)
     ax[2].set_title("classified as the tag (* = not measurable at this resolution)", fontsize=9)
     ax[2].legend(fontsize=7)
     title = f"Emotion control of {doc['subject']} ({doc.get('edit_space')} edits)"
     if doc.get("summary") is not None:
         lo, hi = doc["summary_ci95"]
-        title += (
-            f": summary {doc['summary']:.2f} [{lo:.2f}, {hi:.2f}] over {len(doc['summary_tags'])} measurable tags"
-        )
+        n = len(doc["summary_tags"])
+        title += f": summary {doc['summary']:.2f} [{lo:.2f}, {hi:.2f}] over {n} measurable tags"
     else:
         title += ": no measurable tag"
     fig.suptitle(title)

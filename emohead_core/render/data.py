@@ -37,8 +37,8 @@ import numpy as np
 
 from .. import media
 from ..errors import EmoheadInputError
-from ..splits import held_out_count
 from ..io import atomic_dir
+from ..splits import held_out_count
 from .camera import fit_affine_pose, scale_pose
 
 log = logging.getLogger(__name__)

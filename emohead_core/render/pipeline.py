@@ -323,5 +323,9 @@ def step_driven_emotion(
     crop = int(np.median([c.get("crop_size", data.W) for c in data.clips]))
     doc = measure_tag_accuracy(videos, data, hyperplanes, Reextractor(fm, crop))
     write_json_atomic(out_json, doc)
-    log.info("audio-driven renders classified as their tag: %s (real frames %s)", doc["accuracy"], doc["real_accuracy"])
+    log.info(
+        "audio-driven renders classified as their tag: %s (real frames %s)",
+        doc["accuracy"],
+        doc["real_accuracy"],
+    )
     return doc

@@ -308,10 +308,14 @@ def test_edit_spaces_class_mean_within_and_shrunk():
     stats = H.ExpressionStats(X, L)
     for z in ("e1", "e4"):
         shift = X[L == z].mean(0) - X[L == "neutral"].mean(0)
-        assert np.allclose(H.direction_for("class_mean", z, np.ones(10), stats), shift / np.linalg.norm(shift))
+        assert np.allclose(
+            H.direction_for("class_mean", z, np.ones(10), stats), shift / np.linalg.norm(shift)
+        )
     others = np.mean([X[L == t].mean(0) for t in set(L) - {"neutral"}], axis=0)
     neu = X[L == "neutral"].mean(0) - others
-    assert np.allclose(H.direction_for("class_mean", "neutral", np.ones(10), stats), neu / np.linalg.norm(neu))
+    assert np.allclose(
+        H.direction_for("class_mean", "neutral", np.ones(10), stats), neu / np.linalg.norm(neu)
+    )
     R = X - np.stack([X[L == t].mean(0) for t in L])
     Sw = R.T @ R / (len(X) - len(set(L)))
     w = rng.normal(size=10)
@@ -320,7 +324,9 @@ def test_edit_spaces_class_mean_within_and_shrunk():
     S = LedoitWolf().fit(X).covariance_
     assert np.allclose(H.direction_for("shrunk", "e1", w, stats), S @ w / np.linalg.norm(S @ w))
     # within-class whitening ignores the emotion shifts that dominate the total covariance
-    assert not np.allclose(H.direction_for("within", "e1", w, stats), H.direction_for("whitened", "e1", w, stats))
+    assert not np.allclose(
+        H.direction_for("within", "e1", w, stats), H.direction_for("whitened", "e1", w, stats)
+    )
     res = H.train_hyperplanes(X, M, L, C, cv_folds=0, edit_space="class_mean")
     cos = res["direction_cosines"]
     D = np.stack([res["hyperplanes"][z].d_z for z in cos["tags"]])
@@ -383,7 +389,9 @@ def test_held_out_frames_never_enter_the_fit(tmp_path):
     from emohead_core.splits import held_out_count
 
     n_out = held_out_count(60, 0.33)
-    assert fr["held_out_frames"] == {f"clip{k}": n_out for k in range(K)} and len(fr["exp"]) == K * (60 - n_out)
+    assert fr["held_out_frames"] == {f"clip{k}": n_out for k in range(K)} and len(fr["exp"]) == K * (
+        60 - n_out
+    )
     sel = C == "clip3"
     poisoned = X[sel].copy()
     poisoned[-n_out:] = 50.0  # every held-out frame of clip3
@@ -407,12 +415,21 @@ def test_held_out_fractions_cover_the_renderer_and_audio2exp_test_spans():
         )
     }
     subj = {
-        "p": SimpleNamespace(dataset="cremad", clips=["a", "b"], split_mode="within_clip", test_fraction=0.25, test={}),
+        "p": SimpleNamespace(
+            dataset="cremad", clips=["a", "b"], split_mode="within_clip", test_fraction=0.25, test={}
+        ),
         "q": SimpleNamespace(
-            dataset="cremad", clips=["b", "c"], split_mode="clips", test_fraction=0.1, test={"b": True, "c": False}
+            dataset="cremad",
+            clips=["b", "c"],
+            split_mode="clips",
+            test_fraction=0.1,
+            test={"b": True, "c": False},
         ),
     }
-    cfg = {"hyperplanes": {"exclude_held_out": True}, "audio2exp": {"split": {"mode": "within_clip", "test_fraction": 0.33}}}
+    cfg = {
+        "hyperplanes": {"exclude_held_out": True},
+        "audio2exp": {"split": {"mode": "within_clip", "test_fraction": 0.33}},
+    }
     got = held_out_fractions(cfg, samples, subj, ["cremad"])
     assert got == {"cremad": {"a": 0.33, "b": 1.0, "c": 0.33}}
     cfg["audio2exp"]["split"] = {"mode": "samples"}

@@ -486,7 +486,9 @@ def test_metric_pairs_per_test_clip_reach_the_tables(tmp_path):
     files = [tmp_path / f for f in ("e0.json", "e1.json", "d0.json", "none.json")]
     ec = emotion_control_rows(files, agg)
     got = {r.method: r for r in ec.itertuples()}
-    assert got["ours_gt_alpha"].value == pytest.approx(62.5) and got["ours_gt_alpha"].metric == EMOTION_CONTROL
+    assert (
+        got["ours_gt_alpha"].value == pytest.approx(62.5) and got["ours_gt_alpha"].metric == EMOTION_CONTROL
+    )
     assert got["ours"].value == pytest.approx(20.0)
     assert np.isnan(got["ours_d256"].value) and "renderer" in got["ours_d256"].note
     only_none = emotion_control_rows([tmp_path / "none.json"], agg)
@@ -548,7 +550,9 @@ def test_emotion_control_scores_follow_what_the_extractor_sees(two_clips):
     # base frames: held-out frames of the OTHER tag's clips (clip a is neutral, clip b happy)
     assert set(data.clip_of[doc["base"]["happy"]["base_frames"]]) == {0}
     assert set(data.clip_of[doc["base"]["neutral"]["base_frames"]]) == {1}
-    assert all(int(i) in set(data.test_idx.tolist()) for z in doc["base"] for i in doc["base"][z]["base_frames"])
+    assert all(
+        int(i) in set(data.test_idx.tolist()) for z in doc["base"] for i in doc["base"][z]["base_frames"]
+    )
     # the instrument: the real held-out frames of each tag, classified; measurable at 2x chance
     assert set(doc["confusion"]) == {"happy", "neutral"} and doc["chance"] == 0.5
     for z, row in doc["confusion"].items():
