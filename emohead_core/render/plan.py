@@ -218,6 +218,12 @@ class RenderPlan:
         actor = L.actors_of(self.samples[sp.dataset])[sample]
         return L.clip_file(self.results, sp.dataset, kind, actor, sample)
 
+    def _audio(self, sp: SubjectPlan, sample: str) -> str | None:
+        """The clip's wav, None for a video-only clip (no speech: nothing to mux or drive)."""
+        df = self.samples[sp.dataset]
+        has = df.loc[df["sample_id"].astype(str) == sample, "audio_path"]
+        return self._file(sp, "audio", sample) if len(has) and str(has.iloc[0]) else None
+
     # ------------------------------------------------------------------ render_prepare
     def clip_inputs(self, name: str) -> list[dict]:
         """The subject's clips as :class:`~emohead_core.render.data.ClipInput` keyword dicts."""
@@ -227,7 +233,7 @@ class RenderPlan:
                 sample=s,
                 crop=self._file(sp, "crop", s),
                 expression=self._file(sp, "expression", s),
-                audio=self._file(sp, "audio", s),
+                audio=self._audio(sp, s),
                 emotion=sp.emotions[s],
                 dataset=sp.dataset,
                 test=bool(sp.test[s]),
@@ -274,10 +280,11 @@ class RenderPlan:
                 fix=f"test clips: {sp.test_clips}.",
             )
         d = self.dir(sp.name)
+        audio = self._audio(sp, wildcards.clip)
         return {
             "model": f"{d}/model.pt",
             "prepared": f"{d}/prepared",
-            "audio": self.layout.dep(self._file(sp, "audio", wildcards.clip)),
+            **({"audio": self.layout.dep(audio)} if audio else {}),
         }
 
     def driven_inputs(self, wildcards) -> dict:
@@ -308,7 +315,8 @@ class RenderPlan:
         return L.clip_file(self.results, sp.dataset, "features", actor, sample, encoder)
 
     def clip_audio(self, wildcards) -> str:
-        return self._file(self.subject(wildcards.subject), "audio", wildcards.clip)
+        """The clip's wav ("" for a video-only clip: the test render has no sound)."""
+        return self._audio(self.subject(wildcards.subject), wildcards.clip) or ""
 
     def clip_emotion(self, wildcards) -> str:
         return self.subject(wildcards.subject).emotions[wildcards.clip]
