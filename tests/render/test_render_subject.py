@@ -705,3 +705,20 @@ def test_person_tau_unit_along_an_edit_direction_other_than_the_normal(two_clips
     if gap > 0:
         assert scale["happy"] * 0.5 >= gap - 1e-9
     assert scale["happy"] > 0
+
+
+def test_video_only_clips_have_no_audio_input_or_sound(monkeypatch):
+    """A video-only clip (MEAD style clips: empty audio_path) is rendered and tested without a
+    wav: no audio input, no sound muxed, no ClipInput audio; clips with speech keep theirs."""
+    from types import SimpleNamespace
+
+    plan = _plan({"p1": {"dataset": "cremad", "actor": "1001", "split": "within_clip"}})
+    df = plan.samples["cremad"]
+    df.loc[df["sample_id"] == "1001_happy", "audio_path"] = ""
+    w = SimpleNamespace(subject="p1", clip="1001_happy")
+    assert plan.clip_audio(w) == "" and "audio" not in plan.test_clip_inputs(w)
+    clips = {c["sample"]: c for c in plan.clip_inputs("p1")}
+    assert clips["1001_happy"]["audio"] is None
+    assert clips["1001_angry"]["audio"] == "res/cremad/audio/1001/1001_angry.wav"
+    w2 = SimpleNamespace(subject="p1", clip="1001_angry")
+    assert plan.clip_audio(w2).endswith("1001_angry.wav") and "audio" in plan.test_clip_inputs(w2)
