@@ -36,7 +36,11 @@ LEGEND = (
     "n/a: could not be measured, with the reason."
 )
 MEASURED = "measured"
-KIND_TABLE = {"mead": ("table_I", "MEAD", P.TABLE_I), "crema_d": ("table_II", "CREMA-D", P.TABLE_II)}
+KIND_TABLE = {
+    "mead": ("table_I", "MEAD", P.TABLE_I),
+    "mead_clips": ("table_I", "MEAD", P.TABLE_I),  # MEAD clips named the MEAD way (video only)
+    "crema_d": ("table_II", "CREMA-D", P.TABLE_II),
+}
 TITLES = {
     "table_I": "Table I: Quantitative comparison and human evaluation on MEAD",
     "table_II": "Table II: Quantitative comparison and human evaluation on CREMA-D",
@@ -348,6 +352,11 @@ class TableSpec:
         return self.method_names.get(method, default)
 
 
+def _unique_tables() -> list[tuple]:
+    """(table id, label, paper rows) once per table (several dataset kinds share Table I)."""
+    return list({v[0]: v for v in KIND_TABLE.values()}.values())
+
+
 def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
     """Tables I / II (and one per dataset of another kind)."""
     look = Lookup(agg)
@@ -356,7 +365,7 @@ def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
     tables: dict[str, list] = {}
     # paper rows first
     if spec.paper:
-        for tid, label, rows in KIND_TABLE.values():
+        for tid, label, rows in _unique_tables():
             tables.setdefault(tid, [])
             for name, vals in rows:
                 tables[tid].append([name, PAPER, label, *_paper_cells(vals, cols), "-"])
@@ -378,7 +387,7 @@ def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
             else:
                 continue
             tables[tid].append([spec.name(m), MEASURED, ds, *cells, str(int(n))])
-    for tid, label, _ in KIND_TABLE.values():
+    for tid, label, _ in _unique_tables():
         if tid in tables and not any(r[1] == MEASURED for r in tables[tid]):
             tables[tid].append(
                 [

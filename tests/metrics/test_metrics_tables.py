@@ -367,3 +367,21 @@ def test_3ddfa_lmd_on_real_frames(mirror, tmp_path):
     assert lm.shape == (14, 68, 3) and exp.shape == (14, 10) and np.isfinite(lm).all()
     assert LM.m_lmd(lm, lm) == 0
     assert 0 < LM.m_lmd(lm[1:8], lm[0:7]) < LM.m_lmd(lm[7:14], lm[0:7])  # further in time: larger
+
+
+def test_mead_clips_datasets_fill_table_one_once(tmp_path):
+    """A dataset of kind mead_clips (MEAD clips named the MEAD way) is MEAD: its measured rows go
+    to Table I, whose paper rows appear once although two kinds share the table."""
+    p, f = _clip_rows(tmp_path, "ours_gt_alpha", "mead", "m030", {"SSIM": 0.8, "PSNR": 25.0})
+    spec = TB.TableSpec(
+        datasets={"mead": "mead_clips"},
+        methods=["ours_gt_alpha"],
+        method_notes={},
+        ablations=[],
+        loss_ablations=[],
+    )
+    t1 = TB.build_all([p], [f], spec, tmp_path, tmp_path / "tables")["table_I"]
+    meas = t1[t1["Source"] == "measured"]
+    assert list(meas["Dataset"]) == ["mead"] and meas.iloc[0]["PSNR ↑"] == "25.000"
+    paper = t1[t1["Source"] == "paper"]
+    assert paper["Method"].is_unique and "Ours" in set(paper["Method"])
