@@ -232,6 +232,9 @@ def measure_emotion_control(
     frames0 = render_frames(renderer, data, data.alpha[pool].astype(np.float32), pose_idx=pool)
     bar.update(len(pool))
     alpha0_re = extractor(frames0, data.landmarks[pool])
+    # the unedited renders of the base frames (GT alphas): classified as their own clip's tag?
+    own_tag = np.array([data.clips[int(k)].get("emotion") for k in data.clip_of[pool]], dtype=object)
+    unedited_hits = clf.classify(alpha0_re) == own_tag
     at = {int(i): j for j, i in enumerate(pool)}
     rows, per_tag = [], {}
     sweep: dict = {}
@@ -325,6 +328,7 @@ def measure_emotion_control(
         summary=summary,
         summary_ci95=summary_ci,
         summary_tags=summary_tags,
+        unedited_accuracy=_stat(unedited_hits.astype(float), seed + 7),
         n_base_frames=int(len(pool)),
         base=per_tag,
         rendered=rows,
@@ -341,7 +345,9 @@ def measure_emotion_control(
         "(measurable: classified as the tag at least twice as often as chance); rendered: held-out "
         "frames of the subject's other tags' clips, alpha_0 + tau d_z rendered at their poses, 3DDFA "
         "alpha re-extracted and classified (classified = share as the tag; *_change = paired change "
-        "from tau = 0; requested_classified = the edited input alphas themselves); ci95 = percentile "
+        "from tau = 0; requested_classified = the edited input alphas themselves); unedited_accuracy = "
+        "share of the unedited base renders (ground-truth alphas) classified as their own clip's tag; "
+        "ci95 = percentile "
         "bootstrap over frames; summary = mean over measurable tags of (share at tau = 1 - share at "
         "tau = 0), the Emotion control column of the GT-alpha row.",
     )

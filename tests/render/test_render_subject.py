@@ -562,6 +562,7 @@ def test_emotion_control_scores_follow_what_the_extractor_sees(two_clips):
         at = {(r["tag"], r["tau"]): r["classified_fraction"] for r in doc["rendered"]}
         want = np.mean([at[(z, 1.0)] - at[(z, 0.0)] for z in doc["summary_tags"]])
         assert doc["summary"] == pytest.approx(want)
+    assert 0.0 <= doc["unedited_accuracy"]["mean"] <= 1.0
     assert set(renders) >= {(z, t) for z in ("happy", "neutral") for t in (0.0, 0.5, 1.0, 1.5)}
     assert all(np.isfinite(r["input_offset_std"]) and r["input_offset_std"] >= 0 for r in doc["rendered"])
     assert doc["training_spacing_std"] > 0
