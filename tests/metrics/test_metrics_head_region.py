@@ -132,3 +132,10 @@ def test_pair_with_masks_gets_head_rows_and_one_without_says_why(tmp_path):
     v2 = df2.set_index("metric")
     for m in ("SSIM (head)", "PSNR (head)", "LPIPS (head)"):
         assert np.isnan(v2.loc[m, "value"]) and v2.loc[m, "note"] == HEAD_NOTE
+    # a mask file that is gone: n/a cells naming it and the fix, the other metrics computed
+    gone = str(tmp_path / "gone" / "test_mask.npz")
+    df3, _ = evaluate_pair(Pair("d", "m", "c", str(g), str(t), mask=gone), suite)
+    v3 = df3.set_index("metric")
+    assert np.isnan(v3.loc["PSNR (head)", "value"]) and gone in v3.loc["PSNR (head)", "note"]
+    assert "rerun the render rule" in v3.loc["PSNR (head)", "note"]
+    assert v3.loc["PSNR", "value"] == v.loc["PSNR", "value"]
