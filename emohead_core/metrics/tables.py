@@ -591,6 +591,7 @@ _TEX = {
     "^": r"\textasciicircum{}",
     "↑": r"$\uparrow$",
     "↓": r"$\downarrow$",
+    "α": r"$\alpha$",
 }
 
 

@@ -253,6 +253,8 @@ def test_alpha_rmse_beside_the_trivial_predictors(built):
     assert meas.loc["Last training frame", "α RMSE ↓"] == "-"
     # paper rows: no RMSE in the paper's Table IV
     assert set(t4[t4["Source"] == "paper"]["α RMSE ↓"]) == {"n.r."}
+    tex = TB.to_latex(t4)
+    assert "$\\alpha$ RMSE $\\downarrow$" in tex and "α" not in tex
     m6 = tables["table_VI"][tables["table_VI"]["Source"] == "measured"].set_index("Setting")
     assert m6.loc["α baseline: clip's training-span mean", "RMSE ↓"] == "0.39"
     assert m6.loc["α baseline: last training frame, held", "M/F-LMD ↓"] == "-"
