@@ -7,7 +7,10 @@ Conventions (docs/decisions.md, "Metrics and tables"):
   shorter one; a generated video of another size is resized (bilinear) to the ground-truth size;
 - PSNR is computed per frame and averaged over frames (a frame identical to its ground truth gives
   +inf, so a clip against itself scores inf); SSIM is the Gaussian-window SSIM of Wang et al. (2004)
-  (11x11 window, sigma 1.5, K1 0.01, K2 0.03, valid region) on each RGB channel, averaged.
+  (11x11 window, sigma 1.5, K1 0.01, K2 0.03, valid region) on each RGB channel, averaged;
+- the head-region variants (:func:`psnr_region_frames`, :func:`ssim_region_frames`) use only the
+  ground-truth frame's head mask: the generated frame equals the ground truth outside it and
+  every average is over mask pixels (docs/decisions.md, "Head-region SSIM / PSNR / LPIPS").
 """
 
 from __future__ import annotations
