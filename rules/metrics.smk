@@ -9,6 +9,7 @@
 #   results/metrics/er_baseline/{dataset}.json               ER (3DMM-exp baseline) classifier
 #   results/metrics/human/sheet.{csv,html}, key.csv          blind human-evaluation sheet
 #   results/tables/table_{I,II,IV,VI}.{md,tex,csv}, summary.csv
+#   results/tables/per_clip.{csv,md}                         image metrics per test clip and method
 MET = config["metrics"]
 MPLAN = PLANS.metrics
 
@@ -115,6 +116,8 @@ rule tables:
             for table, page in MPLAN.table_pages().items()
         ],
         summary=f"{RESULTS}/tables/summary.csv",
+        per_clip=f"{RESULTS}/tables/per_clip.csv",
+        per_clip_md=f"{RESULTS}/tables/per_clip.md",
     log:
         f"{LOGS}/metrics/tables.log",
     benchmark:

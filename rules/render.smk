@@ -8,11 +8,16 @@
 #   results/render/{subject}/model.pt           trained field + occupancy grid (+ ckpt/last.pt: resume)
 #   results/render/{subject}/loss.csv|png       loss curves
 #   results/render/{subject}/subject.json       clips, split, hyperplanes / audio2exp (for `emohead render`)
-#   results/render/{subject}/test/{clip}/test_render.mp4|test_gt.mp4|test_meta.json
-#       a test clip's test frames rendered from their ground-truth alphas (metrics: ours_gt_alpha)
-#   results/render/{subject}/driven/{variant}/{clip}/test_render.mp4|test_gt.mp4|test_meta.json
+#   results/render/{subject}/test/{clip}/test_render.mp4|test_gt.mp4|test_mask.npz|test_meta.json
+#       a test clip's test frames rendered from their ground-truth alphas (metrics: ours_gt_alpha);
+#       test_mask.npz: the ground-truth frames' head masks (the metrics' head region)
+#   results/render/{subject}/driven/{variant}/{clip}/test_render.mp4|test_gt.mp4|test_mask.npz|test_meta.json
 #       the same frames rendered from the clip's audio with its emotion tag by audio2exp variant
 #       {variant} (the paper's test; metrics method "ours" for main, "ours_{variant}" otherwise)
+#   results/render/{subject}/baseline/{baseline}/{clip}/test_render.mp4|test_gt.mp4|test_mask.npz|test_meta.json
+#       the same frames as a trivial baseline, encoded like the renders (metrics method
+#       baseline_{baseline}): last_frame (the clip's last training frame in each held-out frame's
+#       head mask), mean_head (the mean of the clip's training heads, pasted the same way)
 #   results/render/{subject}/val_psnr.json      PSNR of the ground-truth-alpha test renders, per clip + mean
 #   results/render/{subject}/emotion_switch.mp4 a walk through the subject's emotion tags (eq. 9 + ramps)
 #   results/render/{subject}/emotion_control.json|png, intensity_sweep.png
@@ -100,6 +105,7 @@ rule render_test:
             labels={"subject": "{subject}", "video": "test {clip}, GT alpha"},
         ),
         test_gt=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_gt.mp4",
+        test_mask=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_mask.npz",
         test_meta=f"{RESULTS}/render/{{subject}}/test/{{clip}}/test_meta.json",
     log:
         f"{LOGS}/render/test/{{subject}}/{{clip}}.log",
@@ -128,6 +134,7 @@ rule render_driven:
             labels={"subject": "{subject}", "video": "test {clip}, {variant}"},
         ),
         test_gt=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_gt.mp4",
+        test_mask=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_mask.npz",
         test_meta=f"{RESULTS}/render/{{subject}}/driven/{{variant}}/{{clip}}/test_meta.json",
     log:
         f"{LOGS}/render/driven/{{subject}}/{{variant}}/{{clip}}.log",
@@ -147,6 +154,29 @@ rule render_driven:
         pipeline={k: config[k] for k in ("features", "preprocess", "results_dir")},
     script:
         "../workflow/scripts/render_driven.py"
+
+
+rule render_baseline:
+    input:
+        unpack(RPLAN.baseline_inputs),
+    output:
+        test_render=f"{RESULTS}/render/{{subject}}/baseline/{{baseline}}/{{clip}}/test_render.mp4",
+        test_gt=f"{RESULTS}/render/{{subject}}/baseline/{{baseline}}/{{clip}}/test_gt.mp4",
+        test_mask=f"{RESULTS}/render/{{subject}}/baseline/{{baseline}}/{{clip}}/test_mask.npz",
+        test_meta=f"{RESULTS}/render/{{subject}}/baseline/{{baseline}}/{{clip}}/test_meta.json",
+    log:
+        f"{LOGS}/render/baseline/{{subject}}/{{baseline}}/{{clip}}.log",
+    benchmark:
+        f"{BENCH}/render/baseline/{{subject}}/{{baseline}}/{{clip}}.tsv"
+    wildcard_constraints:
+        baseline=r"[^/]+",
+    conda:
+        "../envs/render.yaml"
+    threads: 1
+    params:
+        audio=RPLAN.clip_audio,
+    script:
+        "../workflow/scripts/render_baseline.py"
 
 
 rule render_summary:

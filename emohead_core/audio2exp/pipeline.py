@@ -90,6 +90,7 @@ def evaluate_variant(
 ) -> dict:
     import torch
 
+    from .baselines import baseline_rmse
     from .train import evaluate
 
     torch.set_num_threads(max(1, int(threads)))
@@ -102,15 +103,17 @@ def evaluate_variant(
             "variant": variant,
             "rmse_train_alpha_hat": ev_train["rmse_alpha_hat"],
             "rmse_train_constant_mean": ev_train["rmse_constant_mean"],
+            **baseline_rmse(corpus, split="test"),
         }
     )
     write_json_atomic(out_json, ev)
     log.info(
-        "test RMSE alpha_hat %.4f (alpha_tilde %.4f) vs constant mean %.4f over %d frames",
+        "test RMSE alpha_hat %.4f (alpha_tilde %.4f) vs constant mean %.4f over %d frames; baselines %s",
         ev["rmse_alpha_hat"],
         ev["rmse_alpha_tilde"],
         ev["rmse_constant_mean"],
         ev["n_frames"],
+        {k: v["rmse"] for k, v in ev["baselines"].items()},
     )
     return ev
 

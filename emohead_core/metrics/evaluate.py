@@ -52,6 +52,9 @@ COLUMNS = [
 NO_REFERENCE = ["LSE-C", "LSE-D", "Sync offset", "ER", "ER (3DMM-exp baseline)"]
 GROUNDTRUTH_METHOD = "groundtruth"
 AUE_PROXY = "AUE (blendshape proxy)"
+# head-region rows (the ground-truth frame's head mask; image.psnr_region_frames & co.)
+SSIM_HEAD, PSNR_HEAD, LPIPS_HEAD = "SSIM (head)", "PSNR (head)", "LPIPS (head)"
+HEAD_NOTE = "n/a: no head masks for this pair (only the renderer's test spans carry them)"
 SYNC_NOTE = "n/a: set metrics.syncnet.weights (syncnet_v2.model of joonson/syncnet_python)"
 
 
@@ -78,6 +81,7 @@ class Pair:
     audio: str | None = None  # 16 kHz speech for Sync when the generated video has no audio
     audio_start_s: float = 0.0
     reference_free_only: bool = False  # the ground-truth row: only Sync / ER
+    mask: str | None = None  # head masks of the ground-truth frames (test_mask.npz): head-region metrics
 
 
 @dataclass
@@ -188,6 +192,19 @@ class ClipFrames:
         self.feats: dict[str, np.ndarray] = {}  # FID features {'gen', 'gt'} (the .fid.npz)
         self.tracks: dict[str, FL.FaceTrack] = {}
         self._tddfa: dict[str, dict | None] = {}
+        self._masks: np.ndarray | None = None
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(n, H, W) bool head masks of the aligned ground-truth frames (the pair's mask file);
+        :class:`Unavailable` for a pair without one (only the renderer's test spans carry masks)."""
+        if self._masks is None:
+            if not self.pair.mask:
+                raise Unavailable(HEAD_NOTE)
+            from ..headmask import load_masks
+
+            self._masks = IM.region_masks(load_masks(self.pair.mask), self.n, self.aligned.gt.shape[1:3])
+        return self._masks
 
     def face_track(self, side: str) -> FL.FaceTrack:
         """Landmarker results of the aligned generated / ground-truth frames, computed once."""
@@ -235,6 +252,30 @@ def _ssim(c: ClipFrames) -> float:
 
 def _psnr(c: ClipFrames) -> float:
     return IM.psnr(c.aligned.gen, c.aligned.gt)
+
+
+def _region_mean(values: np.ndarray) -> float:
+    """Mean over frames with a non-empty head mask (+inf kept: an identical region)."""
+    v = np.asarray(values, np.float64)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        raise Unavailable("n/a: every head mask of this clip is empty")
+    return float(np.mean(v))
+
+
+def _ssim_head(c: ClipFrames) -> float:
+    return _region_mean(IM.ssim_region_frames(c.aligned.gen, c.aligned.gt, c.masks))
+
+
+def _psnr_head(c: ClipFrames) -> float:
+    return _region_mean(IM.psnr_region_frames(c.aligned.gen, c.aligned.gt, c.masks))
+
+
+def _lpips_head(c: ClipFrames) -> float:
+    masks = c.masks  # no masks: that reason first
+    if c.suite.lpips is None:
+        raise Unavailable("n/a: set metrics.lpips.backbone and metrics.lpips.heads")
+    return _region_mean(LP.lpips_region_frames(c.suite.lpips, c.aligned.gen, c.aligned.gt, masks))
 
 
 def _lpips(c: ClipFrames) -> float:
@@ -346,6 +387,9 @@ def metric_registry(lmd_backends: list[str]) -> list[Metric]:
         for s in ["" if i == 0 else f" ({b})"]
     ]
     return [
+        Metric((SSIM_HEAD,), True, _ssim_head),
+        Metric((PSNR_HEAD,), True, _psnr_head),
+        Metric((LPIPS_HEAD,), True, _lpips_head),
         Metric(("SSIM",), True, _ssim),
         Metric(("PSNR",), True, _psnr),
         Metric(("LPIPS",), True, _lpips),

@@ -7,7 +7,10 @@ Conventions (docs/decisions.md, "Metrics and tables"):
   shorter one; a generated video of another size is resized (bilinear) to the ground-truth size;
 - PSNR is computed per frame and averaged over frames (a frame identical to its ground truth gives
   +inf, so a clip against itself scores inf); SSIM is the Gaussian-window SSIM of Wang et al. (2004)
-  (11x11 window, sigma 1.5, K1 0.01, K2 0.03, valid region) on each RGB channel, averaged.
+  (11x11 window, sigma 1.5, K1 0.01, K2 0.03, valid region) on each RGB channel, averaged;
+- the head-region variants (:func:`psnr_region_frames`, :func:`ssim_region_frames`) use only the
+  ground-truth frame's head mask: the generated frame equals the ground truth outside it and
+  every average is over mask pixels (docs/decisions.md, "Head-region SSIM / PSNR / LPIPS").
 """
 
 from __future__ import annotations
@@ -110,3 +113,104 @@ def ssim_frames(gen: np.ndarray, gt: np.ndarray, data_range: float = 255.0) -> n
 
 def ssim(gen: np.ndarray, gt: np.ndarray, data_range: float = 255.0) -> float:
     return float(np.mean(ssim_frames(gen, gt, data_range)))
+
+
+# ---------------------------------------------------------------------------- head region
+# The head-region columns (docs/decisions.md, "Head-region metrics"): the region of a frame is
+# its ground-truth head mask (the mask the renderer composites the head into). Differences
+# outside it never count: the generated frame's pixels outside the mask are replaced by the
+# ground truth's (:func:`equalise_outside`) and every average is taken over mask pixels only.
+
+
+def region_masks(masks: np.ndarray, n: int, size: tuple[int, int]) -> np.ndarray:
+    """(n, H, W) bool head masks for ``n`` aligned frames of size ``size`` = (H, W): the first
+    ``n`` of ``masks`` (the pair is truncated to its shorter video), resized (nearest) when the
+    masks were stored at another size."""
+    m = np.asarray(masks, bool)
+    if m.ndim != 3 or len(m) < n:
+        raise EmoheadInputError(
+            f"{len(m) if m.ndim == 3 else 0} head masks for {n} aligned frames.",
+            fix="rerun the render rule of this test span (its test_mask.npz is out of date).",
+        )
+    m = m[:n]
+    h, w = size
+    if m.shape[1:] != (h, w):
+        m = np.stack([cv2.resize(x.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) for x in m])
+        m = m.astype(bool)
+    return m
+
+
+def equalise_outside(gen: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """``gen`` with every pixel outside ``masks`` (T, H, W) replaced by ``gt``'s."""
+    return np.where(masks[..., None], gen, gt)
+
+
+def psnr_region_frames(
+    gen: np.ndarray, gt: np.ndarray, masks: np.ndarray, data_range: float = 255.0
+) -> np.ndarray:
+    """Per-frame PSNR in dB over the pixels of ``masks`` (T, H, W) only (all channels); NaN for a
+    frame with an empty mask, inf where the region is identical."""
+    out = np.full(len(gen), np.nan)
+    for t in range(len(gen)):
+        m = masks[t]
+        if not m.any():
+            continue
+        d = gen[t][m].astype(np.float64) - gt[t][m].astype(np.float64)
+        mse = float((d * d).mean())
+        out[t] = np.inf if mse == 0 else 10.0 * np.log10(data_range**2 / mse)
+    return out
+
+
+def ssim_map(
+    x: np.ndarray,
+    y: np.ndarray,
+    data_range: float = 255.0,
+    ksize: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> np.ndarray:
+    """SSIM map (H, W) of two single-channel images, one value per window centre ('same' size:
+    windows at the image border are reflected), the window and constants of :func:`ssim_image`."""
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+
+    def g(img):
+        return cv2.GaussianBlur(img, (ksize, ksize), sigma, borderType=cv2.BORDER_REFLECT)
+
+    mu_x, mu_y = g(x), g(y)
+    sxx = g(x * x) - mu_x**2
+    syy = g(y * y) - mu_y**2
+    sxy = g(x * y) - mu_x * mu_y
+    return (2 * mu_x * mu_y + c1) * (2 * sxy + c2) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+
+
+def ssim_region_frames(
+    gen: np.ndarray, gt: np.ndarray, masks: np.ndarray, data_range: float = 255.0
+) -> np.ndarray:
+    """Per-frame SSIM over the head region: ``gen`` with the ground truth outside the mask
+    (:func:`equalise_outside`), the SSIM map of each RGB channel on the mask's bounding box
+    (grown by the window radius, so every window centred in the box is computed as on the whole
+    frame), averaged over the window centres inside the mask, channels averaged. NaN for a frame
+    with an empty mask."""
+    r = 11 // 2
+    eq = equalise_outside(gen, gt, masks)
+    out = np.full(len(gen), np.nan)
+    H, W = masks.shape[1:]
+    for t in range(len(gen)):
+        m = masks[t]
+        ys, xs = np.nonzero(m)
+        if len(ys) == 0:
+            continue
+        y0, y1 = max(int(ys.min()) - r, 0), min(int(ys.max()) + r + 1, H)
+        x0, x1 = max(int(xs.min()) - r, 0), min(int(xs.max()) + r + 1, W)
+        sub = m[y0:y1, x0:x1]
+        out[t] = np.mean(
+            [
+                ssim_map(eq[t, y0:y1, x0:x1, c], gt[t, y0:y1, x0:x1, c], data_range)[sub].mean()
+                for c in range(gen.shape[-1])
+            ]
+        )
+    return out

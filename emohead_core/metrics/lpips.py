@@ -58,13 +58,21 @@ class LPIPSAlex(nn.Module):
     def _unit(x, eps=1e-10):
         return x / (torch.sqrt((x * x).sum(dim=1, keepdim=True)) + eps)
 
-    def forward(self, x0, x1):
-        """x0, x1: (N, 3, H, W) RGB in [-1, 1] -> (N,) LPIPS distances."""
+    def forward(self, x0, x1, weight=None):
+        """x0, x1: (N, 3, H, W) RGB in [-1, 1] -> (N,) LPIPS distances. ``weight`` (N, 1, H, W)
+        in [0, 1]: each layer's distance map is averaged with the weight area-resampled to the
+        layer's resolution instead of uniformly (the head-region LPIPS: the head mask; a weight
+        of ones gives the plain LPIPS)."""
         f0 = self.net((x0 - self.shift) / self.scale)
         f1 = self.net((x1 - self.shift) / self.scale)
         d = 0
         for a, b, lin in zip(f0, f1, self.lins):
-            d = d + lin((self._unit(a) - self._unit(b)) ** 2).mean(dim=(2, 3))
+            dist = lin((self._unit(a) - self._unit(b)) ** 2)  # (N, 1, h, w)
+            if weight is None:
+                d = d + dist.mean(dim=(2, 3))
+            else:
+                w = F.adaptive_avg_pool2d(weight, dist.shape[-2:])
+                d = d + (dist * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3)).clamp_min(1e-12)
         return d[:, 0]
 
     @classmethod
@@ -97,3 +105,21 @@ def lpips_frames(model: LPIPSAlex, gen_rgb: np.ndarray, gt_rgb: np.ndarray, batc
     for i in range(0, len(gen_rgb), batch):
         out.append(model(to_unit_range(gen_rgb[i : i + batch]), to_unit_range(gt_rgb[i : i + batch])).numpy())
     return np.concatenate(out)
+
+
+@torch.no_grad()
+def lpips_region_frames(
+    model: LPIPSAlex, gen_rgb: np.ndarray, gt_rgb: np.ndarray, masks: np.ndarray, batch: int = 8
+) -> np.ndarray:
+    """Per-frame LPIPS over the head region: the generated frame with the ground truth outside
+    ``masks`` (T, H, W), each layer's distance map averaged over the mask (area-resampled to the
+    layer). NaN for a frame with an empty mask."""
+    masks = np.asarray(masks, bool)
+    eq = np.where(masks[..., None], gen_rgb, gt_rgb)
+    out = []
+    for i in range(0, len(gen_rgb), batch):
+        w = torch.from_numpy(masks[i : i + batch, None].astype(np.float32))
+        out.append(model(to_unit_range(eq[i : i + batch]), to_unit_range(gt_rgb[i : i + batch]), w).numpy())
+    d = np.concatenate(out).astype(np.float64)
+    d[~masks.reshape(len(masks), -1).any(axis=1)] = np.nan
+    return d

@@ -6,8 +6,11 @@ Sources, each giving (method, group, clip) -> generated video, ground-truth vide
   emotion tag with the audio2exp model of ``variant`` (main -> ``ours``),
   ``results/render/{subject}/driven/{variant}/{clip}/test_render.mp4`` vs ``test_gt.mp4``;
   ``ours_gt_alpha``: the same frames rendered from their ground-truth 3DDFA alphas
-  (``results/render/{subject}/test/{clip}/``, the reconstruction upper bound). Group = the
-  subject; frame range and audio from ``test_meta.json`` at run time.
+  (``results/render/{subject}/test/{clip}/``, the reconstruction upper bound);
+  ``baseline_last_frame`` / ``baseline_mean_head``: the trivial baselines of the same frames
+  (``results/render/{subject}/baseline/{name}/{clip}/``, RenderPlan.metric_pairs). Group = the
+  subject; frame range and audio from ``test_meta.json`` at run time; the ground-truth frames'
+  head masks (``test_mask.npz``, column ``mask``) for the head-region metrics.
 * ``metrics.pairs``: any (generated, ground-truth) pairs listed in the config.
 * ``metrics.baselines_dir``: baseline methods' videos dropped by the user as
   ``{baselines_dir}/{method}/{dataset}/{sample}.mp4`` (SadTalker, LivePortrait, EAMM, EAT, EDTalk,
@@ -33,6 +36,21 @@ def driven_method(variant: str) -> str:
     return "ours" if variant == "main" else f"ours_{variant}"
 
 
+def variant_of(method: str | None) -> str | None:
+    """The audio2exp variant of an audio-driven render's method (inverse of
+    :func:`driven_method`): ``ours`` -> main, ``ours_{variant}`` -> variant; None otherwise."""
+    if method == "ours":
+        return "main"
+    if method and method.startswith("ours_") and method != "ours_gt_alpha":
+        return method[len("ours_") :]
+    return None
+
+
+def baseline_method(name: str) -> str:
+    """Method name of a trivial render baseline (render.plan.BASELINES): ``baseline_{name}``."""
+    return f"baseline_{name}"
+
+
 SLUG = re.compile(r"[^A-Za-z0-9_.\-]+")
 COLUMNS = [
     "method",
@@ -45,6 +63,7 @@ COLUMNS = [
     "emotion",
     "reference_free",
     "meta",
+    "mask",
 ]
 
 
@@ -97,7 +116,7 @@ def build_pairs(
     def audio_of(ds, s):
         return clip_file(results, ds, "audio", row(ds, s)[0], s)
 
-    def add(method, group, clip, dataset, gen, gt, audio="", emotion="", ref_free=False, meta=""):
+    def add(method, group, clip, dataset, gen, gt, audio="", emotion="", ref_free=False, meta="", mask=""):
         rows.append(
             dict(
                 method=slug(method),
@@ -110,6 +129,7 @@ def build_pairs(
                 emotion=emotion or "",
                 reference_free=bool(ref_free),
                 meta=str(meta or ""),
+                mask=str(mask or ""),
             )
         )
 
@@ -125,6 +145,7 @@ def build_pairs(
                 p["ground_truth"],
                 emotion=p.get("emotion", ""),
                 meta=p.get("meta", ""),
+                mask=p.get("mask", ""),
             )
     # explicit pairs
     for p in mcfg.get("pairs") or []:
@@ -212,6 +233,7 @@ def resolve_pair(row: dict, results: str):
         emotion=row.get("emotion") or None,
         audio=row.get("audio") or None,
         reference_free_only=bool(row.get("reference_free")),
+        mask=row.get("mask") or None,
     )
     meta_path = row.get("meta")
     if meta_path and Path(meta_path).is_file():

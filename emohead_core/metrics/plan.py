@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..layout import Layout, actors_of, clip_file
-from .pairs import build_pairs
+from .pairs import build_pairs, variant_of
 
 STATS_ASSET = "3ddfa_v2/param_mean_std_62d_120x120.pkl"
 TABLE_IDS = ["table_I", "table_II", "table_IV", "table_VI"]
@@ -86,6 +86,8 @@ class MetricsPlan:
             inputs["audio"] = dep(row["audio"])
         if row["meta"]:
             inputs["meta"] = row["meta"]
+        if row.get("mask"):
+            inputs["mask"] = row["mask"]
         if self.uses_3ddfa(row):
             expr = self.config["expression"]
             inputs["checkpoint"] = self.asset(expr["checkpoint"])
@@ -147,6 +149,9 @@ class MetricsPlan:
         if self.a2e_variants is not None and self.a2e_datasets is not None:
             run = set(self.a2e_variants)
             wanted = {r.get("variant") for r in self.tab.get("loss_ablations") or [] if r.get("variant")}
+            # Table IV: the RMSE of each ablation row's variant and the trivial predictors (main)
+            wanted |= {variant_of(r.get("method")) for r in self.tab.get("ablations") or []} - {None}
+            wanted.add("main")
             inputs["rmse"] = [
                 f"{self.results}/{ds}/audio2exp/{v}/eval.json"
                 for ds in self.a2e_datasets

@@ -25,7 +25,8 @@ import pandas as pd
 from ..io import atomic_path, write_text_atomic
 from . import fid as FID
 from . import paper as P
-from .evaluate import AUE_PROXY, GROUNDTRUTH_METHOD, NO_REFERENCE
+from .evaluate import AUE_PROXY, GROUNDTRUTH_METHOD, LPIPS_HEAD, NO_REFERENCE, PSNR_HEAD, SSIM_HEAD
+from .pairs import variant_of
 from .plan import TABLE_FORMATS
 
 PAPER = "paper"
@@ -48,33 +49,65 @@ TITLES = {
     "table_VI": "Table VI: Ablation studies of loss implementation and hyperparameters",
 }
 HUMAN = ["Fidelity", "Coherence", "Empathy"]
+PER_CLIP_TITLE = "Image metrics per test clip (renders and trivial baselines of the same frames)"
 # % of renders edited by tau = 1 along w_z that the hyperplanes classify as z (render/control.py)
 EMOTION_CONTROL = "Emotion control"
 RENDERER_METHODS = ("ours", "ours_gt_alpha")  # the renderer with hyperplane edits
 EMOTION_CONTROL_COL = ("Emotion control ↑", EMOTION_CONTROL, 1)
-# (header, metric(s), decimals); a pair of metrics is shown "m/f"
+FID_FRAMES = "FID frames"  # frames pooled into a FID cell (generated = ground-truth count)
+# the trivial baselines of the renderer's test spans (render.plan.BASELINES), with their names
+RENDER_BASELINES = {"baseline_last_frame": "Last training frame", "baseline_mean_head": "Mean training head"}
+# (header, metric(s), decimals); a pair of metrics is shown "m/f". The head-region columns
+# (ground-truth head mask, docs/decisions.md) come first; the whole-frame ones are labelled
+# "(full frame)": at 128x128 most of a rendered frame is the ground truth pasted around the head.
+HEAD_COLS = [
+    ("SSIM (head) ↑", SSIM_HEAD, 3),
+    ("PSNR (head) ↑", PSNR_HEAD, 3),
+    ("LPIPS (head) ↓", LPIPS_HEAD, 4),
+]
+FULL_COLS = [("SSIM (full frame) ↑", "SSIM", 3), ("PSNR (full frame) ↑", "PSNR", 3)]
+LPIPS_FULL_COL = ("LPIPS (full frame) ↓", "LPIPS", 4)
+FID_COLS = [("FID ↓", "FID", 1), (FID_FRAMES, FID_FRAMES, 0)]
+LMD_COL = ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3)
+MOTION_COLS = [("AUE ↓", "AUE", 2), ("Sync. ↑", "LSE-C", 2), ("ER ↑", "ER", 2)]
 MAIN_COLS = [
-    ("SSIM ↑", "SSIM", 3),
-    ("PSNR ↑", "PSNR", 3),
-    ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3),
-    ("FID ↓", "FID", 1),
-    ("AUE ↓", "AUE", 2),
-    ("Sync. ↑", "LSE-C", 2),
-    ("ER ↑", "ER", 2),
+    *HEAD_COLS,
+    *FULL_COLS,
+    LMD_COL,
+    *FID_COLS,
+    *MOTION_COLS,
     ("Fidelity ↑", "Fidelity", 1),
     ("Coherence ↑", "Coherence", 1),
     ("Empathy ↑", "Empathy", 1),
 ]
 AUE_PROXY_COL = (f"{AUE_PROXY} ↓", AUE_PROXY, 3)
 EXTRA_COLS = [
-    ("LPIPS ↓", "LPIPS", 3),
+    LPIPS_FULL_COL,
     ("LSE-D ↓", "LSE-D", 2),
     ("M/F-LMD (dlib) ↓", ("M-LMD (dlib)", "F-LMD (dlib)"), 3),
     AUE_PROXY_COL,
     ("ER (3DMM-exp baseline) ↑", "ER (3DMM-exp baseline)", 2),
     EMOTION_CONTROL_COL,
 ]
-ABLATION_COLS = MAIN_COLS[:7] + [EXTRA_COLS[0], AUE_PROXY_COL, EMOTION_CONTROL_COL]
+# Table IV: the test RMSE of alpha of the row's audio2exp variant (eval.json) beside the images'
+RMSE_COL = ("α RMSE ↓", "RMSE", 3)
+ABLATION_COLS = [
+    RMSE_COL,
+    *HEAD_COLS,
+    *FULL_COLS,
+    LMD_COL,
+    *FID_COLS,
+    *MOTION_COLS,
+    LPIPS_FULL_COL,
+    AUE_PROXY_COL,
+    EMOTION_CONTROL_COL,
+]
+# trivial predictors of the test alphas (audio2exp/baselines.py; eval.json rmse_baseline_{key})
+RMSE_BASELINES = [
+    ("α baseline: clip's training-span mean", "clip_train_mean"),
+    ("α baseline: last training frame, held", "last_train_frame"),
+    ("α baseline: emotion tag's training mean", "emotion_mean"),
+]
 VI_COLS = [
     ("RMSE ↓", "RMSE", 2),
     ("M/F-LMD ↓", ("M-LMD", "F-LMD"), 3),
@@ -151,23 +184,25 @@ def aggregate(
                 "note": "",
                 "n_clips": len(parts),
             }
+            fid_rows[(ds, m, FID_FRAMES)] = dict(fid_rows[(ds, m)], metric=FID_FRAMES, value=float(len(gen)))
     for (ds, m), g in rows.groupby(["dataset", "method"], sort=False):
         if (ds, m) in fid_rows:
-            out.append(fid_rows[(ds, m)])
+            out += [fid_rows[(ds, m)], fid_rows[(ds, m, FID_FRAMES)]]
             continue
         clip_fid = g[g["metric"] == "FID (clip)"]
         if len(clip_fid) and m != GROUNDTRUTH_METHOD:
             notes = Counter(n for n in clip_fid["note"] if n)
-            out.append(
-                {
-                    "dataset": ds,
-                    "method": m,
-                    "metric": "FID",
-                    "value": np.nan,
-                    "note": notes.most_common(1)[0][0] if notes else "n/a: no Inception features",
-                    "n_clips": 0,
-                }
-            )
+            for metric in ("FID", FID_FRAMES):
+                out.append(
+                    {
+                        "dataset": ds,
+                        "method": m,
+                        "metric": metric,
+                        "value": np.nan,
+                        "note": notes.most_common(1)[0][0] if notes else "n/a: no Inception features",
+                        "n_clips": 0,
+                    }
+                )
     return pd.DataFrame(out, columns=["dataset", "method", "metric", "value", "note", "n_clips"])
 
 
@@ -348,7 +383,7 @@ class TableSpec:
     paper: bool = True
 
     def name(self, method: str) -> str:
-        default = {"ours": "Ours", GROUNDTRUTH_METHOD: "Groundtruth"}.get(method, method)
+        default = {"ours": "Ours", GROUNDTRUTH_METHOD: "Groundtruth", **RENDER_BASELINES}.get(method, method)
         return self.method_names.get(method, default)
 
 
@@ -370,6 +405,10 @@ def main_tables(agg: pd.DataFrame, spec: TableSpec) -> dict[str, pd.DataFrame]:
             for name, vals in rows:
                 tables[tid].append([name, PAPER, label, *_paper_cells(vals, cols), "-"])
     measured_methods = list(dict.fromkeys(list(spec.methods) + list(agg["method"].unique())))
+    # the Groundtruth row last, under the methods and the baselines measured in this run
+    measured_methods = [m for m in measured_methods if m != GROUNDTRUTH_METHOD] + [
+        m for m in measured_methods if m == GROUNDTRUTH_METHOD
+    ]
     for ds, kind in spec.datasets.items():
         tid = KIND_TABLE[kind][0] if kind in KIND_TABLE else f"table_I_{ds}"
         tables.setdefault(tid, [])
@@ -446,9 +485,19 @@ def setting_mismatch(ab: dict, results_dir, dataset: str, variant: str = "main")
     return render_refine_mismatch(ab, results_dir, dataset)
 
 
+def _rmse_cell(results_dir, ds: str, variant: str | None, key: str = "rmse_alpha_hat") -> str:
+    if results_dir is None or variant is None:
+        return "-"
+    return _cell(read_rmse(results_dir, ds, variant, key), RMSE_COL[2])
+
+
 def ablation_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Table IV: the paper's rows, then per dataset the configured ablation rows (the test RMSE
+    of alpha of the row's audio2exp variant and the metrics of its renders), the trivial render
+    baselines (image columns) and the trivial alpha predictors (RMSE column), measured."""
     look = Lookup(agg)
     cols = ABLATION_COLS
+    rest = cols[1:]  # RMSE_COL first
     rows = []
     if spec.paper:
         for name, vals in P.TABLE_IV:
@@ -467,21 +516,35 @@ def ablation_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path |
             elif mismatch:
                 cells = _note_once(mismatch, [True] * len(cols))
             elif look.has(ds, m):
-                cells = _measured_cells(look, ds, m, cols, "n/a")
+                cells = [_rmse_cell(results_dir, ds, variant_of(m))] + _measured_cells(
+                    look, ds, m, rest, "n/a"
+                )
             else:
-                cells = _note_once(
-                    f"n/a: no clips of {m} evaluated (render this variant)", [True] * len(cols)
+                cells = [_rmse_cell(results_dir, ds, variant_of(m))] + _note_once(
+                    f"n/a: no clips of {m} evaluated (render this variant)", [True] * len(rest)
                 )
             rows.append([ab["label"], MEASURED, ds, *cells])
+        for m in RENDER_BASELINES:
+            if look.has(ds, m):
+                rows.append([spec.name(m), MEASURED, ds, "-", *_measured_cells(look, ds, m, rest, "n/a")])
+        if results_dir is not None:
+            for label, key in RMSE_BASELINES:
+                rmse = _rmse_cell(results_dir, ds, "main", f"rmse_baseline_{key}")
+                rows.append([label, MEASURED, ds, rmse, *["-"] * len(rest)])
     return pd.DataFrame(rows, columns=["Setting", "Source", "Dataset", *[h for h, _, _ in cols]])
 
 
-def read_rmse(results_dir: str | Path, dataset: str, variant: str):
+def read_rmse(results_dir: str | Path, dataset: str, variant: str, key: str = "rmse_alpha_hat"):
+    """A test RMSE of ``results/{dataset}/audio2exp/{variant}/eval.json``: the model's
+    (``rmse_alpha_hat``) or a trivial predictor's (``rmse_baseline_{name}``)."""
     p = Path(results_dir) / dataset / "audio2exp" / variant / "eval.json"
     if not p.is_file():
         return f"n/a: no {p}"
     d = json.loads(p.read_text())
-    v = d.get("rmse_alpha_hat", d.get("rmse"))
+    v = d.get(key, d.get("rmse")) if key == "rmse_alpha_hat" else d.get(key)
+    if v is None and key.startswith("rmse_baseline_"):
+        note = ((d.get("baselines") or {}).get(key[len("rmse_baseline_") :]) or {}).get("note")
+        return note or f"n/a: no {key} in {p} (rerun audio2exp_evaluate)"
     return float(v) if v is not None else f"n/a: no RMSE in {p}"
 
 
@@ -518,6 +581,9 @@ def loss_table(agg: pd.DataFrame, spec: TableSpec, results_dir: str | Path) -> p
                     f"n/a: no clips of {m} evaluated (render this variant)", [True] * (len(VI_COLS) - 1)
                 )
             rows.append([ab["label"], MEASURED, ds, *cells])
+        for label, key in RMSE_BASELINES:
+            rmse = read_rmse(results_dir, ds, "main", f"rmse_baseline_{key}")
+            rows.append([label, MEASURED, ds, _cell(rmse, 2), *["-"] * (len(VI_COLS) - 1)])
     return pd.DataFrame(rows, columns=["Setting", "Source", "Dataset", *[h for h, _, _ in VI_COLS]])
 
 
@@ -548,6 +614,7 @@ _TEX = {
     "^": r"\textasciicircum{}",
     "↑": r"$\uparrow$",
     "↓": r"$\downarrow$",
+    "α": r"$\alpha$",
 }
 
 
@@ -628,6 +695,41 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, tid: str, title: str | No
     return paths
 
 
+PER_CLIP_COLS = [*HEAD_COLS, *FULL_COLS, LPIPS_FULL_COL]
+
+
+def per_clip_table(rows: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """The image columns per evaluated clip (one row per clip and method), for the clips that
+    carry head masks (the renderer's test spans: its renders and the trivial baselines side by
+    side); mean over the clip's frames, as the per-clip metric rows."""
+    metrics = [m for _, m, _ in PER_CLIP_COLS]
+    header = ["Dataset", "Clip", "Method", *[h for h, _, _ in PER_CLIP_COLS], "Frames"]
+    sel = rows[rows["metric"].isin(metrics)] if len(rows) else rows
+    if not len(sel):
+        return pd.DataFrame(columns=header)
+    head = sel[sel["metric"].isin([m for _, m, _ in HEAD_COLS])]
+    keep = {
+        (r.dataset, r.clip, r.method) for r in head.itertuples() if np.isfinite(r.value) or np.isinf(r.value)
+    }
+    out = []
+    order = list(dict.fromkeys(sel["method"]))
+    for (ds, clip, method), g in sel.groupby(["dataset", "clip", "method"], sort=False):
+        if (ds, clip, method) not in keep:
+            continue
+        vals = dict(zip(g["metric"], g["value"]))
+        notes = dict(zip(g["metric"], g["note"]))
+        cells = [
+            fmt(vals[m], dec) if m in vals and not np.isnan(vals[m]) else (notes.get(m) or "n/a")
+            for _, m, dec in PER_CLIP_COLS
+        ]
+        n = int(g["n_frames"].max()) if "n_frames" in g else 0
+        out.append([ds, clip, spec.name(method), *cells, str(n), order.index(method)])
+    df = pd.DataFrame(out, columns=[*header, "_order"]).sort_values(
+        ["Dataset", "Clip", "_order"], kind="stable"
+    )
+    return df.drop(columns="_order").reset_index(drop=True)
+
+
 def build_all(
     clip_parquets,
     fid_files,
@@ -653,6 +755,10 @@ def build_all(
     for tid, df in tables.items():
         title = TITLES.get(tid) or f"Table I/II layout: dataset {tid[len('table_I_') :]}"
         write_table(df, out_dir, tid, title)
+    pc = per_clip_table(rows, spec)
+    write_text_atomic(Path(out_dir) / "per_clip.md", to_markdown(pc, PER_CLIP_TITLE))
+    with atomic_path(Path(out_dir) / "per_clip.csv") as tmp:
+        pc.to_csv(tmp, index=False)
     with atomic_path(Path(out_dir) / "summary.csv") as tmp:
         agg.to_csv(tmp, index=False)
     return tables

@@ -15,9 +15,11 @@ import numpy as np
 
 from .. import media
 from ..errors import EmoheadInputError
+from ..headmask import MASK_FILE, save_masks
 from ..io import atomic_path, write_json_atomic
 from .camera import rotate_pose
 from .data import SubjectData, sampling_region
+from .plan import BASELINES
 from .renderer import Renderer
 from .train import psnr
 
@@ -169,8 +171,12 @@ def fit_length(alpha: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([alpha, np.repeat(alpha[-1:], n - len(alpha), axis=0)])
 
 
-def _write_pair(frames: np.ndarray, gt: np.ndarray, out_dir: Path, fps: float, audio, start_s: float) -> None:
-    """test_render.mp4 and test_gt.mp4 of one test span, both with the span's audio."""
+def _write_pair(
+    frames: np.ndarray, gt: np.ndarray, masks: np.ndarray, out_dir: Path, fps: float, audio, start_s: float
+) -> None:
+    """test_render.mp4 and test_gt.mp4 of one test span, both with the span's audio (the same
+    encode for every method: renders and baselines), and test_mask.npz, the ground-truth frames'
+    head masks (the metrics' head region)."""
     seg = cut_audio(audio, start_s, len(frames) / fps, out_dir / ".test_audio.wav") if audio else None
     try:
         write_rgb_video(frames, out_dir / "test_render.mp4", fps, audio=seg)
@@ -178,6 +184,7 @@ def _write_pair(frames: np.ndarray, gt: np.ndarray, out_dir: Path, fps: float, a
     finally:
         if seg is not None:
             seg.unlink(missing_ok=True)
+    save_masks(out_dir / MASK_FILE, masks)
 
 
 def _span_meta(data: SubjectData, k: int, audio, meta: dict | None) -> dict:
@@ -197,6 +204,7 @@ def _span_meta(data: SubjectData, k: int, audio, meta: dict | None) -> dict:
         width=data.W,
         height=data.H,
         crop_size=int(c.get("crop_size", data.W)),
+        mask=MASK_FILE,
     )
 
 
@@ -224,7 +232,7 @@ def write_test_clip(
     behind = np.stack([data.behind(int(i)) for i in idx])
     head, full = mean_psnr(frames, gt, masks)
     base_head, base_full = mean_psnr(behind, gt, masks)
-    _write_pair(frames, gt, out_dir, fps, audio, int(data.clips[k]["test_start"]) / fps)
+    _write_pair(frames, gt, masks, out_dir, fps, audio, int(data.clips[k]["test_start"]) / fps)
     res = dict(psnr_head=head, psnr_full=full, baseline_psnr_head=base_head, baseline_psnr_full=base_full)
     info = dict(
         _span_meta(data, k, audio, meta),
@@ -290,9 +298,10 @@ def write_driven_clip(
         )
     frames = render_frames(renderer, data, alpha, pose_idx=idx, desc=f"render {sample}")
     gt = data.frames(idx)
-    _write_pair(frames, gt, out_dir, fps, audio, int(c["test_start"]) / fps)
+    masks = data.masks(idx)
+    _write_pair(frames, gt, masks, out_dir, fps, audio, int(c["test_start"]) / fps)
     gt_alpha = data.alpha[idx]
-    head, full = mean_psnr(frames, gt, data.masks(idx))
+    head, full = mean_psnr(frames, gt, masks)
     res = dict(
         alpha_rmse=float(np.sqrt(np.mean((alpha - gt_alpha) ** 2))),
         alpha_rmse_constant_mean=float(np.sqrt(np.mean((gt_alpha - gt_alpha.mean(0)) ** 2))),
@@ -311,6 +320,106 @@ def write_driven_clip(
         "its emotion tag), poses of those frames; alpha_rmse against their 3DDFA alphas; "
         "alpha_rmse_constant_mean: the same frames against their own mean alpha (an oracle "
         "constant)",
+    )
+    write_json_atomic(out_dir / "test_meta.json", info)
+    return res
+
+
+# ----------------------------------------------------------------------------- trivial baselines
+# Scored beside the renders with the same encode and metrics (metrics methods baseline_{name}):
+# nothing is learned, the held-out frames' head masks are filled from the clip's training frames.
+
+
+def baseline_source_frames(data: SubjectData, k: int) -> tuple[np.ndarray, str]:
+    """Training frames (global indices, in time order) the baselines of clip ``k`` draw from: the
+    clip's own training frames (same take, crop box and background as its held-out frames);
+    a clip without any (split mode ``clips``: a test clip is held out whole) falls back to the
+    subject's training frames. Returns (indices, ``clip`` | ``subject``)."""
+    own = data.clip_train_frames(k)
+    if len(own):
+        return own, "clip"
+    if len(data.train_idx) == 0:
+        raise EmoheadInputError(
+            f"render subject {data.subject!r} has no training frames for the baselines.", path=data.path
+        )
+    return np.sort(data.train_idx), "subject"
+
+
+def last_training_frame(data: SubjectData, k: int) -> tuple[int, str]:
+    """Global index of the frame the last-frame baseline of clip ``k`` pastes: the clip's last
+    training frame; without one, the subject's last training frame before the clip (else its
+    first)."""
+    src, scope = baseline_source_frames(data, k)
+    if scope == "clip":
+        return int(src[-1]), scope
+    before = src[src < data.clips[k]["offset"]]
+    return int(before[-1] if len(before) else src[0]), scope
+
+
+def mean_head(data: SubjectData, idx) -> np.ndarray:
+    """(H, W, 3) uint8: per pixel, the mean colour of frames ``idx`` where the pixel lies in the
+    frame's head mask; pixels in no head mask of them take the plain mean of the frames."""
+    s_head = np.zeros((data.H, data.W, 3))
+    n_head = np.zeros((data.H, data.W, 1))
+    s_all = np.zeros((data.H, data.W, 3))
+    for i in idx:
+        f = data.frame(int(i)).astype(np.float64)
+        m = data.mask(int(i))[..., None]
+        s_head += f * m
+        n_head += m
+        s_all += f
+    mean = np.where(n_head > 0, s_head / np.maximum(n_head, 1), s_all / max(len(idx), 1))
+    return (mean + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def paste_head(head: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3): ``head`` (H, W, 3, or one per frame) inside each frame's head mask, the
+    ground-truth frame elsewhere (what the renders composite over outside the mask)."""
+    return np.where(masks[..., None], head, gt).astype(np.uint8)
+
+
+def baseline_frames(data: SubjectData, k: int, name: str) -> tuple[np.ndarray, dict]:
+    """The held-out frames of clip ``k`` as baseline ``name`` (:data:`BASELINES`) makes them, and
+    what it used."""
+    idx = data.clip_test_frames(k)
+    gt, masks = data.frames(idx), data.masks(idx)
+    if name == "last_frame":
+        j, scope = last_training_frame(data, k)
+        src = dict(source_frame=int(data.local[j]), source_sample=data.clip(j)["sample"])
+        return paste_head(data.frame(j), gt, masks), dict(src, source=scope)
+    if name == "mean_head":
+        src, scope = baseline_source_frames(data, k)
+        return paste_head(mean_head(data, src), gt, masks), dict(source=scope, n_source_frames=int(len(src)))
+    raise EmoheadInputError(f"unknown render baseline {name!r}.", fix=f"use one of {sorted(BASELINES)}.")
+
+
+def write_baseline_clip(data: SubjectData, sample: str, name: str, out_dir, *, audio=None, meta=None) -> dict:
+    """One test clip's held-out span as baseline ``name``: ``out_dir/test_render.mp4``,
+    ``test_gt.mp4``, ``test_mask.npz`` (encoded as the renders are) and ``test_meta.json``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    k = data.clip_index(sample)
+    idx = data.clip_test_frames(k)
+    if len(idx) == 0:
+        raise EmoheadInputError(
+            f"{sample!r} has no test frames in render subject {data.subject!r}.",
+            path=data.path,
+            fix="make baselines only of the subject's test clips.",
+        )
+    frames, used = baseline_frames(data, k, name)
+    gt, masks = data.frames(idx), data.masks(idx)
+    fps = data.fps(int(idx[0]))
+    _write_pair(frames, gt, masks, out_dir, fps, audio, int(data.clips[k]["test_start"]) / fps)
+    head, full = mean_psnr(frames, gt, masks)
+    res = dict(psnr_head=head, psnr_full=full, **used)
+    info = dict(
+        _span_meta(data, k, audio, meta),
+        baseline=name,
+        alpha_source="none (baseline)",
+        **res,
+        note=f"baseline {name}: {BASELINES[name]}, the held-out frame elsewhere (source: the "
+        f"{used['source']}'s training frames); head = pixels of the per-frame head mask; frames as "
+        "written (8-bit).",
     )
     write_json_atomic(out_dir / "test_meta.json", info)
     return res

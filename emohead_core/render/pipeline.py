@@ -223,6 +223,18 @@ def step_driven_clip(
     return res
 
 
+def step_baseline_clip(prepared, sample: str, name: str, audio, out_dir, subject: str) -> dict:
+    """Rule render_baseline: one test clip's held-out span as trivial baseline ``name``
+    (:func:`emohead_core.render.infer.write_baseline_clip`; no model, no torch)."""
+    from .data import load_prepared
+    from .infer import write_baseline_clip
+
+    data = load_prepared(prepared)
+    res = write_baseline_clip(data, sample, name, out_dir, audio=audio, meta=dict(subject=subject))
+    log.info("baseline %s %s / %s: %s", name, subject, sample, json.dumps(res))
+    return res
+
+
 def step_summary(meta_files: list, out_json) -> dict:
     """Rule render_summary: val_psnr.json over the subject's test clips."""
     from .infer import summarise_tests

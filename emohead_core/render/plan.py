@@ -28,6 +28,13 @@ from .. import layout as L
 from ..errors import EmoheadInputError
 
 DEFAULT_SPLIT = {"mode": "clips", "test_fraction": 0.1}
+# trivial baselines of every test span (rule render_baseline, render/infer.py; metrics methods
+# baseline_{name}): nothing learned, the held-out frames' head masks filled from training frames
+BASELINES = {
+    "last_frame": "the clip's last training frame pasted into each held-out frame's head mask",
+    "mean_head": "the per-pixel mean of the clip's training frames' heads pasted into each held-out "
+    "frame's head mask",
+}
 
 
 @dataclass
@@ -298,6 +305,16 @@ class RenderPlan:
             inputs["features"] = self.layout.deps(feats.values())
         return inputs
 
+    def baseline_inputs(self, wildcards) -> dict:
+        """A baseline of a test clip reads only the prepared subject (and the clip's audio)."""
+        sp = self.subject(wildcards.subject)
+        if wildcards.baseline not in BASELINES:
+            raise EmoheadInputError(
+                f"unknown render baseline {wildcards.baseline!r}.", fix=f"use one of {sorted(BASELINES)}."
+            )
+        inputs = self.test_clip_inputs(wildcards)
+        return {"prepared": f"{self.dir(sp.name)}/prepared", "audio": inputs["audio"]}
+
     def clip_features(self, wildcards) -> dict[str, str]:
         """The features stage's v~, e~, gamma~ files of a test clip, when the subject's
         audio-expression model is one this workflow trains (so on these very encoders): the
@@ -329,6 +346,13 @@ class RenderPlan:
         return [
             f"{self.dir(name)}/driven/{v}/{c}/test_meta.json"
             for v in variants
+            for c in self.subject(name).test_clips
+        ]
+
+    def baseline_outputs(self, name: str) -> list[str]:
+        return [
+            f"{self.dir(name)}/baseline/{b}/{c}/test_meta.json"
+            for b in BASELINES
             for c in self.subject(name).test_clips
         ]
 
@@ -387,22 +411,28 @@ class RenderPlan:
                 )
             ]
             out += self.driven_outputs(name)
+            out += self.baseline_outputs(name)
             if self.driven_emotion_videos(name):
                 out.append(f"{self.dir(name)}/driven_emotion.json")
         return out
 
     def metric_pairs(self) -> list[dict]:
         """(generated, ground truth) pairs of every test clip for the metrics stage: method
-        ``ours_gt_alpha`` (rendered from the clip's ground-truth alphas) and ``ours`` /
-        ``ours_{variant}`` (rendered from the clip's audio with its emotion tag); group = subject."""
-        from ..metrics.pairs import driven_method
+        ``ours_gt_alpha`` (rendered from the clip's ground-truth alphas), ``ours`` /
+        ``ours_{variant}`` (rendered from the clip's audio with its emotion tag) and the trivial
+        baselines ``baseline_{name}`` (:data:`BASELINES`); group = subject; ``mask``: the
+        ground-truth frames' head masks (the head-region metrics)."""
+        from ..headmask import MASK_FILE
+        from ..metrics.pairs import baseline_method, driven_method
 
         rows = []
         for name, sp in self.subjects.items():
             d = self.dir(name)
             for c in sp.test_clips:
                 renders = [(driven_method(v), f"{d}/driven/{v}/{c}") for v in self.driven.get(name) or {}]
-                for method, base in renders + [("ours_gt_alpha", f"{d}/test/{c}")]:
+                renders.append(("ours_gt_alpha", f"{d}/test/{c}"))
+                renders += [(baseline_method(b), f"{d}/baseline/{b}/{c}") for b in BASELINES]
+                for method, base in renders:
                     rows.append(
                         dict(
                             method=method,
@@ -413,6 +443,7 @@ class RenderPlan:
                             ground_truth=f"{base}/test_gt.mp4",
                             emotion=sp.emotions[c],
                             meta=f"{base}/test_meta.json",
+                            mask=f"{base}/{MASK_FILE}",
                         )
                     )
         return rows

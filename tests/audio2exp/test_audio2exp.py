@@ -706,3 +706,67 @@ def test_input_manifest_lists_every_clip_file_and_changes_when_one_is_rewritten(
     os.remove(ins["features"][0])
     with pytest.raises(ValueError, match="missing"):
         write_input_manifest(ins, out)
+
+
+def _clip(sid, actor, emotion, alpha, mask=None, split="train"):
+    from emohead_core.audio2exp.data import CorpusClip
+
+    T = len(alpha) if alpha is not None else 3
+    feats = {k: np.zeros((T, 1), np.float32) for k in ("v", "e", "gamma")}
+    a = None if alpha is None else np.asarray(alpha, np.float32)
+    m = None if alpha is None else (np.ones(T, bool) if mask is None else np.asarray(mask, bool))
+    return CorpusClip(sid, actor, emotion, "s1", split, feats, a, m)
+
+
+def test_alpha_baselines_match_hand_computed_rmse():
+    """The three trivial predictors of eval.json on a tiny corpus, against values worked out by
+    hand (within-clip split, test fraction 0.34: the last 2 of 6 frames, the last 1 of 3)."""
+    from emohead_core.audio2exp.baselines import baseline_rmse
+    from emohead_core.audio2exp.data import Corpus, split_corpus
+
+    t = np.arange(6)
+    clips = [
+        # frames 0-3 train (frame 3 undetected: the last training target is frame 2), 4-5 test
+        _clip("A_hap", "A", "happy", np.stack([t, 2 * t], 1), mask=[1, 1, 1, 0, 1, 1]),
+        _clip("B_hap", "B", "happy", [[10, 0], [12, 0], [20, 0]]),  # frames 0-1 train, 2 test
+        _clip("C_sad", "A", "sad", [[-1, -1], [-3, -3], [0, 0]]),
+        _clip("D_aud", "C", "happy", None),  # audio only: never a target
+    ]
+    silence = {k: np.zeros(1, np.float32) for k in ("v", "e", "gamma")}
+    corpus = split_corpus(Corpus(clips, silence, m=2), "within_clip", 0.34)
+    got = baseline_rmse(corpus)
+    # clip training-span means (1, 2), (11, 0), (-2, -2): squared errors 125 + 81 + 8 over 8 values
+    assert got["rmse_baseline_clip_train_mean"] == pytest.approx(np.sqrt(214 / 8))
+    # last training frames (2, 4), (12, 0), (-3, -3): 65 + 64 + 18
+    assert got["rmse_baseline_last_train_frame"] == pytest.approx(np.sqrt(147 / 8))
+    # tag means over the training frames of every clip: happy (5, 1.2), sad (-2, -2)
+    assert got["rmse_baseline_emotion_mean"] == pytest.approx(np.sqrt((124.68 + 226.44 + 8) / 8))
+    assert (
+        got["baselines"]["emotion_mean"]["n_frames"] == 4 and got["baselines"]["emotion_mean"]["n_clips"] == 3
+    )
+    # an undetected training frame is never read; a detected one is
+    clips[0].alpha[3] = [99, 99]
+    assert baseline_rmse(split_corpus(Corpus(clips, silence, m=2), "within_clip", 0.34)) == got
+    clips[1].alpha[0] = [14, 0]
+    moved = baseline_rmse(split_corpus(Corpus(clips, silence, m=2), "within_clip", 0.34))
+    assert moved["rmse_baseline_clip_train_mean"] != got["rmse_baseline_clip_train_mean"]
+    assert moved["rmse_baseline_last_train_frame"] == got["rmse_baseline_last_train_frame"]
+    clips[1].alpha[0] = [10, 0]
+    # a tag without training frames takes the mean of all training frames; a clip without
+    # training targets has no own-clip baseline (left out, counted)
+    clips.append(_clip("E_fea", "B", "fear", [[7, 7], [7, 7], [1, 1]], mask=[0, 0, 1]))
+    got2 = baseline_rmse(split_corpus(Corpus(clips, silence, m=2), "within_clip", 0.34))
+    assert got2["baselines"]["clip_train_mean"]["n_frames"] == 4
+    assert got2["rmse_baseline_clip_train_mean"] == got["rmse_baseline_clip_train_mean"]
+    overall = np.array([0 + 1 + 2 + 10 + 12 - 1 - 3, 0 + 2 + 4 + 0 + 0 - 1 - 3]) / 7
+    ss_e = float(((overall - [1, 1]) ** 2).sum())
+    assert got2["rmse_baseline_emotion_mean"] == pytest.approx(np.sqrt((124.68 + 226.44 + 8 + ss_e) / 10))
+    # samples mode: test clips are held out whole, so no own-clip baseline (None with the reason)
+    held = [
+        _clip("A_hap", "A", "happy", [[1, 1], [3, 3]]),
+        _clip("B_hap", "B", "happy", [[5, 5]], split="test"),
+    ]
+    got3 = baseline_rmse(split_corpus(Corpus(held, silence, m=2), "samples"))
+    assert got3["rmse_baseline_clip_train_mean"] is None and got3["rmse_baseline_last_train_frame"] is None
+    assert "samples" in got3["baselines"]["clip_train_mean"]["note"]
+    assert got3["rmse_baseline_emotion_mean"] == pytest.approx(3.0)  # (2, 2) against (5, 5)

@@ -58,6 +58,9 @@ def built(tmp_path):
             "cremad",
             clip,
             {
+                "SSIM (head)": ssim - 0.1,
+                "PSNR (head)": psnr - 8,
+                "LPIPS (head)": 0.02,
                 "SSIM": ssim,
                 "PSNR": psnr,
                 "M-LMD": 1.0,
@@ -72,6 +75,19 @@ def built(tmp_path):
         )
         paths.append(p)
         fids.append(f)
+    # the trivial render baselines of the same test spans (head-region and full-frame columns)
+    for method, head in [("baseline_last_frame", 26.0), ("baseline_mean_head", 23.0)]:
+        for clip in ("a", "b"):
+            p, f = _clip_rows(
+                tmp_path,
+                method,
+                "cremad",
+                clip,
+                {"SSIM (head)": 0.7, "PSNR (head)": head, "LPIPS (head)": 0.05, "SSIM": 0.95, "PSNR": 33.0},
+                fid_shift=0.5,
+            )
+            paths.append(p)
+            fids.append(f)
     p, f = _clip_rows(tmp_path, "groundtruth", "cremad", "a", {"ER": 80.0, "LSE-C": np.nan})
     paths.append(p)
     (tmp_path / "cremad" / "audio2exp" / "main").mkdir(parents=True)
@@ -79,6 +95,10 @@ def built(tmp_path):
         json.dumps(
             {
                 "rmse_alpha_hat": 0.123,
+                "rmse_baseline_clip_train_mean": 0.391,
+                "rmse_baseline_last_train_frame": 0.223,
+                "rmse_baseline_emotion_mean": None,
+                "baselines": {"emotion_mean": {"note": "n/a: no training frames"}},
                 "model_config": {"d": 128, "d_h": 128, "n": 5},
                 "train_config": {"rho": 0.5},
             }
@@ -124,29 +144,31 @@ def test_main_table_paper_and_measured_rows(built):
     paper = t2[t2["Source"] == "paper"]
     assert list(paper["Method"]) == [n for n, _ in P.TABLE_II]
     ours_paper = paper[paper["Method"] == "Ours"].iloc[0]
-    assert ours_paper["SSIM ↑"] == "0.914" and ours_paper["M/F-LMD ↓"] == "1.191/1.035"
+    assert ours_paper["SSIM (full frame) ↑"] == "0.914" and ours_paper["M/F-LMD ↓"] == "1.191/1.035"
+    # the paper's numbers stay in the paper rows' full-frame columns (the paper gives no mask)
+    assert ours_paper["SSIM (head) ↑"] == "n.r." and ours_paper["FID frames"] == "n.r."
     m = t2[(t2["Source"] == "measured")].set_index("Method")
     ours = m.loc["Ours"]
-    assert ours["PSNR ↑"] == "31.000" and ours["SSIM ↑"] == "0.850"  # mean over the 2 clips
+    assert ours["PSNR (full frame) ↑"] == "31.000" and ours["SSIM (full frame) ↑"] == "0.850"  # 2 clips
     assert ours["M/F-LMD ↓"] == "1.000/2.000"
     assert ours["Sync. ↑"] == NOTE_SYNC  # the n/a cell names the config key
     assert ours["Fidelity ↑"].startswith("n/a")
     # FID pooled over both clips' features: every gen = gt + 1 on 16 dims -> FID = 16
     assert float(ours["FID ↓"]) == pytest.approx(16.0, abs=1e-6)
-    assert m.loc["SadTalker", "SSIM ↑"] == "n/a: set metrics.baselines_dir"
+    assert m.loc["SadTalker", "SSIM (head) ↑"] == "n/a: set metrics.baselines_dir"
     # the proxy is its own column, next to the paper's (OpenFace) AUE, never in it; paper rows: n.r.
     assert ours["AUE (blendshape proxy) ↓"] == "0.050" and ours["AUE ↓"] != "0.050"
     assert ours_paper["AUE (blendshape proxy) ↓"] == "n.r."
     gt = m.loc["Groundtruth"]
-    assert gt["SSIM ↑"] == "-" and gt["ER ↑"] == "80.00" and gt["AUE (blendshape proxy) ↓"] == "-"
+    assert gt["SSIM (head) ↑"] == "-" and gt["ER ↑"] == "80.00" and gt["AUE (blendshape proxy) ↓"] == "-"
     # no MEAD dataset configured: Table I has the paper rows and an explicit n/a row
     t1 = tables["table_I"]
     assert (t1["Source"] == "paper").sum() == len(P.TABLE_I)
-    assert t1[t1["Source"] == "measured"].iloc[0]["SSIM ↑"].startswith("n/a: no MEAD")
+    assert t1[t1["Source"] == "measured"].iloc[0]["SSIM (head) ↑"].startswith("n/a: no MEAD")
     for ext in ("md", "tex", "csv"):
         assert (out / f"table_II.{ext}").stat().st_size > 0
     md = (out / "table_II.md").read_text()
-    assert "| Ours | paper | CREMA-D | 0.914 |" in md and NOTE_SYNC in md
+    assert "| Ours | paper | CREMA-D | n.r. | n.r. | n.r. | 0.914 |" in md and NOTE_SYNC in md
     tex = (out / "table_II.tex").read_text()
     assert "\\begin{tabular}" in tex and "$\\uparrow$" in tex and "n/a: set metrics.syncnet.weights" in tex
     assert pd.read_csv(out / "table_II.csv").shape[1] == t2.shape[1]
@@ -159,16 +181,16 @@ def test_ablation_and_loss_tables(built):
     # obama (a folder dataset) has no rendered clips: no ablation rows of its own
     assert set(t4[t4["Source"] == "measured"]["Dataset"]) == {"cremad"}
     meas = t4[t4["Source"] == "measured"].set_index("Setting")
-    assert meas.loc["Ours", "PSNR ↑"] == "31.000"
-    assert meas.loc["w/o refinement", "SSIM ↑"].startswith("n/a: no clips of ours_wo_refinement")
-    assert meas.loc["w/o refinement", "PSNR ↑"] == "n/a"
-    assert meas.loc["Ours (FaceVerse)", "SSIM ↑"] == "n/a: FaceVerse not available"
+    assert meas.loc["Ours", "PSNR (full frame) ↑"] == "31.000"
+    assert meas.loc["w/o refinement", "SSIM (head) ↑"].startswith("n/a: no clips of ours_wo_refinement")
+    assert meas.loc["w/o refinement", "PSNR (full frame) ↑"] == "n/a"
+    assert meas.loc["Ours (FaceVerse)", "α RMSE ↓"] == "n/a: FaceVerse not available"
     # a row that reuses the main model for a setting it does not have says so; one it has is filled
-    assert meas.loc["d = 512", "SSIM ↑"] == (
+    assert meas.loc["d = 512", "α RMSE ↓"] == (
         "n/a: the main model has d = 128, d_h = 128, not d = 512, d_h = 512 "
         "(train a variant with that setting)"
     )
-    assert meas.loc["n = 5", "PSNR ↑"] == "31.000"
+    assert meas.loc["n = 5", "PSNR (full frame) ↑"] == "31.000"
     t6 = tables["table_VI"]
     assert (t6["Source"] == "paper").sum() == 2 * len(P.TABLE_VI)
     m6 = t6[t6["Source"] == "measured"].set_index("Setting")
@@ -183,6 +205,59 @@ def test_ablation_and_loss_tables(built):
     )
     p6 = t6[(t6["Source"] == "paper") & (t6["Dataset"] == "CREMA-D")].set_index("Setting")
     assert p6.loc["rho = 0.2", "RMSE ↓"] == "0.22"
+
+
+def test_head_region_columns_and_the_trivial_baselines_beside_ours(built):
+    tables, out = built
+    t2 = tables["table_II"]
+    header = list(t2.columns)
+    # the head-region columns come first, the whole-frame ones are labelled
+    assert header[3:8] == [
+        "SSIM (head) ↑",
+        "PSNR (head) ↑",
+        "LPIPS (head) ↓",
+        "SSIM (full frame) ↑",
+        "PSNR (full frame) ↑",
+    ]
+    assert "LPIPS (full frame) ↓" in header and "SSIM ↑" not in header and "PSNR ↑" not in header
+    m = t2[t2["Source"] == "measured"].set_index("Method")
+    assert m.loc["Ours", "PSNR (head) ↑"] == "23.000" and m.loc["Ours", "LPIPS (head) ↓"] == "0.0200"
+    last, mean = m.loc["Last training frame"], m.loc["Mean training head"]
+    assert last["PSNR (head) ↑"] == "26.000" and mean["PSNR (head) ↑"] == "23.000"
+    assert last["PSNR (full frame) ↑"] == "33.000" and last["SSIM (head) ↑"] == "0.700"
+    # the FID cell states its frame count: 2 clips x 6 frames pooled; gen = gt + 0.5 on 16 dims
+    assert last["FID frames"] == "12" and float(last["FID ↓"]) == pytest.approx(4.0, abs=1e-6)
+    assert m.loc["Ours", "FID frames"] == "12" and m.loc["Groundtruth", "FID frames"] == "-"
+    assert list(m.index)[-1] == "Groundtruth"  # under the methods and baselines of this run
+    # per test clip: the renders and the baselines side by side
+    pc = pd.read_csv(out / "per_clip.csv", dtype=str)
+    assert list(pc["Method"][pc["Clip"] == "a"]) == ["Ours", "Last training frame", "Mean training head"]
+    row = pc[(pc["Clip"] == "b") & (pc["Method"] == "Last training frame")].iloc[0]
+    assert row["PSNR (head) ↑"] == "26.000" and row["PSNR (full frame) ↑"] == "33.000"
+    assert "Groundtruth" not in set(pc["Method"])  # no head masks: not a render of a test span
+    assert "| cremad | a | Ours |" in (out / "per_clip.md").read_text()
+
+
+def test_alpha_rmse_beside_the_trivial_predictors(built):
+    tables, _ = built
+    t4 = tables["table_IV"]
+    meas = t4[t4["Source"] == "measured"].set_index("Setting")
+    assert meas.loc["Ours", "α RMSE ↓"] == "0.123" and meas.loc["n = 5", "α RMSE ↓"] == "0.123"
+    assert meas.loc["w/o refinement", "α RMSE ↓"].startswith("n/a: no ")  # variant not trained
+    assert meas.loc["α baseline: clip's training-span mean", "α RMSE ↓"] == "0.391"
+    assert meas.loc["α baseline: last training frame, held", "α RMSE ↓"] == "0.223"
+    assert meas.loc["α baseline: emotion tag's training mean", "α RMSE ↓"] == "n/a: no training frames"
+    assert meas.loc["α baseline: last training frame, held", "PSNR (head) ↑"] == "-"
+    # the render baselines' image columns in Table IV too, without an RMSE
+    assert meas.loc["Last training frame", "PSNR (head) ↑"] == "26.000"
+    assert meas.loc["Last training frame", "α RMSE ↓"] == "-"
+    # paper rows: no RMSE in the paper's Table IV
+    assert set(t4[t4["Source"] == "paper"]["α RMSE ↓"]) == {"n.r."}
+    tex = TB.to_latex(t4)
+    assert "$\\alpha$ RMSE $\\downarrow$" in tex and "α" not in tex
+    m6 = tables["table_VI"][tables["table_VI"]["Source"] == "measured"].set_index("Setting")
+    assert m6.loc["α baseline: clip's training-span mean", "RMSE ↓"] == "0.39"
+    assert m6.loc["α baseline: last training frame, held", "M/F-LMD ↓"] == "-"
 
 
 def test_ablation_rows_of_a_rendered_subject_dataset(tmp_path):
@@ -207,8 +282,9 @@ def test_ablation_rows_of_a_rendered_subject_dataset(tmp_path):
     t4 = TB.build_all(paths, fids, spec, tmp_path, tmp_path / "tables")["table_IV"]
     meas = t4[t4["Source"] == "measured"].set_index("Setting")
     assert set(meas["Dataset"]) == {"obama"}
-    assert meas.loc["Ours", "PSNR ↑"] == "30.000" and meas.loc["w/o refinement", "PSNR ↑"] == "27.000"
-    assert meas.loc["d = 256", "SSIM ↑"].startswith("n/a: no clips of ours_d256")
+    assert meas.loc["Ours", "PSNR (full frame) ↑"] == "30.000"
+    assert meas.loc["w/o refinement", "PSNR (full frame) ↑"] == "27.000"
+    assert meas.loc["d = 256", "SSIM (head) ↑"].startswith("n/a: no clips of ours_d256")
 
 
 def test_human_sheet_round_trip(tmp_path):

@@ -148,6 +148,11 @@ def test_test_outputs_and_psnr_files(tmp_path):
     assert meta["alpha_source"] == "ground truth"
     for name in ("test_render.mp4", "test_gt.mp4"):
         assert len(media.read_frames(sdir / "test" / "s" / name)) == 2
+    # the ground-truth frames' head masks beside the videos (the metrics' head region)
+    from emohead_core.headmask import load_masks
+
+    assert meta["mask"] == "test_mask.npz"
+    assert np.array_equal(load_masks(sdir / "test" / "s" / "test_mask.npz"), data.masks(data.test_idx))
     assert res["psnr_head"] > res["baseline_psnr_head"]
     summary = summarise_tests([sdir / "test" / "s" / "test_meta.json"], sdir / "val_psnr.json")
     assert summary["n_clips"] == 1 and summary["val_psnr_head"] == pytest.approx(res["psnr_head"])
@@ -202,6 +207,9 @@ def test_driven_clip_renders_the_test_span_from_the_clips_audio(tmp_path, mirror
     for name in ("test_render.mp4", "test_gt.mp4"):
         info = media.probe(out / name)
         assert len(media.read_frames(out / name)) == len(val) and info.has_audio, name
+    from emohead_core.headmask import load_masks
+
+    assert np.array_equal(load_masks(out / "test_mask.npz"), data.masks(val))
     assert not list(out.glob(".*"))  # the cut audio segment is removed
     # feature frame counts may differ by one from the video's: cut or edge-padded
     a = np.arange(6, dtype=np.float32).reshape(3, 2)

@@ -454,14 +454,21 @@ def test_metric_pairs_per_test_clip_reach_the_tables(tmp_path):
 
     plan = _plan({"p1": {"dataset": "cremad", "actor": "1001", "split": "within_clip"}})
     pairs = build_pairs({}, {}, {}, "res", plan.metric_pairs())
-    assert (
-        len(pairs) == 4 * 3
-    )  # 4 test spans (within_clip keeps every clip) x (ours, ours_d256, ours_gt_alpha)
+    # 4 test spans (within_clip keeps every clip) x (ours, ours_d256, ours_gt_alpha and the two
+    # trivial baselines)
+    assert len(pairs) == 4 * 5
     row = pairs[(pairs["method"] == "ours") & (pairs["clip"] == "1001_happy")].iloc[0]
     assert row["group"] == "p1" and row["dataset"] == "cremad" and row["emotion"] == "happy"
     assert row["generated"] == "res/render/p1/driven/main/1001_happy/test_render.mp4"
+    assert row["mask"] == "res/render/p1/driven/main/1001_happy/test_mask.npz"
     gt = pairs[(pairs["method"] == "ours_gt_alpha") & (pairs["clip"] == "1001_sad")].iloc[0]
     assert gt["generated"] == "res/render/p1/test/1001_sad/test_render.mp4"
+    for b in ("last_frame", "mean_head"):
+        r = pairs[(pairs["method"] == f"baseline_{b}") & (pairs["clip"] == "1001_sad")].iloc[0]
+        base = f"res/render/p1/baseline/{b}/1001_sad"
+        assert (r["generated"], r["ground_truth"]) == (f"{base}/test_render.mp4", f"{base}/test_gt.mp4")
+        assert r["mask"] == f"{base}/test_mask.npz" and r["meta"] == f"{base}/test_meta.json"
+        assert f"{base}/test_meta.json" in plan.targets()
     assert plan.emotion_control_files() == {
         "cremad": ["res/render/p1/emotion_control.json", "res/render/p1/driven_emotion.json"]
     }
