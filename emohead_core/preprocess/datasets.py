@@ -579,6 +579,18 @@ def _probe_row(v: Entry | None, a: Entry | None, cache: DurationCache, reject: R
     unreadable, has no video stream (a video) or no audio stream (the speech source)."""
     info = {}
     for entry in dict.fromkeys(x for x in (v, a) if x is not None):
+        if "{" in str(entry.rel) or "}" in str(entry.rel):  # every path made from it would be a pattern
+            reject(
+                entry,
+                EmoheadInputError(
+                    "its name holds '{' or '}', which Snakemake reads as a wildcard in every output "
+                    "path made from the sample id.",
+                    path=entry.local,
+                    fix="rename the file (and its folder) without braces, e.g. with ( ) instead, or list "
+                    "it in datasets.<name>.exclude.",
+                ),
+            )
+            return None
         try:
             info[entry] = cache.info(entry.local)
         except EmoheadInputError as err:
