@@ -215,6 +215,13 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise EmoheadInputError(
             f"the config file holds a {type(cfg).__name__}, not keys at the top level.", path=path, fix=fix
         )
+    if cfg.get("__use_yte__"):
+        raise EmoheadInputError(
+            "the config file uses Snakemake's YAML templating (__use_yte__: true), whose expressions are "
+            "Python code; emohead reads config files without running code (docs/reliability.md).",
+            path=path,
+            fix="pass a config file with plain values (e.g. the values the template gives).",
+        )
     return cfg
 
 

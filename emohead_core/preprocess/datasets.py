@@ -584,7 +584,7 @@ def _probe_row(v: Entry | None, a: Entry | None, cache: DurationCache, reject: R
                 entry,
                 EmoheadInputError(
                     "its name holds '{' or '}', which Snakemake reads as a wildcard in every output "
-                    "path made from the sample id.",
+                    "path made from the sample id: rename it without braces.",
                     path=entry.local,
                     fix="rename the file (and its folder) without braces, e.g. with ( ) instead, or list "
                     "it in datasets.<name>.exclude.",
