@@ -92,7 +92,10 @@ def _run_render(args) -> int:
     intensity = load_intensity(args.intensity)
     _check_intensity(intensity)
     hyper = args.hyperplanes or info.get("hyperplanes")
-    have = load_hyperplanes(hyper) if hyper else None  # a damaged (NaN) file fails here, before any work
+    # checked (a damaged, e.g. NaN, file fails here, before any work) when given or used: by a
+    # timeline, or by the audio model's neutral edit
+    used = bool(args.hyperplanes or args.timeline or not args.alpha)
+    have = load_hyperplanes(hyper) if hyper and used else None
     if args.timeline:  # every tag checked before any work
         if not hyper:
             raise EmoheadInputError(

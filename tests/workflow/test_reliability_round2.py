@@ -123,10 +123,11 @@ def test_nan_hyperplanes_fail_naming_the_file_with_or_without_timeline(subject, 
         rc, err = _render(capsys, *common, "--hyperplanes", str(bad), *extra)
         assert rc == 2 and str(bad) in err and "'sad'" in err and "finite" in err and "Fix:" in err
         assert not out.exists()
-    # the subject's own hyperplanes (subject.json) damaged the same way: refused too
+    # the subject's own hyperplanes (subject.json) damaged the same way, used by the audio
+    # model's neutral edit (no --alpha): refused before the model is looked for
     (sdir / "subject.json").write_text(json.dumps({"hyperplanes": bad.name}))
-    rc, err = _render(capsys, *common)
-    assert rc == 2 and str(bad.resolve()) in err and not out.exists()
+    rc, err = _render(capsys, *[a for a in common if a not in ("--alpha", str(alpha))])
+    assert rc == 2 and str(bad.resolve()) in err and "finite" in err and not out.exists()
 
 
 def test_non_finite_expression_codes_or_weights_never_render_a_black_head(subject, sdir, capsys, tmp_path):
