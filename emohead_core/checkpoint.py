@@ -9,8 +9,10 @@ message naming it, never executed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import EmoheadInputError
@@ -39,3 +41,25 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu", what: str = 
             path=path,
             fix="the file is truncated or not a PyTorch checkpoint; retrain it.",
         ) from e
+
+
+@contextlib.contextmanager
+def building_from(path: str | os.PathLike, *, what: str = "checkpoint", fix: str = "") -> Iterator[None]:
+    """Errors while a model is built from a loaded checkpoint (an entry missing, weights whose
+    sizes do not fit the model settings stored beside them: a file of another version, edited,
+    or of other software) become an :class:`EmoheadInputError` naming the file, not a
+    ``size mismatch`` traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+        if isinstance(e, EmoheadInputError):
+            raise
+        detail = " ".join(str(e).split())[:300]
+        kind = "weights that do not fit its model settings" if "size mismatch" in detail else "a wrong layout"
+        raise EmoheadInputError(
+            f"this {what} has {kind} ({type(e).__name__}: {detail}).",
+            path=path,
+            fix=fix
+            or "use a file written by this pipeline's training rule (retrain it with the current "
+            "settings); do not mix model files of other settings or versions.",
+        ) from None

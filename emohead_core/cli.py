@@ -73,10 +73,8 @@ def _check_intensity(intensity) -> None:
 def _run_render(args) -> int:
     from pathlib import Path
 
-    import numpy as np
-
     from .emotion_edit import parse_timeline
-    from .errors import EmoheadInputError
+    from .errors import EmoheadInputError, EmoheadOutputError
     from .expression.hyperplanes import load_hyperplanes
 
     sdir = Path(args.subject_dir)
@@ -94,12 +92,15 @@ def _run_render(args) -> int:
     intensity = load_intensity(args.intensity)
     _check_intensity(intensity)
     hyper = args.hyperplanes or info.get("hyperplanes")
+    # checked (a damaged, e.g. NaN, file fails here, before any work) when given or used: by a
+    # timeline, or by the audio model's neutral edit
+    used = bool(args.hyperplanes or args.timeline or not args.alpha)
+    have = load_hyperplanes(hyper) if hyper and used else None
     if args.timeline:  # every tag checked before any work
         if not hyper:
             raise EmoheadInputError(
                 "--timeline needs hyperplanes.", fix="pass --hyperplanes <hyperplanes.json>."
             )
-        have = load_hyperplanes(hyper)
         unknown = sorted({z for _, z in parse_timeline(args.timeline) if z not in have})
         if unknown:
             raise EmoheadInputError(
@@ -107,6 +108,8 @@ def _run_render(args) -> int:
                 path=hyper,
                 fix="use those emotion names in the timeline.",
             )
+    out = _check_out(args.out)
+    alpha_in = _load_alpha(args.alpha) if args.alpha else None
     model = None
     if not args.alpha:
         model = args.audio2exp or info.get("audio2exp")
@@ -129,7 +132,7 @@ def _run_render(args) -> int:
     pose_clip(data, args.pose_clip)  # an unknown --pose-clip fails here, before the audio model runs
     fps = data.fps()
     if args.alpha:
-        alpha = np.load(args.alpha, allow_pickle=False).astype(np.float32)
+        alpha = alpha_in
         if args.timeline:
             alpha = timeline_alphas(
                 alpha, args.timeline, hyper, intensity=intensity, fps=fps, ramp_s=args.ramp
@@ -151,20 +154,83 @@ def _run_render(args) -> int:
             emotion=None if args.timeline else "neutral",
         )
         alpha = pred.alpha_hat
-    render_clip(
-        renderer,
-        data,
-        alpha,
-        args.out,
-        audio=args.audio,
-        fps=fps,
-        pose_mode=args.pose,
-        still=args.still_frame,
-        yaw_sweep_deg=args.yaw_sweep,
-        pose_from=args.pose_clip,
-    )
-    print(f"wrote {args.out} ({len(alpha)} frames)")
+    try:
+        render_clip(
+            renderer,
+            data,
+            alpha,
+            out,
+            audio=args.audio,
+            fps=fps,
+            pose_mode=args.pose,
+            still=args.still_frame,
+            yaw_sweep_deg=args.yaw_sweep,
+            pose_from=args.pose_clip,
+        )
+    except EmoheadOutputError as e:  # the fix is about --out, not results_dir
+        raise _out_error(out, e.reason, str(e)) from None
+    print(f"wrote {out} ({len(alpha)} frames)")
     return 0
+
+
+def _out_error(out, reason: str, detail: str = ""):
+    from .errors import EmoheadOutputError
+    from .io import OUTPUT_FAULTS
+
+    what = OUTPUT_FAULTS.get(reason, ("cannot write there", ""))[0]
+    return EmoheadOutputError(
+        f"cannot write --out: {what}." + (f" ({detail.strip()[:300]})" if detail else ""),
+        path=out,
+        fix="pass --out a path in a writable directory with free space (nothing was written).",
+        reason=reason,
+    )
+
+
+def _check_out(path: str):
+    """--out: an mp4 path whose directory can be written, checked before any work (a render of
+    minutes of audio must not fail at its end): a file is created there and removed."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .errors import EmoheadInputError
+    from .io import output_fault
+
+    out = Path(path)
+    if out.is_dir():
+        raise EmoheadInputError("--out is a directory.", path=out, fix="pass a file name, e.g. out.mp4.")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".check", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        fault = output_fault(e, out)
+        raise _out_error(out, fault.reason if fault is not None else "read_only", str(e)) from None
+    return out
+
+
+def _load_alpha(path: str):
+    """--alpha: a (T, m) .npy of finite numbers."""
+    import numpy as np
+
+    from .errors import EmoheadInputError
+
+    fix = "pass a (T, 10) float .npy of alpha_tilde (one row per output frame)."
+    try:
+        a = np.load(path, allow_pickle=False)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"holds {a.dtype} values, not numbers")
+    except (ValueError, OSError, EOFError) as e:
+        raise EmoheadInputError(
+            f"--alpha: not a readable array of numbers ({e}).", path=path, fix=fix
+        ) from None
+    a = np.asarray(a, np.float32)
+    if a.ndim != 2 or len(a) == 0:
+        raise EmoheadInputError(f"--alpha: shape {a.shape}, need (T, 10) with T > 0.", path=path, fix=fix)
+    if not np.isfinite(a).all():
+        raise EmoheadInputError("--alpha: holds NaN or inf values.", path=path, fix=fix)
+    return a
 
 
 def _add_stashes(sub) -> None:
@@ -197,7 +263,28 @@ def _run_stashes(args) -> int:
     return 0
 
 
-SUBCOMMANDS = [_add_render, _add_stashes]
+def _add_check_config(sub) -> None:
+    p = sub.add_parser(
+        "check-config",
+        help="check config files as the workflow does at start, naming the file of any error",
+        description="Reads config/config.yaml and the given files (as snakemake --configfile "
+        "config/config.yaml FILE ... merges them) and checks every key and value against "
+        "config/schema.yaml. Snakemake reads --configfile before the workflow starts and does not "
+        "name the file when one is not valid YAML or is empty; this command does.",
+    )
+    p.add_argument("files", nargs="*", help="config files (overrides of config/config.yaml)")
+    p.set_defaults(func=_run_check_config)
+
+
+def _run_check_config(args) -> int:
+    from .config import check_config_files
+
+    check_config_files(*args.files)
+    print(f"config OK: config/config.yaml {' '.join(args.files)}".rstrip())
+    return 0
+
+
+SUBCOMMANDS = [_add_render, _add_stashes, _add_check_config]
 
 
 def main(argv: list[str] | None = None) -> int:

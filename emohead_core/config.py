@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,26 +139,44 @@ def check_unknown_keys(cfg: dict, schema: dict | None = None) -> None:
     )
 
 
+def non_finite_values(cfg: Any, path: tuple = ()) -> Iterator[tuple[tuple, float]]:
+    """(path, value) of every NaN or infinite number in ``cfg`` (YAML ``.nan``, ``.inf``): JSON
+    schema range checks compare with ``<`` / ``>``, which NaN always passes."""
+    if isinstance(cfg, float) and not math.isfinite(cfg):
+        yield path, cfg
+    elif isinstance(cfg, dict):
+        for k, v in cfg.items():
+            yield from non_finite_values(v, (*path, k))
+    elif isinstance(cfg, (list, tuple)):
+        for i, v in enumerate(cfg):
+            yield from non_finite_values(v, (*path, i))
+
+
 def check_values(cfg: dict, schema: dict | None = None) -> None:
-    """Raise :class:`EmoheadInputError` naming every key whose value the schema rejects."""
+    """Raise :class:`EmoheadInputError` naming every key whose value the schema rejects, and
+    every NaN / infinite number (every number of the schema has a finite range)."""
     from jsonschema import Draft202012Validator
 
+    schema = schema or load_schema()
+    bad = [(p, f"{v} is not a finite number") for p, v in non_finite_values(cfg)]
     errors = sorted(
-        Draft202012Validator(schema or load_schema()).iter_errors(cfg),
+        Draft202012Validator(schema).iter_errors(cfg),
         key=lambda e: list(map(str, e.absolute_path)),
     )
-    if not errors:
+    for e in errors:
+        if not any(tuple(e.absolute_path) == p for p, _ in bad):
+            desc = e.schema.get("description") if isinstance(e.schema, dict) else None
+            bad.append((tuple(e.absolute_path), e.message + (f" ({desc})" if desc else "")))
+    if not bad:
         return
-    lines = []
-    for e in errors[:MAX_REPORTED]:
-        desc = e.schema.get("description") if isinstance(e.schema, dict) else None
-        lines.append(f"  {_key(tuple(e.absolute_path))}: {e.message}" + (f" ({desc})" if desc else ""))
-    if len(errors) > MAX_REPORTED:
-        lines.append(f"  ... and {len(errors) - MAX_REPORTED} more")
+    bad.sort(key=lambda b: list(map(str, b[0])))
+    lines = [f"  {_key(path)}: {msg}" for path, msg in bad[:MAX_REPORTED]]
+    if len(bad) > MAX_REPORTED:
+        lines.append(f"  ... and {len(bad) - MAX_REPORTED} more")
     raise EmoheadInputError(
-        f"{len(errors)} invalid config value(s):\n" + "\n".join(lines) + "\n",
-        path=f"config {_key(tuple(errors[0].absolute_path))}",
-        fix="correct the values above; config/schema.yaml describes every key.",
+        f"{len(bad)} invalid config value(s):\n" + "\n".join(lines) + "\n",
+        path=f"config {_key(bad[0][0])}",
+        fix="correct the values above (each key's range and meaning: config/schema.yaml).",
     )
 
 
@@ -172,12 +191,53 @@ def validate_config(cfg: dict) -> dict:
     return cfg
 
 
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """One config file as a mapping; a file that is missing, not YAML, empty or not a mapping is
+    an :class:`EmoheadInputError` naming it (and the line of a YAML error)."""
+    path = Path(path)
+    fix = "write the config as YAML keys at the top level (see config/config.yaml), or drop the file."
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise EmoheadInputError("config file not found.", path=path, fix="check the path.") from None
+    except UnicodeDecodeError as e:
+        raise EmoheadInputError(f"not a text file ({e}).", path=path, fix=fix) from None
+    try:
+        cfg = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise EmoheadInputError(f"not valid YAML{at}: {problem}.", path=path, fix=fix) from None
+    if cfg is None:
+        raise EmoheadInputError("the config file is empty.", path=path, fix=fix)
+    if not isinstance(cfg, dict):
+        raise EmoheadInputError(
+            f"the config file holds a {type(cfg).__name__}, not keys at the top level.", path=path, fix=fix
+        )
+    if cfg.get("__use_yte__"):
+        raise EmoheadInputError(
+            "the config file uses Snakemake's YAML templating (__use_yte__: true), whose expressions are "
+            "Python code; emohead reads config files without running code (docs/reliability.md).",
+            path=path,
+            fix="pass a config file with plain values (e.g. the values the template gives).",
+        )
+    return cfg
+
+
+def check_config_files(*paths: str | os.PathLike) -> dict[str, Any]:
+    """What the workflow checks at start, for config files given as ``snakemake --configfile
+    <paths>`` (after config/config.yaml): each file read (naming a file that is not YAML, empty,
+    or not a mapping), then the merged config's keys and values. Returns the merged config."""
+    return load_config(*paths)
+
+
 def load_config(*paths: str | os.PathLike, validate: bool = True) -> dict[str, Any]:
     """Load config/config.yaml plus overrides, validated against config/schema.yaml (with
     defaults filled in) exactly as the Snakefile does."""
-    cfg: dict[str, Any] = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    cfg: dict[str, Any] = read_config_file(REPO_ROOT / "config" / "config.yaml")
     for p in paths:
-        cfg = deep_update(cfg, yaml.safe_load(Path(p).read_text()) or {})
+        cfg = deep_update(cfg, read_config_file(p))
     if validate:
         validate_config(cfg)
     apply_env_overrides(cfg)

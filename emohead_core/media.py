@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import queue
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -222,19 +224,52 @@ def iter_frames(
 # track, encoder priming) before the file counts as truncated: max(0.5 s, 5 % of the duration).
 TRUNCATION_SLACK_S = 0.5
 TRUNCATION_SLACK_FRACTION = 0.05
+# ... and this much before the end its own stream's index declares (mp4 / mov: the index holds
+# each stream's duration): resampling to the crop rate and encoder priming stay well inside it
+STREAM_SLACK_S = 0.2
+STREAM_SLACK_FRACTION = 0.03
+
+
+def stream_end_s(path: str | os.PathLike, kind: str) -> float | None:
+    """End (start + duration, seconds) of the first ``kind`` ("video" / "audio") stream as an
+    mp4 / mov index declares it, without decoding; None for other containers (flv, Matroska /
+    webm have no per-stream length, an mp3's is estimated) or a file that cannot be opened."""
+    try:
+        import av
+    except ImportError:  # pragma: no cover - pinned in requirements.txt
+        return None
+    try:
+        with av.open(str(path)) as c:
+            if "mp4" not in c.format.name and "mov" not in c.format.name:
+                return None  # only mp4 / mov indexes state each stream's exact length (mp3: estimated)
+            for st in c.streams:
+                if st.type == kind and st.duration and st.time_base:
+                    return float(((st.start_time or 0) + st.duration) * st.time_base)
+    except Exception:  # av raises its own error types for unreadable files: no declaration
+        return None
+    return None
 
 
 def check_decoded_duration(path: str | Path, decoded_s: float, declared_s: float | None, what: str) -> None:
-    """Fail when decoding ``path`` gave clearly less ``what`` ("video" / "audio") than the
-    container declares: a file truncated after its index (an mp4 with the moov atom first, cut
-    short) decodes without an error, only shorter."""
-    if not declared_s or declared_s <= 0:
+    """Fail when decoding ``path`` gave clearly less ``what`` ("video" / "audio") than the file
+    declares: a file truncated after its index (an mp4 with the moov atom first, cut short)
+    decodes without an error, only shorter. Compared with the stream's own declared end where
+    the index has it (:func:`stream_end_s`, :data:`STREAM_SLACK_S`), else with the container's
+    duration ``declared_s`` (:data:`TRUNCATION_SLACK_S`)."""
+    stream = stream_end_s(path, what) if Path(path).is_file() else None
+    if stream:
+        declared, slack = stream, max(STREAM_SLACK_S, STREAM_SLACK_FRACTION * stream)
+        whose = f"its {what} stream declares"
+    elif declared_s and declared_s > 0:
+        declared, slack = declared_s, max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * declared_s)
+        whose = "the file declares"
+    else:
         return
-    slack = max(TRUNCATION_SLACK_S, TRUNCATION_SLACK_FRACTION * declared_s)
-    if decoded_s < declared_s - slack:
+    if decoded_s < declared - slack:
         raise EmoheadInputError(
-            f"decoded only {decoded_s:.2f} s of {what} but the file declares {declared_s:.2f} s: it is "
-            "truncated or damaged (e.g. an interrupted download or copy).",
+            f"decoded only {decoded_s:.2f} s of {what} but {whose} {declared:.2f} s "
+            f"({decoded_s / declared:.0%}): it is truncated or damaged (e.g. an interrupted download "
+            "or copy).",
             path=path,
             fix="re-download or re-copy the file (or re-encode it from a good source), or list it in "
             "datasets.<name>.exclude.",
@@ -341,12 +376,16 @@ def write_video(
 ) -> None:
     """Encode frames (T, H, W, 3 uint8, BGR by default) as H.264 mp4, optionally muxing audio.
 
-    Written atomically. Height and width must be even (yuv420p).
+    ``frames`` may be any iterable (e.g. a generator rendering them): each frame is handed to
+    ffmpeg as it comes, so memory does not grow with the number of frames. An error raised by
+    the iterable stops ffmpeg and leaves no file. Written atomically. Height and width must be
+    even (yuv420p).
     """
-    frames = list(frames)
-    if not frames:
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
         raise ValueError(f"no frames to write to {path}")
-    h, w = frames[0].shape[:2]
+    h, w = first.shape[:2]
     with atomic_path(path) as tmp:
         args = [
             ffmpeg_exe(),
@@ -383,18 +422,30 @@ def write_video(
             "+faststart",
             str(tmp),
         ]
-        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        # stderr to a file: a pipe nobody reads while frames stream could fill and block ffmpeg
+        errlog = tempfile.TemporaryFile()
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=errlog)
         assert proc.stdin is not None
         broken = False
         try:
-            for f in frames:
+            for f in itertools.chain([first], it):
+                if f.shape[:2] != (h, w):
+                    raise ValueError(f"frame of size {f.shape[:2]} after frames of {(h, w)} for {path}")
                 proc.stdin.write(np.ascontiguousarray(f, dtype=np.uint8).tobytes())
         except BrokenPipeError:  # ffmpeg stopped (e.g. disk full): its message says why
             broken = True
+        except BaseException:  # the frames' producer failed: no file
+            proc.kill()
+            proc.wait()
+            errlog.close()
+            raise
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.wait() != 0 or broken:
+        rc = proc.wait()
+        errlog.seek(0)
+        err = errlog.read().decode(errors="replace")
+        errlog.close()
+        if rc != 0 or broken:
             _raise_if_output_fault(err, str(tmp))
             raise RuntimeError(f"ffmpeg failed writing {path}: {err[-400:]}")
 

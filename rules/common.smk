@@ -14,9 +14,12 @@
 #   batch_runtime(SAMPLES, minutes_per_clip)  SLURM runtime of an actor batch
 #   PLANS.<stage>          parse-time plan of each stage (emohead_core/<stage>/plan.py): the
 #                          rules' input functions, params and TARGETS[stage]
+import sys
+
 from emohead_core import assets as ehassets
 from emohead_core import config as ehconfig
 from emohead_core import layout as ehlayout
+from emohead_core import runlock as ehrunlock
 from emohead_core.plan import SampleIndex, alternation, batch_runtime, build_plans
 from emohead_core.preprocess import datasets as ehdatasets
 
@@ -28,6 +31,11 @@ RESULTS = config["results_dir"]
 RESOURCES = config["resources_dir"]
 LOGS = config["logs_dir"]
 BENCH = config["benchmarks_dir"]
+
+# `snakemake --unlock` while a run holds the results directory (rules/cluster.smk) would remove
+# that live run's Snakemake lock: refused, naming the holder (emohead_core/runlock.py)
+if workflow.is_main_process and "--unlock" in sys.argv:
+    ehrunlock.refuse_unlock_while_held(RESULTS)
 
 ASSET_MANIFEST = ehassets.load_manifest()
 

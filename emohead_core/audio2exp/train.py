@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import building_from, load_checkpoint
 from ..emotion_edit import refine
 from ..io import atomic_path
 from ..loss_curves import write_loss_curves
@@ -273,12 +273,18 @@ def load_model(path: str | Path) -> tuple[torch.nn.Module, dict]:
             fix="train it: snakemake results/<dataset>/audio2exp/<variant>/model.pt",
         )
     payload = load_checkpoint(path, what="audio2exp model")
-    if "state_dict" not in payload:  # a checkpoint
-        payload = {"model_config": payload["model_config"], "state_dict": payload["model"], **payload["meta"]}
-    mcfg = ModelConfig.from_dict(payload["model_config"])
-    model = build_model(mcfg)
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
+    fix = "train it with the current settings: snakemake results/<dataset>/audio2exp/<variant>/model.pt"
+    with building_from(path, what="audio2exp model", fix=fix):
+        if "state_dict" not in payload:  # a checkpoint
+            payload = {
+                "model_config": payload["model_config"],
+                "state_dict": payload["model"],
+                **payload["meta"],
+            }
+        mcfg = ModelConfig.from_dict(payload["model_config"])
+        model = build_model(mcfg)
+        model.load_state_dict(payload["state_dict"])
+        model.eval()
     return model, payload
 
 

@@ -5,10 +5,10 @@ Where the face is (``expression.face_boxes``):
 * ``preprocess`` (default, :func:`fit_frames_from_boxes`): the face boxes preprocessing
   already found on the source frames (``crop/{sample}.boxes.parquet``: detected every
   ``preprocess.detect_every`` frames, interpolated in between) are mapped into the crop and
-  seed a two-pass fit (box ROI, then landmark ROI) on every frame, batched over frames; the
-  crop is not searched again. Frames where preprocessing checked and found no face are
-  tracked from the previous frame's landmarks, or, without a previous fit (or with a tracked
-  ROI under upstream's 2020 px^2), searched with FaceBoxes on the crop frame.
+  seed a two-pass fit (box ROI, then landmark ROI) on every frame with a face, batched over
+  frames; the crop is not searched again. Frames where preprocessing found no face
+  (``boxes.parquet`` column ``face``, decided per frame) are searched with FaceBoxes on the
+  crop frame; without a detection there they get no fit (``detected`` False).
 * ``detect`` (:func:`fit_frames`, also used on generated frames by the metrics): FaceBoxes on
   the frames, with ``detect_every`` = k:
 
@@ -19,14 +19,20 @@ Where the face is (``expression.face_boxes``):
     frame's landmarks. A tracked ROI smaller than upstream's 2020 px^2 area, or a frame without
     previous landmarks, triggers detection.
 
-Frames where no face can be fitted get their values linearly interpolated from the nearest
-fitted frames (``detected`` False, ``roi_source`` 0); a clip without any face is an error.
+``detected`` is the per-frame face presence: the detector's answer where it ran, and for a
+frame between detector runs (tracked, or seeded by an interpolated box) whether the runs on
+both sides found a face. A tracked frame without a face keeps its fit but is not ``detected``;
+every fit and training set (hyperplanes, audio2exp targets, renderer training frames) uses only
+``detected`` frames. Frames where no face can be fitted get their values linearly interpolated
+from the nearest fitted frames (``detected`` False, ``roi_source`` 0); a clip without any face
+is an error.
 Frames are decoded in a reader thread (:func:`emohead_core.media.prefetch`), so decoding
 overlaps the regression.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -46,6 +52,8 @@ from .schema import (
     SCHEMA_VERSION,
     write_expression,
 )
+
+log = logging.getLogger(__name__)
 
 MIN_TRACK_AREA = 2020.0  # upstream demo_video.py re-detects below this ROI area (px^2)
 
@@ -78,11 +86,13 @@ def _empty_fit(n: int) -> tuple[np.ndarray, ...]:
 
 def _fit_chunk_detecting(fm: FaceModel, imgs: list[np.ndarray], prev: np.ndarray | None):
     """detect_every 1: FaceBoxes on every frame, batched; a frame without a face is tracked from
-    the previous frame's landmarks when that frame was fitted. Returns the chunk's arrays and
-    the landmarks the next chunk may track from."""
+    the previous frame's landmarks when that frame was fitted. Returns the chunk's arrays (with
+    per frame: detection tried, face found) and the landmarks the next chunk may track from."""
     n = len(imgs)
-    params, lms, rois, boxes, source = arrays = _empty_fit(n)
+    params, lms, rois, boxes, source = _empty_fit(n)
     dets = fm.detect_batch(imgs)
+    tried, found = np.ones(n, bool), np.array([len(b) > 0 for b in dets])
+    arrays = (params, lms, rois, boxes, source, tried, found)
     idx = [j for j, b in enumerate(dets) if len(b)]
     if idx:
         bxs = np.stack([dets[j][0] for j in idx])
@@ -103,7 +113,9 @@ def _fit_chunk_tracking(fm: FaceModel, imgs: list[np.ndarray], prev: np.ndarray 
     """detect_every k > 1: landmark tracking from the last fitted frame, FaceBoxes every k-th
     frame (``t0``: index of the chunk's first frame in the clip) and whenever the tracked ROI is
     too small; a frame without a face is tracked when there is something to track."""
-    params, lms, rois, boxes, source = arrays = _empty_fit(len(imgs))
+    params, lms, rois, boxes, source = _empty_fit(len(imgs))
+    tried, found = np.zeros(len(imgs), bool), np.zeros(len(imgs), bool)
+    arrays = (params, lms, rois, boxes, source, tried, found)
     for j in range(len(imgs)):
         fitted = False
         if prev is not None and (t0 + j) % k != 0:
@@ -115,6 +127,7 @@ def _fit_chunk_tracking(fm: FaceModel, imgs: list[np.ndarray], prev: np.ndarray 
                 fitted = True
         if not fitted:
             b = fm.detect(imgs[j])
+            tried[j], found[j] = True, len(b) > 0
             if len(b):
                 p, lm, r = fm.fit_boxes([imgs[j]], b[:1])
                 boxes[j] = b[0]
@@ -139,7 +152,8 @@ def fit_frames(
     ``frames`` may be any iterable (e.g. :func:`emohead_core.media.iter_frames`): frames are
     consumed ``chunk`` at a time, so memory does not grow with the clip length."""
     k = max(1, int(detect_every))
-    per_chunk: tuple[list, ...] = ([], [], [], [], [])  # params, landmarks, ROIs, boxes, source
+    # params, landmarks, ROIs, boxes, source, detection tried, face found
+    per_chunk: tuple[list, ...] = ([], [], [], [], [], [], [])
     prev = None  # landmarks of the last fitted frame (k = 1: only if it is the previous frame)
     t0 = 0
     for imgs in _chunks(frames, chunk):
@@ -150,7 +164,23 @@ def fit_frames(
         for out, arr in zip(per_chunk, arrays):
             out.append(arr)
         t0 += len(imgs)
-    return _finish(fm, *per_chunk)
+    if not per_chunk[0]:
+        raise EmoheadInputError("no frames to fit.")
+    tried, found = np.concatenate(per_chunk[5]), np.concatenate(per_chunk[6])
+    return _finish(fm, *per_chunk[:5], present=_present_between_detections(tried, found))
+
+
+def _present_between_detections(tried: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Face presence per frame from the frames where the detector ran: those frames its answer;
+    a frame in between (tracked) when the detections before and after it both found a face (the
+    last stretch: the one before)."""
+    idx = np.nonzero(tried)[0]
+    if len(idx) == 0:
+        return np.zeros(len(tried), bool)
+    t = np.arange(len(tried))
+    before = idx[np.clip(np.searchsorted(idx, t, side="right") - 1, 0, len(idx) - 1)]
+    after = idx[np.clip(np.searchsorted(idx, t, side="left"), 0, len(idx) - 1)]
+    return np.where(tried, found, found[before] & found[after])
 
 
 def fit_frames_from_boxes(
@@ -160,16 +190,16 @@ def fit_frames_from_boxes(
 
     ``boxes`` (T, 5): x1, y1, x2, y2, score in the frames' pixels (score NaN where the box is
     interpolated); ``kinds`` (T,): :data:`ROI_BOX_DETECTED` (a detector box of this frame),
-    :data:`ROI_BOX_INTERPOLATED` (interpolated between detections) or 0 (the frame was
-    searched and showed no face). Seeded frames get the two-pass fit, batched ``chunk`` frames
-    at a time; the others are tracked from the previous frame's landmarks, or searched with
-    ``fm``'s detector when there is nothing to track (see the module docstring). Returns the
-    arrays of :func:`fit_frames`."""
+    :data:`ROI_BOX_INTERPOLATED` (interpolated between detections: the face is there) or 0
+    (preprocessing found no face in this frame). Seeded frames get the two-pass fit, batched
+    ``chunk`` frames at a time; frames without a face are searched with ``fm``'s detector on the
+    crop (a detection there fits the frame) and otherwise get no fit: ``detected`` False,
+    values interpolated (tracking into a frame without a face would freeze the last expression).
+    Returns the arrays of :func:`fit_frames`."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 5)
     kinds = np.asarray(kinds, np.int8)
     total = len(kinds)
-    P, LM, R, B, S = [], [], [], [], []
-    prev = None  # landmarks of the previous frame when it was fitted
+    P, LM, R, B, S, F = [], [], [], [], [], []
     t0 = 0
     for imgs in _chunks(frames, chunk):
         n = len(imgs)
@@ -186,46 +216,32 @@ def fit_frames_from_boxes(
             params[idx], lms[idx], rois[idx] = p, lm, r
             source[idx] = seed_kind[idx]
         out_box = np.where((seed_kind != ROI_INTERPOLATED)[:, None], seed_box, np.nan).astype(np.float32)
+        face = seed_kind != ROI_INTERPOLATED
         for j in np.nonzero(seed_kind == ROI_INTERPOLATED)[0]:
-            before = lms[j - 1] if j > 0 else prev
-            if before is not None and not np.isfinite(before).all():
-                before = None
-            fit = None
-            if before is not None:
-                roi = T.roi_box_from_landmarks(before)
-                if (roi[2] - roi[0]) * (roi[3] - roi[1]) >= MIN_TRACK_AREA:
-                    fit, out_box[j], source[j] = (
-                        fm.fit_landmarks([imgs[j]], before[None]),
-                        _bbox_of(before),
-                        ROI_TRACKED,
-                    )
-            if fit is None:
-                found = fm.detect(imgs[j])
-                if len(found):
-                    fit, out_box[j], source[j] = fm.fit_boxes([imgs[j]], found[:1]), found[0], ROI_DETECTED
-                elif before is not None:
-                    fit, out_box[j], source[j] = (
-                        fm.fit_landmarks([imgs[j]], before[None]),
-                        _bbox_of(before),
-                        ROI_TRACKED,
-                    )
-            if fit is not None:
-                params[j], lms[j], rois[j] = (a[0] for a in fit)
-        prev = lms[-1] if source[-1] != ROI_INTERPOLATED else None
+            found = fm.detect(imgs[j])  # the crop, larger than the face was in the source frame
+            if len(found):
+                p, lm, r = fm.fit_boxes([imgs[j]], found[:1])
+                params[j], lms[j], rois[j] = p[0], lm[0], r[0]
+                out_box[j], source[j], face[j] = found[0], ROI_DETECTED, True
         P.append(params)
         LM.append(lms)
         R.append(rois)
         B.append(out_box)
         S.append(source)
+        F.append(face)
         t0 += n
     if t0 != total:
         raise ValueError(f"{t0} frames for {total} face boxes")
-    return _finish(fm, P, LM, R, B, S)
+    return _finish(fm, P, LM, R, B, S, present=np.concatenate(F))
 
 
-def _finish(fm: FaceModel, P: list, LM: list, R: list, B: list, S: list) -> dict[str, np.ndarray]:
+def _finish(
+    fm: FaceModel, P: list, LM: list, R: list, B: list, S: list, present: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Concatenate the per-chunk arrays, interpolate the frames without a fit, derive pose
-    and MAR: the per-frame arrays of the schema (without frame/time)."""
+    and MAR: the per-frame arrays of the schema (without frame/time). ``detected``: the frame
+    was fitted and shows a face (``present``: the detector's per-frame verdict; a frame tracked
+    where no face was detected keeps its fit but is not ``detected``)."""
     if not S:
         raise EmoheadInputError("no frames to fit.")
     params, lms, rois, boxes, source = (np.concatenate(a) for a in (P, LM, R, B, S))
@@ -246,8 +262,11 @@ def _finish(fm: FaceModel, P: list, LM: list, R: list, B: list, S: list) -> dict
         lms[~valid] = T.reconstruct_landmarks(params[~valid], rois[~valid], fm.bfm)
     pose = T.pose_from_params(params)
     pose_p, shape_p, exp_p = params[:, :12], params[:, 12:52], params[:, 52:62]
+    detected = valid if present is None else valid & np.asarray(present, bool)
+    if not detected.any():
+        raise EmoheadInputError("no face found in any frame.")
     return {
-        "detected": valid,
+        "detected": detected,
         "roi_source": source,
         "box": boxes,
         "roi_box": rois,
@@ -274,8 +293,8 @@ def seed_boxes(boxes_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     corners = table[["x1", "y1", "x2", "y2"]].to_numpy(np.float64).reshape(-1, 2, 2)
     crop = source_to_crop(corners, table).reshape(-1, 4)
     boxes = np.concatenate([crop, table[["score"]].to_numpy(np.float64)], axis=1).astype(np.float32)
-    detected, checked = table["detected"].to_numpy(bool), table["checked"].to_numpy(bool)
-    kinds = np.where(detected, ROI_BOX_DETECTED, np.where(checked, ROI_INTERPOLATED, ROI_BOX_INTERPOLATED))
+    detected, face = table["detected"].to_numpy(bool), table["face"].to_numpy(bool)
+    kinds = np.where(detected, ROI_BOX_DETECTED, np.where(face, ROI_BOX_INTERPOLATED, ROI_INTERPOLATED))
     return boxes, kinds.astype(np.int8)
 
 
@@ -325,6 +344,18 @@ def extract_clip(
             str(e), path=video_path, fix="check the crop video shows a face (preprocessing crop box)."
         ) from e
     n = len(data["exp"])
+    missing = np.nonzero(~data["detected"])[0]
+    if len(missing):
+        from ..preprocess.crop import frame_ranges
+
+        log.warning(
+            "%s: no face in %d of %d frames (%s): detected=False there; every fit and training set "
+            "leaves them out.",
+            video_path,
+            len(missing),
+            n,
+            frame_ranges(missing),
+        )
     data["frame"] = np.arange(n, dtype=np.int32)
     data["time_s"] = np.arange(n, dtype=np.float64) / rate
     if out_path is not None:
@@ -336,7 +367,8 @@ def extract_clip(
                 "backend": fm.backend,
                 "widen_factor": fm.widen_factor,
                 "n_frames": n,
-                "n_interpolated": int((~data["detected"]).sum()),
+                "n_interpolated": int((data["roi_source"] == ROI_INTERPOLATED).sum()),
+                "n_no_face": int((~data["detected"]).sum()),
                 "assets": fm.asset_hashes(),
             }
         )

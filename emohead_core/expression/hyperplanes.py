@@ -631,6 +631,47 @@ def read_hyperplanes(path: str | os.PathLike) -> HyperplanesFile:
             path=path,
             fix="run the expression stage's hyperplanes rule for this actor.",
         )
+    try:
+        rows, meta = _parse_hyperplanes(path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise EmoheadInputError(
+            f"not a readable hyperplanes file ({type(e).__name__}: {str(e)[:200]}).",
+            path=path,
+            fix="pass the hyperplanes.json / .parquet the expression stage wrote (rerun its hyperplanes "
+            "rule to regenerate it).",
+        ) from e
+    _check_finite_rows(path, rows)
+    return HyperplanesFile(
+        classifier={z: (w, b) for z, (w, b, _) in rows.items()},
+        directions={z: d for z, (_, _, d) in rows.items()},
+        edit_space=str(meta.get("edit_space", "raw")),
+    )
+
+
+def _check_finite_rows(path: Path, rows: dict) -> None:
+    """Every emotion's w_z, b, d_z: finite, d_z and w_z of length m (a NaN would render a black
+    head without an error)."""
+    if not rows:
+        raise EmoheadInputError(
+            "the hyperplanes file holds no emotion.",
+            path=path,
+            fix="rerun the expression stage's hyperplanes rule.",
+        )
+    for z, (w, b, d) in rows.items():
+        for name, v in (("w_z", w), ("b", b), ("d_z", d)):
+            v = np.asarray(v, np.float64)
+            if (name != "b" and v.shape != (M_EXP,)) or not np.all(np.isfinite(v)):
+                want = "a finite number" if name == "b" else f"{M_EXP} finite numbers"
+                got = np.array2string(v.reshape(-1)[:M_EXP], precision=3)
+                raise EmoheadInputError(
+                    f"emotion {z!r}: {name} is not {want} (got {got}).",
+                    path=path,
+                    fix="the file is damaged or was edited: rerun the expression stage's hyperplanes rule "
+                    "(or restore the file).",
+                )
+
+
+def _parse_hyperplanes(path: Path) -> tuple[dict, dict]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -655,11 +696,7 @@ def read_hyperplanes(path: str | os.PathLike) -> HyperplanesFile:
             )
             for z, h in meta["hyperplanes"].items()
         }
-    return HyperplanesFile(
-        classifier={z: (w, b) for z, (w, b, _) in rows.items()},
-        directions={z: d for z, (_, _, d) in rows.items()},
-        edit_space=str(meta.get("edit_space", "raw")),
-    )
+    return rows, meta
 
 
 def load_hyperplanes(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, float]]:

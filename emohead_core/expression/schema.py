@@ -7,7 +7,7 @@ columns, their dtypes and meaning; other stages read the file with :func:`read_e
 | --- | --- | --- | --- |
 | frame | int32 | frame (T,) | frame index in the video |
 | time_s | float64 | time_s (T,) | frame / fps |
-| detected | bool | detected (T,) | a face was fitted on this frame (False: parameters interpolated from neighbours) |
+| detected | bool | detected (T,) | the frame shows a face and was fitted (per-frame detection, see expression/extract.py); False: no face (parameters interpolated from neighbours, or a tracked fit kept for reference): left out of every fit and training set |
 | roi_source | int8 | roi_source (T,) | 0 interpolated, 1 face detector box (on this frame), 2 tracked from the previous frame's landmarks, 3 preprocessing's face box of this frame, 4 preprocessing's box interpolated between its detections |
 | box | fixed_size_list<float32>[5] | box (T, 5) | face box x1, y1, x2, y2, score the fit started from (detector or preprocessing box; tracked frames: bbox of the previous landmarks; score NaN unless detected on this frame) |
 | roi_box | fixed_size_list<float32>[4] | roi_box (T, 4) | the square crop box the final parameters were regressed from |

@@ -61,6 +61,7 @@ BOX_COLUMNS = [
     "score",
     "detected",
     "checked",
+    "face",
     "crop_x1",
     "crop_y1",
     "crop_x2",
@@ -90,13 +91,32 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def select_track(dets_per_frame: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+def select_track(dets_per_frame: list[np.ndarray | None], video=None) -> tuple[np.ndarray, np.ndarray]:
     """One face per frame: the detection with the highest IoU with the last chosen box (when
-    > 0.3), else the highest score. Returns boxes (T, 4) (NaN where none) and scores (T,)."""
+    > 0.3), else the highest score. Returns boxes (T, 4) (NaN where none) and scores (T,).
+    Frames with more than one face are logged (a warning naming ``video`` and the frames)."""
     t = len(dets_per_frame)
     boxes = np.full((t, 4), np.nan, np.float64)
     scores = np.full(t, np.nan, np.float64)
     last = None
+    several = [i for i, d in enumerate(dets_per_frame) if d is not None and len(d) > 1]
+    if several:
+        d0 = dets_per_frame[several[0]]
+        log.warning(
+            "%s: %d faces in frame %d (%d of the checked frames show more than one: %s): following "
+            "the one with the highest score first (box %s, score %.2f; the other: box %s, score "
+            "%.2f), then the same face. Fix: nothing if that is the speaker; else crop the video to "
+            "the speaker or list it in datasets.<name>.exclude.",
+            video,
+            len(d0),
+            several[0],
+            len(several),
+            frame_ranges(np.array(several)),
+            np.round(d0[0, :4]).astype(int).tolist(),
+            d0[0, 4],
+            np.round(d0[1, :4]).astype(int).tolist(),
+            d0[1, 4],
+        )
     for i, d in enumerate(dets_per_frame):
         if d is None or len(d) == 0:
             continue
@@ -171,6 +191,67 @@ def detect_clip(frames_iter, detector: FaceDetector, *, every: int = 1, batch: i
     return n, size, dets
 
 
+def refine_frames(dets: list[np.ndarray | None]) -> list[int]:
+    """Frames not checked yet that lie between two checked frames of which one shows a face and
+    the other none: where the face appears or leaves, to be checked one by one."""
+    checked = [i for i, d in enumerate(dets) if d is not None]
+    out: list[int] = []
+    for a, b in zip(checked, checked[1:]):
+        if b - a > 1 and (len(dets[a]) > 0) != (len(dets[b]) > 0):
+            out.extend(range(a + 1, b))
+    return out
+
+
+def detect_frames(
+    frames_iter, detector: FaceDetector, wanted: list[int], dets: list, *, batch: int = 8
+) -> None:
+    """Run ``detector`` on the frames ``wanted`` of a second decode of the clip (in place into
+    ``dets``); stops decoding after the last wanted frame."""
+    want = set(wanted)
+    last = max(want) if want else -1
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush():
+        if pending:
+            for (i, _), d in zip(pending, detector.detect_batch(np.stack([f for _, f in pending]))):
+                dets[i] = d
+            pending.clear()
+
+    for i, frame in enumerate(frames_iter):
+        if i in want:
+            pending.append((i, frame))
+            if len(pending) >= batch:
+                flush()
+        if i >= last:
+            break
+    flush()
+
+
+def face_per_frame(detected: np.ndarray, checked: np.ndarray) -> np.ndarray:
+    """Whether each frame shows a face: a checked frame its detection; a frame between checks
+    when the checks on both sides found one (after :func:`refine_frames` they agree; at the ends
+    the one check there is)."""
+    detected, checked = np.asarray(detected, bool), np.asarray(checked, bool)
+    idx = np.nonzero(checked)[0]
+    if len(idx) == 0:
+        return np.zeros(len(detected), bool)
+    t = np.arange(len(detected))
+    before = idx[np.clip(np.searchsorted(idx, t, side="right") - 1, 0, len(idx) - 1)]
+    after = idx[np.clip(np.searchsorted(idx, t, side="left"), 0, len(idx) - 1)]
+    return np.where(checked, detected, detected[before] & detected[after])
+
+
+def frame_ranges(frames: np.ndarray) -> str:
+    """ "3, 50-74" for frame indices [3, 50, 51, ..., 74] (at most 10 ranges shown)."""
+    frames = np.asarray(frames, int)
+    if len(frames) == 0:
+        return "none"
+    cuts = np.nonzero(np.diff(frames) != 1)[0]
+    starts, ends = np.r_[frames[0], frames[cuts + 1]], np.r_[frames[cuts], frames[-1]]
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in zip(starts, ends)]
+    return ", ".join(parts[:10]) + (f" ... ({len(parts)} ranges)" if len(parts) > 10 else "")
+
+
 def make_detector(onnx_path: str | os.PathLike, opts: dict | None = None, threads: int = 1) -> FaceDetector:
     """The FaceBoxes detector of the ``preprocess`` options (device, threshold, max side)."""
     o = _opts(opts)
@@ -216,17 +297,35 @@ def crop_clip(
             "decoded zero frames.", path=video, fix="check the video is not empty or corrupt."
         )
     media.check_decoded_duration(video, n / fps, info.duration_s, "video")
+    _warn_short(video, n, fps)
     width, height = info.width, info.height  # the decoded frames' size (media.probe: display size)
+    between = refine_frames(dets)  # where the face appears / leaves: every frame checked
+    if between:
+        frames = media.iter_frames(video, fps=fps, threads=threads)
+        detect_frames(frames, detector, between, dets, batch=int(o["detect_batch"]))
     checked = np.array([d is not None for d in dets])
-    boxes, scores = select_track(dets)
+    boxes, scores = select_track(dets, video)
     detected = ~np.isnan(scores)
-    _check_face_fraction(video, int(detected.sum()), int(checked.sum()), float(o["min_face_fraction"]))
+    face = face_per_frame(detected, checked)
+    _check_face_fraction(video, int(face.sum()), n, float(o["min_face_fraction"]))
+    if not face.all():
+        log.warning(
+            "%s: no face in %d of %d frames (%s, at %g fps): they are kept in the crop but excluded "
+            "from the expression fits and every training set. Fix: nothing if that is right (the face "
+            "leaves the picture); else trim the clip or list it in datasets.<name>.exclude.",
+            video,
+            int((~face).sum()),
+            n,
+            frame_ranges(np.nonzero(~face)[0]),
+            fps,
+        )
     filled = interpolate_boxes(boxes, detected)
     x, y, side = stable_crop_box(filled[detected], width, height, float(o["crop_scale"]))
 
     t1 = time.perf_counter()
     encode_crop(video, out_video, (x, y, side), crop_size, fps, str(o["x264_preset"]), threads, n)
-    table = boxes_table(filled, scores, detected, checked, (x, y, side), crop_size, (width, height), fps)
+    box = (x, y, side)
+    table = boxes_table(filled, scores, detected, checked, box, crop_size, (width, height), fps, face)
     with atomic_path(out_boxes) as tmp:
         table.to_parquet(tmp, index=False)
     summary = {
@@ -234,6 +333,8 @@ def crop_clip(
         "frames": n,
         "checked": int(checked.sum()),
         "detected": int(detected.sum()),
+        "face_frames": int(face.sum()),
+        "refined": len(between),
         "crop_box": [x, y, x + side, y + side],
         "crop_size": crop_size,
         "providers": getattr(detector, "providers", None),
@@ -243,12 +344,30 @@ def crop_clip(
     return summary
 
 
-def _check_face_fraction(video, n_found: int, n_checked: int, min_fraction: float) -> None:
-    """Step 3: fail when a face was found in fewer than ``min_fraction`` of the checked frames."""
-    frac = n_found / max(n_checked, 1)
+# a clip shorter than this carries too little speech and motion to learn from (1-frame videos)
+MIN_CLIP_S = 0.5
+
+
+def _warn_short(video, n: int, fps: float) -> None:
+    if n / fps < MIN_CLIP_S:
+        log.warning(
+            "%s: only %d frame(s) (%.2f s at %g fps): too short to learn lip motion from (its "
+            "transcript and features are near empty). Fix: list it in datasets.<name>.exclude "
+            "unless that is intended.",
+            video,
+            n,
+            n / fps,
+            fps,
+        )
+
+
+def _check_face_fraction(video, n_found: int, n_frames: int, min_fraction: float) -> None:
+    """Step 3: fail when fewer than ``min_fraction`` of the frames show a face
+    (:func:`face_per_frame`)."""
+    frac = n_found / max(n_frames, 1)
     if n_found == 0 or frac < min_fraction:
         raise EmoheadInputError(
-            f"a face was found in only {n_found} of {n_checked} checked frames ({frac:.0%}); "
+            f"a face is in only {n_found} of {n_frames} frames ({frac:.0%}); "
             f"preprocess.min_face_fraction is {min_fraction:.0%}.",
             path=video,
             fix="remove this clip from the dataset, or lower preprocess.min_face_fraction / "
@@ -313,10 +432,13 @@ def boxes_table(
     crop_size: int,
     source_size: tuple[int, int],
     fps: float,
+    face: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The boxes table (``{sample}.boxes.parquet``, :data:`BOX_COLUMNS`): per frame the face box
-    in source pixels, its score, detected / checked flags, and the clip's crop box."""
+    in source pixels, its score, detected / checked flags, whether the frame shows a face
+    (:func:`face_per_frame`), and the clip's crop box."""
     n = len(filled)
+    face = face_per_frame(detected, checked) if face is None else np.asarray(face, bool)
     x, y, side = box
     width, height = source_size
     return pd.DataFrame(
@@ -330,6 +452,7 @@ def boxes_table(
             "score": scores.astype(np.float32),
             "detected": detected,
             "checked": checked,
+            "face": face,
             "crop_x1": np.int32(x),
             "crop_y1": np.int32(y),
             "crop_x2": np.int32(x + side),
@@ -345,6 +468,12 @@ def boxes_table(
 
 def read_boxes(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_parquet(path)
+    if "face" not in df.columns and {"detected", "checked"} <= set(df.columns):  # written before "face"
+        df.insert(
+            list(df.columns).index("checked") + 1,
+            "face",
+            face_per_frame(df["detected"].to_numpy(bool), df["checked"].to_numpy(bool)),
+        )
     missing = [c for c in BOX_COLUMNS if c not in df.columns]
     if missing:
         raise EmoheadInputError(

@@ -661,6 +661,18 @@ def _probe_row(
     speech source; with ``audio_optional`` a video without sound is a video-only row)."""
     info = {}
     for entry in dict.fromkeys(x for x in (v, a) if x is not None):
+        if "{" in str(entry.rel) or "}" in str(entry.rel):  # every path made from it would be a pattern
+            reject(
+                entry,
+                EmoheadInputError(
+                    "its name holds '{' or '}', which Snakemake reads as a wildcard in every output "
+                    "path made from the sample id: rename it without braces.",
+                    path=entry.local,
+                    fix="rename the file (and its folder) without braces, e.g. with ( ) instead, or list "
+                    "it in datasets.<name>.exclude.",
+                ),
+            )
+            return None
         try:
             info[entry] = cache.info(entry.local)
         except EmoheadInputError as err:

@@ -387,6 +387,50 @@ def _prepare_clip(
     return meta, arrays
 
 
+def prepare_estimate(frame_counts: list[int], resolution: int, max_bg_frames: int = 120) -> dict[str, int]:
+    """Bytes the prepared store of clips of ``frame_counts`` frames takes at ``resolution``: on
+    disk (frames R x R x 3 and bit-packed masks per frame) and in memory at its peak (one clip's
+    background sample: uint8 frames, exclusion masks, two float32 copies for the median)."""
+    R = int(resolution)
+    per_frame_disk = 3 * R * R + R * ((R + 7) // 8)
+    bg = max((min(n, int(max_bg_frames)) for n in frame_counts), default=0)
+    return {
+        "disk": int(sum(frame_counts) * per_frame_disk),
+        "memory": int(28 * bg * R * R + 32 * R * R),
+        "per_frame_disk": int(per_frame_disk),
+    }
+
+
+def check_prepare_fits(clips, out_dir, resolution: int, max_frames, max_bg_frames: int = 120) -> dict:
+    """Refuse (before anything is written) a prepared store the machine cannot hold: its memory
+    and disk estimate (:func:`prepare_estimate`) against what is available now."""
+    import pyarrow.parquet as pq
+
+    from ..resources import check_fits, fmt_bytes
+
+    counts = []
+    for c in clips:
+        try:
+            n = pq.read_metadata(c.expression).num_rows
+        except (OSError, ValueError):  # a missing / bad file is named when the clip is read
+            continue
+        counts.append(min(n, int(max_frames)) if max_frames else n)
+    est = prepare_estimate(counts, resolution, max_bg_frames)
+    what = (
+        f"preparing render subject {Path(out_dir).parent.name!r} ({sum(counts)} frames at "
+        f"{resolution}x{resolution}, {fmt_bytes(est['per_frame_disk'])} per frame)"
+    )
+    check_fits(
+        what,
+        memory=est["memory"],
+        disk=est["disk"],
+        disk_path=Path(out_dir).parent,
+        keys="render.resolution, render.max_frames, render.mask.max_bg_frames",
+        fix="lower render.resolution (the paper: 512) or render.max_frames / render.mask.max_bg_frames",
+    )
+    return est
+
+
 def prepare_subject(
     clips: list[ClipInput],
     out_dir: str | Path,
@@ -426,6 +470,7 @@ def prepare_subject(
             path="config render.subjects",
             fix="list each sample once.",
         )
+    check_prepare_fits(clips, out_dir, resolution, max_frames, (mask_cfg or {}).get("max_bg_frames", 120))
     bfm = load_bfm_keypoints(bfm_path)
     metas, per_clip = [], []
     with atomic_dir(out_dir) as tmp:

@@ -9,6 +9,7 @@ Behind the head: the clip's static background inside the pose frame's head mask,
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,42 @@ def yaw_curve(n: int, amplitude_deg: float) -> np.ndarray:
     return amplitude_deg * np.sin(2 * np.pi * np.arange(n) / max(n, 1))
 
 
+def iter_render_frames(
+    renderer: Renderer,
+    data: SubjectData,
+    alphas: np.ndarray,
+    *,
+    pose_idx: np.ndarray,
+    yaw_deg: np.ndarray | None = None,
+    progress: bool = False,
+    desc: str = "render",
+) -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames for alphas (T, 10), poses of frames ``pose_idx``, one at a
+    time (memory flat in T). ``progress``: a bar with the rate and the remaining time. A frame
+    whose colours are not finite (NaN expression code or weights) is an error, never a black
+    head."""
+    from tqdm import tqdm
+
+    for t in tqdm(range(len(alphas)), disable=not progress, desc=desc, mininterval=5, unit="frame"):
+        j = int(pose_idx[t])
+        pose = data.poses[j]
+        if yaw_deg is not None and yaw_deg[t] != 0:
+            pose = rotate_pose(pose, float(yaw_deg[t]), renderer.box_center)
+        behind = data.behind(j)
+        # unrotated: rays only where training rays were drawn (the field is empty elsewhere)
+        region = sampling_region(data.mask(j)) if yaw_deg is None or yaw_deg[t] == 0 else None
+        img, _ = renderer.render_frame(pose, alphas[t], behind, region=region)
+        if not np.isfinite(img).all():
+            raise EmoheadInputError(
+                f"the renderer gave non-finite colours for output frame {t} (expression code "
+                f"{np.array2string(np.asarray(alphas[t]), precision=3)}).",
+                path=getattr(renderer, "source", None),
+                fix="check the expression codes (hyperplanes, --alpha, the audio model) are finite; "
+                "a model.pt with non-finite weights must be retrained.",
+            )
+        yield (img * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+
+
 def render_frames(
     renderer: Renderer,
     data: SubjectData,
@@ -69,25 +106,20 @@ def render_frames(
     progress: bool = False,
     desc: str = "render",
 ) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB frames for alphas (T, 10), poses of frames ``pose_idx``."""
-    from tqdm import tqdm
-
-    out = []
-    for t in tqdm(range(len(alphas)), disable=not progress, desc=desc, mininterval=5):
-        j = int(pose_idx[t])
-        pose = data.poses[j]
-        if yaw_deg is not None and yaw_deg[t] != 0:
-            pose = rotate_pose(pose, float(yaw_deg[t]), renderer.box_center)
-        behind = data.behind(j)
-        # unrotated: rays only where training rays were drawn (the field is empty elsewhere)
-        region = sampling_region(data.mask(j)) if yaw_deg is None or yaw_deg[t] == 0 else None
-        img, _ = renderer.render_frame(pose, alphas[t], behind, region=region)
-        out.append((img * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
-    return np.stack(out)
+    """(T, H, W, 3) uint8 RGB frames (:func:`iter_render_frames`, kept: for short spans whose
+    frames are compared with the ground truth)."""
+    return np.stack(
+        list(
+            iter_render_frames(
+                renderer, data, alphas, pose_idx=pose_idx, yaw_deg=yaw_deg, progress=progress, desc=desc
+            )
+        )
+    )
 
 
-def write_rgb_video(frames_rgb: np.ndarray, path, fps: float, audio=None) -> None:
-    media.write_video(np.ascontiguousarray(frames_rgb[..., ::-1]), path, fps, audio=audio)
+def write_rgb_video(frames_rgb, path, fps: float, audio=None) -> None:
+    """RGB frames ((T, H, W, 3) or an iterable of (H, W, 3), streamed) as an mp4."""
+    media.write_video((np.ascontiguousarray(f[..., ::-1]) for f in frames_rgb), path, fps, audio=audio)
 
 
 def timeline_alphas(
@@ -115,18 +147,24 @@ def timeline_alphas(
 
 
 def load_intensity(spec: str) -> float | np.ndarray:
-    """A number, or a .npy / .txt file with one value per frame."""
+    """A number, or a .npy / .txt file with one finite value per frame."""
     try:
         return float(spec)
     except ValueError:
         p = Path(spec)
         if not p.is_file():
             raise EmoheadInputError("intensity is neither a number nor a file.", path=spec) from None
-        return (
-            np.load(p).astype(np.float32).reshape(-1)
-            if p.suffix == ".npy"
-            else np.loadtxt(p, np.float32).reshape(-1)
-        )
+    fix = "give --intensity a number, or a .npy / .txt file of numbers (one per output frame)."
+    try:
+        raw = np.load(p, allow_pickle=False) if p.suffix == ".npy" else np.loadtxt(p, np.float64, ndmin=1)
+        if raw.dtype.kind not in "biuf":
+            raise ValueError(f"holds {raw.dtype} values, not numbers")
+        curve = np.asarray(raw, np.float32).reshape(-1)
+    except (ValueError, TypeError, OSError, EOFError) as e:
+        raise EmoheadInputError(f"--intensity: not a curve of numbers ({e}).", path=p, fix=fix) from None
+    if curve.size == 0:
+        raise EmoheadInputError("--intensity: the curve file holds no values.", path=p, fix=fix)
+    return curve
 
 
 def mean_psnr(frames: np.ndarray, gt: np.ndarray, masks: np.ndarray) -> tuple[float, float]:
@@ -587,8 +625,15 @@ def render_clip(
     """Render a clip from per-frame alpha_hat (T, 10) and mux ``audio``. Poses: the frames of one
     clip of the subject (:func:`pose_clip`), ping-ponged, or one still frame (a global index)."""
     alphas = np.asarray(alphas, np.float32)
-    if alphas.ndim != 2 or alphas.shape[1] != data.alpha.shape[1]:
+    if alphas.ndim != 2 or alphas.shape[1] != data.alpha.shape[1] or len(alphas) == 0:
         raise EmoheadInputError(f"alpha must be (T, {data.alpha.shape[1]}), got {alphas.shape}.")
+    bad = np.nonzero(~np.isfinite(alphas).all(axis=1))[0]
+    if len(bad):
+        raise EmoheadInputError(
+            f"{len(bad)} of {len(alphas)} frames have non-finite expression codes (first: frame "
+            f"{bad[0]}); they would render as a black head.",
+            fix="check the hyperplanes file, the --alpha file and the --intensity curve for NaN / inf.",
+        )
     k = pose_clip(data, pose_from)
     frames_k = data.clip_train_frames(k)
     frames_k = frames_k if len(frames_k) else data.clip_frames(k)
@@ -599,8 +644,8 @@ def render_clip(
         )
     idx = pose_schedule(len(alphas), frames_k, pose_mode, still)
     yaw = yaw_curve(len(alphas), yaw_sweep_deg) if yaw_sweep_deg else None
-    frames = render_frames(renderer, data, alphas, pose_idx=idx, yaw_deg=yaw, progress=progress)
-    write_rgb_video(frames, out_mp4, fps, audio=audio)
+    frames = iter_render_frames(renderer, data, alphas, pose_idx=idx, yaw_deg=yaw, progress=progress)
+    write_rgb_video(frames, out_mp4, fps, audio=audio)  # streamed: memory flat in the audio's length
 
 
 def subject_info(subject_dir) -> dict:
@@ -610,7 +655,20 @@ def subject_info(subject_dir) -> dict:
     p = sdir / "subject.json"
     if not p.is_file():
         return {}
-    info = json.loads(p.read_text())
+    try:
+        info = json.loads(p.read_text())
+        if not isinstance(info, dict):
+            raise ValueError(f"a JSON {type(info).__name__}, not an object")
+        for key in ("hyperplanes", "audio2exp"):
+            if info.get(key) is not None and not isinstance(info[key], str):
+                raise ValueError(f"{key!r} is not a path")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise EmoheadInputError(
+            f"not a readable subject.json ({e}).",
+            path=p,
+            fix="rerun the render_train rule of this subject to rewrite it (or pass --hyperplanes and "
+            "--audio2exp explicitly after restoring the file).",
+        ) from None
     for key in ("hyperplanes", "audio2exp"):
         v = info.get(key)
         if v and not Path(v).is_absolute():

@@ -313,7 +313,10 @@ class RenderPlan:
                 f"unknown render baseline {wildcards.baseline!r}.", fix=f"use one of {sorted(BASELINES)}."
             )
         inputs = self.test_clip_inputs(wildcards)
-        return {"prepared": f"{self.dir(sp.name)}/prepared", "audio": inputs["audio"]}
+        return {
+            "prepared": f"{self.dir(sp.name)}/prepared",
+            **({"audio": inputs["audio"]} if "audio" in inputs else {}),
+        }
 
     def clip_features(self, wildcards) -> dict[str, str]:
         """The features stage's v~, e~, gamma~ files of a test clip, when the subject's

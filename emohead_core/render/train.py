@@ -491,10 +491,16 @@ def load_renderer(ckpt_path, device="auto") -> Renderer:
         what="renderer model",
         fix="train the subject: snakemake results/render/<subject>/model.pt",
     )
-    model = EmoNeRF(NeRFConfig.from_dict(s["model_cfg"])).to(dev)
-    model.load_state_dict(s["model"])
-    model.eval()
-    oc = s["train_cfg"]["occupancy"]
-    occ = OccupancyGrid(int(oc["res"]), float(oc["decay"])).to(dev)
-    occ.load_state_dict(s["occ"])
-    return Renderer(model, occ, s["box"]["center_um"], s["box"]["half_um"], int(s["train_cfg"]["n_samples"]))
+    from ..checkpoint import building_from
+
+    fix = "train the subject with the current settings: snakemake results/render/<subject>/model.pt"
+    with building_from(ckpt_path, what="renderer model", fix=fix):
+        model = EmoNeRF(NeRFConfig.from_dict(s["model_cfg"])).to(dev)
+        model.load_state_dict(s["model"])
+        model.eval()
+        oc = s["train_cfg"]["occupancy"]
+        occ = OccupancyGrid(int(oc["res"]), float(oc["decay"])).to(dev)
+        occ.load_state_dict(s["occ"])
+        r = Renderer(model, occ, s["box"]["center_um"], s["box"]["half_um"], int(s["train_cfg"]["n_samples"]))
+    r.source = str(ckpt_path)  # named by errors of the frames it renders
+    return r

@@ -407,7 +407,11 @@ def test_seeded_fits_close_to_searching_the_crop(face_model, crops):
         assert np.corrcoef(d["mar"], ref["mar"])[0, 1] > 0.98
 
 
-def test_frames_without_a_box_are_tracked_or_searched(face_model, crops):
+def test_frames_without_a_face_are_searched_on_the_crop_not_tracked(face_model, crops):
+    """Issue 23 item 3: a frame where preprocessing found no face is searched on the crop (a
+    detection there is a face: fitted, detected); without one it gets no fit and is not
+    detected - never a fit tracked from the previous frame (which froze the last expression
+    over frames without a face)."""
     from emohead_core.expression import fit_frames_from_boxes
     from emohead_core.expression.extract import seed_boxes
 
@@ -427,19 +431,22 @@ def test_frames_without_a_box_are_tracked_or_searched(face_model, crops):
 
     fm = _model_with(face_model, Counting(face_model.detector))
     d = fit_frames_from_boxes(fm, frames, seeds, kinds, chunk=4)
-    # frame 0 has nothing to track from: FaceBoxes on the crop; 5 and 6 follow the landmarks
-    assert list(d["roi_source"][[0, 5, 6]]) == [1, 2, 2] and fm.detector.calls == 1
+    # the crop shows the face: FaceBoxes on the crop finds it in each of the three frames
+    assert list(d["roi_source"][[0, 5, 6]]) == [1, 1, 1] and fm.detector.calls == 3
     assert d["detected"].all() and (d["roi_source"][[1, 2, 3, 4, 7]] == 3).all()
-    # chunks do not change the result (tracking carries over chunk boundaries)
+    # chunks do not change the result
     whole = fit_frames_from_boxes(fm, frames, seeds, kinds, chunk=64)
-    for key in ("exp", "landmarks", "roi_source", "roi_box"):
+    for key in ("exp", "landmarks", "roi_source", "roi_box", "detected"):
         assert np.allclose(whole[key], d[key], atol=1e-5, equal_nan=True), key
-    # no face to track and none found: interpolated from the nearest fitted frame
+    # no face found on the crop either: no fit (not tracked), interpolated, not detected
     fm_blind = _model_with(
         face_model, type("Blind", (), {"detect": lambda self, img: np.zeros((0, 5), np.float32)})()
     )
     d = fit_frames_from_boxes(fm_blind, frames, seeds, kinds, chunk=4)
-    assert d["roi_source"][0] == 0 and not d["detected"][0] and np.allclose(d["exp"][0], d["exp"][1])
+    assert list(d["roi_source"][[0, 5, 6]]) == [0, 0, 0] and not d["detected"][[0, 5, 6]].any()
+    assert d["detected"][[1, 2, 3, 4, 7]].all()
+    assert np.allclose(d["exp"][0], d["exp"][1])  # nearest fitted frame
+    assert np.allclose(d["exp"][5], d["exp"][4] + (d["exp"][7] - d["exp"][4]) / 3, atol=1e-5)
 
 
 def test_seeded_fit_needs_matching_boxes(face_model, crops, tmp_path):
