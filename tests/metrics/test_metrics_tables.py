@@ -458,6 +458,6 @@ def test_mead_clips_datasets_fill_table_one_once(tmp_path):
     )
     t1 = TB.build_all([p], [f], spec, tmp_path, tmp_path / "tables")["table_I"]
     meas = t1[t1["Source"] == "measured"]
-    assert list(meas["Dataset"]) == ["mead"] and meas.iloc[0]["PSNR ↑"] == "25.000"
+    assert list(meas["Dataset"]) == ["mead"] and meas.iloc[0]["PSNR (full frame) ↑"] == "25.000"
     paper = t1[t1["Source"] == "paper"]
     assert paper["Method"].is_unique and "Ours" in set(paper["Method"])
