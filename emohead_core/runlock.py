@@ -137,7 +137,7 @@ def hold_results_lock(results_dir: str | os.PathLike, log=print) -> Path:
     f.flush()
     _held[key] = f
     if log is not None:
-        log(f"holding {path} for this run (a second run on {results_dir} waits for it to end)")
+        log(f"holding {path} for this run (a second run on {results_dir} is refused while this one runs)")
     return path
 
 
