@@ -327,6 +327,9 @@ def _measured_cells(look: Lookup, ds: str, method: str, cols, human_note: str) -
         if gt and not _ref_free(metric):
             cells.append("-")
             continue
+        if method in RENDER_BASELINES and metric == EMOTION_CONTROL:  # no emotion edit to measure
+            cells.append("-")
+            continue
         vals = tuple(get(m) for m in metric) if isinstance(metric, tuple) else get(metric)
         cells.append(_cell(vals, dec))
     return cells

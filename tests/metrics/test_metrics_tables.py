@@ -227,6 +227,7 @@ def test_head_region_columns_and_the_trivial_baselines_beside_ours(built):
     assert last["PSNR (full frame) ↑"] == "33.000" and last["SSIM (head) ↑"] == "0.700"
     # the FID cell states its frame count: 2 clips x 6 frames pooled; gen = gt + 0.5 on 16 dims
     assert last["FID frames"] == "12" and float(last["FID ↓"]) == pytest.approx(4.0, abs=1e-6)
+    assert last["Emotion control ↑"] == "-"  # a baseline has no emotion edit
     assert m.loc["Ours", "FID frames"] == "12" and m.loc["Groundtruth", "FID frames"] == "-"
     assert list(m.index)[-1] == "Groundtruth"  # under the methods and baselines of this run
     # per test clip: the renders and the baselines side by side
