@@ -255,8 +255,7 @@ def step_showcase(
 ) -> dict:
     """Rule render_showcase: emotion_switch.mp4, novel_views.png, and the measured emotion control
     (emotion_control.json / .png, intensity_sweep.png; see render/control.py)."""
-    from ..expression.extract import face_model_for_job
-    from .control import Reextractor, write_emotion_control
+    from .control import write_emotion_control
     from .infer import emotion_switch_video, novel_view_strip
 
     renderer, data = _renderer_and_data(model, prepared, rcfg, threads)
@@ -275,21 +274,12 @@ def step_showcase(
     novel_view_strip(
         renderer, data, out["novel_views"], yaws=tuple(rcfg.get("novel_yaws", (-30, -15, 0, 15, 30)))
     )
-    fm = face_model_for_job(
-        face_model_inputs["checkpoint"],
-        face_model_inputs["onnx"],
-        face_model_inputs["detector"],
-        face_model_inputs["bfm"],
-        expr_cfg,
-        threads=int(threads),
-    )
     ec = dict(rcfg["emotion_control"])
-    crop = int(np.median([c.get("crop_size", data.W) for c in data.clips]))
     doc = write_emotion_control(
         renderer,
         data,
         hyperplanes,
-        Reextractor(fm, crop),
+        subject_reextractor(data, face_model_inputs, expr_cfg, threads),
         out,
         taus=tuple(ec["taus"]),
         n_frames=int(ec["frames"]),
@@ -306,6 +296,23 @@ def step_showcase(
     return dict(switch=switch, emotion_control=doc["summary"], measurable=doc["summary_tags"])
 
 
+def subject_reextractor(data, face_model_inputs: dict, expr_cfg: dict, threads: int):
+    """The expression stage's 3DDFA_V2 model as a re-extractor of a subject's frames at the crop
+    size the stage saw (render/control.py)."""
+    from ..expression.extract import face_model_for_job
+    from .control import Reextractor
+
+    fm = face_model_for_job(
+        face_model_inputs["checkpoint"],
+        face_model_inputs["onnx"],
+        face_model_inputs["detector"],
+        face_model_inputs["bfm"],
+        expr_cfg,
+        threads=int(threads),
+    )
+    return Reextractor(fm, int(np.median([c.get("crop_size", data.W) for c in data.clips])))
+
+
 def step_driven_emotion(
     videos: dict,
     prepared,
@@ -318,22 +325,13 @@ def step_driven_emotion(
 ) -> dict:
     """Rule render_driven_emotion: the tag accuracy of a subject's audio-driven test renders
     (3DDFA re-extracted, classified by the hyperplanes), beside its real held-out frames'."""
-    from ..expression.extract import face_model_for_job
     from ..io import write_json_atomic
-    from .control import Reextractor, measure_tag_accuracy
+    from .control import measure_tag_accuracy
     from .data import load_prepared
 
     data = load_prepared(prepared)
-    fm = face_model_for_job(
-        face_model_inputs["checkpoint"],
-        face_model_inputs["onnx"],
-        face_model_inputs["detector"],
-        face_model_inputs["bfm"],
-        expr_cfg,
-        threads=int(threads),
-    )
-    crop = int(np.median([c.get("crop_size", data.W) for c in data.clips]))
-    doc = measure_tag_accuracy(videos, data, hyperplanes, Reextractor(fm, crop))
+    reextract = subject_reextractor(data, face_model_inputs, expr_cfg, threads)
+    doc = measure_tag_accuracy(videos, data, hyperplanes, reextract)
     write_json_atomic(out_json, doc)
     log.info(
         "audio-driven renders classified as their tag: %s (real frames %s)",
