@@ -5,20 +5,17 @@ The renderer is asked for an emotion by editing its expression input along the t
 direction, alpha = alpha_0 + tau d_z (eq. 9; d_z is the hyperplane's normal in the whitened
 expression space, or the raw normal w_z with ``hyperplanes.edit_space: raw``, see
 :func:`emohead_core.expression.hyperplanes.edit_direction`). Whether the rendered face follows is
-measured the way Appendix B defines the emotion of an expression: the expression stage's 3DDFA_V2
-regressor re-extracts alpha from the rendered frames, and every hyperplane scores it (signed
-distance s_z = w_z . alpha + b_z). Per target tag z and intensity tau we report the mean s_z of
-the re-extracted alphas and the fraction of frames whose highest-scoring hyperplane is z; the
-same numbers for the subject's real frames of each tag are the reference (same resolution, same
-extraction). A renderer that follows its expression input shows s_z rising with tau.
+measured the way Appendix B defines the emotion of an expression, calibrated and on held-out
+frames only (:func:`measure_emotion_control`; docs/decisions.md, "Emotion control"): the
+instrument (the subject's real held-out frames, re-extracted at the render resolution and
+classified by the hyperplanes), then held-out base frames of the other tags' clips edited by
+alpha_0 + tau d_z, rendered, re-extracted by the expression stage's 3DDFA_V2 regressor and
+classified, with bootstrap intervals, and the summary over the measurable tags. Units of tau
+(``unit``):
 
-alpha_0: the ground-truth alphas of frames of the subject's neutral clips (test frames first),
-so the edit starts from a neutral face; poses of the same frames. Units of tau (``unit``):
-
-* ``person`` (default): tau = 1 moves alpha_0 along d_z until its mean s_z has risen as far as
-  the person's own frames of tag z lie from alpha_0 (the gap of their mean signed distances, in
-  the expression stage's alphas; at least one standard deviation, see ``std``): "as emotional as
-  the person's own z clips";
+* ``person`` (default): tau = 1 raises s_z by the gap between the mean s_z of the person's own
+  training frames of tag z and of their other training frames (at least one standard deviation,
+  see ``std``): "as emotional as the person's own z clips";
 * ``std``: tau d_z has standardised length tau under the subject's training alphas;
 * ``raw``: tau as in eq. (9), in alpha units along the unit vector d_z. The raw normal w_z puts
   its weight on low-variance dimensions, so with ``edit_space: raw`` tau = 1 is dozens of
