@@ -246,13 +246,8 @@ def _span_meta(data: SubjectData, k: int, audio, meta: dict | None) -> dict:
     )
 
 
-def write_test_clip(
-    renderer: Renderer, data: SubjectData, sample: str, out_dir, *, audio=None, meta: dict | None = None
-) -> dict:
-    """One test clip (its test span) rendered from its ground-truth alphas and poses:
-    ``out_dir/test_render.mp4``, ``test_gt.mp4`` (the same frames of the crop video at the render
-    resolution) and ``test_meta.json`` (frame range, tag, PSNR against the ground truth and of the
-    background-only baseline)."""
+def _test_span(data: SubjectData, sample: str, out_dir) -> tuple[Path, int, np.ndarray]:
+    """(output folder, created; clip index; its held-out frames) of a test clip's span."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     k = data.clip_index(sample)
@@ -263,6 +258,17 @@ def write_test_clip(
             path=data.path,
             fix="render only the subject's test clips.",
         )
+    return out_dir, k, idx
+
+
+def write_test_clip(
+    renderer: Renderer, data: SubjectData, sample: str, out_dir, *, audio=None, meta: dict | None = None
+) -> dict:
+    """One test clip (its test span) rendered from its ground-truth alphas and poses:
+    ``out_dir/test_render.mp4``, ``test_gt.mp4`` (the same frames of the crop video at the render
+    resolution) and ``test_meta.json`` (frame range, tag, PSNR against the ground truth and of the
+    background-only baseline)."""
+    out_dir, k, idx = _test_span(data, sample, out_dir)
     fps = data.fps(int(idx[0]))
     frames = render_frames(renderer, data, data.alpha[idx], pose_idx=idx, desc=f"render {sample}")
     gt = data.frames(idx)
@@ -434,16 +440,7 @@ def baseline_frames(data: SubjectData, k: int, name: str) -> tuple[np.ndarray, d
 def write_baseline_clip(data: SubjectData, sample: str, name: str, out_dir, *, audio=None, meta=None) -> dict:
     """One test clip's held-out span as baseline ``name``: ``out_dir/test_render.mp4``,
     ``test_gt.mp4``, ``test_mask.npz`` (encoded as the renders are) and ``test_meta.json``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    k = data.clip_index(sample)
-    idx = data.clip_test_frames(k)
-    if len(idx) == 0:
-        raise EmoheadInputError(
-            f"{sample!r} has no test frames in render subject {data.subject!r}.",
-            path=data.path,
-            fix="make baselines only of the subject's test clips.",
-        )
+    out_dir, k, idx = _test_span(data, sample, out_dir)
     frames, used = baseline_frames(data, k, name)
     gt, masks = data.frames(idx), data.masks(idx)
     fps = data.fps(int(idx[0]))
